@@ -1,0 +1,33 @@
+"""UMT models: the video ViT student, the CLIP teacher, the registry and checkpoint loading.
+
+Importing this package pulls in no trainer and no video decoder.
+"""
+
+from umt.models.checkpoints import (
+    convert_checkpoint,
+    detect_checkpoint,
+    load_checkpoint,
+    load_student,
+    load_teacher,
+    read_state_dict,
+    save_pretrained,
+)
+from umt.models.clip_teacher import CLIPTeacher
+from umt.models.registry import create_model, list_models, model_config, register_model
+from umt.models.video_vit import VideoViT
+
+__all__ = [
+    "CLIPTeacher",
+    "VideoViT",
+    "convert_checkpoint",
+    "create_model",
+    "detect_checkpoint",
+    "list_models",
+    "load_checkpoint",
+    "load_student",
+    "load_teacher",
+    "model_config",
+    "read_state_dict",
+    "register_model",
+    "save_pretrained",
+]
