@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import load_case
+from official_fixtures import load_case
 from umt.losses import uma_loss
 from umt.masking import num_kept_per_frame, semantic_mask
 from umt.models import load_checkpoint, load_student, load_teacher, save_pretrained

@@ -1,0 +1,191 @@
+"""Time one full stage-1 training step: teacher forward, semantic mask, student forward and
+backward on the kept tokens, AdamW step.
+
+CPU (default): the fixed size of the issue on 2 threads -- batch 4, 8 frames of 112x112, patch 16,
+student 384 wide x 12 deep x 6 heads, teacher 512 wide x 8 deep x 8 heads with 256-d output,
+4 aligned layers, mask ratio 0.8, drop path 0.1.
+
+GPU: ``--device cuda --preset umt-b16`` (batch 64, 8x224, CLIP-B/16 teacher, bf16 autocast) also
+prints peak memory and model FLOPs utilisation against ``--peak-flops`` (default 989e12, H100
+dense bf16). ``--compile`` compiles each student block.
+
+The last line printed is a JSON object (``median_s``, ``mean_s``, ``steps``, ``device``, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from umt.models import create_model
+from umt.train.optim import param_groups
+from umt.train.step import AlignedStudent, StepConfig, train_step
+
+PRESETS = {
+    # name: (batch, frames, size, student kwargs, teacher name, teacher kwargs, K, align_dim)
+    "cpu-fixed": dict(
+        batch=4,
+        frames=8,
+        size=112,
+        student=("umt-b16", dict(embed_dim=384, depth=12, num_heads=6, patch_size=16)),
+        teacher=("clip-b16", dict(width=512, layers=8, heads=8, output_dim=256, patch_size=16)),
+        K=4,
+    ),
+    "umt-b16": dict(
+        batch=64, frames=8, size=224, student=("umt-b16", {}), teacher=("clip-b16", {}), K=6
+    ),
+    "umt-l16": dict(
+        batch=32, frames=8, size=224, student=("umt-l16", {}), teacher=("clip-l14", {}), K=6
+    ),
+}
+
+
+def vit_flops(tokens: int, width: int, depth: int, mlp_ratio: float = 4.0) -> float:
+    """Forward FLOPs (2 per multiply-add) of ``depth`` ViT blocks over ``tokens`` tokens."""
+    dense = 2 * tokens * width * width * (4 + 2 * mlp_ratio)  # qkv, proj, mlp
+    attn = 2 * 2 * tokens * tokens * width  # q @ k^T and attn @ v
+    return depth * (dense + attn)
+
+
+def step_flops(student, teacher, batch: int, frames: int, size: int, ratio: float) -> float:
+    """Model FLOPs of one step: teacher forward on every token + 3 x student forward on the kept
+    tokens (forward + backward), patch embeddings and heads included."""
+    tp = teacher.patch_size
+    hw_t = (size // tp) ** 2
+    t_layers = max(teacher.return_indices) + 1
+    f = batch * frames * vit_flops(hw_t + 1, teacher.width, t_layers)
+    f += batch * frames * 2 * hw_t * teacher.width * 3 * tp * tp
+    hw = student.num_patches_per_frame
+    kept = frames * (hw - int(hw * ratio))
+    C = student.embed_dim
+    K = len(student.align_indices)
+    f += batch * kept * K * 2 * teacher.width * teacher.output_dim  # teacher projections
+    sp = size // int(hw**0.5)
+    s = batch * vit_flops(
+        kept,
+        C,
+        len(student.blocks),
+        student.blocks[0].mlp_ratio if hasattr(student.blocks[0], "mlp_ratio") else 4.0,
+    )
+    s += batch * frames * hw * 2 * C * 3 * sp * sp  # patch embedding (all tokens)
+    s += batch * kept * K * 2 * C * teacher.output_dim  # alignment heads
+    return f + 3 * s
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with native bf16 matmul (AMX or AVX512-BF16), read from /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--preset", default=None, choices=sorted(PRESETS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--compile", action="store_true", help="torch.compile each student block")
+    ap.add_argument("--fused", action="store_true", help="fused AdamW")
+    ap.add_argument("--peak-flops", type=float, default=989e12, help="peak bf16 FLOP/s")
+    ap.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="autocast dtype; auto: bf16 on GPU and on CPUs with native bf16 (AMX/AVX512-BF16)",
+    )
+    ap.add_argument("--mask-ratio", type=float, default=0.8)
+    ap.add_argument("--drop-path", type=float, default=0.1)
+    args = ap.parse_args()
+
+    device = torch.device(args.device)
+    preset_name = args.preset or ("cpu-fixed" if device.type == "cpu" else "umt-b16")
+    p = PRESETS[preset_name]
+    if device.type == "cpu":
+        torch.set_num_threads(args.threads)
+    prec = args.precision
+    if prec == "auto":
+        prec = "bf16" if device.type == "cuda" or cpu_has_fast_bf16() else "fp32"
+    amp = torch.bfloat16 if prec == "bf16" else None
+    torch.manual_seed(0)
+
+    s_name, s_kw = p["student"]
+    t_name, t_kw = p["teacher"]
+    teacher = create_model(
+        t_name, img_size=p["size"] if t_name != "clip-l14" else 196, return_layers=p["K"], **t_kw
+    ).to(device)
+    student = create_model(
+        s_name,
+        img_size=p["size"],
+        num_frames=p["frames"],
+        drop_path_rate=args.drop_path,
+        align_layers=p["K"],
+        align_dim=teacher.output_dim,
+        **s_kw,
+    ).to(device)
+    if args.compile:
+        for blk in student.blocks:
+            blk.compile()
+    model = AlignedStudent(student)
+    groups = param_groups(model, 0.05, student.no_weight_decay())
+    for g in groups:
+        g.pop("names")
+    opt = torch.optim.AdamW(
+        groups, lr=1e-4, betas=(0.9, 0.95), **({"fused": True} if args.fused else {})
+    )
+    cfg = StepConfig(
+        mask_ratio=args.mask_ratio, teacher_img_size=196 if t_name == "clip-l14" else None
+    )
+
+    B, T, S = p["batch"], p["frames"], p["size"]
+    g = torch.Generator().manual_seed(0)
+    video = torch.randn(B, 3, T, S, S, generator=g).to(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+    times = []
+    for i in range(args.warmup + args.steps):
+        seeds = list(range(i * B, (i + 1) * B))
+        sync()
+        t0 = time.perf_counter()
+        train_step(model, teacher, opt, [(video, seeds)], cfg, amp_dtype=amp)
+        sync()
+        if i >= args.warmup:
+            times.append(time.perf_counter() - t0)
+
+    med = statistics.median(times)
+    flops = step_flops(student, teacher, B, T, S, args.mask_ratio)
+    res = {
+        "median_s": round(med, 4),
+        "mean_s": round(statistics.fmean(times), 4),
+        "min_s": round(min(times), 4),
+        "steps": len(times),
+        "clips_per_s": round(B / med, 2),
+        "preset": preset_name,
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "torch": torch.__version__,
+        "compile": args.compile,
+        "precision": prec,
+        "fused_adamw": args.fused,
+        "model_tflops_per_step": round(flops / 1e12, 4),
+    }
+    if device.type == "cuda":
+        res["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        res["mfu"] = round(flops / med / args.peak_flops, 4)
+        res["peak_flops"] = args.peak_flops
+    print(f"{preset_name}: median {med:.3f}s/step, {B / med:.1f} clips/s over {len(times)} steps")
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()

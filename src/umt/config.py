@@ -1,0 +1,366 @@
+"""Typed configuration for stage-1 pretraining.
+
+A config is a tree of dataclasses loaded from YAML (a file path or a packaged recipe name such as
+``umt-b16-k710``) and adjusted with dotted overrides (``optim.lr=3e-4 data.num_frames=4``).
+Unknown keys and values of the wrong type are refused with the key named, before any work starts.
+
+A recipe may start with ``base: OTHER_RECIPE`` to inherit everything it does not set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+DEFAULT_RECIPE = "umt-tiny-synthetic"
+
+
+class ConfigError(ValueError):
+    """A config key or value is not valid; the message names the key."""
+
+
+# --------------------------------------------------------------------------- sections
+@dataclass
+class ModelConfig:
+    """The student (a ``VideoViT``). ``None`` fields keep the registry default of ``name``."""
+
+    name: str = "umt-b16"
+    patch_size: int | None = None
+    tubelet_size: int = 1
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_ratio: float | None = None
+    drop_path_rate: float = 0.1
+    pos_embed: str | None = None
+    grad_checkpointing: int = 0  # checkpoint the first N blocks (0 = off)
+    compile: bool = False  # torch.compile each student block
+
+
+@dataclass
+class TeacherConfig:
+    """The frozen CLIP teacher. ``weights: null`` means a randomly initialised teacher."""
+
+    name: str = "clip-b16"
+    weights: str | None = None
+    img_size: int | None = None  # teacher input resolution; None = data.input_size
+    patch_size: int | None = None
+    width: int | None = None
+    layers: int | None = None
+    heads: int | None = None
+    output_dim: int | None = None
+    return_layers: int = 6  # K aligned layers
+    normalize: bool = True  # l2-normalise the targets (stage 1)
+
+
+@dataclass
+class DataConfig:
+    """Training clips. ``train_list: null`` means the built-in synthetic set."""
+
+    train_list: str | None = None
+    root: str = ""  # prefix joined to relative paths in train_list
+    synthetic_root: str | None = None  # default: $UMT_HOME/synthetic or ~/.cache/umt/synthetic
+    num_frames: int = 8
+    sampling: Literal["sparse", "dense"] = "sparse"
+    sampling_rate: int = 1
+    input_size: int = 224
+    scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
+    flip: bool = True
+    mean_std: Literal["imagenet", "clip"] = "imagenet"
+    teacher_norm: Literal["imagenet", "clip"] = "imagenet"
+    num_workers: int = 0
+
+
+@dataclass
+class MaskConfig:
+    kind: Literal["attention"] = "attention"
+    ratio: float = 0.8
+
+
+@dataclass
+class LossConfig:
+    kind: Literal["l2", "mse"] = "l2"  # l2: mean(2 - 2cos) of l2-normalised features
+    weight: float = 1.0
+
+
+@dataclass
+class OptimConfig:
+    """AdamW. ``lr``, ``min_lr`` and ``warmup_lr`` are per 256 clips when ``scale_lr``."""
+
+    lr: float = 1.5e-4
+    min_lr: float = 1e-5
+    warmup_lr: float = 1e-6
+    scale_lr: bool = True
+    weight_decay: float = 0.05
+    weight_decay_end: float | None = None  # None = constant weight decay
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    clip_grad: float | None = None
+    fused: bool = False
+
+
+@dataclass
+class ScheduleConfig:
+    epochs: int = 201
+    warmup_epochs: int = 40
+    warmup_steps: int = -1  # > 0 overrides warmup_epochs
+    steps_per_epoch: int | None = None  # None = clips // (batch x world x accum)
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 64  # per process
+    accum_steps: int = 1
+    seed: int = 0
+    max_steps: int | None = None  # stop after this optimizer step (None = full schedule)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    device: str = "auto"
+    output_dir: str | None = None  # None = runs/<recipe>-<timestamp>
+    resume: str | None = None  # null | auto | PATH
+    checkpoint_every: int = 1000  # optimizer steps; a checkpoint is also written at the end
+    keep_last: int = 3
+    log_every: int = 1
+    tensorboard: bool = True  # used only when tensorboard is installed
+    plot: bool = True
+    progress: bool = True
+
+
+@dataclass
+class DistConfig:
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"  # auto: ddp when world size > 1
+    backend: str = "auto"  # auto: nccl on GPU, gloo on CPU
+    timeout_min: int = 30
+
+
+@dataclass
+class Config:
+    recipe: str = DEFAULT_RECIPE
+    model: ModelConfig = field(default_factory=ModelConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- type checking
+def _suggest(key: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Return ``value`` as type ``tp`` or raise ``ConfigError`` naming ``key``."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: invalid value {value!r}")
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(
+                f"{key}: {value!r} is not one of {list(choices)}{_suggest(str(value), map(str, choices))}"
+            )
+        return value
+    if origin is list:
+        (item_tp,) = typing.get_args(tp) or (Any,)
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    raise ConfigError(f"{key}: unsupported type {tp}")
+
+
+def _build(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, refusing unknown keys."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            raise ConfigError(f"unknown config key '{full}'{_suggest(str(key), fields)}")
+        kwargs[key] = _coerce(value, hints[key], full)
+    return cls(**kwargs)
+
+
+# --------------------------------------------------------------------------- loading
+def list_recipes() -> list[str]:
+    """Names of the packaged recipes (``umt/configs/*.yaml``)."""
+    folder = resources.files("umt") / "configs"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def _read_recipe(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Read a YAML recipe (path or packaged name), resolving ``base:`` inheritance."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {name_or_path}")
+        text = path.read_text()
+    else:
+        res = resources.files("umt") / "configs" / f"{name_or_path}.yaml"
+        if not res.is_file():
+            raise ConfigError(
+                f"unknown recipe '{name_or_path}'{_suggest(name_or_path, list_recipes())}; "
+                f"packaged recipes: {', '.join(list_recipes())}"
+            )
+        text = res.read_text()
+    data = yaml.safe_load(text) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{name_or_path}: a config must be a YAML mapping")
+    data.setdefault("recipe", path.stem if path.suffix in (".yaml", ".yml") else name_or_path)
+    base = data.pop("base", None)
+    if base is not None:
+        if base in _seen:
+            raise ConfigError(f"recipe inheritance loops through '{base}'")
+        data = _merge(_read_recipe(base, (*_seen, base)), data)
+    return data
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.lr=3e-4"`` -> (["optim", "lr"], "3e-4" parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' is not of the form key.sub=value")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"override '{text}' has no key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
+    """Apply dotted overrides to a raw config mapping, checking each key exists."""
+    data = _merge({}, data)
+    for text in overrides:
+        parts, value = parse_override(text)
+        node: dict[str, Any] = data
+        cls: Any = Config
+        for i, part in enumerate(parts):
+            names = {f.name for f in dataclasses.fields(cls)}
+            where = ".".join(parts[: i + 1])
+            if part not in names:
+                raise ConfigError(f"unknown config key '{where}'{_suggest(part, names)}")
+            tp = typing.get_type_hints(cls)[part]
+            if i == len(parts) - 1:
+                node[part] = value
+            else:
+                if not dataclasses.is_dataclass(tp):
+                    raise ConfigError(f"config key '{where}' has no sub-keys")
+                if not isinstance(node.get(part), dict):
+                    node[part] = {}
+                node = node[part]
+                cls = tp
+    return data
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Build a checked ``Config`` from a mapping."""
+    cfg = _build(Config, data)
+    validate(cfg)
+    return cfg
+
+
+def load_config(name_or_path: str | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """Load a recipe (path or packaged name; default the tiny synthetic recipe) plus overrides."""
+    data = _read_recipe(name_or_path or DEFAULT_RECIPE)
+    data = apply_overrides(data, overrides)
+    return from_dict(data)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(cfg.to_yaml())
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that types alone cannot express."""
+    if not 0.0 <= cfg.mask.ratio < 1.0:
+        raise ConfigError(f"mask.ratio: must be in [0, 1), got {cfg.mask.ratio}")
+    if cfg.train.batch_size < 1:
+        raise ConfigError("train.batch_size: must be >= 1")
+    if cfg.train.accum_steps < 1:
+        raise ConfigError("train.accum_steps: must be >= 1")
+    if cfg.data.num_frames % cfg.model.tubelet_size:
+        raise ConfigError("data.num_frames: must be a multiple of model.tubelet_size")
+    if len(cfg.optim.betas) != 2:
+        raise ConfigError("optim.betas: needs two numbers")
+    if cfg.schedule.epochs < 1:
+        raise ConfigError("schedule.epochs: must be >= 1")
+    if cfg.train.max_steps is not None and cfg.train.max_steps < 0:
+        raise ConfigError("train.max_steps: must be >= 0")

@@ -1,0 +1,87 @@
+"""Video data for UMT: decoding, frame sampling, augmentation, datasets, faults, synthetic data.
+
+Public API (imported lazily; ``import umt.data`` loads neither torchvision nor av)::
+
+    from umt.data import (
+        build_dataset,          # build_dataset("train.csv" | "x.json" | "shards-{000..009}.tar" | "synthetic", **kw)
+        VideoDataset,           # map-style; dict(video [3,T,H,W], label, caption, index, path, faults)
+        ShardDataset,           # WebDataset tar shards, split by rank and worker
+        collate_videos,         # -> video [B,3,T,H,W], index long [B], label long [B], skipped, faults
+        FaultCounter, fault_summary, TooManyFaultsError,
+        ensure_synthetic_dataset, write_synthetic_dataset,
+        sample_seed, make_generator,
+        sparse_indices, dense_indices, eval_views,
+        read_frames, probe_video, get_decoder, VideoDecodeError,
+        build_pretrain_transform, build_finetune_transform, build_eval_transform, Mixup,
+        IMAGENET_MEAN, IMAGENET_STD, CLIP_MEAN, CLIP_STD,
+        check_annotations,
+    )
+
+Per-sample randomness comes from ``make_generator(sample_seed(seed, epoch, index))``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from umt.data.sampling import sample_seed
+
+_EXPORTS = {
+    "decode": [
+        "VideoDecodeError",
+        "VideoInfo",
+        "get_decoder",
+        "probe_video",
+        "read_frames",
+        "available_backends",
+        "PyAVDecoder",
+    ],
+    "sampling": [
+        "make_generator",
+        "sparse_indices",
+        "dense_indices",
+        "sample_indices",
+        "eval_views",
+        "min_frames_needed",
+    ],
+    "transforms": [
+        "IMAGENET_MEAN",
+        "IMAGENET_STD",
+        "CLIP_MEAN",
+        "CLIP_STD",
+        "Mixup",
+        "build_pretrain_transform",
+        "build_finetune_transform",
+        "build_eval_transform",
+    ],
+    "faults": ["FaultCounter", "TooManyFaultsError", "VideoFault"],
+    "datasets": [
+        "VideoDataset",
+        "ShardDataset",
+        "VideoRecord",
+        "collate_videos",
+        "build_dataset",
+        "load_annotations",
+        "detect_format",
+        "fault_summary",
+    ],
+    "synth": ["ensure_synthetic_dataset", "write_synthetic_dataset", "CLASSES"],
+    "check": ["check_annotations", "CheckReport"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = ["sample_seed", *sorted(_WHERE)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'umt.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"umt.data.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

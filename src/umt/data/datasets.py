@@ -1,0 +1,873 @@
+"""Datasets: annotation formats, the map-style :class:`VideoDataset`, tar shards, collate.
+
+Annotation formats (``load_annotations(path, format="auto")``):
+
+* ``"list"`` — Kinetics style, one video per line: ``path label``, ``path,label``, ``path`` or
+  (extracted frames, TSN style) ``folder num_frames label``; ``.txt``/``.csv``, header optional.
+* ``"ssv2"`` — Something-Something-v2 JSON: ``[{"id": "123", "label": "...", "template":
+  "... [something] ..."}]`` with a ``labels.json`` ``{"name": "index"}`` next to it (or ``labels=``).
+* ``"video_text"`` — WebVid style JSON ``[{"video": path, "caption": str | [str]}]``.
+* ``"image_text"`` — CC3M style JSON ``[{"image": path, "caption": str | [str]}]``.
+* ``"wds"`` — WebDataset tar shards (``.tar``, brace patterns), see :class:`ShardDataset`.
+
+Relative paths are resolved against ``root`` (default: the annotation file's folder). A path
+that is a folder is read as extracted frames (``img_00001.jpg`` ...). Images are one-frame
+videos (T=1).
+
+Determinism: sample ``i`` in epoch ``e`` draws everything (frame positions, augmentation,
+replacement of a broken file, caption choice) from ``make_generator(sample_seed(seed, e, i))``;
+nothing depends on worker ids or the global RNG. ``set_epoch`` only reaches DataLoader
+workers that are (re)started after it, so use ``persistent_workers=False`` or index the
+dataset with ``(epoch, index)`` tuples.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset
+
+from umt.data.faults import FaultCounter, TooManyFaultsError, VideoFault
+from umt.data.sampling import (
+    eval_views,
+    make_generator,
+    min_frames_needed,
+    sample_indices,
+    sample_seed,
+)
+
+__all__ = [
+    "VideoRecord",
+    "detect_format",
+    "load_annotations",
+    "VideoDataset",
+    "ShardDataset",
+    "collate_videos",
+    "build_dataset",
+    "build_clip_transform",
+    "fault_summary",
+    "VIDEO_EXTENSIONS",
+    "IMAGE_EXTENSIONS",
+]
+
+VIDEO_EXTENSIONS = (
+    ".mp4",
+    ".avi",
+    ".webm",
+    ".mkv",
+    ".mov",
+    ".m4v",
+    ".flv",
+    ".mpg",
+    ".mpeg",
+    ".gif",
+)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+FORMATS = ("list", "ssv2", "video_text", "image_text", "wds")
+
+
+@dataclass
+class VideoRecord:
+    """One annotated sample: resolved path, optional label / caption(s), frame-count hint."""
+
+    path: str
+    label: int | None = None
+    caption: str | list[str] | None = None
+    num_frames: int | None = None  # for extracted-frame folders listed TSN style
+
+    @property
+    def is_image(self) -> bool:
+        return self.path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+# --------------------------------------------------------------------------- annotation files
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve(path: str, root: Path) -> str:
+    p = Path(path)
+    return os.fspath(p if p.is_absolute() else root / p)
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """The annotation format of ``path`` (by extension, then by JSON content)."""
+    text = os.fspath(path)
+    if text.endswith(".tar") or (".tar" in text and "{" in text):
+        return "wds"
+    if text.lower().endswith((".json", ".jsonl")):
+        entries = _read_json_list(Path(text))
+        if not entries:
+            raise ValueError(f"{text}: the JSON annotation list is empty")
+        first = entries[0]
+        if not isinstance(first, dict):
+            raise ValueError(f"{text}: expected a JSON list of objects, got {type(first).__name__}")
+        if "video" in first:
+            return "video_text"
+        if "image" in first:
+            return "image_text"
+        if "id" in first:
+            return "ssv2"
+        raise ValueError(
+            f"{text}: cannot tell the JSON format from keys {sorted(first)}; expected "
+            "'video' (video-text), 'image' (image-text) or 'id' (SSv2)"
+        )
+    return "list"
+
+
+def _read_json_list(path: Path) -> list[Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: annotation file not found")
+    raw = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".jsonl":
+            data = [json.loads(line) for line in raw.splitlines() if line.strip()]
+        else:
+            data = json.loads(raw)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if isinstance(data, dict):
+        for key in ("annotations", "data", "videos", "items"):
+            if isinstance(data.get(key), list):
+                return data[key]
+        raise ValueError(f"{path}: expected a JSON list (or a dict with an 'annotations' list)")
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list, got {type(data).__name__}")
+    return data
+
+
+def _parse_list(path: Path, root: Path) -> list[VideoRecord]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: annotation file not found")
+    records = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    data_lines = [
+        (n, line.strip())
+        for n, line in enumerate(lines, 1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    for pos, (lineno, line) in enumerate(data_lines):
+        if "," in line:
+            parts = [p.strip() for p in line.split(",")]
+        else:
+            parts = line.split()
+        if len(parts) >= 3 and _is_int(parts[-1]) and _is_int(parts[-2]) and "," not in line:
+            # TSN frame-folder style: folder num_frames label
+            rel, count, label = " ".join(parts[:-2]), int(parts[-2]), int(parts[-1])
+            records.append(VideoRecord(_resolve(rel, root), label, num_frames=count))
+            continue
+        if len(parts) == 1:
+            records.append(VideoRecord(_resolve(parts[0], root)))
+            continue
+        if not _is_int(parts[-1]):
+            if pos == 0:
+                continue  # a header line
+            raise ValueError(f"{path}:{lineno}: label {parts[-1]!r} is not an integer")
+        rel = ",".join(parts[:-1]) if "," in line else " ".join(parts[:-1])
+        records.append(VideoRecord(_resolve(rel, root), int(parts[-1])))
+    return records
+
+
+def _caption_of(entry: dict, path: Path, n: int) -> str | list[str] | None:
+    for key in ("caption", "captions", "text", "txt"):
+        if key in entry:
+            value = entry[key]
+            if isinstance(value, str) or (
+                isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+            ):
+                return value
+            raise ValueError(f"{path}: entry {n}: '{key}' must be a string or a list of strings")
+    return None
+
+
+def _label_of(entry: dict, mapping: dict[str, int] | None, path: Path, n: int) -> int | None:
+    value = entry.get("label", entry.get("template"))
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and _is_int(value):
+        return int(value)
+    name = str(value).replace("[", "").replace("]", "")
+    if mapping is None:
+        raise ValueError(
+            f"{path}: entry {n}: label {value!r} is a name but no label mapping was found"
+        )
+    if name not in mapping:
+        raise ValueError(f"{path}: entry {n}: label {name!r} is not in the label mapping")
+    return mapping[name]
+
+
+def _load_label_map(labels: str | os.PathLike | dict | None, path: Path) -> dict[str, int] | None:
+    if isinstance(labels, dict):
+        return {str(k): int(v) for k, v in labels.items()}
+    candidates = (
+        [Path(labels)]
+        if labels is not None
+        else [
+            path.parent / "labels.json",
+            path.parent / "something-something-v2-labels.json",
+        ]
+    )
+    for cand in candidates:
+        if cand.is_file():
+            data = json.loads(cand.read_text(encoding="utf-8"))
+            if isinstance(data, list):  # a list of names: index = position
+                return {str(name): i for i, name in enumerate(data)}
+            return {str(k): int(v) for k, v in data.items()}
+        if labels is not None:
+            raise FileNotFoundError(f"{cand}: label mapping file not found")
+    return None
+
+
+def _parse_json(
+    path: Path, root: Path, fmt: str, labels: Any, video_ext: str | None
+) -> list[VideoRecord]:
+    entries = _read_json_list(path)
+    mapping = _load_label_map(labels, path) if fmt == "ssv2" else None
+    if fmt == "ssv2" and mapping is None:
+        names = sorted(
+            {
+                str(e.get("label", e.get("template", ""))).replace("[", "").replace("]", "")
+                for e in entries
+                if isinstance(e, dict)
+            }
+            - {""}
+        )
+        if names and not all(_is_int(n) for n in names):
+            warnings.warn(
+                f"{path}: no labels.json found; numbering {len(names)} label names alphabetically",
+                stacklevel=3,
+            )
+            mapping = {name: i for i, name in enumerate(names)}
+    ext = video_ext
+    records = []
+    for n, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: entry {n} is not a JSON object")
+        if fmt == "ssv2":
+            if "id" not in entry:
+                raise ValueError(f"{path}: entry {n} has no 'id'")
+            vid = str(entry["id"])
+            if ext is None:
+                ext = next(
+                    (e for e in (".webm", ".mp4", ".mkv", ".avi") if (root / (vid + e)).exists()),
+                    ".webm",
+                )
+            rel = vid if Path(vid).suffix.lower() in VIDEO_EXTENSIONS else vid + ext
+        else:
+            key = "video" if fmt == "video_text" else "image"
+            rel = entry.get(key) or entry.get("video") or entry.get("image") or entry.get("path")
+            if not isinstance(rel, str):
+                raise ValueError(f"{path}: entry {n} has no '{key}' path")
+        records.append(
+            VideoRecord(
+                _resolve(rel, root), _label_of(entry, mapping, path, n), _caption_of(entry, path, n)
+            )
+        )
+    return records
+
+
+def load_annotations(
+    path: str | os.PathLike,
+    format: str = "auto",
+    root: str | os.PathLike | None = None,
+    labels: str | os.PathLike | dict | None = None,
+    video_ext: str | None = None,
+) -> list[VideoRecord]:
+    """Parse an annotation file into records with resolved paths.
+
+    ``root`` prefixes relative paths (default: the annotation file's folder); ``labels`` is the
+    SSv2 name->index mapping (file or dict); ``video_ext`` the SSv2 file extension (default:
+    detected from the first id found on disk, else ``.webm``).
+    """
+    ann = Path(path)
+    fmt = detect_format(ann) if format == "auto" else format
+    if fmt not in FORMATS:
+        raise ValueError(
+            f"unknown annotation format {format!r}; choose from auto, {', '.join(FORMATS)}"
+        )
+    if fmt == "wds":
+        raise ValueError(f"{ann}: tar shards are streamed with ShardDataset, not listed")
+    base = Path(root) if root is not None else ann.parent
+    if fmt == "list":
+        records = _parse_list(ann, base)
+    else:
+        records = _parse_json(ann, base, fmt, labels, video_ext)
+    if not records:
+        raise ValueError(f"{ann}: no samples in the annotation file")
+    return records
+
+
+# --------------------------------------------------------------------------- readers
+_FRAME_FILE_CACHE: dict[str, list[str]] = {}
+
+
+def _frame_files(folder: str) -> list[str]:
+    files = _FRAME_FILE_CACHE.get(folder)
+    if files is None:
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+        if len(_FRAME_FILE_CACHE) > 100_000:
+            _FRAME_FILE_CACHE.clear()
+        _FRAME_FILE_CACHE[folder] = files
+    return files
+
+
+def _read_image(source: str | bytes, name: str) -> np.ndarray:
+    """An image as uint8 ``[H, W, 3]``."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            return np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise VideoFault(name, "file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise VideoFault(name, f"cannot read image ({err})") from None
+
+
+# --------------------------------------------------------------------------- transform factory
+def build_clip_transform(
+    train: bool = True,
+    augment: str = "pretrain",
+    input_size: int = 224,
+    scales: Sequence[float] = (1, 0.875, 0.75, 0.66),
+    flip: bool = True,
+    mean: str | Sequence[float] = "imagenet",
+    std: str | Sequence[float] | None = None,
+    rand_augment: bool = False,
+    erase_prob: float = 0.0,
+    short_side: int | None = None,
+    num_crops: int = 1,
+) -> Callable:
+    """The clip transform a dataset uses: ``[T, 3, H, W]`` uint8 -> ``[3, T, S, S]`` float."""
+    from umt.data import transforms as T
+
+    if not train:
+        return T.build_eval_transform(
+            input_size, short_side, "three" if num_crops == 3 else "center", mean, std
+        )
+    if augment == "pretrain":
+        return T.build_pretrain_transform(input_size, scales, flip, mean, std)
+    if augment == "finetune":
+        return T.build_finetune_transform(
+            input_size,
+            flip=flip,
+            rand_augment=rand_augment,
+            erase_prob=erase_prob,
+            mean=mean,
+            std=std,
+        )
+    raise ValueError(f"augment must be 'pretrain' or 'finetune', got {augment!r}")
+
+
+# --------------------------------------------------------------------------- clip loading
+class _ClipLoader:
+    """Shared logic: turn a source into a transformed clip, raising VideoFault when unusable."""
+
+    def __init__(
+        self,
+        num_frames: int,
+        sampling: str,
+        frame_stride: int,
+        train: bool,
+        min_frames: int | None,
+        backend: str,
+        transform: Callable,
+        image_repeat: int,
+    ) -> None:
+        if sampling not in ("sparse", "dense"):
+            raise ValueError(f"sampling must be 'sparse' or 'dense', got {sampling!r}")
+        self.num_frames = num_frames
+        self.sampling = sampling
+        self.frame_stride = frame_stride
+        self.train = train
+        self.min_frames = (
+            min_frames_needed(num_frames, sampling) if min_frames is None else min_frames
+        )
+        self.backend = backend
+        self.transform = transform
+        self.image_repeat = image_repeat
+        self._decoder: Any = None
+
+    @property
+    def decoder(self) -> Any:
+        if self._decoder is None:
+            from umt.data.decode import get_decoder
+
+            self._decoder = get_decoder(self.backend)
+        return self._decoder
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_decoder"] = None
+        return state
+
+    def _indices(
+        self, n: int, name: str, gen: torch.Generator, position: float | None
+    ) -> list[int]:
+        if n < self.min_frames:
+            raise VideoFault(
+                name, f"too short: {n} frame(s), a clip needs at least {self.min_frames}"
+            )
+        return sample_indices(
+            n, self.num_frames, self.sampling, self.frame_stride, self.train, gen, position
+        )
+
+    def frames(
+        self,
+        source: str | bytes,
+        name: str,
+        gen: torch.Generator,
+        position: float | None,
+        kind: str | None = None,
+    ) -> np.ndarray:
+        """uint8 ``[T, H, W, 3]`` for one sample."""
+        from umt.data.decode import VideoDecodeError
+
+        is_image = kind == "image" or (kind is None and name.lower().endswith(IMAGE_EXTENSIONS))
+        if is_image:
+            return np.repeat(_read_image(source, name)[None], self.image_repeat, axis=0)
+        if isinstance(source, str) and os.path.isdir(source):
+            files = _frame_files(source)
+            idx = self._indices(len(files), name, gen, position)
+            return np.stack([_read_image(os.path.join(source, files[i]), name) for i in idx])
+        try:
+            dec = self.decoder
+            if hasattr(dec, "read_sampled"):
+                return dec.read_sampled(
+                    source,
+                    lambda info: self._indices(info.num_frames, name, gen, position),
+                    name=name,
+                )
+            info = dec.probe(source, name=name)
+            return dec.read(source, self._indices(info.num_frames, name, gen, position), name=name)
+        except VideoDecodeError as err:
+            raise VideoFault(name, err.problem) from None
+
+    def clip(
+        self,
+        source: str | bytes,
+        name: str,
+        gen: torch.Generator,
+        position: float | None = None,
+        crop_index: int | None = None,
+        kind: str | None = None,
+    ) -> torch.Tensor:
+        """The transformed clip, float ``[3, T, S, S]``."""
+        frames = self.frames(source, name, gen, position, kind)
+        video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # [T, 3, H, W]
+        return self.transform(video, generator=gen, crop_index=crop_index)
+
+
+_PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, TooManyFaultsError, KeyboardInterrupt)
+
+
+# --------------------------------------------------------------------------- map-style dataset
+class VideoDataset(Dataset):
+    """Map-style video (or image) dataset over an annotation file or a list of records.
+
+    ``__getitem__(i)`` returns ``{"video": float [3, T, S, S], "label": int, "caption": str,
+    "index": i, "path": str, "faults": [(path, reason)], ...}`` ("label"/"caption" only when
+    annotated). A broken sample is replaced by another one chosen from
+    ``(seed, epoch, index, attempt)``, at most ``max_retries`` times; each is warned about once,
+    counted in ``self.faults`` and reported in the sample's ``"faults"``.
+
+    Args:
+        annotations: annotation file path or a list of :class:`VideoRecord`.
+        num_frames / sampling / frame_stride: the clip (``"sparse"`` segments or ``"dense"``).
+        min_frames: shortest usable video (default :func:`min_frames_needed`: ``num_frames`` for
+            dense, ``ceil(num_frames/2)`` (>= 2) for sparse); shorter ones are skipped as faults.
+        train: random sampling + augmentation; else centred sampling + eval transform, with
+            ``num_clips x num_crops`` views per video (dataset length multiplies).
+        augment: ``"pretrain"`` (multi-scale crop + flip) or ``"finetune"`` (RRC, flip,
+            RandAugment, erasing) when ``train``.
+        mean / std: ``"imagenet"`` / ``"clip"`` or triples.
+        transform: a callable ``(video [T,3,H,W] uint8, generator=, crop_index=)`` replacing the
+            built-in one.
+        seed: base seed; see :func:`umt.data.sample_seed`.
+    """
+
+    def __init__(
+        self,
+        annotations: str | os.PathLike | Sequence[VideoRecord],
+        root: str | os.PathLike | None = None,
+        format: str = "auto",
+        num_frames: int = 8,
+        sampling: str = "sparse",
+        frame_stride: int = 4,
+        input_size: int = 224,
+        train: bool = True,
+        augment: str = "pretrain",
+        scales: Sequence[float] = (1, 0.875, 0.75, 0.66),
+        flip: bool = True,
+        mean: str | Sequence[float] = "imagenet",
+        std: str | Sequence[float] | None = None,
+        rand_augment: bool = False,
+        erase_prob: float = 0.0,
+        short_side: int | None = None,
+        num_clips: int = 1,
+        num_crops: int = 1,
+        transform: Callable | None = None,
+        seed: int = 0,
+        backend: str = "auto",
+        min_frames: int | None = None,
+        max_retries: int = 10,
+        max_fail_ratio: float = 0.5,
+        labels: str | os.PathLike | dict | None = None,
+        image_repeat: int = 1,
+    ) -> None:
+        if isinstance(annotations, (str, os.PathLike)):
+            self.source = os.fspath(annotations)
+            self.records = load_annotations(annotations, format, root, labels)
+        else:
+            self.source = "<records>"
+            self.records = list(annotations)
+            if not self.records:
+                raise ValueError("VideoDataset: no records given")
+        if transform is None:
+            transform = build_clip_transform(
+                train,
+                augment,
+                input_size,
+                scales,
+                flip,
+                mean,
+                std,
+                rand_augment,
+                erase_prob,
+                short_side,
+                num_crops,
+            )
+        self.loader = _ClipLoader(
+            num_frames, sampling, frame_stride, train, min_frames, backend, transform, image_repeat
+        )
+        self.train = train
+        self.views = (
+            eval_views(1, 1, sampling) if train else eval_views(num_clips, num_crops, sampling)
+        )
+        self.seed = int(seed)
+        self.epoch = 0
+        self.max_retries = max(0, int(max_retries))
+        self.faults = FaultCounter(max_fail_ratio=max_fail_ratio)
+
+    @property
+    def num_videos(self) -> int:
+        return len(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records) * len(self.views)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch used in every sample's seed."""
+        self.epoch = int(epoch)
+
+    def fault_summary(self) -> str:
+        """This process's tally, e.g. ``"3 of 240,000 videos skipped (3 too short)"``."""
+        return self.faults.summary(len(self.records))
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, index = (
+            (int(item[0]), int(item[1])) if isinstance(item, tuple) else (self.epoch, int(item))
+        )
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        nviews = len(self.views)
+        record_index, view = divmod(index, nviews)
+        view_spec = self.views[view]
+        position = None if self.train else view_spec.position
+        faults: list[tuple[str, str]] = []
+        current = record_index
+        for attempt in range(self.max_retries + 1):
+            record = self.records[current]
+            gen = make_generator(sample_seed(self.seed, epoch, index))
+            try:
+                video = self.loader.clip(record.path, record.path, gen, position, view_spec.crop)
+            except _PROGRAMMING_ERRORS:
+                raise
+            except Exception as err:  # noqa: BLE001 - any unreadable file is a fault, not a crash
+                reason = (
+                    err.reason if isinstance(err, VideoFault) else f"{type(err).__name__}: {err}"
+                )
+                self.faults.record(record.path, reason)
+                faults.append((record.path, reason))
+                self.faults.check()
+                pick = make_generator(sample_seed(self.seed, epoch, index, attempt + 1))
+                current = int(torch.randint(0, len(self.records), (1,), generator=pick).item())
+                continue
+            self.faults.record_success()
+            sample: dict[str, Any] = {
+                "video": video,
+                "index": index,
+                "record_index": current,
+                "path": record.path,
+                "faults": faults,
+            }
+            if record.label is not None:
+                sample["label"] = record.label
+            if record.caption is not None:
+                caps = record.caption
+                if isinstance(caps, list):
+                    k = (
+                        int(torch.randint(0, len(caps), (1,), generator=gen).item())
+                        if self.train
+                        else 0
+                    )
+                    caps = caps[k]
+                sample["caption"] = caps
+            if not self.train and nviews > 1:
+                sample["view"] = view
+            return sample
+        listing = "; ".join(f"{p}: {r}" for p, r in faults[-3:])
+        raise TooManyFaultsError(
+            f"{self.source}: sample {index}: {self.max_retries + 1} attempts all failed ({listing})"
+        )
+
+
+# --------------------------------------------------------------------------- tar shards
+def _expand_urls(urls: str | Sequence[str]) -> list[str]:
+    from braceexpand import braceexpand
+
+    items = [urls] if isinstance(urls, str) else list(urls)
+    out: list[str] = []
+    for item in items:
+        for part in str(item).split("::"):
+            out.extend(braceexpand(part))
+    if not out:
+        raise ValueError("no tar shards given")
+    return out
+
+
+def _iter_tar(path: str) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """``(key, {extension: bytes})`` groups of a WebDataset tar, in order."""
+    key: str | None = None
+    group: dict[str, bytes] = {}
+    with tarfile.open(path, mode="r|*") as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            name = member.name
+            base = os.path.basename(name)
+            if "." not in base or base.startswith("."):
+                continue
+            stem, ext = base.split(".", 1)
+            sample_key = os.path.join(os.path.dirname(name), stem)
+            if key is not None and sample_key != key:
+                yield key, group
+                group = {}
+            key = sample_key
+            handle = tar.extractfile(member)
+            group[ext.lower()] = handle.read() if handle is not None else b""
+    if key is not None:
+        yield key, group
+
+
+class ShardDataset(IterableDataset):
+    """Streams WebDataset-style tar shards: ``KEY.mp4``/``KEY.jpg`` plus ``KEY.cls`` (label),
+    ``KEY.txt`` (caption) or ``KEY.json`` (``{"label", "caption"}``).
+
+    Shards are shuffled per epoch from the seed, then split by rank (``rank``/``world_size`` or
+    ``torch.distributed``) and by DataLoader worker. A broken sample is skipped (counted,
+    warned, reported in the next yielded sample's ``"faults"``). ``"index"`` is
+    ``shard_number * 2**24 + position``; it seeds the sample like in :class:`VideoDataset`.
+    """
+
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        num_frames: int = 8,
+        sampling: str = "sparse",
+        frame_stride: int = 4,
+        input_size: int = 224,
+        train: bool = True,
+        augment: str = "pretrain",
+        scales: Sequence[float] = (1, 0.875, 0.75, 0.66),
+        flip: bool = True,
+        mean: str | Sequence[float] = "imagenet",
+        std: str | Sequence[float] | None = None,
+        transform: Callable | None = None,
+        seed: int = 0,
+        backend: str = "auto",
+        min_frames: int | None = None,
+        shuffle_shards: bool = True,
+        rank: int | None = None,
+        world_size: int | None = None,
+        max_fail_ratio: float = 0.5,
+        image_repeat: int = 1,
+    ) -> None:
+        self.urls = _expand_urls(urls)
+        if transform is None:
+            transform = build_clip_transform(train, augment, input_size, scales, flip, mean, std)
+        self.loader = _ClipLoader(
+            num_frames, sampling, frame_stride, train, min_frames, backend, transform, image_repeat
+        )
+        self.train = train
+        self.seed = int(seed)
+        self.epoch = 0
+        self.shuffle_shards = shuffle_shards
+        self.rank = rank
+        self.world_size = world_size
+        self.faults = FaultCounter(max_fail_ratio=max_fail_ratio)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch used in shard shuffling and sample seeds."""
+        self.epoch = int(epoch)
+
+    def fault_summary(self) -> str:
+        return self.faults.summary()
+
+    def shards_for_this_worker(self) -> list[tuple[int, str]]:
+        """``(shard_number, url)`` this rank and worker reads this epoch."""
+        order = list(range(len(self.urls)))
+        if self.shuffle_shards:
+            gen = make_generator(sample_seed(self.seed, self.epoch, -1))
+            order = torch.randperm(len(order), generator=gen).tolist()
+        rank, world = self.rank, self.world_size
+        if rank is None or world is None:
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+            else:
+                rank, world = 0, 1
+        mine = order[rank::world]
+        info = torch.utils.data.get_worker_info()
+        if info is not None:
+            mine = mine[info.id :: info.num_workers]
+        return [(i, self.urls[i]) for i in mine]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        pending: list[tuple[str, str]] = []
+        for shard_number, url in self.shards_for_this_worker():
+            try:
+                groups = _iter_tar(url)
+                for position, (key, group) in enumerate(groups):
+                    name = f"{url}:{key}"
+                    index = shard_number * 2**24 + position
+                    sample = self._sample(name, group, index)
+                    if sample is None:
+                        continue
+                    sample["faults"] = pending
+                    pending = []
+                    yield sample
+            except (OSError, tarfile.TarError, EOFError) as err:
+                reason = f"cannot read tar shard ({err})"
+                self.faults.record(url, reason)
+                pending.append((url, reason))
+
+    def _sample(self, name: str, group: dict[str, bytes], index: int) -> dict[str, Any] | None:
+        video_ext = next((e for e in group if "." + e in VIDEO_EXTENSIONS), None)
+        image_ext = next((e for e in group if "." + e in IMAGE_EXTENSIONS), None)
+        gen = make_generator(sample_seed(self.seed, self.epoch, index))
+        label: int | None = None
+        caption: Any = None
+        try:
+            if "cls" in group:
+                label = int(group["cls"].decode().strip())
+            if "txt" in group:
+                caption = group["txt"].decode("utf-8").strip()
+            if "json" in group:
+                meta = json.loads(group["json"].decode("utf-8"))
+                label = meta.get("label", label)
+                caption = meta.get("caption", meta.get("text", caption))
+            if video_ext is None and image_ext is None:
+                raise VideoFault(name, f"no video or image member (has {sorted(group)})")
+            ext = video_ext or image_ext
+            video = self.loader.clip(
+                group[ext], f"{name}.{ext}", gen, kind="image" if video_ext is None else "video"
+            )
+        except _PROGRAMMING_ERRORS:
+            raise
+        except Exception as err:  # noqa: BLE001
+            reason = err.reason if isinstance(err, VideoFault) else f"{type(err).__name__}: {err}"
+            self.faults.record(name, reason)
+            self.faults.check()
+            return None
+        self.faults.record_success()
+        sample: dict[str, Any] = {"video": video, "index": index, "path": name}
+        if label is not None:
+            sample["label"] = int(label)
+        if caption is not None:
+            if isinstance(caption, list):
+                caption = caption[int(torch.randint(0, len(caption), (1,), generator=gen).item())]
+            sample["caption"] = caption
+        return sample
+
+
+# --------------------------------------------------------------------------- collate / factory
+def collate_videos(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples into a batch.
+
+    Returns ``{"video": [B, 3, T, H, W], "index": long [B], "label": long [B] (when all have
+    one), "caption": [str] (when any has one), "path": [str], "skipped": long scalar (faults met
+    while making this batch), "faults": [(path, reason)]}`` plus ``view``/``record_index``.
+    """
+    if not samples:
+        raise ValueError("collate_videos: empty batch")
+    shapes = {tuple(s["video"].shape) for s in samples}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"collate_videos: clips of different shapes {sorted(shapes)} in one batch "
+            f"(e.g. images (T=1) mixed with videos); batch them separately"
+        )
+    batch: dict[str, Any] = {
+        "video": torch.stack([s["video"] for s in samples]),
+        "index": torch.tensor([int(s["index"]) for s in samples], dtype=torch.long),
+        "path": [s.get("path", "") for s in samples],
+    }
+    if all("label" in s for s in samples):
+        batch["label"] = torch.tensor([int(s["label"]) for s in samples], dtype=torch.long)
+    if any("caption" in s for s in samples):
+        batch["caption"] = [s.get("caption", "") for s in samples]
+    for key in ("view", "record_index"):
+        if all(key in s for s in samples):
+            batch[key] = torch.tensor([int(s[key]) for s in samples], dtype=torch.long)
+    faults = [tuple(f) for s in samples for f in s.get("faults", ())]
+    batch["faults"] = faults
+    batch["skipped"] = torch.tensor(len(faults), dtype=torch.long)
+    return batch
+
+
+def fault_summary(dataset_or_counter: Any, total: int | None = None) -> str:
+    """Summary line for a dataset's (this process's) or a counter's faults."""
+    counter = getattr(dataset_or_counter, "faults", dataset_or_counter)
+    if total is None and hasattr(dataset_or_counter, "records"):
+        total = len(dataset_or_counter.records)
+    return counter.summary(total)
+
+
+def build_dataset(
+    kind_or_path: str | os.PathLike | Sequence[str], **kwargs: Any
+) -> VideoDataset | ShardDataset:
+    """A dataset from an annotation file (any format), tar shard pattern(s), or ``"synthetic"``.
+
+    ``"synthetic"`` (optionally ``"synthetic:train"``/``"synthetic:val"``) makes or reuses the
+    built-in dataset under ``kwargs.pop("synthetic_root", "data/umt-synthetic")``. Other
+    keyword arguments go to :class:`VideoDataset` or :class:`ShardDataset`.
+    """
+    if isinstance(kind_or_path, (list, tuple)):
+        return ShardDataset(list(kind_or_path), **kwargs)
+    text = os.fspath(kind_or_path)
+    if text.startswith("synthetic"):
+        from umt.data.synth import ensure_synthetic_dataset
+
+        split = text.split(":", 1)[1] if ":" in text else "train"
+        root = ensure_synthetic_dataset(kwargs.pop("synthetic_root", "data/umt-synthetic"))
+        return VideoDataset(root / f"{split}.csv", **kwargs)
+    fmt = kwargs.get("format", "auto")
+    if (fmt == "auto" and detect_format(text) == "wds") or fmt == "wds":
+        kwargs.pop("format", None)
+        return ShardDataset(text, **kwargs)
+    return VideoDataset(text, **kwargs)

@@ -1,0 +1,148 @@
+"""AdamW with the official UMT parameter groups and per-step cosine schedules."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from umt.config import Config
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, skip: Iterable[str] = ()
+) -> list[dict[str, object]]:
+    """Split trainable parameters into decay / no-decay groups.
+
+    No weight decay on 1-D parameters (norms, biases), ``*.bias``, position tables and the names
+    in ``skip`` (``model.no_weight_decay()``), as the official ``get_parameter_groups``.
+    """
+    skip = set(skip)
+    decay, no_decay = [], []
+    decay_names, no_decay_names = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        clean = _strip_wrappers(name)
+        leaf = clean.rsplit(".", 1)[-1]
+        if (
+            param.ndim <= 1
+            or clean.endswith(".bias")
+            or clean in skip
+            or leaf in skip
+            or "pos_embed" in leaf
+            or "position" in leaf
+        ):
+            no_decay.append(param)
+            no_decay_names.append(clean)
+        else:
+            decay.append(param)
+            decay_names.append(clean)
+    return [
+        {"params": decay, "weight_decay": weight_decay, "names": decay_names},
+        {"params": no_decay, "weight_decay": 0.0, "names": no_decay_names},
+    ]
+
+
+def _strip_wrappers(name: str) -> str:
+    """Drop the prefixes DDP / torch.compile / checkpoint wrappers add to parameter names."""
+    for prefix in ("module.", "_orig_mod.", "_checkpoint_wrapped_module."):
+        name = name.replace(prefix, "")
+    return name
+
+
+def build_optimizer(model: nn.Module, cfg: Config, lr: float) -> torch.optim.AdamW:
+    """AdamW over ``param_groups(model)``; ``lr`` is the already scaled peak learning rate."""
+    base = model.module if hasattr(model, "module") else model
+    skip = base.no_weight_decay() if hasattr(base, "no_weight_decay") else set()
+    groups = param_groups(model, cfg.optim.weight_decay, skip)
+    for g in groups:
+        g.pop("names")
+    kwargs: dict[str, object] = {}
+    if cfg.optim.fused:
+        kwargs["fused"] = True
+    return torch.optim.AdamW(
+        [g for g in groups if g["params"]],
+        lr=lr,
+        betas=tuple(cfg.optim.betas),
+        eps=cfg.optim.eps,
+        weight_decay=cfg.optim.weight_decay,
+        **kwargs,
+    )
+
+
+def cosine_scheduler(
+    base_value: float,
+    final_value: float,
+    epochs: int,
+    niter_per_ep: int,
+    warmup_epochs: int = 0,
+    start_warmup_value: float = 0.0,
+    warmup_steps: int = -1,
+) -> list[float]:
+    """Per-step values: linear warm-up from ``start_warmup_value`` to ``base_value`` over
+    ``warmup_epochs * niter_per_ep`` steps (or ``warmup_steps`` if > 0; both ends included, as
+    ``numpy.linspace``), then a half cosine from ``base_value`` to ``final_value``.
+    Same values as the official ``utils.cosine_scheduler``; length ``epochs * niter_per_ep``."""
+    total = epochs * niter_per_ep
+    warmup_iters = warmup_steps if warmup_steps > 0 else warmup_epochs * niter_per_ep
+    warmup_iters = min(warmup_iters, total)
+    values: list[float] = []
+    if warmup_iters > 0:
+        if warmup_iters == 1:
+            values.append(float(start_warmup_value))
+        else:
+            delta = (base_value - start_warmup_value) / (warmup_iters - 1)
+            values.extend(start_warmup_value + i * delta for i in range(warmup_iters))
+            values[-1] = float(base_value)
+    rest = total - warmup_iters
+    for i in range(rest):
+        values.append(
+            final_value + 0.5 * (base_value - final_value) * (1 + math.cos(math.pi * i / rest))
+        )
+    return values
+
+
+@dataclass
+class Schedules:
+    """Per-optimizer-step learning rate and weight decay, indexed by the global step."""
+
+    lr: list[float]
+    wd: list[float]
+
+    def __len__(self) -> int:
+        return len(self.lr)
+
+    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
+        """Set lr / weight decay of every group for ``step``; returns the lr."""
+        i = min(step, len(self.lr) - 1)
+        for group in optimizer.param_groups:
+            group["lr"] = self.lr[i] * group.get("lr_scale", 1.0)
+            if group["weight_decay"] > 0:
+                group["weight_decay"] = self.wd[i]
+        return self.lr[i]
+
+
+def scaled_lrs(cfg: Config, world_size: int) -> tuple[float, float, float, int]:
+    """(lr, min_lr, warmup_lr, total_batch): learning rates scaled by total batch / 256 when
+    ``optim.scale_lr`` (total = per-process batch x world size x accumulation steps)."""
+    total = cfg.train.batch_size * world_size * cfg.train.accum_steps
+    factor = total / 256.0 if cfg.optim.scale_lr else 1.0
+    o = cfg.optim
+    return o.lr * factor, o.min_lr * factor, o.warmup_lr * factor, total
+
+
+def build_schedules(cfg: Config, steps_per_epoch: int, world_size: int) -> Schedules:
+    lr, min_lr, warmup_lr, _ = scaled_lrs(cfg, world_size)
+    s = cfg.schedule
+    lrs = cosine_scheduler(
+        lr, min_lr, s.epochs, steps_per_epoch, s.warmup_epochs, warmup_lr, s.warmup_steps
+    )
+    wd_end = (
+        cfg.optim.weight_decay if cfg.optim.weight_decay_end is None else cfg.optim.weight_decay_end
+    )
+    wds = cosine_scheduler(cfg.optim.weight_decay, wd_end, s.epochs, steps_per_epoch)
+    return Schedules(lr=lrs, wd=wds)

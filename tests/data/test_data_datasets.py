@@ -1,0 +1,215 @@
+"""Annotation formats, the synthetic dataset, DataLoader determinism, shards, collate."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from data_videogen import pattern_frame, read_number
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from umt.data import (
+    CLASSES,
+    ShardDataset,
+    VideoDataset,
+    build_dataset,
+    collate_videos,
+    detect_format,
+    ensure_synthetic_dataset,
+    load_annotations,
+    read_frames,
+)
+
+SMALL = {"num_frames": 4, "input_size": 32, "backend": "pyav"}
+
+
+def test_list_formats(tmp_path, good_videos):
+    (tmp_path / "a.txt").write_text(f"{good_videos[0]} 3\n\n{good_videos[1]} 4\n")
+    (tmp_path / "b.csv").write_text(f"path,label\n{good_videos[0].name},3\n")
+    (tmp_path / "c.txt").write_text(f"{good_videos[0].name}\n")
+    assert [(r.path, r.label) for r in load_annotations(tmp_path / "a.txt")] == [
+        (str(good_videos[0]), 3),
+        (str(good_videos[1]), 4),
+    ]
+    rec = load_annotations(tmp_path / "b.csv", root=good_videos[0].parent)
+    assert rec[0].path == str(good_videos[0]) and rec[0].label == 3
+    assert load_annotations(tmp_path / "c.txt")[0].label is None
+    (tmp_path / "bad.txt").write_text("x.mp4 1\ny.mp4 one\n")
+    with pytest.raises(ValueError, match=r"bad\.txt:2: label 'one'"):
+        load_annotations(tmp_path / "bad.txt")
+
+
+def test_json_formats(tmp_path):
+    (tmp_path / "vt.json").write_text(json.dumps([{"video": "v.mp4", "caption": ["a", "b"]}]))
+    (tmp_path / "it.json").write_text(json.dumps([{"image": "i.jpg", "caption": "x"}]))
+    (tmp_path / "ss.json").write_text(
+        json.dumps([{"id": "7", "template": "Pushing [something] left"}])
+    )
+    (tmp_path / "labels.json").write_text(json.dumps({"Pushing something left": "5"}))
+    assert detect_format(tmp_path / "vt.json") == "video_text"
+    assert detect_format(tmp_path / "it.json") == "image_text"
+    assert detect_format(tmp_path / "ss.json") == "ssv2"
+    assert load_annotations(tmp_path / "vt.json")[0].caption == ["a", "b"]
+    assert load_annotations(tmp_path / "it.json")[0].is_image
+    rec = load_annotations(tmp_path / "ss.json")[0]
+    assert rec.label == 5 and rec.path == str(tmp_path / "7.webm")
+    (tmp_path / "odd.json").write_text(json.dumps([{"foo": 1}]))
+    with pytest.raises(ValueError, match=r"odd\.json: cannot tell"):
+        detect_format(tmp_path / "odd.json")
+
+
+def test_synthetic_dataset(synthetic_root, tmp_path):
+    root = synthetic_root
+    assert (root / ".complete").is_file()
+    assert json.loads((root / "classes.json").read_text()) == [c["name"] for c in CLASSES]
+    train = load_annotations(root / "train.csv")
+    val = load_annotations(root / "val.csv")
+    assert len(train) + len(val) == 36
+    ssv2 = load_annotations(root / "ssv2" / "train.json", root=root / "videos")
+    assert [r.label for r in ssv2] == [r.label for r in train]
+    texts = load_annotations(root / "train.json")
+    assert all(isinstance(r.caption, str) and r.caption for r in texts)
+    # idempotent; another root with the same seed gives identical video bytes
+    assert ensure_synthetic_dataset(root, videos=36, frames=16, size=32) == root
+    with pytest.raises(ValueError, match="made with"):
+        ensure_synthetic_dataset(root, videos=10, frames=16, size=32)
+    other = ensure_synthetic_dataset(tmp_path / "again", videos=13, frames=16, size=32, workers=1)
+    assert (other / "videos" / "00011.mp4").read_bytes() == (
+        root / "videos" / "00011.mp4"
+    ).read_bytes()
+
+
+def test_synthetic_classes_need_time(synthetic_root):
+    """left/right pairs are time reversals of each other; event-order classes show one object
+    per frame, so the first and last frames differ and no frame shows both."""
+    from umt.data.synth import render_clip
+
+    rng = np.random.default_rng(0)
+    frames, caption = render_clip(0, 16, 64, rng)  # red square moves left
+    red = (frames[..., 0] > 150) & (frames[..., 1] < 100)
+    xs = [np.nonzero(r)[1].mean() for r in red]
+    assert xs[-1] < xs[0] and "left" in caption
+    frames, caption = render_clip(10, 16, 64, rng)
+    red = ((frames[..., 0] > 150) & (frames[..., 2] < 100)).any(axis=(1, 2))
+    blue = ((frames[..., 2] > 150) & (frames[..., 0] < 100)).any(axis=(1, 2))
+    assert red[:8].all() and not red[8:].any() and blue[8:].all() and not blue[:8].any()
+    assert caption.startswith("a red square appears, then a blue circle")
+
+
+def _clips(ds, num_workers, epoch=0):
+    ds.set_epoch(epoch)
+    loader = DataLoader(ds, batch_size=4, num_workers=num_workers, collate_fn=collate_videos)
+    return [b["video"] for b in loader], [b["index"] for b in loader]
+
+
+def test_determinism_across_workers_and_epochs(synthetic_root):
+    ds = VideoDataset(synthetic_root / "train.csv", seed=3, **SMALL)
+    a, idx = _clips(ds, 0)
+    b, _ = _clips(ds, 2)
+    c, _ = _clips(ds, 0, epoch=1)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+    assert a[0].shape == (4, 3, 4, 32, 32) and idx[0].dtype == torch.long
+    # tuple indexing (epoch, index) reaches persistent workers too
+    assert torch.equal(ds[(1, 5)]["video"], c[1][1])
+
+
+def test_sample_dict_and_collate(synthetic_root):
+    ds = VideoDataset(synthetic_root / "train.json", seed=0, **SMALL)
+    sample = ds[2]
+    assert set(sample) >= {"video", "label", "caption", "index", "path", "faults"}
+    assert sample["video"].shape == (3, 4, 32, 32) and sample["video"].dtype == torch.float32
+    batch = collate_videos([ds[0], ds[1]])
+    assert batch["video"].shape == (2, 3, 4, 32, 32)
+    assert batch["label"].tolist() == [0, 1] and len(batch["caption"]) == 2
+    assert int(batch["skipped"]) == 0 and batch["faults"] == []
+
+
+def test_eval_views(synthetic_root):
+    ds = VideoDataset(
+        synthetic_root / "val.csv",
+        train=False,
+        num_clips=2,
+        num_crops=3,
+        sampling="dense",
+        frame_stride=2,
+        short_side=48,
+        **SMALL,
+    )
+    assert len(ds) == 6 * ds.num_videos
+    views = [ds[i] for i in range(6)]
+    assert [v["view"] for v in views] == list(range(6))
+    assert len({v["video"].sum().item() for v in views}) == 6
+    assert torch.equal(ds[3]["video"], ds[3]["video"])
+
+
+def test_frame_folder_and_images(tmp_path):
+    folder = tmp_path / "frames" / "vid0"
+    folder.mkdir(parents=True)
+    for i in range(12):
+        Image.fromarray(pattern_frame(i, 32)).save(folder / f"img_{i + 1:05d}.jpg", quality=95)
+    Image.fromarray(pattern_frame(5, 32)).save(tmp_path / "pic.png")
+    (tmp_path / "list.txt").write_text("frames/vid0 12 1\n")
+    (tmp_path / "it.json").write_text(json.dumps([{"image": "pic.png", "caption": "five"}]))
+    ds = VideoDataset(
+        tmp_path / "list.txt",
+        num_frames=4,
+        input_size=32,
+        train=False,
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+    )
+    clip = ds[0]["video"]  # [3, T, H, W] in 0..1
+    got = [
+        read_number((clip[:, t].permute(1, 2, 0).numpy() * 255).astype(np.uint8)) for t in range(4)
+    ]
+    assert got == [1, 4, 7, 10]
+    img = VideoDataset(tmp_path / "it.json", num_frames=4, input_size=32)[0]
+    assert img["video"].shape == (3, 1, 32, 32) and img["caption"] == "five"
+
+
+def _write_shards(tmp_path, videos, n_shards=2):
+    urls = []
+    per = (len(videos) + n_shards - 1) // n_shards
+    for s in range(n_shards):
+        path = tmp_path / f"shard-{s:03d}.tar"
+        with tarfile.open(path, "w") as tar:
+            for k, video in enumerate(videos[s * per : (s + 1) * per]):
+                for ext, data in (
+                    ("mp4", video.read_bytes()),
+                    ("cls", str(k).encode()),
+                    ("txt", f"clip {k}".encode()),
+                ):
+                    info = tarfile.TarInfo(f"s{s}_{k:04d}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
+        urls.append(str(path))
+    return str(tmp_path / f"shard-{{000..{n_shards - 1:03d}}}.tar"), urls
+
+
+def test_tar_shards_split_by_worker(tmp_path, good_videos):
+    pattern, _ = _write_shards(tmp_path, good_videos, n_shards=3)
+    ds = build_dataset(pattern, **SMALL)
+    assert isinstance(ds, ShardDataset)
+    single = list(DataLoader(ds, batch_size=None, num_workers=0))
+    multi = list(DataLoader(ds, batch_size=None, num_workers=2))
+    assert len(single) == len(good_videos) == len(multi)
+    assert sorted(s["index"] for s in single) == sorted(s["index"] for s in multi)
+    by_index = {s["index"]: s["video"] for s in single}
+    assert all(torch.equal(by_index[s["index"]], s["video"]) for s in multi)
+    assert {s["caption"] for s in single} >= {"clip 0"}
+    ranks = [
+        ShardDataset(pattern, rank=r, world_size=2, **SMALL).shards_for_this_worker()
+        for r in range(2)
+    ]
+    assert sorted(u for part in ranks for u in part) == sorted(enumerate(ds.urls))
+
+
+def test_decoded_clip_frames_are_the_sampled_ones(good_videos):
+    frames = read_frames(good_videos[2], [0, 27], backend="pyav")
+    assert [read_number(f) for f in frames] == [0, 27]

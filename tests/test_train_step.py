@@ -1,0 +1,139 @@
+"""The training step: teacher without gradients, semantic mask, UMA loss, AdamW."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from train_helpers import TINY
+from umt.config import load_config
+from umt.train.optim import build_optimizer
+from umt.train.step import (
+    AlignedStudent,
+    NonFiniteLossError,
+    StepConfig,
+    compute_loss,
+    renormalize,
+    teacher_input,
+    train_step,
+)
+from umt.train.trainer import build_student, build_teacher
+
+
+def _models(*extra):
+    cfg = load_config(None, [*TINY, *extra])
+    teacher, _ = build_teacher(cfg)
+    student = AlignedStudent(build_student(cfg, teacher.output_dim))
+    return cfg, student, teacher
+
+
+def _batch(b, cfg, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    s = cfg.data.input_size
+    return torch.randn(b, 3, cfg.data.num_frames, s, s, generator=g), list(range(seed, seed + b))
+
+
+def test_loss_falls_and_teacher_untouched():
+    cfg, student, teacher = _models()
+    t_before = copy.deepcopy(teacher.state_dict())
+    opt = build_optimizer(student, cfg, lr=2e-3)
+    video, seeds = _batch(4, cfg)
+    losses = [
+        train_step(student, teacher, opt, [(video, seeds)], StepConfig())["loss"] for _ in range(8)
+    ]
+    assert losses[-1] < losses[0] - 0.01
+    assert 0.0 <= min(losses) and max(losses) <= 4.0  # 2 - 2cos of unit vectors
+    assert all(p.grad is None for p in teacher.parameters())
+    for k, v in teacher.state_dict().items():
+        torch.testing.assert_close(v, t_before[k], rtol=0, atol=0)
+
+
+def test_loss_depends_only_on_kept_tokens_of_semantic_mask():
+    cfg, student, teacher = _models()
+    video, seeds = _batch(2, cfg)
+    a = compute_loss(student, teacher, video, seeds, StepConfig(mask_ratio=0.5))
+    b = compute_loss(student, teacher, video, seeds, StepConfig(mask_ratio=0.5))
+    c = compute_loss(student, teacher, video, [s + 100 for s in seeds], StepConfig(mask_ratio=0.5))
+    assert a.item() == b.item()  # same seeds, same mask
+    assert a.item() != c.item()  # other seeds, other mask
+    # A sample's loss does not depend on the batch it is in (per-sample seeds).
+    one = compute_loss(student, teacher, video[:1], seeds[:1], StepConfig(mask_ratio=0.5))
+    two = compute_loss(student, teacher, video[1:], seeds[1:], StepConfig(mask_ratio=0.5))
+    torch.testing.assert_close((one + two) / 2, a, rtol=1e-5, atol=1e-6)
+
+
+def test_accumulation_equals_big_batch():
+    cfg, student, teacher = _models()
+    student2 = copy.deepcopy(student)
+    opt1 = build_optimizer(student, cfg, lr=1e-3)
+    opt2 = build_optimizer(student2, cfg, lr=1e-3)
+    video, seeds = _batch(4, cfg)
+    out1 = train_step(student, teacher, opt1, [(video, seeds)], StepConfig())
+    micro = [(video[:2], seeds[:2]), (video[2:], seeds[2:])]
+    out2 = train_step(student2, teacher, opt2, micro, StepConfig(accum_steps=2))
+    assert out1["loss"] == pytest.approx(out2["loss"], rel=1e-5)
+    # Adam's first update is ~lr * sign(grad): allow float noise on near-zero gradients.
+    for p1, p2 in zip(student.parameters(), student2.parameters()):
+        torch.testing.assert_close(p1, p2, rtol=1e-4, atol=5e-5)
+
+
+def test_grad_clipping_reports_norm():
+    cfg, student, teacher = _models()
+    opt = build_optimizer(student, cfg, lr=1e-3)
+    out = train_step(student, teacher, opt, [_batch(2, cfg)], StepConfig(clip_grad=1e-3))
+    assert out["grad_norm"] > 1e-3  # the norm before clipping
+
+
+def test_non_finite_loss_raises_before_update():
+    cfg, student, teacher = _models()
+    opt = build_optimizer(student, cfg, lr=1e-3)
+    before = copy.deepcopy(student.state_dict())
+    video, seeds = _batch(2, cfg)
+    video[0, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError):
+        train_step(student, teacher, opt, [(video, seeds)], StepConfig())
+    for k, v in student.state_dict().items():
+        torch.testing.assert_close(v, before[k], rtol=0, atol=0)
+
+
+def test_grad_checkpointing_same_gradients():
+    cfg, student, teacher = _models()
+    _, student_ckpt, _ = _models("model.grad_checkpointing=2")
+    student_ckpt.load_state_dict(student.state_dict())
+    video, seeds = _batch(2, cfg)
+    for s in (student, student_ckpt):
+        compute_loss(s, teacher, video, seeds, StepConfig()).backward()
+    for p1, p2 in zip(student.parameters(), student_ckpt.parameters()):
+        torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-4, atol=1e-7)
+
+
+def test_teacher_renormalisation_and_resize():
+    x = torch.randn(2, 3, 2, 32, 32)
+    back = renormalize(renormalize(x, "imagenet", "clip"), "clip", "imagenet")
+    torch.testing.assert_close(back, x, rtol=1e-5, atol=1e-5)
+    assert renormalize(x, "imagenet", "imagenet") is x
+    y = teacher_input(x, 28, "imagenet", "clip")
+    assert y.shape == (2, 3, 2, 28, 28)
+    # Same pixels whichever normalisation the data uses.
+    from umt.train.step import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
+
+    pix = torch.rand(1, 3, 1, 4, 4)
+    inet = (pix - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)) / torch.tensor(
+        IMAGENET_STD
+    ).view(1, 3, 1, 1, 1)
+    clip = (pix - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1, 1)) / torch.tensor(CLIP_STD).view(
+        1, 3, 1, 1, 1
+    )
+    torch.testing.assert_close(renormalize(inet, "imagenet", "clip"), clip, rtol=1e-5, atol=1e-5)
+
+
+def test_bf16_autocast_step_on_cpu():
+    cfg, student, teacher = _models()
+    opt = build_optimizer(student, cfg, lr=1e-3)
+    out = train_step(
+        student, teacher, opt, [_batch(2, cfg)], StepConfig(), amp_dtype=torch.bfloat16
+    )
+    assert 0.0 <= out["loss"] <= 4.0
+    assert all(p.dtype == torch.float32 for p in student.parameters())

@@ -1,0 +1,53 @@
+"""Shared helpers of the training tests: a tiny config and a synthetic clip set."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from umt.config import Config, load_config
+
+# Small enough for a step in well under a second on 2 CPU cores.
+TINY = [
+    "model.embed_dim=64",
+    "model.depth=2",
+    "model.num_heads=2",
+    "model.drop_path_rate=0.0",
+    "teacher.width=64",
+    "teacher.layers=2",
+    "teacher.heads=2",
+    "teacher.output_dim=32",
+    "teacher.return_layers=2",
+    "data.num_frames=2",
+    "data.input_size=48",
+    "train.batch_size=4",
+    "train.progress=false",
+    "train.plot=false",
+    "train.tensorboard=false",
+    "optim.scale_lr=false",
+    "optim.lr=1e-3",
+    "optim.warmup_lr=1e-4",
+    "optim.min_lr=1e-4",
+    "schedule.epochs=4",
+    "schedule.warmup_epochs=1",
+]
+
+
+def tiny_config(synthetic_root: Path, out: Path, *extra: str) -> Config:
+    return load_config(
+        None, [*TINY, f"data.synthetic_root={synthetic_root}", f"train.output_dir={out}", *extra]
+    )
+
+
+def tiny_args(synthetic_root: Path, out: Path, *extra: str) -> list[str]:
+    return [*TINY, f"data.synthetic_root={synthetic_root}", f"train.output_dir={out}", *extra]
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 240, launcher: list[str] | None = None):
+    """Run ``python -m umt ARGS`` (or ``launcher + ARGS``) in a fresh process."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    cmd = (launcher or [sys.executable, "-m", "umt"]) + args
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
