@@ -94,7 +94,9 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="torch.compile each student block")
-    ap.add_argument("--fused", action="store_true", help="fused AdamW")
+    ap.add_argument(
+        "--no-fused", dest="fused", action="store_false", help="foreach AdamW instead of fused"
+    )
     ap.add_argument("--peak-flops", type=float, default=989e12, help="peak bf16 FLOP/s")
     ap.add_argument(
         "--precision",

@@ -67,6 +67,12 @@ def _uniform(
     return u.clamp_(min=torch.finfo(torch.float32).tiny).to(device)
 
 
+def _keep_top(scores: torch.Tensor, keep: int) -> torch.Tensor:
+    """Mask (True = dropped) keeping the ``keep`` highest scores of each row: ``[..., M]``."""
+    mask = torch.ones(scores.shape, dtype=torch.bool, device=scores.device)
+    return mask.scatter_(-1, scores.topk(keep, dim=-1).indices, False)
+
+
 def semantic_mask(
     cls_attn: torch.Tensor,
     mask_ratio: float,
@@ -96,10 +102,7 @@ def semantic_mask(
     u = _uniform((b, t, hw), cls_attn.device, generator, uniform)
     gumbel = -torch.log(-torch.log(u))  # [B, T, HW]
     keys = torch.log(cls_attn.float().clamp_min(0)) + gumbel  # -inf where the weight is 0
-    kept = keys.topk(keep, dim=-1).indices  # [B, T, keep]
-    mask = torch.ones(b, t, hw, dtype=torch.bool, device=cls_attn.device)
-    mask.scatter_(-1, kept, False)
-    return mask.reshape(b, t * hw)
+    return _keep_top(keys, keep).reshape(b, t * hw)  # [B, T*HW]
 
 
 def tube_mask(
@@ -117,9 +120,7 @@ def tube_mask(
     """
     keep = num_kept_per_frame(tokens_per_frame, mask_ratio)
     u = _uniform((batch, 1, tokens_per_frame), torch.device(device), generator, uniform)
-    kept = u.topk(keep, dim=-1).indices  # [B, 1, keep]
-    frame = torch.ones(batch, 1, tokens_per_frame, dtype=torch.bool, device=u.device)
-    frame.scatter_(-1, kept, False)
+    frame = _keep_top(u, keep)  # [B, 1, HW]
     return frame.expand(batch, num_frames, tokens_per_frame).reshape(batch, -1)
 
 
@@ -137,7 +138,4 @@ def random_mask(
     """
     keep = num_kept_per_frame(num_tokens, mask_ratio)
     u = _uniform((batch, 1, num_tokens), torch.device(device), generator, uniform)
-    kept = u.topk(keep, dim=-1).indices
-    mask = torch.ones(batch, 1, num_tokens, dtype=torch.bool, device=u.device)
-    mask.scatter_(-1, kept, False)
-    return mask.reshape(batch, num_tokens)
+    return _keep_top(u, keep).reshape(batch, num_tokens)

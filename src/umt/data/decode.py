@@ -183,23 +183,30 @@ class _ProbeCache:
 PROBE_CACHE = _ProbeCache()
 
 
+# --------------------------------------------------------------------------- sources
+def _checked_source(source: VideoSource, name: str) -> bytes | str:
+    """The bytes, or the path as a string, after the checks every backend needs (missing, a
+    folder, empty); raises ``VideoDecodeError`` naming the file."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) == 0:
+            raise VideoDecodeError(name, "empty data (0 bytes)")
+        return bytes(source)
+    path = Path(source)
+    if not path.exists():
+        raise VideoDecodeError(name, "file not found")
+    if path.is_dir():
+        raise VideoDecodeError(name, "is a directory, not a video file")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(name, "empty file (0 bytes)")
+    return os.fspath(path)
+
+
 # --------------------------------------------------------------------------- PyAV
 def _open_av(source: VideoSource, name: str) -> Any:
     import av
 
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        if len(source) == 0:
-            raise VideoDecodeError(name, "empty data (0 bytes)")
-        file: Any = io.BytesIO(bytes(source))
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise VideoDecodeError(name, "file not found")
-        if path.is_dir():
-            raise VideoDecodeError(name, "is a directory, not a video file")
-        if path.stat().st_size == 0:
-            raise VideoDecodeError(name, "empty file (0 bytes)")
-        file = os.fspath(path)
+    src = _checked_source(source, name)
+    file: Any = io.BytesIO(src) if isinstance(src, bytes) else src
     try:
         container = av.open(file, mode="r", metadata_errors="ignore")
     except (av.FFmpegError, OSError, UnicodeDecodeError, ValueError) as err:
@@ -520,17 +527,7 @@ class TorchCodecDecoder:
     def _open(self, source: VideoSource, name: str) -> Any:
         from torchcodec.decoders import VideoDecoder as _TCDecoder
 
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            if len(source) == 0:
-                raise VideoDecodeError(name, "empty data (0 bytes)")
-            src: Any = bytes(source)
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise VideoDecodeError(name, "file not found")
-            if path.stat().st_size == 0:
-                raise VideoDecodeError(name, "empty file (0 bytes)")
-            src = os.fspath(path)
+        src = _checked_source(source, name)
         try:
             return _TCDecoder(
                 src, dimension_order="NHWC", seek_mode="exact", num_ffmpeg_threads=self.threads
@@ -611,17 +608,8 @@ class DecordDecoder:
     def _open(self, source: VideoSource, name: str) -> Any:
         import decord
 
-        if isinstance(source, (bytes, bytearray, memoryview)):
-            if len(source) == 0:
-                raise VideoDecodeError(name, "empty data (0 bytes)")
-            src: Any = io.BytesIO(bytes(source))
-        else:
-            path = Path(source)
-            if not path.is_file():
-                raise VideoDecodeError(name, "file not found")
-            if path.stat().st_size == 0:
-                raise VideoDecodeError(name, "empty file (0 bytes)")
-            src = os.fspath(path)
+        checked = _checked_source(source, name)
+        src: Any = io.BytesIO(checked) if isinstance(checked, bytes) else checked
         try:
             return decord.VideoReader(src, ctx=decord.cpu(0), num_threads=self.threads)
         except Exception as err:  # noqa: BLE001 - decord raises DECORDError

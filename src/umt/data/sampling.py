@@ -50,14 +50,15 @@ def make_generator(seed: int) -> torch.Generator:
     return gen
 
 
-def _randint(low: int, high: int, generator: torch.Generator | None) -> int:
+def randint_inclusive(low: int, high: int, generator: torch.Generator | None) -> int:
     """Uniform integer in ``[low, high]`` (inclusive)."""
     if high <= low:
         return low
     return int(torch.randint(low, high + 1, (1,), generator=generator).item())
 
 
-def _uniform(generator: torch.Generator | None) -> float:
+def uniform01(generator: torch.Generator | None) -> float:
+    """One uniform draw in [0, 1)."""
     return float(torch.rand((1,), generator=generator).item())
 
 
@@ -86,7 +87,7 @@ def sparse_indices(
         start = (i * n) // t
         end = max(((i + 1) * n) // t, start + 1)  # exclusive
         if train and offset is None:
-            idx = _randint(start, end - 1, generator)
+            idx = randint_inclusive(start, end - 1, generator)
         else:
             pos = 0.5 if offset is None else float(offset)
             idx = start + int(pos * (end - start))
@@ -119,7 +120,7 @@ def dense_indices(
     span = (t - 1) * stride + 1
     free = n - span
     if train and position is None:
-        start = _randint(0, free, generator)
+        start = randint_inclusive(0, free, generator)
     else:
         pos = 0.5 if position is None else min(max(float(position), 0.0), 1.0)
         start = int(round(pos * free))

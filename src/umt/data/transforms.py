@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from umt.data.sampling import randint_inclusive, uniform01
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -85,17 +87,6 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
         return size, size
     h, w = size
     return int(h), int(w)
-
-
-def _randint(low: int, high: int, generator: torch.Generator | None) -> int:
-    """Uniform integer in ``[low, high]`` (inclusive)."""
-    if high <= low:
-        return low
-    return int(torch.randint(low, high + 1, (1,), generator=generator).item())
-
-
-def _rand(generator: torch.Generator | None) -> float:
-    return float(torch.rand((1,), generator=generator).item())
 
 
 def _resize(video: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -213,14 +204,14 @@ class MultiScaleCrop(VideoTransform):
             for j, w in enumerate(crop_ws)
             if abs(i - j) <= self.max_distort
         ]
-        crop_w, crop_h = pairs[_randint(0, len(pairs) - 1, generator)]
+        crop_w, crop_h = pairs[randint_inclusive(0, len(pairs) - 1, generator)]
         crop_w, crop_h = min(crop_w, width), min(crop_h, height)
         if self.fix_crop:
             offsets = self.fixed_offsets(self.more_fix_crop, width, height, crop_w, crop_h)
-            left, top = offsets[_randint(0, len(offsets) - 1, generator)]
+            left, top = offsets[randint_inclusive(0, len(offsets) - 1, generator)]
         else:
-            left = _randint(0, width - crop_w, generator)
-            top = _randint(0, height - crop_h, generator)
+            left = randint_inclusive(0, width - crop_w, generator)
+            top = randint_inclusive(0, height - crop_h, generator)
         return top, left, crop_h, crop_w
 
     def __call__(self, video, generator=None, **params):
@@ -250,12 +241,17 @@ class RandomResizedCrop(VideoTransform):
         area = height * width
         log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
         for _ in range(10):
-            target = area * (self.scale[0] + _rand(generator) * (self.scale[1] - self.scale[0]))
-            aspect = math.exp(log_lo + _rand(generator) * (log_hi - log_lo))
+            target = area * (self.scale[0] + uniform01(generator) * (self.scale[1] - self.scale[0]))
+            aspect = math.exp(log_lo + uniform01(generator) * (log_hi - log_lo))
             w = int(round(math.sqrt(target * aspect)))
             h = int(round(math.sqrt(target / aspect)))
             if 0 < w <= width and 0 < h <= height:
-                return _randint(0, height - h, generator), _randint(0, width - w, generator), h, w
+                return (
+                    randint_inclusive(0, height - h, generator),
+                    randint_inclusive(0, width - w, generator),
+                    h,
+                    w,
+                )
         in_ratio = width / height
         if in_ratio < self.ratio[0]:
             w, h = width, int(round(width / self.ratio[0]))
@@ -278,7 +274,7 @@ class RandomHorizontalFlip(VideoTransform):
         self.p = p
 
     def __call__(self, video, generator=None, **params):
-        if self.p > 0 and _rand(self._gen(generator)) < self.p:
+        if self.p > 0 and uniform01(self._gen(generator)) < self.p:
             return video.flip(-1)
         return video
 
@@ -334,7 +330,7 @@ class RandomErasing(VideoTransform):
 
     def __call__(self, video, generator=None, **params):
         gen = self._gen(generator)
-        if self.p <= 0 or _rand(gen) >= self.p:
+        if self.p <= 0 or uniform01(gen) >= self.p:
             return video
         if not video.is_floating_point():
             raise TypeError("RandomErasing expects a float (normalised) clip")
@@ -342,12 +338,15 @@ class RandomErasing(VideoTransform):
         area = height * width
         log_lo, log_hi = math.log(self.ratio[0]), math.log(self.ratio[1])
         for _ in range(10):
-            target = area * (self.scale[0] + _rand(gen) * (self.scale[1] - self.scale[0]))
-            aspect = math.exp(log_lo + _rand(gen) * (log_hi - log_lo))
+            target = area * (self.scale[0] + uniform01(gen) * (self.scale[1] - self.scale[0]))
+            aspect = math.exp(log_lo + uniform01(gen) * (log_hi - log_lo))
             h = int(round(math.sqrt(target * aspect)))
             w = int(round(math.sqrt(target / aspect)))
             if 0 < w < width and 0 < h < height:
-                top, left = _randint(0, height - h, gen), _randint(0, width - w, gen)
+                top, left = (
+                    randint_inclusive(0, height - h, gen),
+                    randint_inclusive(0, width - w, gen),
+                )
                 video = video.clone()
                 box = video[..., top : top + h, left : left + w]
                 if self.mode == "pixel":  # one noise image shared by all frames
@@ -500,12 +499,12 @@ class Mixup:
         target = self.smooth_one_hot(labels)
         if (
             self.prob <= 0
-            or _rand(gen) >= self.prob
+            or uniform01(gen) >= self.prob
             or (self.mixup_alpha <= 0 and self.cutmix_alpha <= 0)
         ):
             return videos, target
         use_cutmix = self.cutmix_alpha > 0 and (
-            self.mixup_alpha <= 0 or _rand(gen) < self.switch_prob
+            self.mixup_alpha <= 0 or uniform01(gen) < self.switch_prob
         )
         alpha = self.cutmix_alpha if use_cutmix else self.mixup_alpha
         rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=gen).item()))
@@ -515,7 +514,7 @@ class Mixup:
             height, width = videos.shape[-2:]
             cut = math.sqrt(1.0 - lam)
             ch, cw = int(height * cut), int(width * cut)
-            cy, cx = _randint(0, height - 1, gen), _randint(0, width - 1, gen)
+            cy, cx = randint_inclusive(0, height - 1, gen), randint_inclusive(0, width - 1, gen)
             y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, height)
             x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, width)
             videos = videos.clone()

@@ -40,7 +40,10 @@ class QuickGELU(nn.Module):
     """OpenAI CLIP's activation: ``x * sigmoid(1.702 x)``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
+        if torch.is_grad_enabled():
+            return x * torch.sigmoid(1.702 * x)
+        # Inference (the frozen teacher): the same arithmetic in place, two fewer buffers.
+        return torch.sigmoid_(x * 1.702).mul_(x)
 
 
 class Mlp(nn.Module):

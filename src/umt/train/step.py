@@ -11,14 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from umt.data.transforms import resolve_mean_std
 from umt.losses import uma_loss
 from umt.masking import per_sample_uniform, semantic_mask
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-_NORMS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}
 
 # Mask draws use their own stream of ``sample_seed``, apart from the sample's augmentation draws.
 MASK_STREAM = 1
@@ -40,7 +35,7 @@ def renormalize(video: torch.Tensor, src: str, dst: str) -> torch.Tensor:
     """Re-normalise a [B,3,T,H,W] clip from the ``src`` mean/std to the ``dst`` one."""
     if src == dst:
         return video
-    (m0, s0), (m1, s1) = _NORMS[src], _NORMS[dst]
+    (m0, s0), (m1, s1) = resolve_mean_std(src), resolve_mean_std(dst)
     shape = (1, 3, 1, 1, 1)
     m0_, s0_, m1_, s1_ = (
         torch.tensor(v, dtype=video.dtype, device=video.device).view(shape)

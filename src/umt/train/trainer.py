@@ -239,7 +239,7 @@ class _Logger:
                 desc="pretrain",
                 unit="step",
                 dynamic_ncols=True,
-                mininterval=0.5,
+                mininterval=0.5 if sys.stderr.isatty() else 15.0,
             )
         if cfg.train.tensorboard:
             try:

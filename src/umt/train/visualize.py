@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from umt.config import Config
+from umt.data.transforms import resolve_mean_std
 from umt.masking import per_sample_uniform, semantic_mask
-from umt.train.step import _NORMS, teacher_input
+from umt.train.step import teacher_input
 
 
 def load_clip(path: str | Path, num_frames: int, size: int) -> torch.Tensor:
@@ -60,7 +61,7 @@ def visualize_mask(
         raise FileNotFoundError(f"no such video: {path}")
     size = cfg.data.input_size
     frames = load_clip(path, cfg.data.num_frames, size)  # [T,3,S,S] in [0,1]
-    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in _NORMS[cfg.data.mean_std])
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in resolve_mean_std(cfg.data.mean_std))
     clip = ((frames - mean) / std).permute(1, 0, 2, 3).unsqueeze(0)  # [1,3,T,S,S]
     teacher, desc = build_teacher(cfg)
     with torch.no_grad():
