@@ -57,9 +57,9 @@ GOLDEN = [1.75690, 1.57626, 1.42613, 1.40791]
 
 def test_golden_losses(synthetic, tmp_path):
     res = pretrain(tiny_config(synthetic, tmp_path / "g", "train.max_steps=4"))
-    if GOLDEN is None:
-        pytest.skip(f"no golden losses stored yet; got {res.losses}")
-    assert res.losses == pytest.approx(GOLDEN, abs=1e-4)
+    # Repeated runs differ by up to ~4e-5 (thread scheduling of CPU kernels); a real change in
+    # the step moves these losses by 1e-2 or more.
+    assert res.losses == pytest.approx(GOLDEN, abs=2e-4)
 
 
 def test_bad_override_refused_before_work(tmp_path):

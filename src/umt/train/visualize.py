@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +89,8 @@ def visualize_mask(
         axes[1, t].imshow(heat[t].numpy(), cmap="magma")
         axes[1, t].set_title("teacher [CLS] attention", fontsize=7)
         axes[1, t].axis("off")
-    fig.suptitle(f"{path.name}: semantic mask, ratio {cfg.mask.ratio}\n{desc[:110]}", fontsize=8)
+    teacher_line = textwrap.fill(desc, width=int(34 * max(T, 3)))
+    fig.suptitle(f"{path.name}: semantic mask, ratio {cfg.mask.ratio}\n{teacher_line}", fontsize=8)
     fig.tight_layout()
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
