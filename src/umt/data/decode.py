@@ -179,6 +179,17 @@ class _ProbeCache:
         with self._lock:
             self._data.clear()
 
+    def probe(
+        self, source: VideoSource, backend: str, compute: Callable[[], VideoInfo]
+    ) -> VideoInfo:
+        """The cached ``VideoInfo`` of ``source`` for ``backend``, or ``compute()`` stored."""
+        key = self.key(source, backend)
+        info = self.get(key)
+        if info is None:
+            info = compute()
+            self.put(key, info)
+        return info
+
 
 PROBE_CACHE = _ProbeCache()
 
@@ -253,17 +264,15 @@ class PyAVDecoder:
     def probe(self, source: VideoSource, name: str | None = None) -> VideoInfo:
         """Count frames by demuxing packets (no decoding); cached per file."""
         label = source_name(source, name)
-        key = PROBE_CACHE.key(source, self.name)
-        info = PROBE_CACHE.get(key)
-        if info is not None:
-            return info
-        container = _open_av(source, label)
-        try:
-            info = self._probe_open(container, label)
-        finally:
-            container.close()
-        PROBE_CACHE.put(key, info)
-        return info
+
+        def compute() -> VideoInfo:
+            container = _open_av(source, label)
+            try:
+                return self._probe_open(container, label)
+            finally:
+                container.close()
+
+        return PROBE_CACHE.probe(source, self.name, compute)
 
     def _probe_open(self, container: Any, name: str) -> VideoInfo:
         import av
@@ -539,12 +548,9 @@ class TorchCodecDecoder:
 
     def probe(self, source: VideoSource, name: str | None = None) -> VideoInfo:
         label = source_name(source, name)
-        key = PROBE_CACHE.key(source, self.name)
-        info = PROBE_CACHE.get(key)
-        if info is None:
-            info = self._info(self._open(source, label), label)
-            PROBE_CACHE.put(key, info)
-        return info
+        return PROBE_CACHE.probe(
+            source, self.name, lambda: self._info(self._open(source, label), label)
+        )
 
     @staticmethod
     def _info(decoder: Any, name: str) -> VideoInfo:
@@ -617,18 +623,17 @@ class DecordDecoder:
 
     def probe(self, source: VideoSource, name: str | None = None) -> VideoInfo:
         label = source_name(source, name)
-        key = PROBE_CACHE.key(source, self.name)
-        info = PROBE_CACHE.get(key)
-        if info is None:
+
+        def compute() -> VideoInfo:
             reader = self._open(source, label)
             n = len(reader)
             if n <= 0:
                 raise VideoDecodeError(label, "no video frames in the file")
             fps = float(reader.get_avg_fps() or 0.0)
             h, w = reader[0].shape[:2]
-            info = VideoInfo(n, fps, n / fps if fps else 0.0, int(w), int(h), header_frames=n)
-            PROBE_CACHE.put(key, info)
-        return info
+            return VideoInfo(n, fps, n / fps if fps else 0.0, int(w), int(h), header_frames=n)
+
+        return PROBE_CACHE.probe(source, self.name, compute)
 
     def read(
         self,
