@@ -137,3 +137,32 @@ def test_bf16_autocast_step_on_cpu():
     )
     assert 0.0 <= out["loss"] <= 4.0
     assert all(p.dtype == torch.float32 for p in student.parameters())
+
+
+def test_teacher_and_student_token_grids_must_match():
+    from umt.models import CLIPTeacher, VideoViT
+    from umt.train.trainer import check_token_grids
+
+    student = VideoViT(
+        img_size=112, patch_size=16, num_frames=4, embed_dim=32, depth=1, num_heads=2
+    )
+    ok = CLIPTeacher(
+        img_size=56, patch_size=8, width=32, layers=1, heads=2, output_dim=16, return_layers=1
+    )
+    check_token_grids(student, ok)  # 7x7 both
+    wrong = CLIPTeacher(
+        img_size=112, patch_size=8, width=32, layers=1, heads=2, output_dim=16, return_layers=1
+    )
+    with pytest.raises(ValueError, match="set teacher.img_size to 56"):
+        check_token_grids(student, wrong)
+    tube = VideoViT(
+        img_size=112,
+        patch_size=16,
+        num_frames=4,
+        tubelet_size=2,
+        embed_dim=32,
+        depth=1,
+        num_heads=2,
+    )
+    with pytest.raises(ValueError, match="tubelet"):
+        check_token_grids(tube, ok)

@@ -126,6 +126,25 @@ def build_student(cfg: Config, teacher_dim: int) -> nn.Module:
     return student
 
 
+def check_token_grids(student: nn.Module, teacher: nn.Module) -> None:
+    """The mask drawn from the teacher's attention must fit the student's tokens: the same patch
+    grid per frame and one token per frame in time (tubelet 1), as in the official recipes."""
+    t_side = teacher.grid
+    _, s_h, s_w = student.grid
+    if (t_side, t_side) != (s_h, s_w):
+        raise ValueError(
+            f"the teacher sees {t_side}x{t_side} patches per frame ({teacher.img_size}px / patch "
+            f"{teacher.patch_size}) but the student {s_h}x{s_w} ({student.img_size}px / patch "
+            f"{student.patch_size}); set teacher.img_size to {s_h * teacher.patch_size} "
+            "(as UMT-L's CLIP-L/14 runs at 196 px for a 224 px student)"
+        )
+    if student.tubelet_size != 1:
+        raise ValueError(
+            f"model.tubelet_size={student.tubelet_size}: semantic masking from a per-frame teacher "
+            "needs tubelet 1 (the official stage-1 recipes use 1)"
+        )
+
+
 def compile_blocks(student: nn.Module) -> None:
     """torch.compile each transformer block in place (the token count per step is fixed)."""
     for block in getattr(student, "blocks", []):
@@ -360,6 +379,7 @@ def _pretrain(cfg: Config, info: DistInfo, echo, t_start: float) -> RunResult:
     teacher, teacher_desc = build_teacher(cfg, device)
     teacher_dim = int(teacher.output_dim)
     student = build_student(cfg, teacher_dim).to(device)
+    check_token_grids(student, teacher)
     if cfg.model.compile:
         compile_blocks(student)
     model = wrap_model(AlignedStudent(student), cfg, info, amp)
