@@ -89,8 +89,9 @@ def official_mask(attn: torch.Tensor, batch: int, ratio: float) -> torch.Tensor:
     bt, n = attn.shape
     keep = num_kept_per_frame(n, ratio)
     order = torch.multinomial(attn, n)  # a full permutation per frame
-    mask = torch.ones(bt, n)
-    mask[torch.arange(bt).view(-1, 1).expand(-1, keep), order[:, :keep]] = 0
+    mask = torch.ones(bt, n, device=attn.device)
+    rows = torch.arange(bt, device=attn.device).view(-1, 1).expand(-1, keep)
+    mask[rows, order[:, :keep]] = 0
     return mask.view(batch, -1).to(torch.bool)
 
 
@@ -104,4 +105,4 @@ def official_step(student, teacher, optimizer, video: torch.Tensor, ratio: float
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    return float(loss)
+    return float(loss.detach())

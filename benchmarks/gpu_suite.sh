@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Everything GPU-side in one call (for a session lent a GPU machine): environment, CUDA parity
+# against the official fixtures, model timings, and the stage-1 step at the paper's UMT-B/16 size
+# (batch 64, 8x224, CLIP-B/16 teacher, bf16) with and without torch.compile.
+# Usage (repo root, with umt importable): bash benchmarks/gpu_suite.sh [OUT_DIR]
+set -uo pipefail
+cd "$(dirname "$0")"
+OUT="${1:-${OUT:-/tmp/umt-gpu}}"
+mkdir -p "$OUT"
+PY="${PYTHON:-python}"
+run() { echo "### $*"; "$@" 2>&1 | tee -a "$OUT/gpu_suite.log"; }
+run nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+run "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
+run "$PY" device_parity.py --device cuda
+run "$PY" model_speed.py --device cuda --iters 20
+run "$PY" stage1_step.py --device cuda --preset umt-b16 --steps 20 --impl both
+run "$PY" stage1_step.py --device cuda --preset umt-b16 --steps 20 --compile
+run "$PY" stage1_step.py --device cuda --preset umt-l16 --steps 10
+grep -h '^{' "$OUT/gpu_suite.log" > "$OUT/gpu_suite.jsonl" || true
+echo "results: $OUT/gpu_suite.log, $OUT/gpu_suite.jsonl"
