@@ -12,6 +12,18 @@ from safetensors.torch import load_file
 from train_helpers import run_cli, tiny_args
 from umt.train.distributed import ResumableSampler
 
+# ``umt`` under torchrun with 2 local processes.
+TORCHRUN_2 = [
+    sys.executable,
+    "-m",
+    "torch.distributed.run",
+    "--standalone",
+    "--nproc_per_node",
+    "2",
+    "-m",
+    "umt",
+]
+
 
 def test_sampler_ranks_partition_the_single_process_batches():
     n, b, world = 37, 3, 2
@@ -65,16 +77,7 @@ def test_two_gloo_processes_equal_one_with_double_batch(
 
     if strategy == "fsdp" and not fsdp_available():
         pytest.skip("FSDP2 (fully_shard) not in this torch")
-    launcher = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "umt",
-    ]
+    launcher = TORCHRUN_2
     args = [
         "pretrain",
         "train.max_steps=3",
@@ -105,16 +108,7 @@ def test_two_process_resume_with_accumulation_and_clipping(synthetic, tmp_path):
     from umt.train.distributed import fsdp_available
 
     strategy = "fsdp" if fsdp_available() else "ddp"
-    launcher = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "umt",
-    ]
+    launcher = TORCHRUN_2
     common = [
         "pretrain",
         "dist.backend=gloo",

@@ -93,19 +93,12 @@ def compute_loss(
     amp = torch.autocast(device_type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
     with torch.no_grad(), amp:
         tvideo = teacher_input(video, cfg.teacher_img_size, cfg.data_norm, cfg.teacher_norm)
-        split = hasattr(teacher, "forward_hidden") and hasattr(teacher, "targets")
-        if split:  # project only the kept tokens (ln_post + proj on 1 - ratio of them)
-            hidden, cls_attn = teacher.forward_hidden(tvideo)  # [K,B,N,width], [B,T,HW]
-        else:
-            features, cls_attn = teacher(tvideo)  # [K,B,N,C], [B,T,HW]
+        hidden, cls_attn = teacher.forward_hidden(tvideo)  # [K,B,N,width], [B,T,HW]
         B, T, HW = cls_attn.shape
         uniform = per_sample_uniform(seeds, (T, HW)).to(cls_attn.device)  # [B,T,HW]
         mask = semantic_mask(cls_attn.float(), mask_ratio=cfg.mask_ratio, uniform=uniform)  # [B,N]
-        if split:
-            targets = teacher.targets(hidden, mask)  # [K,B,N_vis,C]
-        else:
-            K, _, N, C = features.shape
-            targets = features[:, ~mask].reshape(K, B, -1, C)  # [K,B,N_vis,C]
+        # ln_post + proj on the kept tokens only
+        targets = teacher.targets(hidden, mask)  # [K,B,N_vis,C]
     with amp:
         aligned = student(video, mask)  # [K,B,N_vis,C]
     loss = uma_loss(aligned.float(), targets.float(), kind=cfg.loss_kind)

@@ -92,9 +92,7 @@ def build_teacher(cfg: Config, device: torch.device | str = "cpu") -> tuple[nn.M
             "RANDOMLY INITIALISED: no CLIP weights given (pass --teacher PATH for real CLIP). "
             "The loss falls as the student mimics a random network; it learns no useful features."
         )
-    teacher.requires_grad_(False)
-    teacher.eval()
-    return teacher.to(device), desc
+    return teacher.to(device), desc  # CLIPTeacher is frozen (no grads, eval) by construction
 
 
 def build_student(cfg: Config, teacher_dim: int) -> nn.Module:
