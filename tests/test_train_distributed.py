@@ -135,3 +135,35 @@ def test_two_process_resume_with_accumulation_and_clipping(synthetic, tmp_path):
 
     assert len(losses(tmp_path / "straight")) == 5
     assert losses(tmp_path / "parts") == pytest.approx(losses(tmp_path / "straight"), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_two_processes_stream_uneven_tar_shards(synthetic, tmp_path):
+    """5 shards over 2 processes (3 and 2): each process cycles over its own, so both take the
+    same number of batches per epoch and neither waits forever on the other."""
+    from umt.data import shard_pattern, write_shards
+
+    lines = (synthetic / "train.csv").read_text().splitlines()[:40]
+    (tmp_path / "first40.csv").write_text("\n".join(f"{synthetic}/{x}" for x in lines) + "\n")
+    pattern = shard_pattern(write_shards(tmp_path / "first40.csv", tmp_path / "s", per_shard=8))
+    args = [
+        "pretrain",
+        "train.max_steps=5",
+        "dist.backend=gloo",
+        "train.device=cpu",
+        "dist.strategy=ddp",
+        f"data.train_list={pattern}",
+        "data.num_samples=16",
+    ]
+    res = run_cli(
+        [*args, *tiny_args(synthetic, tmp_path / "run", "train.batch_size=2")],
+        tmp_path,
+        launcher=TORCHRUN_2,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "16 clips per epoch, streamed from tar shards; 2 process(es) x batch 2" in res.stdout
+    epochs = [
+        json.loads(x)["epoch"]
+        for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert epochs == [0, 0, 0, 0, 1]

@@ -52,7 +52,9 @@ def test_default_command_runs(tmp_path):
 # First losses of the tiny config (seed 0, CPU, fp32, built-in synthetic set). Regenerate only on
 # purpose: a change here means the model, the mask, the data pipeline or the step changed
 # numerically. (Runs on this 2-core CPU differ by up to ~4e-5 between processes: MKL threading.)
-GOLDEN = [1.75690, 1.57626, 1.42613, 1.40791]
+# The same values on torch 2.11, 2.13 and 2.14: the student's init does not depend on the torch
+# release (``umt.models.layers.trunc_normal_``).
+GOLDEN = [2.34140, 2.26290, 2.06762, 1.97059]
 
 
 def test_golden_losses(synthetic, tmp_path):

@@ -6,6 +6,7 @@ Heavy imports happen inside the handlers so that ``umt --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -215,7 +216,9 @@ def _run_visualize_mask(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- data
 def _add_data(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("data", help="check annotation files, make the synthetic dataset")
+    p = sub.add_parser(
+        "data", help="check annotation files, pack them into tar shards, make the synthetic dataset"
+    )
     data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
     chk = data_sub.add_parser(
         "check",
@@ -249,6 +252,28 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--workers", type=int, default=None)
     syn.set_defaults(handler=_run_data_synth)
+    shd = data_sub.add_parser(
+        "shards",
+        help="pack the files of an annotation file into WebDataset tar shards",
+        description=(
+            "Write every video/image of LIST with its label and caption into OUT/PREFIX-000000.tar, "
+            "... (at most --per-shard samples each) and print the brace pattern to train on. "
+            "All files are checked first; nothing is written when one is missing."
+        ),
+    )
+    shd.add_argument(
+        "list", help="annotation file (.txt/.csv list, SSv2/video-text/image-text JSON)"
+    )
+    shd.add_argument("out", help="output folder (must not hold PREFIX-*.tar shards yet)")
+    shd.add_argument("--per-shard", type=int, default=1000, metavar="N", help="samples per shard")
+    shd.add_argument(
+        "--root", default=None, help="prefix for relative paths (default: the list's folder)"
+    )
+    shd.add_argument(
+        "--format", default="auto", choices=["auto", "list", "ssv2", "video_text", "image_text"]
+    )
+    shd.add_argument("--prefix", default="shard", help="shard file name prefix (default: shard)")
+    shd.set_defaults(handler=_run_data_shards)
     p.set_defaults(handler=lambda args: (p.print_help(), 0)[1])
 
 
@@ -288,6 +313,26 @@ def _run_data_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_data_shards(args: argparse.Namespace) -> int:
+    from umt.data.datasets import load_annotations
+    from umt.data.shards import shard_pattern, write_shards
+
+    paths = write_shards(
+        args.list,
+        args.out,
+        per_shard=args.per_shard,
+        root=args.root,
+        format=args.format,
+        prefix=args.prefix,
+    )
+    count = len(load_annotations(args.list, format=args.format, root=args.root))
+    pattern = shard_pattern(paths)
+    print(f"wrote {count} samples in {len(paths)} shard(s) to {args.out}")
+    print(f"train on them with: data.train_list={pattern}")
+    print(f"pretraining on shards also needs data.num_samples={count} (samples per epoch)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="umt",
@@ -308,11 +353,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return int(args.handler(args) or 0)
-    except (FileNotFoundError, ValueError, KeyError) as err:
+        code = int(args.handler(args) or 0)
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as err:
         # Library errors name the file and the problem; no traceback for bad input.
         print(f"umt {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        code = 2
+    if args.command == "pretrain" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # A torchrun worker: end without the interpreter teardown that can abort gloo runs.
+        from umt.train.distributed import exit_process
+
+        exit_process(code)
+    return code
 
 
 if __name__ == "__main__":

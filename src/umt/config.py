@@ -77,6 +77,9 @@ class DataConfig:
     mean_std: Literal["imagenet", "clip"] = "imagenet"
     teacher_norm: Literal["imagenet", "clip"] = "imagenet"
     num_workers: int = 0
+    # Clips per epoch (all processes together) when train_list names WebDataset tar shards,
+    # which stream without a length; ignored for annotation lists.
+    num_samples: int | None = None
 
 
 @dataclass

@@ -106,6 +106,27 @@ def test_mostly_broken_dataset_stops(tmp_path, fault_corpus, good_videos):
                 ds[i]
 
 
+def test_missing_decoder_package_is_an_error_not_a_bad_video(tmp_path, good_videos, monkeypatch):
+    """An environment problem (PyAV not importable) must stop the run, not be counted against
+    each video as if the files were broken."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_av(name, *args, **kwargs):
+        if name == "av" or name.startswith("av."):
+            raise ModuleNotFoundError("No module named 'av'")
+        return real_import(name, *args, **kwargs)
+
+    ann = tmp_path / "good.txt"
+    ann.write_text("".join(f"{v} {i}\n" for i, v in enumerate(good_videos)))
+    ds = VideoDataset(ann, **SMALL)
+    monkeypatch.setattr(builtins, "__import__", no_av)
+    with pytest.raises(ModuleNotFoundError, match="'av'"):
+        ds[0]
+    assert ds.faults.failures == 0
+
+
 def test_rss_stays_flat(good_videos, fault_corpus):
     proc = psutil.Process()
     bad = [fault_corpus["truncated"], fault_corpus["text"], fault_corpus["audio_only"]]

@@ -15,6 +15,7 @@ Public API (imported lazily; ``import umt.data`` loads neither torchvision nor a
         build_pretrain_transform, build_finetune_transform, build_eval_transform, Mixup,
         IMAGENET_MEAN, IMAGENET_STD, CLIP_MEAN, CLIP_STD,
         check_annotations,
+        write_shards, shard_pattern,  # annotation list -> tar shards -> "shard-{000000..000003}.tar"
     )
 
 Per-sample randomness comes from ``make_generator(sample_seed(seed, epoch, index))``.
@@ -68,6 +69,7 @@ _EXPORTS = {
     ],
     "synth": ["ensure_synthetic_dataset", "write_synthetic_dataset", "CLASSES"],
     "check": ["check_annotations", "CheckReport"],
+    "shards": ["write_shards", "shard_pattern"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -474,7 +474,16 @@ class _ClipLoader:
         return self.transform(video, generator=gen, crop_index=crop_index)
 
 
-_PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, TooManyFaultsError, KeyboardInterrupt)
+# Errors of the program or the environment (a missing decoder package, say), not of one file:
+# they propagate instead of being counted against the video being read.
+_PROGRAMMING_ERRORS = (
+    TypeError,
+    AttributeError,
+    NameError,
+    ImportError,
+    TooManyFaultsError,
+    KeyboardInterrupt,
+)
 
 
 # --------------------------------------------------------------------------- map-style dataset
@@ -683,7 +692,13 @@ class ShardDataset(IterableDataset):
     Shards are shuffled per epoch from the seed, then split by rank (``rank``/``world_size`` or
     ``torch.distributed``) and by DataLoader worker. A broken sample is skipped (counted,
     warned, reported in the next yielded sample's ``"faults"``). ``"index"`` is
-    ``shard_number * 2**24 + position``; it seeds the sample like in :class:`VideoDataset`.
+    ``(repeat_pass * num_shards + shard_number) * 2**24 + position``; it seeds the sample like
+    in :class:`VideoDataset`.
+
+    For training, ``repeat=True`` makes every worker cycle over its shards without end, so
+    that all ranks can take the same number of batches per epoch however the shard sizes
+    differ (the trainer decides where an epoch ends); ``set_position`` then resumes part-way
+    through an epoch by skipping, without decoding, the samples the consumed batches held.
     """
 
     def __init__(
@@ -708,6 +723,7 @@ class ShardDataset(IterableDataset):
         world_size: int | None = None,
         max_fail_ratio: float = 0.5,
         image_repeat: int = 1,
+        repeat: bool = False,
     ) -> None:
         self.urls = _expand_urls(urls)
         if transform is None:
@@ -722,10 +738,40 @@ class ShardDataset(IterableDataset):
         self.rank = rank
         self.world_size = world_size
         self.faults = FaultCounter(max_fail_ratio=max_fail_ratio)
+        self.repeat = repeat
+        self.skip_batches = 0  # batches of this epoch already consumed (see set_position)
+        self.batch_size = 1
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch used in shard shuffling and sample seeds."""
+        """Select the epoch used in shard shuffling and sample seeds (from its start)."""
         self.epoch = int(epoch)
+        self.skip_batches = 0
+
+    def set_position(self, epoch: int, batches_done: int, batch_size: int) -> None:
+        """Start the next iteration at batch ``batches_done`` of ``epoch``, for exact resumes.
+
+        A DataLoader over this dataset takes batches from its workers in turn (worker
+        ``k % num_workers`` makes batch ``k``), so each worker skips the samples of its own
+        consumed batches. Skipped samples are not decoded; the position is exact when none of
+        them was broken (a broken one shifts the stream by one sample)."""
+        self.epoch = int(epoch)
+        self.skip_batches = int(batches_done)
+        self.batch_size = int(batch_size)
+
+    def _worker_role(self) -> tuple[int, int]:
+        """``(role, num_workers)``: which worker's share of the epoch this worker streams.
+
+        A new DataLoader iterator asks worker 0 first, but after ``b`` consumed batches the
+        next one belongs to worker ``b % num_workers`` of the uninterrupted run: worker ``w``
+        takes over the stream of worker ``(w + b) % num_workers``."""
+        info = torch.utils.data.get_worker_info()
+        if info is None:
+            return 0, 1
+        return (info.id + self.skip_batches) % info.num_workers, info.num_workers
+
+    def _samples_to_skip(self) -> int:
+        role, workers = self._worker_role()
+        return len(range(role, self.skip_batches, workers)) * self.batch_size
 
     def fault_summary(self) -> str:
         return self.faults.summary()
@@ -742,30 +788,53 @@ class ShardDataset(IterableDataset):
                 rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
             else:
                 rank, world = 0, 1
-        mine = order[rank::world]
-        info = torch.utils.data.get_worker_info()
-        if info is not None:
-            mine = mine[info.id :: info.num_workers]
+        role, workers = self._worker_role()
+        mine = order[rank::world][role::workers]
         return [(i, self.urls[i]) for i in mine]
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        shards = self.shards_for_this_worker()
+        if self.repeat and not shards:
+            info = torch.utils.data.get_worker_info()
+            workers = info.num_workers if info is not None else 1
+            raise ValueError(
+                f"{len(self.urls)} tar shard(s) cannot feed every DataLoader worker of every "
+                f"process ({workers} worker(s) per process): use at least processes x workers "
+                "shards, or fewer data.num_workers"
+            )
         pending: list[tuple[str, str]] = []
-        for shard_number, url in self.shards_for_this_worker():
-            try:
-                groups = _iter_tar(url)
-                for position, (key, group) in enumerate(groups):
-                    name = f"{url}:{key}"
-                    index = shard_number * 2**24 + position
-                    sample = self._sample(name, group, index)
-                    if sample is None:
-                        continue
-                    sample["faults"] = pending
-                    pending = []
-                    yield sample
-            except (OSError, tarfile.TarError, EOFError) as err:
-                reason = f"cannot read tar shard ({err})"
-                self.faults.record(url, reason)
-                pending.append((url, reason))
+        skip = self._samples_to_skip()
+        repeat_pass = 0
+        while True:
+            progressed = False  # a sample yielded or skipped in this pass
+            for shard_number, url in shards:
+                try:
+                    for position, (key, group) in enumerate(_iter_tar(url)):
+                        if skip > 0:  # consumed before a resume: not decoded again
+                            skip -= 1
+                            progressed = True
+                            continue
+                        name = f"{url}:{key}"
+                        index = (repeat_pass * len(self.urls) + shard_number) * 2**24 + position
+                        sample = self._sample(name, group, index)
+                        if sample is None:
+                            continue
+                        sample["faults"] = pending
+                        pending = []
+                        progressed = True
+                        yield sample
+                except (OSError, tarfile.TarError, EOFError) as err:
+                    reason = f"cannot read tar shard ({err})"
+                    self.faults.record(url, reason)
+                    pending.append((url, reason))
+            if not self.repeat:
+                return
+            if not progressed:
+                raise TooManyFaultsError(
+                    f"no readable sample in a whole pass over {len(shards)} shard(s) "
+                    f"({', '.join(u for _, u in shards[:3])}{', ...' if len(shards) > 3 else ''})"
+                )
+            repeat_pass += 1
 
     def _sample(self, name: str, group: dict[str, bytes], index: int) -> dict[str, Any] | None:
         video_ext = next((e for e in group if "." + e in VIDEO_EXTENSIONS), None)

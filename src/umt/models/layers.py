@@ -12,10 +12,31 @@ __all__ = [
     "DropPath",
     "Mlp",
     "QuickGELU",
+    "trunc_normal_",
     "sincos_table",
     "interpolate_pos_table",
     "interpolate_grid_pos_embed",
 ]
+
+
+@torch.no_grad()
+def trunc_normal_(
+    tensor: torch.Tensor, std: float = 1.0, mean: float = 0.0, a: float = -2.0, b: float = 2.0
+) -> torch.Tensor:
+    """Fill ``tensor`` in place from N(mean, std) truncated to [a, b] (absolute bounds).
+
+    Inverse-CDF sampling: one uniform draw per element in the CDF range of [a, b], mapped back
+    through ``erfinv``. This is how timm (and hence the official UMT code) initialises its
+    weights. ``torch.nn.init.trunc_normal_`` switched to rejection sampling in torch 2.13, which
+    consumes the RNG differently; with this function a seeded model is initialised identically
+    on every torch release (and golden-loss tests hold on all of them)."""
+    cdf_lo = 0.5 * (1.0 + math.erf((a - mean) / (std * math.sqrt(2.0))))
+    cdf_hi = 0.5 * (1.0 + math.erf((b - mean) / (std * math.sqrt(2.0))))
+    # erfinv maps (-1, 1) to the real line: draw u in [2*cdf_lo-1, 2*cdf_hi-1].
+    tensor.uniform_(2.0 * cdf_lo - 1.0, 2.0 * cdf_hi - 1.0)
+    tensor.erfinv_()
+    tensor.mul_(std * math.sqrt(2.0)).add_(mean)
+    return tensor.clamp_(min=a, max=b)
 
 
 class DropPath(nn.Module):

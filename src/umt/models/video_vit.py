@@ -23,7 +23,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from umt.models.layers import DropPath, Mlp, interpolate_pos_table, sincos_table
+from umt.models.layers import DropPath, Mlp, interpolate_pos_table, sincos_table, trunc_normal_
 
 __all__ = ["VideoViT", "PatchEmbed3d", "Attention", "Block", "AlignHead"]
 
@@ -205,7 +205,7 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
         self.patch_embed = PatchEmbed3d(patch_size, tubelet_size, in_chans, embed_dim)
         if pos_embed == "learned":
             self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, embed_dim))
-            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+            trunc_normal_(self.pos_embed, std=0.02)
         else:
             self.register_buffer(
                 "pos_embed", self._sincos(embed_dim, sincos_source_grid), persistent=False
@@ -249,7 +249,7 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
         if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
+            trunc_normal_(m.weight, std=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.LayerNorm):

@@ -182,13 +182,40 @@ def build_dataset(cfg: Config, info: DistInfo) -> Any:
             umt_data.ensure_synthetic_dataset(root)
         barrier()
         return umt_data.VideoDataset(Path(root) / "train.csv", **kw)
+    if umt_data.detect_format(d.train_list) == "wds":
+        return build_shard_dataset(cfg, info, kw)
     if not Path(d.train_list).is_file():
         raise FileNotFoundError(f"data.train_list: no such file {d.train_list}")
-    dataset = umt_data.build_dataset(d.train_list, root=d.root or None, **kw)
-    if not hasattr(dataset, "__getitem__"):
+    return umt_data.build_dataset(d.train_list, root=d.root or None, **kw)
+
+
+def build_shard_dataset(cfg: Config, info: DistInfo, kw: dict[str, Any]) -> Any:
+    """WebDataset tar shards (``data.train_list=shards-{000..099}.tar``), streamed: each process
+    and worker cycles over its share of the shards; an epoch is ``data.num_samples`` clips."""
+    from umt import data as umt_data
+
+    d = cfg.data
+    if not d.num_samples or d.num_samples <= 0:
         raise ValueError(
-            f"data.train_list={d.train_list}: tar shards stream without an index; stage-1 "
-            "pretraining needs an annotation list (path label lines) for exact resumes"
+            f"data.train_list={d.train_list}: tar shards stream without a length; set "
+            "data.num_samples to the clips per epoch (all processes together)"
+        )
+    dataset = umt_data.ShardDataset(
+        d.train_list, repeat=True, rank=info.rank, world_size=info.world_size, **kw
+    )
+    dataset.urls = [str(Path(d.root, u)) if d.root else u for u in dataset.urls]
+    missing = [u for u in dataset.urls if not Path(u).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"data.train_list={d.train_list}: {len(missing)} of {len(dataset.urls)} shard(s) "
+            f"not found: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}"
+        )
+    workers = max(d.num_workers, 1)
+    if len(dataset.urls) < info.world_size * workers:
+        raise ValueError(
+            f"data.train_list={d.train_list}: {len(dataset.urls)} shard(s) for "
+            f"{info.world_size} process(es) x {workers} worker(s); every worker needs at least "
+            "one shard (use more shards or fewer data.num_workers)"
         )
     return dataset
 
@@ -384,9 +411,23 @@ def _pretrain(cfg: Config, info: DistInfo, echo, t_start: float) -> RunResult:
 
     # ---- data
     dataset = build_dataset(cfg, info)
-    sampler = ResumableSampler(
-        len(dataset), cfg.train.batch_size, info.world_size, info.rank, seed=cfg.train.seed
-    )
+    # tar shards stream: no index, no sampler
+    streaming = isinstance(dataset, torch.utils.data.IterableDataset)
+    if streaming:
+        sampler = None
+        num_clips = int(cfg.data.num_samples)
+        batches_per_rank = num_clips // (cfg.train.batch_size * info.world_size)
+        if batches_per_rank == 0:
+            raise ValueError(
+                f"data.num_samples={num_clips} is less than one step's batch "
+                f"({cfg.train.batch_size} x {info.world_size} processes)"
+            )
+    else:
+        sampler = ResumableSampler(
+            len(dataset), cfg.train.batch_size, info.world_size, info.rank, seed=cfg.train.seed
+        )
+        num_clips = len(dataset)
+        batches_per_rank = sampler.num_batches
     from umt.data import collate_videos
 
     collate = collate_videos
@@ -400,9 +441,10 @@ def _pretrain(cfg: Config, info: DistInfo, echo, t_start: float) -> RunResult:
         pin_memory=device.type == "cuda",
         persistent_workers=False,  # workers see the dataset's epoch only when re-created
     )
-    steps_per_epoch = cfg.schedule.steps_per_epoch or sampler.num_batches // cfg.train.accum_steps
+    steps_per_epoch = cfg.schedule.steps_per_epoch or batches_per_rank // cfg.train.accum_steps
     if steps_per_epoch < 1:
         raise ValueError("fewer batches per epoch than train.accum_steps")
+    batches_per_epoch = steps_per_epoch * cfg.train.accum_steps  # per process
 
     # ---- optimizer and schedules
     lr, _, _, total_batch = scaled_lrs(cfg, info.world_size)
@@ -449,7 +491,8 @@ def _pretrain(cfg: Config, info: DistInfo, echo, t_start: float) -> RunResult:
         )
         say(f"  {teacher_desc}")
         say(
-            f"  {len(dataset)} clips; {info.world_size} process(es) x batch {cfg.train.batch_size} x "
+            f"  {num_clips} clips{' per epoch, streamed from tar shards' if streaming else ''}; "
+            f"{info.world_size} process(es) x batch {cfg.train.batch_size} x "
             f"accum {cfg.train.accum_steps} = {total_batch} clips/step; lr {lr:.3g}; "
             f"{steps_per_epoch} steps/epoch; steps {state.step} -> {total_steps}; device {device}"
             + (f"; precision {amp}" if amp else "")
@@ -484,9 +527,14 @@ def _pretrain(cfg: Config, info: DistInfo, echo, t_start: float) -> RunResult:
     faults = FaultCounter()  # videos the dataset skipped, reported through the batches
     try:
         while step < total_steps and not stopper.requested:
-            sampler.set_position(epoch, batch_in_epoch)
-            if hasattr(dataset, "set_epoch"):
-                dataset.set_epoch(epoch)
+            if streaming and batch_in_epoch >= batches_per_epoch:  # saved at an epoch's end
+                epoch, batch_in_epoch = epoch + 1, 0
+            if streaming:
+                dataset.set_position(epoch, batch_in_epoch, cfg.train.batch_size)
+            else:
+                sampler.set_position(epoch, batch_in_epoch)
+                if hasattr(dataset, "set_epoch"):
+                    dataset.set_epoch(epoch)
             micro: list[tuple[torch.Tensor, list[int]]] = []
             t0 = time.perf_counter()
             finished_epoch = True
@@ -553,6 +601,8 @@ def _pretrain(cfg: Config, info: DistInfo, echo, t_start: float) -> RunResult:
                 if at_end or stop:
                     finished_epoch = False
                     break
+                if streaming and batch_in_epoch >= batches_per_epoch:
+                    break  # this epoch's clips are done (the shard stream itself has no end)
             if finished_epoch:
                 epoch, batch_in_epoch = epoch + 1, 0
     except KeyboardInterrupt:
@@ -581,7 +631,7 @@ def _pretrain(cfg: Config, info: DistInfo, echo, t_start: float) -> RunResult:
                 f"{result.losses[-1]:.4f} (step {step}); {result.wall_s:.1f}s"
             )
         if faults.num_skipped_files:
-            say(f"data: {faults.summary(len(dataset))}")
+            say(f"data: {faults.summary(num_clips)}")
         if cfg.train.plot and (out / "metrics.jsonl").is_file():
             plot_losses(out / "metrics.jsonl", out / "loss_curve.png")
             say(f"loss curve: {out / 'loss_curve.png'}")
