@@ -379,6 +379,30 @@ def _pretrain(cfg: Config, info: DistInfo, echo, t_start: float) -> RunResult:
     main = info.is_main
     device = info.device
 
+    # ---- data (first: a bad list or shard set is refused before anything is built or written)
+    dataset = build_dataset(cfg, info)
+    # tar shards stream: no index, no sampler
+    streaming = isinstance(dataset, torch.utils.data.IterableDataset)
+    if streaming:
+        sampler = None
+        num_clips = int(cfg.data.num_samples)
+        batches_per_rank = num_clips // (cfg.train.batch_size * info.world_size)
+        if batches_per_rank == 0:
+            raise ValueError(
+                f"data.num_samples={num_clips} is less than one step's batch "
+                f"({cfg.train.batch_size} x {info.world_size} processes)"
+            )
+    else:
+        sampler = ResumableSampler(
+            len(dataset), cfg.train.batch_size, info.world_size, info.rank, seed=cfg.train.seed
+        )
+        num_clips = len(dataset)
+        batches_per_rank = sampler.num_batches
+    steps_per_epoch = cfg.schedule.steps_per_epoch or batches_per_rank // cfg.train.accum_steps
+    if steps_per_epoch < 1:
+        raise ValueError("fewer batches per epoch than train.accum_steps")
+    batches_per_epoch = steps_per_epoch * cfg.train.accum_steps  # per process
+
     # ---- output folder (rank 0 decides, the others follow)
     out_name = cfg.train.output_dir
     if out_name is None and cfg.train.resume == "auto" and main:
@@ -409,25 +433,6 @@ def _pretrain(cfg: Config, info: DistInfo, echo, t_start: float) -> RunResult:
         compile_blocks(student)
     model = wrap_model(AlignedStudent(student), cfg, info, amp)
 
-    # ---- data
-    dataset = build_dataset(cfg, info)
-    # tar shards stream: no index, no sampler
-    streaming = isinstance(dataset, torch.utils.data.IterableDataset)
-    if streaming:
-        sampler = None
-        num_clips = int(cfg.data.num_samples)
-        batches_per_rank = num_clips // (cfg.train.batch_size * info.world_size)
-        if batches_per_rank == 0:
-            raise ValueError(
-                f"data.num_samples={num_clips} is less than one step's batch "
-                f"({cfg.train.batch_size} x {info.world_size} processes)"
-            )
-    else:
-        sampler = ResumableSampler(
-            len(dataset), cfg.train.batch_size, info.world_size, info.rank, seed=cfg.train.seed
-        )
-        num_clips = len(dataset)
-        batches_per_rank = sampler.num_batches
     from umt.data import collate_videos
 
     collate = collate_videos
@@ -441,10 +446,6 @@ def _pretrain(cfg: Config, info: DistInfo, echo, t_start: float) -> RunResult:
         pin_memory=device.type == "cuda",
         persistent_workers=False,  # workers see the dataset's epoch only when re-created
     )
-    steps_per_epoch = cfg.schedule.steps_per_epoch or batches_per_rank // cfg.train.accum_steps
-    if steps_per_epoch < 1:
-        raise ValueError("fewer batches per epoch than train.accum_steps")
-    batches_per_epoch = steps_per_epoch * cfg.train.accum_steps  # per process
 
     # ---- optimizer and schedules
     lr, _, _, total_batch = scaled_lrs(cfg, info.world_size)
