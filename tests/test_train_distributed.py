@@ -25,6 +25,10 @@ TORCHRUN_2 = [
 ]
 
 
+# Stochastic depth on (the tiny test config turns it off).
+DROP_PATH = "model.drop_path_rate=0.3"
+
+
 def test_sampler_ranks_partition_the_single_process_batches():
     n, b, world = 37, 3, 2
     single = list(ResumableSampler(n, b * world, 1, 0, seed=4))
@@ -60,7 +64,7 @@ def _read(out):
 def one_process_run(synthetic, tmp_path_factory):
     out = tmp_path_factory.mktemp("one")
     args = ["pretrain", "train.max_steps=3", "train.device=cpu"]
-    res = run_cli([*args, *tiny_args(synthetic, out / "run", "train.batch_size=4")], out)
+    res = run_cli([*args, *tiny_args(synthetic, out / "run", "train.batch_size=4", DROP_PATH)], out)
     assert res.returncode == 0, res.stderr[-3000:]
     return _read(out / "run")
 
@@ -70,9 +74,8 @@ def one_process_run(synthetic, tmp_path_factory):
 def test_two_gloo_processes_equal_one_with_double_batch(
     synthetic, one_process_run, tmp_path, strategy
 ):
-    # Drop path is off in the tiny test config: its draws are per step and per process, not per
-    # sample, so they cannot match between 1 and 2 processes. Every other random draw (crop,
-    # flip, mask) is seeded from (run seed, epoch, sample index).
+    # Every random draw of a sample (crop, flip, mask, drop path) is seeded from (run seed,
+    # epoch, sample index), so drop path is on here too.
     from umt.train.distributed import fsdp_available
 
     if strategy == "fsdp" and not fsdp_available():
@@ -86,7 +89,7 @@ def test_two_gloo_processes_equal_one_with_double_batch(
         f"dist.strategy={strategy}",
     ]
     two = run_cli(
-        [*args, *tiny_args(synthetic, tmp_path / "two", "train.batch_size=2")],
+        [*args, *tiny_args(synthetic, tmp_path / "two", "train.batch_size=2", DROP_PATH)],
         tmp_path,
         launcher=launcher,
     )

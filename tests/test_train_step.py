@@ -109,6 +109,34 @@ def test_grad_checkpointing_same_gradients():
         torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-4, atol=1e-7)
 
 
+def test_drop_path_draws_are_per_sample_and_survive_recomputation():
+    """With drop path on, a sample's loss depends on its own seed only (not on the rest of the
+    batch), the branches really are dropped, and grad checkpointing recomputes the same draws."""
+    cfg, student, teacher = _models("model.drop_path_rate=0.5")
+    video, seeds = _batch(4, cfg)
+    sc = StepConfig()
+    student.train()
+    whole = [
+        compute_loss(student, teacher, video[i : i + 1], seeds[i : i + 1], sc) for i in range(4)
+    ]
+    halves = [compute_loss(student, teacher, video[:2], seeds[:2], sc)]
+    torch.testing.assert_close(halves[0], (whole[0] + whole[1]) / 2)
+    again = compute_loss(student, teacher, video, seeds, sc)
+    torch.testing.assert_close(again, sum(whole) / 4)
+    torch.testing.assert_close(compute_loss(student, teacher, video, seeds, sc), again)
+    student.eval()  # no drop path: another loss
+    assert not torch.allclose(compute_loss(student, teacher, video, seeds, sc), again)
+    student.train()
+    _, ckpt, _ = _models("model.drop_path_rate=0.5", "model.grad_checkpointing=2")
+    ckpt.load_state_dict(student.state_dict())
+    ckpt.train()
+    for s in (student, ckpt):
+        s.zero_grad()
+        compute_loss(s, teacher, video, seeds, sc).backward()
+    for p1, p2 in zip(student.parameters(), ckpt.parameters()):
+        torch.testing.assert_close(p1.grad, p2.grad, rtol=1e-4, atol=1e-7)
+
+
 def test_teacher_renormalisation_and_resize():
     x = torch.randn(2, 3, 2, 32, 32)
     back = renormalize(renormalize(x, "imagenet", "clip"), "clip", "imagenet")

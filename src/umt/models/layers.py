@@ -46,12 +46,17 @@ class DropPath(nn.Module):
         super().__init__()
         self.p = float(p)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` [B, ...]; ``noise`` optional uniforms [B] in [0, 1): sample b keeps its branch
+        when ``noise[b] < 1 - p`` (without it, the draw comes from the global RNG)."""
         if self.p == 0.0 or not self.training:
             return x
         keep = 1.0 - self.p
         shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        return x * x.new_empty(shape).bernoulli_(keep).div_(keep)
+        if noise is None:
+            return x * x.new_empty(shape).bernoulli_(keep).div_(keep)
+        kept = (noise < keep).to(x.dtype).reshape(shape)  # [B, 1, ...]
+        return x * kept.div_(keep)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

@@ -102,12 +102,17 @@ class Block(nn.Module):
         else:
             self.gamma_1 = self.gamma_2 = None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, drop_path_noise: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` [B, N, C]; ``drop_path_noise`` optional uniforms [B, 2] deciding, per sample,
+        whether the attention and the MLP branch are dropped (see :class:`DropPath`)."""
+        n_attn = n_mlp = None
+        if drop_path_noise is not None:
+            n_attn, n_mlp = drop_path_noise[:, 0], drop_path_noise[:, 1]
         if self.gamma_1 is None:
-            x = x + self.drop_path(self.attn(self.norm1(x)))
-            return x + self.drop_path(self.mlp(self.norm2(x)))
-        x = x + self.drop_path(self.gamma_1 * self.attn(self.norm1(x)))
-        return x + self.drop_path(self.gamma_2 * self.mlp(self.norm2(x)))
+            x = x + self.drop_path(self.attn(self.norm1(x)), n_attn)
+            return x + self.drop_path(self.mlp(self.norm2(x)), n_mlp)
+        x = x + self.drop_path(self.gamma_1 * self.attn(self.norm1(x)), n_attn)
+        return x + self.drop_path(self.gamma_2 * self.mlp(self.norm2(x)), n_mlp)
 
 
 class AlignHead(nn.Module):
@@ -288,11 +293,14 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
             raise ValueError("every sample of the mask must keep the same number of tokens")
         return kept.reshape(b, -1, c)
 
-    def _run_block(self, i: int, x: torch.Tensor) -> torch.Tensor:
+    def _run_block(
+        self, i: int, x: torch.Tensor, drop_path_noise: torch.Tensor | None = None
+    ) -> torch.Tensor:
         blk = self.blocks[i]
+        noise = drop_path_noise[:, i] if drop_path_noise is not None else None  # [B, 2]
         if i < self.grad_checkpoint_blocks and torch.is_grad_enabled():
-            return checkpoint(blk, x, use_reentrant=False)
-        return blk(x)
+            return checkpoint(blk, x, noise, use_reentrant=False)
+        return blk(x, noise)
 
     def forward_intermediates(
         self,
@@ -300,6 +308,7 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
         mask: torch.Tensor | None = None,
         indices: int | Sequence[int] | None = None,
         norm: bool = True,
+        drop_path_noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Final features and the outputs of the chosen blocks.
 
@@ -309,6 +318,9 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
             indices: block indices (ascending), or an int n for the last n blocks; default: the
                 aligned blocks.
             norm: apply the final norm to the intermediates too (as the official alignment does).
+            drop_path_noise: optional uniforms ``[B, depth, 2]`` for per-sample drop-path
+                decisions in training (e.g. from per-sample seeds, so that they do not depend
+                on how a batch is split over processes); default: the global RNG.
 
         Returns:
             ``([B, N_vis, C], [[B, N_vis, C], ...])``.
@@ -324,7 +336,7 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
             x = self.keep_tokens(x, mask)  # [B, N_vis, C]
         inter = []
         for i in range(len(self.blocks)):
-            x = self._run_block(i, x)
+            x = self._run_block(i, x, drop_path_noise)
             if i in wanted:
                 inter.append(self.norm(x) if norm else x)
         return self.norm(x), inter
@@ -353,15 +365,24 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
         return torch.stack([head(x[i]) for i, head in enumerate(self.align_heads)])
 
     def forward_pretrain(
-        self, x: torch.Tensor, mask: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        drop_path_noise: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stage-1 forward: ``(encoder output [B, N_vis, C], aligned [K, B, N_vis, align_dim])``."""
-        out, inter = self.forward_intermediates(x, mask, norm=True)
+        """Stage-1 forward: ``(encoder output [B, N_vis, C], aligned [K, B, N_vis, align_dim])``.
+        ``drop_path_noise``: see :meth:`forward_intermediates`."""
+        out, inter = self.forward_intermediates(x, mask, norm=True, drop_path_noise=drop_path_noise)
         return out, self.align(torch.stack(inter), mask)
 
-    def forward_aligned(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward_aligned(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None,
+        drop_path_noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Aligned outputs only: ``[K, B, N_vis, align_dim]``."""
-        return self.forward_pretrain(x, mask)[1]
+        return self.forward_pretrain(x, mask, drop_path_noise)[1]
 
     def pool_frames(self, features: torch.Tensor) -> torch.Tensor:
         """Per-frame mean over tokens (+ ``pool_norm``): ``[B, T'*HW, C] -> [B, T', C]``."""

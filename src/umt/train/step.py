@@ -14,9 +14,12 @@ from torch import nn
 from umt.data.transforms import resolve_mean_std
 from umt.losses import uma_loss
 from umt.masking import per_sample_uniform, semantic_mask
+from umt.models.layers import DropPath
 
-# Mask draws use their own stream of ``sample_seed``, apart from the sample's augmentation draws.
+# Mask draws use their own stream of ``sample_seed``, apart from the sample's augmentation draws;
+# drop-path draws use another stream, derived from the mask seed.
 MASK_STREAM = 1
+DROP_PATH_STREAM = 2
 
 
 class AlignedStudent(nn.Module):
@@ -25,10 +28,17 @@ class AlignedStudent(nn.Module):
     def __init__(self, student: nn.Module) -> None:
         super().__init__()
         self.student = student
+        self.has_drop_path = any(m.p > 0 for m in student.modules() if isinstance(m, DropPath))
 
-    def forward(self, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, video: torch.Tensor, mask: torch.Tensor, drop_path_seeds: Sequence[int] | None = None
+    ) -> torch.Tensor:
         # video [B,3,T,H,W], mask [B,N] (True = dropped) -> [K,B,N_vis,C]
-        return self.student.forward_aligned(video, mask)
+        noise = None
+        if drop_path_seeds is not None and self.training and self.has_drop_path:
+            depth = len(self.student.blocks)
+            noise = per_sample_uniform(drop_path_seeds, (depth, 2), video.device)  # [B,depth,2]
+        return self.student.forward_aligned(video, mask, noise)
 
 
 def renormalize(video: torch.Tensor, src: str, dst: str) -> torch.Tensor:
@@ -56,6 +66,14 @@ def teacher_input(
         frames = F.interpolate(frames, size=(size, size), mode="bicubic", align_corners=False)
         video = frames.reshape(B, T, C, size, size).transpose(1, 2)
     return video
+
+
+def drop_path_seeds(mask_seeds: Sequence[int]) -> list[int]:
+    """One drop-path seed per sample, derived from its mask seed (so again a function of the run
+    seed, the epoch and the sample index only)."""
+    from umt.data import sample_seed
+
+    return [sample_seed(int(s), 0, 0, DROP_PATH_STREAM) for s in mask_seeds]
 
 
 def mask_seeds(seed: int, epoch: int, indices: Sequence[int] | torch.Tensor) -> list[int]:
@@ -87,8 +105,9 @@ def compute_loss(
     cfg: StepConfig,
     amp_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
-    """UMA loss of one micro-batch. ``video`` [B,3,T,H,W]; ``seeds`` one mask seed per sample;
-    ``student`` is an ``AlignedStudent`` (possibly DDP/FSDP-wrapped)."""
+    """UMA loss of one micro-batch. ``video`` [B,3,T,H,W]; ``seeds`` one mask seed per sample
+    (the sample's drop-path draws derive from it too); ``student`` is an ``AlignedStudent``
+    (possibly DDP/FSDP-wrapped)."""
     device_type = video.device.type
     amp = torch.autocast(device_type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
     with torch.no_grad(), amp:
@@ -100,7 +119,7 @@ def compute_loss(
         # ln_post + proj on the kept tokens only
         targets = teacher.targets(hidden, mask)  # [K,B,N_vis,C]
     with amp:
-        aligned = student(video, mask)  # [K,B,N_vis,C]
+        aligned = student(video, mask, drop_path_seeds(seeds))  # [K,B,N_vis,C]
     loss = uma_loss(aligned.float(), targets.float(), kind=cfg.loss_kind)
     return loss * cfg.loss_weight
 

@@ -220,12 +220,6 @@ def build_shard_dataset(cfg: Config, info: DistInfo, kw: dict[str, Any]) -> Any:
     return dataset
 
 
-def step_seed(seed: int, step: int, rank: int) -> int:
-    """Seed of the global RNG for one optimizer step (drop path draws): a function of the run
-    seed, the step and the rank only, so resumed runs draw the same."""
-    return (seed * 1_000_003 + step * 7_919 + rank * 104_729 + 12_345) % (2**63 - 1)
-
-
 def default_output_dir(cfg: Config) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("runs") / f"{cfg.recipe}-{stamp}"
@@ -547,7 +541,6 @@ def _pretrain(cfg: Config, info: DistInfo, echo, t_start: float) -> RunResult:
                 micro.append((video, seeds))
                 if len(micro) < cfg.train.accum_steps:
                     continue
-                torch.manual_seed(step_seed(cfg.train.seed, step, info.rank))
                 cur_lr = schedules.apply(optimizer, step)
                 try:
                     out_step = train_step(
