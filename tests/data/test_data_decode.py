@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import av
 import numpy as np
 import pytest
@@ -133,10 +135,32 @@ def test_auto_backend_works(h264):
     assert numbers(read_frames(h264, [4, 8], backend="auto")) == [4, 8]
 
 
+def test_torchcodec_without_ffmpeg_is_not_picked(h264, monkeypatch):
+    """torchcodec releases import without FFmpeg and fail only on the first video: "auto" must
+    then use PyAV, and asking for torchcodec by name must say what is missing."""
+    import types
+
+    fake_ops = types.ModuleType("torchcodec._core.ops")
+    fake_ops._FFMPEG_AVAILABLE = False
+    for name, module in {
+        "torchcodec": types.ModuleType("torchcodec"),
+        "torchcodec.decoders": types.ModuleType("torchcodec.decoders"),
+        "torchcodec._core": types.ModuleType("torchcodec._core"),
+        "torchcodec._core.ops": fake_ops,
+    }.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.delenv("UMT_VIDEO_BACKEND", raising=False)
+    assert "torchcodec" not in available_backends()
+    assert get_decoder("auto").name == "pyav"
+    assert numbers(read_frames(h264, [4, 8], backend="auto")) == [4, 8]
+    with pytest.raises(ImportError, match="cannot load the FFmpeg libraries"):
+        get_decoder("torchcodec")
+
+
 @pytest.mark.parametrize("backend", ["torchcodec", "decord"])
 def test_optional_backends(h264, video_dir, backend):
     if backend not in available_backends():
-        pytest.skip(f"{backend} is not installed")
+        pytest.skip(f"{backend} is not installed (or, for torchcodec, finds no FFmpeg libraries)")
     assert numbers(read_frames(h264, INDICES, backend=backend)) == INDICES
     assert probe_video(h264, backend=backend).num_frames == 31
     with pytest.raises(VideoDecodeError, match="out of range"):

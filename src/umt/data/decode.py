@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import io
 import os
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -515,12 +516,27 @@ class _NeedSequential(Exception):
 
 
 # --------------------------------------------------------------------------- torchcodec
-def _torchcodec_available() -> bool:
+def _torchcodec_problem() -> str | None:
+    """Why torchcodec cannot decode video here, or None when it can."""
     try:
         import torchcodec.decoders  # noqa: F401
-    except Exception:  # noqa: BLE001 - missing package or missing FFmpeg libraries
-        return False
-    return True
+    except Exception as err:  # noqa: BLE001 - missing package or (older releases) missing FFmpeg
+        return (
+            f"torchcodec cannot be imported ({type(err).__name__}: {err}); pip install torchcodec"
+        )
+    # Newer releases import without FFmpeg (for their image decoders) and only fail when a video
+    # is opened: ask whether their FFmpeg-based ops loaded.
+    ops = sys.modules.get("torchcodec._core.ops")
+    if ops is not None and getattr(ops, "_FFMPEG_AVAILABLE", True) is False:
+        return (
+            "torchcodec is installed but cannot load the FFmpeg libraries it needs (install "
+            "FFmpeg 4-8 shared libraries, e.g. apt install ffmpeg)"
+        )
+    return None
+
+
+def _torchcodec_available() -> bool:
+    return _torchcodec_problem() is None
 
 
 class TorchCodecDecoder:
@@ -529,8 +545,9 @@ class TorchCodecDecoder:
     name = "torchcodec"
 
     def __init__(self, threads: int = 1) -> None:
-        if not _torchcodec_available():
-            raise ImportError("torchcodec is not installed (pip install torchcodec)")
+        problem = _torchcodec_problem()
+        if problem is not None:
+            raise ImportError(problem)
         self.threads = threads
 
     def _open(self, source: VideoSource, name: str) -> Any:
