@@ -62,6 +62,8 @@ recipes (packaged; or give a YAML file path):
 overrides: any config key as section.key=value (YAML values), e.g.
   umt pretrain optim.lr=3e-4 data.num_frames=4 train.batch_size=16
   umt pretrain --config umt-b16-k710 data.train_list=k710/train.csv data.root=/videos
+  umt pretrain --config umt-b16-k710 data.num_samples=660000 \\
+      data.train_list='k710/shard-{{000000..000659}}.tar'   # tar shards: see umt data shards
   umt pretrain --config my_recipe.yaml train.max_steps=100 --output-dir runs/try1
   umt pretrain --resume auto                 # continue the latest run of the recipe
   umt pretrain --print-config                # show every key and its value, then exit
