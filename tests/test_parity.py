@@ -56,6 +56,15 @@ def test_stage1_teacher(official_root):
     close(features, io["teacher_features"], "teacher_features")
     close(cls_attn.flatten(0, 1), io["teacher_cls_attn"], "teacher_cls_attn")
     close(targets, io["teacher_targets"], "teacher_targets")
+    # The training path: the last block past the class-token attention on the kept tokens only.
+    seen = []
+    with torch.no_grad():
+        hidden_kept, attn_masked, mask = teacher.forward_masked(
+            io["video"], lambda attn: seen.append(attn) or io["mask"]
+        )
+    assert torch.equal(mask, io["mask"]) and torch.equal(seen[0], attn_masked)
+    close(attn_masked.flatten(0, 1), io["teacher_cls_attn"], "teacher_cls_attn (masked path)")
+    close(teacher.project(hidden_kept), io["teacher_targets"], "teacher_targets (masked path)")
 
 
 def test_stage1_student_and_loss(official_root):

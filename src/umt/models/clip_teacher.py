@@ -12,6 +12,8 @@ UMT teacher files load without renaming; other layouts are converted in ``checkp
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
@@ -42,23 +44,49 @@ class CLIPAttention(nn.Module):
         self.out_proj = nn.Linear(width, width)
         nn.init.xavier_uniform_(self.in_proj_weight)
 
+    def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[B, L, C]`` -> q, k, v ``[B, heads, L, D]`` (one fused projection)."""
+        b, n, c = x.shape
+        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # [B, L, 3C]
+        qkv = qkv.reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
+        return qkv.unbind(0)
+
+    @staticmethod
+    def _cls_attention(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """The class token's attention probabilities, averaged over heads: ``[B, L]``."""
+        scale = q.shape[-1] ** -0.5
+        logits = (q[:, :, :1].float() * scale) @ k.float().transpose(-2, -1)  # [B, heads, 1, L]
+        return logits.softmax(dim=-1).mean(dim=1)[:, 0]
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``q [B, heads, n, D]`` over all keys -> ``[B, n, C]`` after ``out_proj``."""
+        out = F.scaled_dot_product_attention(q, k, v)  # [B, heads, n, D]
+        b, _, n, _ = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, -1))
+
     def forward(
         self, x: torch.Tensor, return_cls_attn: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``[B, L, C] -> [B, L, C]``, and with ``return_cls_attn`` the class token's attention
         probabilities averaged over heads ``[B, L]`` (computed for that one row only)."""
-        b, n, c = x.shape
-        qkv = F.linear(x, self.in_proj_weight, self.in_proj_bias)  # [B, L, 3C]
-        qkv = qkv.reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # [B, heads, L, D]
-        out = F.scaled_dot_product_attention(q, k, v)
-        out = self.out_proj(out.transpose(1, 2).reshape(b, n, c))
-        cls_attn = None
-        if return_cls_attn:
-            scale = (c // self.heads) ** -0.5
-            logits = (q[:, :, :1].float() * scale) @ k.float().transpose(-2, -1)  # [B, heads, 1, L]
-            cls_attn = logits.softmax(dim=-1).mean(dim=1)[:, 0]  # [B, L]
-        return out, cls_attn
+        q, k, v = self._heads(x)  # [B, heads, L, D]
+        cls_attn = self._cls_attention(q, k) if return_cls_attn else None
+        return self._attend(q, k, v), cls_attn
+
+    def forward_rows(
+        self, x: torch.Tensor, select: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Outputs of some rows only, chosen from the class token's attention.
+
+        ``select`` maps ``cls_attn [B, L]`` to row indices ``[B, n]``; returns
+        ``(out [B, n, C], cls_attn [B, L], rows [B, n])``. Keys and values still come from all
+        ``L`` tokens, so each selected row equals its row of :meth:`forward`."""
+        q, k, v = self._heads(x)  # [B, heads, L, D]
+        cls_attn = self._cls_attention(q, k)
+        rows = select(cls_attn)  # [B, n]
+        d = q.shape[-1]
+        q_rows = q.gather(2, rows[:, None, :, None].expand(-1, q.shape[1], -1, d))
+        return self._attend(q_rows, k, v), cls_attn, rows
 
 
 class ResidualAttentionBlock(nn.Module):
@@ -80,6 +108,16 @@ class ResidualAttentionBlock(nn.Module):
         y, cls_attn = self.attn(self.ln_1(x), return_cls_attn)
         x = x + y
         return x + self.mlp(self.ln_2(x)), cls_attn
+
+    def forward_rows(
+        self, x: torch.Tensor, select: Callable[[torch.Tensor], torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The block's output at the rows ``select(cls_attn)`` only: ``[B, L, C] -> [B, n, C]``
+        (plus ``cls_attn [B, L]`` and ``rows [B, n]``). Attention projection and MLP run on
+        the selected rows alone."""
+        y, cls_attn, rows = self.attn.forward_rows(self.ln_1(x), select)  # [B, n, C]
+        x = x.gather(1, rows[..., None].expand(-1, -1, x.shape[-1])) + y  # [B, n, C]
+        return x + self.mlp(self.ln_2(x)), cls_attn, rows
 
 
 class Transformer(nn.Module):
@@ -164,20 +202,7 @@ class CLIPTeacher(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["cl
             hidden ``[K, B, T*HW, width]`` (class token dropped, before ``ln_post``) and
             cls_attn ``[B, T, HW]`` (last block, averaged over heads, patch columns).
         """
-        if video.ndim == 4:
-            video = video.unsqueeze(2)
-        b, _, t, h, w = video.shape
-        frames = video.transpose(1, 2).reshape(b * t, 3, h, w)  # [BT, 3, H, W]
-        x = self.conv1(frames)  # [BT, C, H/p, W/p]
-        x = x.flatten(2).transpose(1, 2)  # [BT, HW, C]
-        if x.shape[1] + 1 != self.positional_embedding.shape[0]:
-            raise ValueError(
-                f"frames of {h}x{w} give {x.shape[1]} patches; this teacher is built for "
-                f"{self.img_size}px ({self.positional_embedding.shape[0] - 1} patches)"
-            )
-        cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
-        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)  # [BT, L, C]
-        x = self.ln_pre(x)
+        x, b, t = self._embed(video)  # [BT, L, C]
         last = self.return_indices[-1]
         hidden, cls_attn = [], None
         for i, blk in enumerate(self.transformer.resblocks):
@@ -191,6 +216,71 @@ class CLIPTeacher(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["cl
         hid = torch.stack(hidden)  # [K, BT, HW, C]
         hid = hid.reshape(len(hidden), b, t * hw, hid.shape[-1])  # [K, B, T*HW, C]
         return hid, cls_attn[:, 1:].reshape(b, t, hw)
+
+    def _embed(self, video: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+        """Frames as images: ``[B, 3, T, H, W]`` (or ``[B, 3, H, W]``) -> tokens ``[B*T, L, C]``
+        after the class token, the position table and ``ln_pre``; also ``B`` and ``T``."""
+        if video.ndim == 4:
+            video = video.unsqueeze(2)
+        b, _, t, h, w = video.shape
+        frames = video.transpose(1, 2).reshape(b * t, 3, h, w)  # [BT, 3, H, W]
+        x = self.conv1(frames)  # [BT, C, H/p, W/p]
+        x = x.flatten(2).transpose(1, 2)  # [BT, HW, C]
+        if x.shape[1] + 1 != self.positional_embedding.shape[0]:
+            raise ValueError(
+                f"frames of {h}x{w} give {x.shape[1]} patches; this teacher is built for "
+                f"{self.img_size}px ({self.positional_embedding.shape[0] - 1} patches)"
+            )
+        cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)  # [BT, L, C]
+        return self.ln_pre(x), b, t
+
+    def forward_masked(
+        self,
+        video: torch.Tensor,
+        choose_mask: Callable[[torch.Tensor], torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The stage-1 teacher pass: raw block outputs at the kept tokens only.
+
+        The last block's class-token attention ``cls_attn [B, T, HW]`` goes to ``choose_mask``,
+        which returns the token mask ``[B, T*HW]`` (True = dropped; every frame must keep the
+        same number of tokens, as semantic, tube and random masks do). The rest of the last
+        block (the attention of the kept queries, its projection and the MLP) then runs on the
+        kept tokens alone. Equals ``forward_hidden`` followed by keeping the kept tokens.
+
+        Returns:
+            hidden ``[K, B, N_vis, width]`` (before ``ln_post``; see :meth:`project`), cls_attn
+            ``[B, T, HW]`` and mask ``[B, T*HW]``.
+        """
+        x, b, t = self._embed(video)  # [BT, L, C]
+        hw = x.shape[1] - 1
+        last = self.return_indices[-1]
+        found: dict[str, torch.Tensor] = {}
+
+        def select(cls_attn: torch.Tensor) -> torch.Tensor:  # [BT, L] -> rows [BT, n]
+            attn = cls_attn[:, 1:].reshape(b, t, hw)  # [B, T, HW]
+            mask = choose_mask(attn)  # [B, T*HW]
+            keep = ~mask.reshape(b * t, hw)  # [BT, HW]
+            counts = keep.sum(dim=1)
+            if counts.numel() and bool((counts != counts[0]).any()):
+                raise ValueError("forward_masked: every frame must keep the same number of tokens")
+            found["attn"], found["mask"] = attn, mask
+            # Row-major nonzero: per frame, kept positions in increasing order; +1 skips cls.
+            return keep.nonzero()[:, 1].reshape(b * t, -1) + 1
+
+        hidden: list[torch.Tensor] = []  # full-token outputs of the earlier returned blocks
+        for i, blk in enumerate(self.transformer.resblocks):
+            if i < last:
+                x, _ = blk(x)
+                if i in self.return_indices:
+                    hidden.append(x)
+                continue
+            x_kept, _, rows = blk.forward_rows(x, select)  # [BT, n, C]
+            break
+        idx = rows[..., None].expand(-1, -1, x.shape[-1])  # [BT, n, C]
+        kept = [h.gather(1, idx) for h in hidden] + [x_kept]  # K x [BT, n, C]
+        hid = torch.stack(kept).reshape(len(kept), b, -1, x.shape[-1])  # [K, B, T*n, C]
+        return hid, found["attn"], found["mask"]
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         """``ln_post``, ``@ proj`` and the optional l2 step: ``[..., width] -> [..., output_dim]``."""

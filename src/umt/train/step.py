@@ -112,12 +112,15 @@ def compute_loss(
     amp = torch.autocast(device_type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
     with torch.no_grad(), amp:
         tvideo = teacher_input(video, cfg.teacher_img_size, cfg.data_norm, cfg.teacher_norm)
-        hidden, cls_attn = teacher.forward_hidden(tvideo)  # [K,B,N,width], [B,T,HW]
-        B, T, HW = cls_attn.shape
-        uniform = per_sample_uniform(seeds, (T, HW)).to(cls_attn.device)  # [B,T,HW]
-        mask = semantic_mask(cls_attn.float(), mask_ratio=cfg.mask_ratio, uniform=uniform)  # [B,N]
-        # ln_post + proj on the kept tokens only
-        targets = teacher.targets(hidden, mask)  # [K,B,N_vis,C]
+
+        def choose_mask(cls_attn: torch.Tensor) -> torch.Tensor:  # [B,T,HW] -> [B,N]
+            _, t, hw = cls_attn.shape
+            uniform = per_sample_uniform(seeds, (t, hw)).to(cls_attn.device)  # [B,T,HW]
+            return semantic_mask(cls_attn.float(), mask_ratio=cfg.mask_ratio, uniform=uniform)
+
+        # The teacher's last block past the class-token attention runs on the kept tokens only.
+        hidden, _, mask = teacher.forward_masked(tvideo, choose_mask)  # [K,B,N_vis,width], [B,N]
+        targets = teacher.project(hidden)  # ln_post + proj: [K,B,N_vis,C]
     with amp:
         aligned = student(video, mask, drop_path_seeds(seeds))  # [K,B,N_vis,C]
     loss = uma_loss(aligned.float(), targets.float(), kind=cfg.loss_kind)
