@@ -72,6 +72,11 @@ def main() -> None:
         with torch.no_grad():
             teacher(video)
 
+    def teacher_fwd_masked():  # the training path: targets at the kept tokens only
+        with torch.no_grad():
+            kept, _, _ = teacher.forward_masked(video, lambda _attn: mask)
+            teacher.project(kept)
+
     def student_fwd_bwd():
         student.zero_grad(set_to_none=True)
         loss = uma_loss(student.forward_aligned(video, mask), targets)
@@ -80,6 +85,7 @@ def main() -> None:
     results = {}
     for name, fn in (
         ("teacher_forward", teacher_fwd),
+        ("teacher_forward_masked", teacher_fwd_masked),
         ("student_forward_backward", student_fwd_bwd),
     ):
         times = _time(fn, args.iters, args.warmup, sync)
