@@ -359,7 +359,11 @@ def plot_losses(metrics: Path, png: Path) -> None:
 
 # --------------------------------------------------------------------------- main loop
 def pretrain(cfg: Config, echo: Callable[[str], None] | None = None) -> RunResult:
-    """Run stage-1 pretraining as ``cfg`` says; returns the losses of this invocation."""
+    """Run stage-1 pretraining as ``cfg`` says; returns the losses of this invocation.
+
+    Under torchrun with the gloo backend, end the worker process with
+    :func:`umt.train.distributed.exit_process` after this returns (``umt pretrain`` does), or
+    the interpreter's teardown can occasionally abort it."""
     t_start = time.time()
     info = init_distributed(cfg)
     try:
