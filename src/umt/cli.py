@@ -319,15 +319,9 @@ def _run_data_shards(args: argparse.Namespace) -> int:
     from umt.data.datasets import load_annotations
     from umt.data.shards import shard_pattern, write_shards
 
-    paths = write_shards(
-        args.list,
-        args.out,
-        per_shard=args.per_shard,
-        root=args.root,
-        format=args.format,
-        prefix=args.prefix,
-    )
-    count = len(load_annotations(args.list, format=args.format, root=args.root))
+    records = load_annotations(args.list, format=args.format, root=args.root)
+    paths = write_shards(records, args.out, per_shard=args.per_shard, prefix=args.prefix)
+    count = len(records)
     pattern = shard_pattern(paths)
     print(f"wrote {count} samples in {len(paths)} shard(s) to {args.out}")
     print(f"train on them with: data.train_list={pattern}")

@@ -782,26 +782,35 @@ class ShardDataset(IterableDataset):
         if self.shuffle_shards:
             gen = make_generator(sample_seed(self.seed, self.epoch, -1))
             order = torch.randperm(len(order), generator=gen).tolist()
-        rank, world = self.rank, self.world_size
-        if rank is None or world is None:
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-            else:
-                rank, world = 0, 1
+        rank, world = self._rank_world()
         role, workers = self._worker_role()
         mine = order[rank::world][role::workers]
         return [(i, self.urls[i]) for i in mine]
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        shards = self.shards_for_this_worker()
-        if self.repeat and not shards:
-            info = torch.utils.data.get_worker_info()
-            workers = info.num_workers if info is not None else 1
+    def _rank_world(self) -> tuple[int, int]:
+        """This process's rank and the process count (given, or from ``torch.distributed``)."""
+        if self.rank is not None and self.world_size is not None:
+            return self.rank, self.world_size
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def check_split(self, num_workers: int) -> None:
+        """Refuse more processes x DataLoader workers than shards: in ``repeat`` mode a worker
+        without a shard could never deliver its batches."""
+        world = self._rank_world()[1]
+        workers = max(int(num_workers), 1)
+        if len(self.urls) < world * workers:
             raise ValueError(
-                f"{len(self.urls)} tar shard(s) cannot feed every DataLoader worker of every "
-                f"process ({workers} worker(s) per process): use at least processes x workers "
-                "shards, or fewer data.num_workers"
+                f"{len(self.urls)} shard(s) for {world} process(es) x {workers} worker(s); "
+                "every worker needs at least one shard (use more shards or fewer "
+                "data.num_workers)"
             )
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if self.repeat:
+            self.check_split(self._worker_role()[1])
+        shards = self.shards_for_this_worker()
         pending: list[tuple[str, str]] = []
         skip = self._samples_to_skip()
         repeat_pass = 0

@@ -12,6 +12,7 @@ import contextlib
 import glob
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,7 @@ def _sample(key: str, rec: VideoRecord) -> dict[str, Any]:
 
 
 def write_shards(
-    annotations: str | os.PathLike,
+    annotations: str | os.PathLike | Sequence[VideoRecord],
     out_dir: str | os.PathLike,
     per_shard: int = 1000,
     root: str | None = None,
@@ -76,7 +77,8 @@ def write_shards(
 ) -> list[Path]:
     """Write the records of ``annotations`` into ``out_dir/{prefix}-000000.tar``, ... .
 
-    ``root`` and ``format`` are passed to :func:`load_annotations`; each shard holds at most
+    ``annotations`` is an annotation file (``root`` and ``format`` are passed to
+    :func:`load_annotations`) or its already loaded records; each shard holds at most
     ``per_shard`` samples. Every source file is checked before anything is written. Returns
     the shard paths in order; :func:`shard_pattern` turns them into the brace pattern to
     train on, e.g. ``data.train_list=out/shard-{000000..000003}.tar``.
@@ -91,7 +93,10 @@ def write_shards(
         raise ValueError(f"per_shard must be at least 1, got {per_shard}")
     if not prefix or "/" in prefix or os.sep in prefix:
         raise ValueError(f"prefix must be a plain file name part, got {prefix!r}")
-    records = load_annotations(annotations, format=format, root=root)
+    if isinstance(annotations, (str, os.PathLike)):
+        records = load_annotations(annotations, format=format, root=root)
+    else:
+        records = list(annotations)
     _check_sources(records)
     out = Path(out_dir)
     if out.is_dir() and glob.glob(

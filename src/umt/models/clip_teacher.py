@@ -255,32 +255,29 @@ class CLIPTeacher(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["cl
         x, b, t = self._embed(video)  # [BT, L, C]
         hw = x.shape[1] - 1
         last = self.return_indices[-1]
-        found: dict[str, torch.Tensor] = {}
+        chosen: list[torch.Tensor] = []  # the mask choose_mask returned
 
         def select(cls_attn: torch.Tensor) -> torch.Tensor:  # [BT, L] -> rows [BT, n]
-            attn = cls_attn[:, 1:].reshape(b, t, hw)  # [B, T, HW]
-            mask = choose_mask(attn)  # [B, T*HW]
+            mask = choose_mask(cls_attn[:, 1:].reshape(b, t, hw))  # [B, T*HW]
             keep = ~mask.reshape(b * t, hw)  # [BT, HW]
             counts = keep.sum(dim=1)
-            if counts.numel() and bool((counts != counts[0]).any()):
+            if bool((counts != counts[0]).any()):
                 raise ValueError("forward_masked: every frame must keep the same number of tokens")
-            found["attn"], found["mask"] = attn, mask
+            chosen.append(mask)
             # Row-major nonzero: per frame, kept positions in increasing order; +1 skips cls.
             return keep.nonzero()[:, 1].reshape(b * t, -1) + 1
 
-        hidden: list[torch.Tensor] = []  # full-token outputs of the earlier returned blocks
-        for i, blk in enumerate(self.transformer.resblocks):
-            if i < last:
-                x, _ = blk(x)
-                if i in self.return_indices:
-                    hidden.append(x)
-                continue
-            x_kept, _, rows = blk.forward_rows(x, select)  # [BT, n, C]
-            break
+        blocks = self.transformer.resblocks
+        hidden = []  # full-token outputs of the earlier returned blocks, [BT, L, C] each
+        for i in range(last):
+            x, _ = blocks[i](x)
+            if i in self.return_indices:
+                hidden.append(x)
+        x_kept, cls_attn, rows = blocks[last].forward_rows(x, select)  # [BT, n, C]
         idx = rows[..., None].expand(-1, -1, x.shape[-1])  # [BT, n, C]
         kept = [h.gather(1, idx) for h in hidden] + [x_kept]  # K x [BT, n, C]
         hid = torch.stack(kept).reshape(len(kept), b, -1, x.shape[-1])  # [K, B, T*n, C]
-        return hid, found["attn"], found["mask"]
+        return hid, cls_attn[:, 1:].reshape(b, t, hw), chosen[0]
 
     def project(self, hidden: torch.Tensor) -> torch.Tensor:
         """``ln_post``, ``@ proj`` and the optional l2 step: ``[..., width] -> [..., output_dim]``."""

@@ -210,13 +210,10 @@ def build_shard_dataset(cfg: Config, info: DistInfo, kw: dict[str, Any]) -> Any:
             f"data.train_list={d.train_list}: {len(missing)} of {len(dataset.urls)} shard(s) "
             f"not found: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}"
         )
-    workers = max(d.num_workers, 1)
-    if len(dataset.urls) < info.world_size * workers:
-        raise ValueError(
-            f"data.train_list={d.train_list}: {len(dataset.urls)} shard(s) for "
-            f"{info.world_size} process(es) x {workers} worker(s); every worker needs at least "
-            "one shard (use more shards or fewer data.num_workers)"
-        )
+    try:
+        dataset.check_split(d.num_workers)
+    except ValueError as err:
+        raise ValueError(f"data.train_list={d.train_list}: {err}") from None
     return dataset
 
 
@@ -526,9 +523,9 @@ def _pretrain(cfg: Config, info: DistInfo, echo, t_start: float) -> RunResult:
     faults = FaultCounter()  # videos the dataset skipped, reported through the batches
     try:
         while step < total_steps and not stopper.requested:
-            if streaming and batch_in_epoch >= batches_per_epoch:  # saved at an epoch's end
-                epoch, batch_in_epoch = epoch + 1, 0
             if streaming:
+                if batch_in_epoch >= batches_per_epoch:  # saved at an epoch's end
+                    epoch, batch_in_epoch = epoch + 1, 0
                 dataset.set_position(epoch, batch_in_epoch, cfg.train.batch_size)
             else:
                 sampler.set_position(epoch, batch_in_epoch)
