@@ -1,4 +1,5 @@
-"""Shared test fixtures: the official reference outputs (``UMT_FIXTURES``)."""
+"""Shared test fixtures: the official reference outputs (``UMT_FIXTURES``) and the built-in
+synthetic clip set for the training tests."""
 
 from __future__ import annotations
 
@@ -17,3 +18,11 @@ def official_root() -> Path:
     if not root.is_dir():
         raise FileNotFoundError(f"UMT_FIXTURES={root} is not a folder")
     return root
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory) -> Path:
+    """The default synthetic dataset (made once per test session; tests must not modify it)."""
+    from umt.data import ensure_synthetic_dataset
+
+    return ensure_synthetic_dataset(tmp_path_factory.mktemp("synthetic"))

@@ -13,15 +13,6 @@ from umt.train import checkpoint as ckpt
 from umt.train.trainer import pretrain
 
 
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    from umt.data import ensure_synthetic_dataset
-
-    root = tmp_path_factory.mktemp("synthetic")
-    ensure_synthetic_dataset(root)
-    return root
-
-
 def _toy():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))

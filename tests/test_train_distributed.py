@@ -46,15 +46,6 @@ def test_sampler_ranks_partition_the_single_process_batches():
     assert list(s) == e1[2 * b :]
 
 
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    from umt.data import ensure_synthetic_dataset
-
-    root = tmp_path_factory.mktemp("synthetic")
-    ensure_synthetic_dataset(root)
-    return root
-
-
 def _read(out):
     losses = [json.loads(x)["loss"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     return losses, load_file(str(out / "checkpoints" / "step_000003" / "model.safetensors"))
@@ -144,11 +135,10 @@ def test_two_process_resume_with_accumulation_and_clipping(synthetic, tmp_path):
 def test_two_processes_stream_uneven_tar_shards(synthetic, tmp_path):
     """5 shards over 2 processes (3 and 2): each process cycles over its own, so both take the
     same number of batches per epoch and neither waits forever on the other."""
-    from umt.data import shard_pattern, write_shards
+    from umt.data import load_annotations, shard_pattern, write_shards
 
-    lines = (synthetic / "train.csv").read_text().splitlines()[:40]
-    (tmp_path / "first40.csv").write_text("\n".join(f"{synthetic}/{x}" for x in lines) + "\n")
-    pattern = shard_pattern(write_shards(tmp_path / "first40.csv", tmp_path / "s", per_shard=8))
+    records = load_annotations(synthetic / "train.csv")[:40]
+    pattern = shard_pattern(write_shards(records, tmp_path / "s", per_shard=8))
     args = [
         "pretrain",
         "train.max_steps=5",

@@ -16,15 +16,6 @@ from umt.train import checkpoint as ckpt
 from umt.train.trainer import pretrain
 
 
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    from umt.data import ensure_synthetic_dataset
-
-    root = tmp_path_factory.mktemp("synthetic")
-    ensure_synthetic_dataset(root)
-    return root
-
-
 def test_default_command_runs(tmp_path):
     """``umt pretrain`` with the default recipe (only shortened), synthetic set made on first use."""
     env_home = tmp_path / "home"

@@ -11,14 +11,12 @@ from umt.train.trainer import pretrain
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory):
+def shards(synthetic, tmp_path_factory):
     """Five shards of 8 synthetic clips each: ``(pattern, paths)``."""
-    from umt.data import ensure_synthetic_dataset, shard_pattern, write_shards
+    from umt.data import load_annotations, shard_pattern, write_shards
 
-    root = ensure_synthetic_dataset(tmp_path_factory.mktemp("synthetic"))
-    lines = (root / "train.csv").read_text().splitlines()[:40]
-    (root / "first40.csv").write_text("\n".join(lines) + "\n")
-    paths = write_shards(root / "first40.csv", tmp_path_factory.mktemp("shards"), per_shard=8)
+    records = load_annotations(synthetic / "train.csv")[:40]
+    paths = write_shards(records, tmp_path_factory.mktemp("shards"), per_shard=8)
     assert len(paths) == 5
     return shard_pattern(paths), paths
 
