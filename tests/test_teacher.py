@@ -60,3 +60,24 @@ def test_forward_masked_needs_equal_counts_per_frame():
 
     with pytest.raises(ValueError, match="same number of tokens"):
         teacher.forward_masked(torch.randn(1, 3, 2, 32, 32), uneven)
+
+
+def test_class_token_attention_is_float32_under_autocast():
+    """The mask sampler's input is computed in float32 even inside low-precision autocast (the
+    official recipes run the teacher under fp16 autocast)."""
+    from umt.models.clip_teacher import CLIPAttention
+
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 4, 50, 16), torch.randn(2, 4, 50, 16)
+    exact = CLIPAttention._cls_attention(q, k)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_amp = CLIPAttention._cls_attention(q.bfloat16(), k.bfloat16())
+        exact_amp = CLIPAttention._cls_attention(q, k)
+    assert under_amp.dtype == torch.float32
+    torch.testing.assert_close(exact_amp, exact, rtol=0, atol=0)  # bf16 matmul: ~1e-3 off
+    teacher = _teacher()
+    video = torch.randn(2, 3, 2, 32, 32)
+    _, attn32 = teacher.forward_hidden(video)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _, attn_amp = teacher.forward_hidden(video)
+    assert attn_amp.dtype == torch.float32

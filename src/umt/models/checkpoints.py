@@ -9,23 +9,38 @@ Known layouts:
 ``clip-openai``        OpenAI CLIP: the ``visual`` tower alone (official UMT teacher files) or the
                        full model (``visual.*``); open_clip ``visual.*`` weights are the same layout
 ``clip-hf``            HuggingFace ``CLIPVisionModelWithProjection`` / ``CLIPModel`` (``vision_model.*``)
+``umt-student``        this library's own ``VideoViT`` weights without their ``config.json``:
+                       ``align_heads.*``, or ``blocks.*`` with no classifier, or any student weights in
+                       a umt folder (``model.safetensors``); their sizes must be passed as arguments
 ``umt``                this library's format: a folder (or file) with ``model.safetensors`` and
                        ``config.json``
 =====================  ==============================================================================
 
 Wrappers ``{"model": ...}``, ``{"module": ...}``, ``{"state_dict": ...}`` and ``encoder.``/``backbone.``
-/``module.`` prefixes are unwrapped. Files are read with safetensors or
-``torch.load(weights_only=True)``: nothing but tensors and plain containers is ever unpickled.
+/``module.`` prefixes are unwrapped. Files are recognised by their content, not their extension, and
+read with safetensors or ``torch.load(weights_only=True)`` (plus ``argparse.Namespace``, which the
+official training scripts store under ``args``): nothing else is ever unpickled.
 
 Sizes that tensor shapes cannot tell (attention heads, frames, resolution of a fixed position table)
-come from keyword overrides, else the official defaults (head width 64, 8 frames, 224 px).
+come from keyword overrides, else, for official files, the official defaults (head width 64,
+8 frames, 224 px); each default used is reported with an :class:`AssumedSizeWarning` (and in
+:func:`convert_checkpoint`'s report). umt's own weights without ``config.json`` are refused unless
+their sizes are passed. A ``config.json`` is checked against the weights' shapes before any memory is
+allocated for the model.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import difflib
+import inspect
 import json
 import math
+import pickle
 import re
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +53,7 @@ from umt.models.layers import interpolate_grid_pos_embed, interpolate_pos_table
 from umt.models.video_vit import VideoViT
 
 __all__ = [
+    "AssumedSizeWarning",
     "CheckpointInfo",
     "read_state_dict",
     "detect_checkpoint",
@@ -52,6 +68,12 @@ __all__ = [
 
 _WRAPPERS = ("model", "module", "state_dict", "model_state", "student")
 _PREFIXES = ("module.", "backbone.", "encoder.")
+_ST_MAX_HEADER = 100_000_000  # the safetensors format's own limit
+_FIX = "re-download it or pick another checkpoint"
+
+
+class AssumedSizeWarning(UserWarning):
+    """A size the checkpoint does not store (heads, frames, resolution, ...) was assumed."""
 
 
 @dataclass
@@ -64,47 +86,157 @@ class CheckpointInfo:
     notes: list[str] = field(default_factory=list)
 
 
-# --------------------------------------------------------------------------- reading
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read tensors from a ``.safetensors`` file, a torch file or a umt folder, without running code.
+# --------------------------------------------------------------------------- messages
+def _clean(text: str) -> str:
+    """Escape control and other unprintable characters (ANSI escapes included) for display."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
 
-    Raises ``FileNotFoundError`` / ``ValueError`` naming the file when it is missing or is not a
-    checkpoint.
-    """
-    path = Path(path)
+
+def _error(message: str, cls: type[Exception] = ValueError) -> Exception:
+    """One printable line: what is raised for bad input (the CLI prints it without a traceback)."""
+    return cls(_clean(message))
+
+
+def _first_sentence(text: str, limit: int = 160) -> str:
+    """The informative start of a library's error message, on one line."""
+    line = next((s.strip() for s in str(text).splitlines() if s.strip()), "")
+    line = re.split(r"(?<=[a-z)\]])\. ", line)[0].rstrip(".")
+    return line[:limit]
+
+
+def _shape(t: torch.Tensor | torch.Size | tuple[int, ...]) -> str:
+    return str(list(t.shape if isinstance(t, torch.Tensor) else t))
+
+
+# --------------------------------------------------------------------------- reading
+def _weights_file(path: Path) -> Path:
+    """The weights file of a checkpoint path (``model.safetensors`` for a folder)."""
     if path.is_dir():
         weights = path / "model.safetensors"
         if not weights.is_file():
-            raise FileNotFoundError(f"{path}: folder has no model.safetensors")
-        path = weights
+            hint = ""
+            if (path / "checkpoints").is_dir() or any(path.glob("step_*")):
+                hint = " (a training run? pass one of its checkpoints/step_* folders)"
+            raise _error(f"{path}: folder has no model.safetensors{hint}", FileNotFoundError)
+        return weights
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: empty file, not a checkpoint")
+        raise _error(f"{path}: no such checkpoint file", FileNotFoundError)
+    return path
+
+
+def _sniff(path: Path) -> tuple[str, bytes]:
+    """``("safetensors" | "torch-zip" | "pickle" | "unknown", first bytes)``, from the content."""
     with open(path, "rb") as fh:
-        head = fh.read(8)
-    if path.suffix == ".safetensors" or _looks_like_safetensors(path, head):
-        from safetensors.torch import load_file
+        head = fh.read(24)
+    if len(head) >= 9 and head[8:9] == b"{":
+        if 2 <= int.from_bytes(head[:8], "little") <= _ST_MAX_HEADER:
+            return "safetensors", head
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "torch-zip", head
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle", head
+    return "unknown", head
 
-        try:
-            return load_file(str(path), device="cpu")
-        except Exception as err:  # safetensors raises its own error types
-            raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+
+def _safetensors_header(path: Path) -> dict[str, Any]:
+    """The JSON header of a safetensors file (names, dtypes, shapes, ``__metadata__``)."""
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        raw = fh.read(n)
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ValueError(
-            f"{path}: not a checkpoint that can be loaded safely (weights_only): "
-            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        if len(raw) < n:
+            raise ValueError("the header is cut short")
+        header = json.loads(raw)
+        if not isinstance(header, dict):
+            raise ValueError("the header is not a JSON object")
+    except (ValueError, UnicodeDecodeError) as err:
+        reason = _first_sentence(str(err))
+        raise _error(f"{path}: corrupt or truncated safetensors file ({reason}); {_FIX}") from None
+    return header
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except Exception as err:  # safetensors raises its own error types
+        reason = _first_sentence(str(err))
+        raise _error(f"{path}: corrupt or truncated safetensors file ({reason}); {_FIX}") from None
+
+
+@contextlib.contextmanager
+def _allow_namespace() -> Iterator[None]:
+    """Let the weights-only unpickler build ``argparse.Namespace`` (the official ``args``)."""
+    serialization = torch.serialization
+    if hasattr(serialization, "safe_globals"):
+        with serialization.safe_globals([argparse.Namespace]):
+            yield
+    else:  # older torch: the process-wide allow list
+        serialization.add_safe_globals([argparse.Namespace])
+        yield
+
+
+def _read_torch(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` with errors that never suggest unsafe loading."""
+    try:
+        with warnings.catch_warnings(), _allow_namespace():
+            warnings.filterwarnings("ignore", message=".*pickle protocol")
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        text = str(err)
+        detail = text.split("WeightsUnpickler error:", 1)[-1]
+        found = re.search(r"GLOBAL ([\w.]+)", detail)
+        if found:
+            raise _error(
+                f"{path}: refused: the file holds a pickled {found.group(1)}, not only tensors "
+                "and plain containers, and unpickling it could run code (umt reads only tensors, "
+                "plain containers and argparse.Namespace); get the weights as a .safetensors "
+                "file or as a file holding only the state dict"
+            ) from None
+        reason = _first_sentence(detail)
+        reason = "" if "weights_only" in reason else f" ({reason})"
+        raise _error(
+            f"{path}: refused: the file holds pickled data that is not plain tensors and "
+            f"containers{reason}: not a weights-only PyTorch checkpoint, or corrupt; {_FIX}"
         ) from None
-    return _unwrap(obj, path)
+    except Exception as err:
+        reason = _first_sentence(str(err)) or type(err).__name__
+        reason = type(err).__name__ if "weights_only" in reason else reason
+        raise _error(
+            f"{path}: unreadable PyTorch file, corrupt or truncated ({reason}); {_FIX}"
+        ) from None
 
 
-def _looks_like_safetensors(path: Path, head: bytes) -> bool:
-    if len(head) < 8:
-        return False
-    n = int.from_bytes(head, "little")
-    return 0 < n < path.stat().st_size and n < 100_000_000 and path.suffix not in (".pth", ".pt")
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read tensors from a safetensors file, a torch file or a umt folder, without running code.
+
+    The format is recognised from the content (a safetensors file named ``.pth`` loads). Raises
+    ``FileNotFoundError`` / ``ValueError`` naming the file when it is missing, corrupt, truncated
+    or not a checkpoint.
+    """
+    path = _weights_file(Path(path))
+    if path.stat().st_size == 0:
+        raise _error(f"{path}: empty file, not a checkpoint")
+    fmt, head = _sniff(path)
+    if fmt == "safetensors":
+        return _read_safetensors(path)
+    if fmt != "unknown":
+        return _unwrap(_read_torch(path), path)
+    if path.suffix == ".safetensors":
+        raise _error(
+            f"{path}: corrupt or truncated safetensors file (no valid header; starts with bytes "
+            f"{head[:16]!r}); {_FIX}"
+        )
+    if head.startswith(b"version https://git-lfs"):
+        what = "a Git LFS pointer file, not the weights (fetch them with `git lfs pull`)"
+    elif head.lstrip().startswith(b"<"):
+        what = "it looks like a web page, perhaps a failed download"
+    else:
+        what = f"neither a safetensors file nor a PyTorch file (starts with bytes {head[:16]!r})"
+    raise _error(f"{path}: not a checkpoint: {what}")
 
 
 def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -115,10 +247,10 @@ def _unwrap(obj: Any, path: Path) -> dict[str, torch.Tensor]:
                 break
             obj = inner
     if not isinstance(obj, dict) or not obj:
-        raise ValueError(f"{path}: no state dict found (got {type(obj).__name__})")
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        raise _error(f"{path}: no state dict found (got {type(obj).__name__})")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor) and isinstance(k, str)}
     if not tensors:
-        raise ValueError(f"{path}: holds no tensors; keys: {list(obj)[:8]}")
+        raise _error(f"{path}: holds no tensors; keys: {', '.join(map(str, list(obj)[:8]))}")
     return tensors
 
 
@@ -128,7 +260,7 @@ def _strip(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
 
 
 def detect_checkpoint(sd: dict[str, torch.Tensor], path: str = "<state dict>") -> CheckpointInfo:
-    """Name the layout of a state dict (see the module docstring)."""
+    """Name the layout of a state dict from its tensor names (see the module docstring)."""
     keys = set(sd)
     if any(k.startswith("vision_encoder.") for k in keys):
         parts = ["student"] + (
@@ -144,10 +276,24 @@ def detect_checkpoint(sd: dict[str, torch.Tensor], path: str = "<state dict>") -
     plain = _strip_prefixes(sd)
     if any(k.startswith("clip_decoder.") for k in plain):
         return CheckpointInfo(path, "umt-pretrain", ["student"])
+    if any(k.startswith("align_heads.") for k in plain):
+        return CheckpointInfo(path, "umt-student", ["student"], ["umt's own alignment heads"])
     if "patch_embed.proj.weight" in plain and any(k.startswith("blocks.") for k in plain):
-        return CheckpointInfo(path, "umt-finetune", ["student"])
+        if "head.weight" in plain:
+            return CheckpointInfo(path, "umt-finetune", ["student"])
+        if any(k.startswith("encoder.") for k in keys):  # an official stage-1 encoder alone
+            return CheckpointInfo(path, "umt-pretrain", ["student"])
+        return CheckpointInfo(path, "umt-student", ["student"], ["an encoder without classifier"])
     sample = ", ".join(sorted(keys)[:6])
-    raise ValueError(f"{path}: not a known UMT or CLIP checkpoint (first keys: {sample})")
+    raise _error(f"{path}: not a known UMT or CLIP checkpoint (first keys: {sample})")
+
+
+def _detect(path: Path, sd: dict[str, torch.Tensor]) -> CheckpointInfo:
+    """:func:`detect_checkpoint`, plus: student weights in umt's folder layout are umt's own."""
+    info = detect_checkpoint(sd, str(path))
+    if info.kind == "umt-finetune" and (path.is_dir() or path.name == "model.safetensors"):
+        return CheckpointInfo(str(path), "umt-student", ["student"], ["umt folder layout"])
+    return info
 
 
 def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -168,7 +314,7 @@ def _strip_prefixes(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def student_state_dict(
     sd: dict[str, torch.Tensor], kind: str | None = None
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Convert an official student state dict to ours and infer the constructor arguments.
+    """Convert an official (or umt) student state dict to ours and infer the constructor arguments.
 
     Returns ``(state_dict, config)``; the config lacks what shapes cannot tell (heads, frames, size).
     """
@@ -189,7 +335,9 @@ def student_state_dict(
         else:
             out[k] = v
     if "patch_embed.proj.weight" not in out:
-        raise ValueError("no patch_embed.proj.weight: not a UMT student")
+        raise _error("no patch_embed.proj.weight: not a UMT student")
+    if "blocks.0.mlp.fc1.weight" not in out:
+        raise _error("no blocks.0.mlp.fc1.weight: not a UMT student")
     w = out["patch_embed.proj.weight"]
     if w.ndim == 4:  # an image checkpoint: a tubelet of one frame
         w = out["patch_embed.proj.weight"] = w.unsqueeze(2)
@@ -211,7 +359,7 @@ def student_state_dict(
     if "head.weight" in out:
         cfg.update(num_classes=out["head.weight"].shape[0], fc_norm="fc_norm.weight" in out)
     heads = sorted({int(k.split(".")[1]) for k in out if k.startswith("align_heads.")})
-    if heads:
+    if heads and "align_heads.0.linear.weight" in out:
         cfg.update(align_layers=len(heads), align_dim=out["align_heads.0.linear.weight"].shape[0])
         if kind == "umt-multimodal":  # stage 2: LayerNorm eps 1e-5, no l2 step
             cfg.update(align_l2=False, align_ln_eps=1e-5)
@@ -241,7 +389,7 @@ def _infer_layout(
             return num_frames, side * patch
     if n % (224 // patch) ** 2 == 0:
         return n // (224 // patch) ** 2 * tubelet, 224
-    raise ValueError(
+    raise _error(
         f"cannot tell the frames and resolution of a {n}-position table; pass num_frames and img_size"
     )
 
@@ -251,44 +399,108 @@ def load_student(path: str | Path, strict: bool = True, **overrides: Any) -> Vid
 
     ``overrides`` are ``VideoViT`` arguments (e.g. ``num_heads``, ``num_frames``, ``img_size``,
     ``drop_path_rate``). A learned ``pos_embed`` of another layout is interpolated to the model's.
+    Sizes taken from official defaults are reported with an :class:`AssumedSizeWarning`.
     """
-    model, _ = _load_student(path, strict, overrides)
+    model, _, kind, assumed = _load_any(path, "student", strict, overrides)
+    _warn_assumed(path, kind, assumed)
     return model
 
 
-def _load_student(
-    path: str | Path, strict: bool, overrides: dict[str, Any]
+def _student_from_config(
+    path: Path,
+    sd: dict[str, torch.Tensor],
+    native: tuple[dict[str, Any], str],
+    strict: bool,
+    overrides: dict[str, Any],
 ) -> tuple[VideoViT, dict[str, Any]]:
-    native = _native_config(path)
-    sd = read_state_dict(path)
-    if native is not None:
-        cfg = {**native, **overrides}
-        model = VideoViT(**cfg)
-        _resize_learned_pos(sd, model, native.get("num_frames"), native.get("img_size"))
-        model.load_state_dict(sd, strict=strict)
-        return model, cfg
-    info = detect_checkpoint(sd, str(path))
-    if "student" not in info.parts:
-        raise ValueError(f"{path}: a {info.kind} checkpoint holds no student")
-    sd, cfg = student_state_dict(sd, info.kind)
-    ckpt_frames, ckpt_img = 8, 224
-    if "pos_embed" in sd:
-        ckpt_frames, ckpt_img = _infer_layout(
-            sd["pos_embed"].shape[1],
-            cfg["patch_size"],
-            cfg["tubelet_size"],
-            overrides.get("img_size"),
-            overrides.get("num_frames"),
-        )
-    cfg.setdefault("num_heads", max(1, cfg["embed_dim"] // 64))
-    cfg.update(num_frames=ckpt_frames, img_size=ckpt_img)
-    cfg.update(overrides)
-    model = VideoViT(**cfg)
-    _resize_learned_pos(sd, model, ckpt_frames, ckpt_img)
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if strict and (missing or unexpected):
-        raise ValueError(f"{path}: weights do not fit: missing {missing}, unexpected {unexpected}")
+    config, where = native
+    cfg = {**config, **overrides}
+    resized = "num_frames" in overrides or "img_size" in overrides
+    model = _build_checked(
+        VideoViT,
+        cfg,
+        sd,
+        strict,
+        skip=("pos_embed",) if resized else (),
+        context=f"{where} does not match the weights in {_weights_file(path)}",
+    )
+    _resize_learned_pos(sd, model, config.get("num_frames"), config.get("img_size"))
+    model.load_state_dict(sd, strict=strict)
     return model, cfg
+
+
+def _student_from_weights(
+    path: Path, sd: dict[str, torch.Tensor], kind: str, strict: bool, overrides: dict[str, Any]
+) -> tuple[VideoViT, dict[str, Any], list[str]]:
+    try:
+        sd, cfg = student_state_dict(sd, kind)
+    except ValueError as err:
+        raise _error(f"{path}: {err}") from None
+    learned = "pos_embed" in sd
+    if kind == "umt-student":
+        _require_sizes(path, learned, overrides)
+    assumed: list[str] = []
+    frames, img = 8, 224
+    if learned:
+        n = sd["pos_embed"].shape[1]
+        try:
+            frames, img = _infer_layout(
+                n,
+                cfg["patch_size"],
+                cfg["tubelet_size"],
+                overrides.get("img_size"),
+                overrides.get("num_frames"),
+            )
+        except ValueError as err:
+            raise _error(f"{path}: {err}") from None
+        if "img_size" not in overrides and "num_frames" not in overrides:
+            assumed.append(
+                f"img_size=224 (official default; num_frames={frames} follows from the table)"
+            )
+    else:
+        if "num_frames" not in overrides:
+            assumed.append("num_frames=8 (official default)")
+        if "img_size" not in overrides:
+            assumed.append("img_size=224 (official default)")
+    if "num_heads" not in overrides:
+        cfg["num_heads"] = max(1, cfg["embed_dim"] // 64)
+        assumed.insert(0, f"num_heads={cfg['num_heads']} (head width 64)")
+    cfg.update(num_frames=frames, img_size=img)
+    cfg.update(overrides)
+    model = _build_checked(
+        VideoViT,
+        cfg,
+        sd,
+        strict,
+        skip=("pos_embed",),
+        context=f"{path}: the weights do not fit the {kind} model with the given and assumed sizes",
+    )
+    _resize_learned_pos(sd, model, frames, img)
+    model.load_state_dict(sd, strict=False)  # what does not fit was refused above
+    return model, cfg, assumed
+
+
+def _require_sizes(path: Path, learned: bool, overrides: dict[str, Any]) -> None:
+    """umt's own weights without config.json load only with the sizes given, never guessed."""
+    missing = [k for k in ("num_heads", "num_frames", "img_size") if k not in overrides]
+    if learned and ("num_frames" in overrides or "img_size" in overrides):
+        # the learned table's length gives the other one
+        missing = [k for k in missing if k == "num_heads"]
+    if not missing:
+        return
+    if path.is_dir() or path.name == "model.safetensors":
+        folder = path if path.is_dir() else path.parent
+        where = f"without their config.json ({folder / 'config.json'} is missing)"
+        fix = "put the config.json saved with the weights beside them, or pass the sizes"
+    else:
+        where = "without a config"
+        fix = "pass the sizes"
+    flags = " ".join("--" + k.replace("_", "-") + " N" for k in missing)
+    raise _error(
+        f"{path}: umt student weights {where}, and the weights alone do not tell "
+        f"{', '.join(missing)}: {fix}: load_checkpoint(path, "
+        f"{', '.join(k + '=...' for k in missing)}) or umt convert IN OUT {flags}"
+    )
 
 
 def _resize_learned_pos(
@@ -323,15 +535,15 @@ def teacher_state_dict(
     sd = {k: v for k, v in sd.items() if not k.startswith(("attnpool", "text"))}
     unsupported = [k for k in sd if re.search(r"\.ls_\d|attn_pool|\.ln_attn|\.q_norm|\.k_norm", k)]
     if unsupported:
-        raise ValueError(
-            f"CLIP variant with {unsupported[0]!r} is not supported by the UMT teacher"
-        )
-    if "conv1.weight" not in sd or "proj" not in sd:
-        raise ValueError("not a CLIP ViT visual tower (needs conv1.weight and proj)")
+        raise _error(f"CLIP variant with {unsupported[0]!r} is not supported by the UMT teacher")
+    needed = ("conv1.weight", "proj", "positional_embedding", "transformer.resblocks.0.ln_1.weight")
+    absent = [k for k in needed if k not in sd]
+    if absent:
+        raise _error(f"not a CLIP ViT visual tower (no {', '.join(absent)})")
     w = sd["conv1.weight"]
     if w.ndim == 5:
         if w.shape[2] != 1:
-            raise ValueError(
+            raise _error(
                 f"teacher conv1 has a temporal kernel of {w.shape[2]}; only 1 is supported"
             )
         sd["conv1.weight"] = w = w.squeeze(2)
@@ -352,34 +564,39 @@ def _hf_to_openai(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """HuggingFace CLIP vision names -> OpenAI names (q/k/v fused into ``in_proj``)."""
     prefix = next(k[: k.index("vision_model.")] for k in sd if "vision_model." in k)
     v = _strip(sd, prefix + "vision_model.")
-    out = {
-        "class_embedding": v["embeddings.class_embedding"],
-        "conv1.weight": v["embeddings.patch_embedding.weight"],
-        "positional_embedding": v["embeddings.position_embedding.weight"],
-        "ln_pre.weight": v["pre_layrnorm.weight"],
-        "ln_pre.bias": v["pre_layrnorm.bias"],
-        "ln_post.weight": v["post_layernorm.weight"],
-        "ln_post.bias": v["post_layernorm.bias"],
-    }
     proj = sd.get(prefix + "visual_projection.weight")
     if proj is None:
-        raise ValueError("HuggingFace CLIP weights without visual_projection (use *WithProjection)")
-    out["proj"] = proj.t().contiguous()
-    names = {
-        "layer_norm1": "ln_1",
-        "layer_norm2": "ln_2",
-        "mlp.fc1": "mlp.c_fc",
-        "mlp.fc2": "mlp.c_proj",
-    }
-    n_layers = 1 + max(int(k.split(".")[2]) for k in v if k.startswith("encoder.layers."))
-    for i in range(n_layers):
-        src, dst = f"encoder.layers.{i}.", f"transformer.resblocks.{i}."
-        for t in ("weight", "bias"):
-            qkv = [v[f"{src}self_attn.{n}_proj.{t}"] for n in "qkv"]
-            out[f"{dst}attn.in_proj_{t}"] = torch.cat(qkv, 0)
-            out[f"{dst}attn.out_proj.{t}"] = v[f"{src}self_attn.out_proj.{t}"]
-            for a, b in names.items():
-                out[f"{dst}{b}.{t}"] = v[f"{src}{a}.{t}"]
+        raise _error("HuggingFace CLIP weights without visual_projection (use *WithProjection)")
+    try:
+        out = {
+            "class_embedding": v["embeddings.class_embedding"],
+            "conv1.weight": v["embeddings.patch_embedding.weight"],
+            "positional_embedding": v["embeddings.position_embedding.weight"],
+            "ln_pre.weight": v["pre_layrnorm.weight"],
+            "ln_pre.bias": v["pre_layrnorm.bias"],
+            "ln_post.weight": v["post_layernorm.weight"],
+            "ln_post.bias": v["post_layernorm.bias"],
+        }
+        out["proj"] = proj.t().contiguous()
+        names = {
+            "layer_norm1": "ln_1",
+            "layer_norm2": "ln_2",
+            "mlp.fc1": "mlp.c_fc",
+            "mlp.fc2": "mlp.c_proj",
+        }
+        n_layers = 1 + max(int(k.split(".")[2]) for k in v if k.startswith("encoder.layers."))
+        for i in range(n_layers):
+            src, dst = f"encoder.layers.{i}.", f"transformer.resblocks.{i}."
+            for t in ("weight", "bias"):
+                qkv = [v[f"{src}self_attn.{n}_proj.{t}"] for n in "qkv"]
+                out[f"{dst}attn.in_proj_{t}"] = torch.cat(qkv, 0)
+                out[f"{dst}attn.out_proj.{t}"] = v[f"{src}self_attn.out_proj.{t}"]
+                for a, b in names.items():
+                    out[f"{dst}{b}.{t}"] = v[f"{src}{a}.{t}"]
+    except KeyError as err:
+        raise _error(
+            f"HuggingFace CLIP weights without {prefix}vision_model.{err.args[0]}"
+        ) from None
     return out
 
 
@@ -389,59 +606,181 @@ def load_teacher(path: str | Path, strict: bool = True, **overrides: Any) -> CLI
     ``overrides`` are ``CLIPTeacher`` arguments: ``heads`` (default width / 64), ``return_layers``
     (default 6, at most the depth), ``normalize``, ``act`` (default ``quick_gelu``, OpenAI CLIP's;
     most open_clip models trained from scratch use ``gelu``) and ``img_size`` (the position table is
-    interpolated bicubically to it, e.g. CLIP-L/14 at 196 px for UMT-L).
+    interpolated bicubically to it, e.g. CLIP-L/14 at 196 px for UMT-L). Defaults used for heads
+    and return_layers are reported with an :class:`AssumedSizeWarning`.
     """
-    model, _ = _load_teacher(path, strict, overrides)
+    model, _, kind, assumed = _load_any(path, "teacher", strict, overrides)
+    _warn_assumed(path, kind, assumed)
     return model
 
 
-def _load_teacher(
-    path: str | Path, strict: bool, overrides: dict[str, Any]
+def _teacher_from_config(
+    path: Path,
+    sd: dict[str, torch.Tensor],
+    native: tuple[dict[str, Any], str],
+    strict: bool,
+    overrides: dict[str, Any],
 ) -> tuple[CLIPTeacher, dict[str, Any]]:
-    native = _native_config(path)
-    sd = read_state_dict(path)
-    if native is not None:
-        sd, cfg = teacher_state_dict(sd, "clip-openai")
-        cfg = {**native, **overrides}
-    else:
-        info = detect_checkpoint(sd, str(path))
-        if "teacher" not in info.parts:
-            raise ValueError(f"{path}: a {info.kind} checkpoint holds no CLIP teacher")
-        sd, cfg = teacher_state_dict(sd, info.kind)
-        cfg.setdefault("heads", max(1, cfg["width"] // 64))
-        cfg.setdefault("return_layers", min(6, cfg["layers"]))
-        if info.kind == "umt-multimodal":
-            cfg["normalize"] = False
-        cfg.update(overrides)
-    model = CLIPTeacher(**cfg)
-    sd["positional_embedding"] = interpolate_grid_pos_embed(
-        sd["positional_embedding"], (model.grid, model.grid)
+    config, where = native
+    try:
+        sd, _ = teacher_state_dict(sd, "clip-openai")
+    except ValueError as err:
+        raise _error(
+            f"{where} describes a CLIP teacher, but {_weights_file(path)}: {err}"
+        ) from None
+    cfg = {**config, **overrides}
+    model = _build_checked(
+        CLIPTeacher,
+        cfg,
+        sd,
+        strict,
+        skip=("positional_embedding",) if "img_size" in overrides else (),
+        context=f"{where} does not match the weights in {_weights_file(path)}",
     )
-    missing, unexpected = model.load_state_dict(sd, strict=False)
-    if strict and (missing or unexpected):
-        raise ValueError(f"{path}: weights do not fit: missing {missing}, unexpected {unexpected}")
+    _load_teacher_weights(model, sd, strict)
     return model, cfg
 
 
+def _teacher_from_weights(
+    path: Path, sd: dict[str, torch.Tensor], kind: str, strict: bool, overrides: dict[str, Any]
+) -> tuple[CLIPTeacher, dict[str, Any], list[str]]:
+    try:
+        sd, cfg = teacher_state_dict(sd, kind)
+    except ValueError as err:
+        raise _error(f"{path}: {err}") from None
+    assumed = []
+    if "heads" not in overrides:
+        cfg["heads"] = max(1, cfg["width"] // 64)
+        assumed.append(f"heads={cfg['heads']} (head width 64)")
+    if "return_layers" not in overrides:
+        cfg["return_layers"] = min(6, cfg["layers"])
+        assumed.append(f"return_layers={cfg['return_layers']} (default: 6 at most)")
+    if kind == "umt-multimodal":
+        cfg["normalize"] = False
+    cfg.update(overrides)
+    model = _build_checked(
+        CLIPTeacher,
+        cfg,
+        sd,
+        strict,
+        skip=("positional_embedding",),
+        context=f"{path}: the weights do not fit the {kind} teacher with the given and assumed sizes",
+    )
+    _load_teacher_weights(model, sd, False)  # what does not fit was refused above
+    return model, cfg, assumed
+
+
+def _load_teacher_weights(model: CLIPTeacher, sd: dict[str, torch.Tensor], strict: bool) -> None:
+    if "positional_embedding" in sd:
+        sd["positional_embedding"] = interpolate_grid_pos_embed(
+            sd["positional_embedding"], (model.grid, model.grid)
+        )
+    model.load_state_dict(sd, strict=strict)
+
+
+# --------------------------------------------------------------------------- checks
+def _build_checked(
+    cls: type[nn.Module],
+    cfg: dict[str, Any],
+    sd: dict[str, torch.Tensor],
+    strict: bool,
+    skip: tuple[str, ...],
+    context: str,
+) -> Any:
+    """Build ``cls(**cfg)`` after checking, on the meta device (no memory), that the weights fit.
+
+    Every parameter / buffer shape is compared with ``sd`` (``skip``: tables resized later); with
+    ``strict`` the names must match too. Raises ``ValueError`` starting with ``context``.
+    """
+    try:
+        with torch.device("meta"):
+            probe = cls(**cfg)
+    except (TypeError, ValueError) as err:
+        raise _error(f"{context}: cannot build a {cls.__name__} from it ({err})") from None
+    expected = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+    del probe
+    wrong = [
+        f"{k} is {_shape(sd[k])} in the weights but {_shape(shape)} by the config"
+        for k, shape in expected.items()
+        if k in sd and k not in skip and tuple(sd[k].shape) != shape
+    ]
+    missing = [k for k in expected if k not in sd] if strict else []
+    extra = [k for k in sd if k not in expected] if strict else []
+    if wrong or missing or extra:
+        problems = []
+        if wrong:
+            problems.append(f"{len(wrong)} tensor(s) differ in shape: {_few(wrong)}")
+        if missing:
+            problems.append(f"{len(missing)} missing from the weights: {_few(missing)}")
+        if extra:
+            problems.append(f"{len(extra)} in the weights but not in the model: {_few(extra)}")
+        raise _error(f"{context}{_holds(sd)}: {'; '.join(problems)}")
+    return cls(**cfg)
+
+
+def _few(items: list[str], n: int = 2) -> str:
+    return ", ".join(items[:n]) + (f", ... ({len(items) - n} more)" if len(items) > n else "")
+
+
+def _holds(sd: dict[str, torch.Tensor]) -> str:
+    """What the weights hold, in the words of the constructor arguments."""
+    w = sd.get("patch_embed.proj.weight", sd.get("conv1.weight"))
+    if w is None:
+        return ""
+    prefix = "blocks." if "patch_embed.proj.weight" in sd else "transformer.resblocks."
+    idx = {int(k.split(".")[len(prefix.split(".")) - 1]) for k in sd if k.startswith(prefix)}
+    depth = 1 + max(idx) if idx else 0
+    what = ("embed_dim", "depth") if prefix == "blocks." else ("width", "layers")
+    return f" (the weights hold {what[0]} {w.shape[0]}, {what[1]} {depth})"
+
+
+def _check_args(cls: type[nn.Module], keys: list[str], where: str, exc: type[Exception]) -> None:
+    """Refuse argument names ``cls`` does not take, suggesting the closest one."""
+    known = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"it takes: {', '.join(known)}"
+            raise _error(f"{where}: unknown key {key!r} for a {cls.__name__} ({hint})", exc)
+
+
 # --------------------------------------------------------------------------- umt format
-def _native_config(path: str | Path) -> dict[str, Any] | None:
-    """The config of a checkpoint in umt's format, or None for foreign files."""
+def _read_config_json(cfg_file: Path) -> dict[str, Any] | None:
+    """A umt ``config.json``; None for another library's (e.g. a transformers model folder)."""
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise _error(f"{cfg_file}: invalid JSON ({err})") from None
+    if not isinstance(cfg, dict):
+        raise _error(
+            f"{cfg_file}: must hold a JSON object of model arguments, not {type(cfg).__name__}"
+        )
+    if {"model_type", "architectures", "transformers_version"} & set(cfg):
+        return None
+    return cfg
+
+
+def _native_config(path: str | Path) -> tuple[dict[str, Any], str] | None:
+    """``(config, where it came from)`` of a checkpoint in umt's format, or None for foreign files."""
     path = Path(path)
     cfg_file = path / "config.json" if path.is_dir() else path.with_name("config.json")
     if path.is_dir() or (path.suffix == ".safetensors" and cfg_file.is_file()):
         if not cfg_file.is_file():
             return None
-        try:
-            return json.loads(cfg_file.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{cfg_file}: invalid JSON ({err})") from None
-    if path.suffix == ".safetensors" and path.is_file():
-        from safetensors import safe_open
-
-        with safe_open(str(path), "pt") as fh:
-            meta = fh.metadata() or {}
-        if "umt_config" in meta:
-            return json.loads(meta["umt_config"])
+        cfg = _read_config_json(cfg_file)
+        return None if cfg is None else (cfg, str(cfg_file))
+    if path.suffix == ".safetensors" and path.is_file() and path.stat().st_size:
+        if _sniff(path)[0] != "safetensors":
+            return None
+        meta = _safetensors_header(path).get("__metadata__") or {}
+        if isinstance(meta, dict) and "umt_config" in meta:
+            try:
+                cfg = json.loads(meta["umt_config"])
+            except (json.JSONDecodeError, TypeError) as err:
+                raise _error(f"{path}: invalid JSON in the umt_config metadata ({err})") from None
+            if not isinstance(cfg, dict):
+                raise _error(f"{path}: the umt_config metadata is not a JSON object")
+            return cfg, f"{path} (umt_config metadata)"
     return None
 
 
@@ -466,40 +805,80 @@ def load_checkpoint(
 ) -> nn.Module:
     """Load a student or a teacher from any known layout (``part``: auto, student or teacher).
 
-    ``auto`` picks the student when the file holds one, else the teacher.
+    ``auto`` picks the student when the file holds one, else the teacher. ``overrides`` are the
+    model's constructor arguments. umt's own weights without ``config.json`` need ``num_heads``,
+    ``num_frames`` and ``img_size``; sizes assumed for official files are reported with an
+    :class:`AssumedSizeWarning`.
     """
-    return _load_any(path, part, strict, overrides)[0]
+    model, _, kind, assumed = _load_any(path, part, strict, overrides)
+    _warn_assumed(path, kind, assumed)
+    return model
 
 
-def _which_part(path: str | Path, part: str) -> str:
+def _warn_assumed(path: str | Path, kind: str, assumed: list[str]) -> None:
+    if assumed:
+        warnings.warn(
+            _clean(
+                f"{path}: {kind} checkpoint: sizes it does not store were assumed: "
+                f"{'; '.join(assumed)}; pass them as keyword arguments if they differ"
+            ),
+            AssumedSizeWarning,
+            stacklevel=3,
+        )
+
+
+@dataclass
+class _Source:
+    """A checkpoint opened once: its tensors, its umt config (if any), what it is."""
+
+    path: Path
+    sd: dict[str, torch.Tensor]
+    native: tuple[dict[str, Any], str] | None
+    kind: str
+    which: str
+
+
+def _open(path: str | Path, part: str) -> _Source:
     if part not in ("auto", "student", "teacher"):
         raise ValueError(f"part must be auto, student or teacher, not {part!r}")
-    if part != "auto":
-        return part
+    path = Path(path)
     native = _native_config(path)
+    sd = read_state_dict(path)
     if native is not None:
-        return _native_kind(native)
-    return detect_checkpoint(read_state_dict(path), str(path)).parts[0]
+        config, where = native
+        which = _native_kind(config)
+        if part not in ("auto", which):
+            raise _error(f"{where} describes a {which}, not a {part}")
+        cls = CLIPTeacher if which == "teacher" else VideoViT
+        _check_args(cls, list(config), where, ValueError)
+        return _Source(path, sd, native, "umt", which)
+    info = _detect(path, sd)
+    which = info.parts[0] if part == "auto" else part
+    if which not in info.parts:
+        what = "no CLIP teacher" if which == "teacher" else "no student"
+        raise _error(f"{path}: a {info.kind} checkpoint holds {what}")
+    return _Source(path, sd, None, info.kind, which)
+
+
+def _load_source(
+    src: _Source, strict: bool, overrides: dict[str, Any]
+) -> tuple[nn.Module, dict[str, Any], list[str]]:
+    teacher = src.which == "teacher"
+    _check_args(CLIPTeacher if teacher else VideoViT, list(overrides), "overrides", TypeError)
+    if src.native is not None:
+        build = _teacher_from_config if teacher else _student_from_config
+        model, cfg = build(src.path, src.sd, src.native, strict, overrides)
+        return model, cfg, []
+    build = _teacher_from_weights if teacher else _student_from_weights
+    return build(src.path, src.sd, src.kind, strict, overrides)
 
 
 def _load_any(
     path: str | Path, part: str, strict: bool, overrides: dict[str, Any]
-) -> tuple[nn.Module, dict[str, Any], str]:
-    if part not in ("auto", "student", "teacher"):
-        raise ValueError(f"part must be auto, student or teacher, not {part!r}")
-    native = _native_config(path)
-    if native is not None:
-        kind = "umt"
-        which = _native_kind(native) if part == "auto" else part
-    else:
-        info = detect_checkpoint(read_state_dict(path), str(path))
-        kind = info.kind
-        which = info.parts[0] if part == "auto" else part
-    if which == "teacher":
-        model, cfg = _load_teacher(path, strict, overrides)
-    else:
-        model, cfg = _load_student(path, strict, overrides)
-    return model, cfg, kind
+) -> tuple[nn.Module, dict[str, Any], str, list[str]]:
+    src = _open(path, part)
+    model, cfg, assumed = _load_source(src, strict, overrides)
+    return model, cfg, src.kind, assumed
 
 
 def convert_checkpoint(
@@ -514,16 +893,19 @@ def convert_checkpoint(
     """Convert ``src`` into umt's format in ``out_dir``; returns a short report of what was found.
 
     ``num_frames`` applies to a student only; ``num_heads`` sets the student's ``num_heads`` or the
-    teacher's ``heads``.
+    teacher's ``heads``. Sizes not stored in ``src`` and not given are listed on an ``assumed:``
+    line of the report (they are written into ``out_dir/config.json``).
     """
-    which = _which_part(src, part)
+    source = _open(src, part)
+    which = source.which
     if img_size is not None:
         overrides["img_size"] = img_size
     if num_frames is not None and which == "student":
         overrides["num_frames"] = num_frames
     if num_heads is not None:
         overrides["heads" if which == "teacher" else "num_heads"] = num_heads
-    model, cfg, kind = _load_any(src, which, True, overrides)
+    model, cfg, assumed = _load_source(source, True, overrides)
+    kind = source.kind
     save_pretrained(model, out_dir)
     n_params = sum(p.numel() for p in model.parameters())
     lines = [f"source: {src}", f"format: {kind}"]
@@ -540,6 +922,7 @@ def convert_checkpoint(
         ]
         if model.head is not None:
             lines.append(f"classes: {model.num_classes}")
+        flags = "--num-heads / --num-frames / --img-size"
     else:
         lines += [
             "model: CLIP visual teacher",
@@ -548,9 +931,11 @@ def convert_checkpoint(
             f"output {model.output_dim}",
             f"input: {model.img_size}px; returns the last {model.return_layers} layers (K)",
         ]
-    if num_heads is None and kind != "umt":
+        flags = "--num-heads / --img-size, return_layers= in Python"
+    if assumed:
         lines.append(
-            "note: attention heads assumed from head width 64 (pass --num-heads to change)"
+            f"assumed: {'; '.join(assumed)} - not stored in the checkpoint; set them with {flags} "
+            "if they differ"
         )
     lines += [f"parameters: {n_params:,}", f"written: {Path(out_dir) / 'model.safetensors'}"]
-    return "\n".join(lines)
+    return "\n".join(_clean(line) for line in lines)

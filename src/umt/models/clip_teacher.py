@@ -53,10 +53,13 @@ class CLIPAttention(nn.Module):
 
     @staticmethod
     def _cls_attention(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """The class token's attention probabilities, averaged over heads: ``[B, L]``."""
+        """The class token's attention probabilities, averaged over heads: ``[B, L]``, in
+        float32 even under autocast (it drives the mask sampler; autocast would recompute the
+        matmul in half precision despite the float32 inputs)."""
         scale = q.shape[-1] ** -0.5
-        logits = (q[:, :, :1].float() * scale) @ k.float().transpose(-2, -1)  # [B, heads, 1, L]
-        return logits.softmax(dim=-1).mean(dim=1)[:, 0]
+        with torch.autocast(q.device.type, enabled=False):
+            logits = (q[:, :, :1].float() * scale) @ k.float().transpose(-2, -1)  # [B,heads,1,L]
+            return logits.softmax(dim=-1).mean(dim=1)[:, 0]
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """``q [B, heads, n, D]`` over all keys -> ``[B, n, C]`` after ``out_proj``."""

@@ -13,6 +13,7 @@ __all__ = [
     "Mlp",
     "QuickGELU",
     "trunc_normal_",
+    "uniform_to_trunc_normal_",
     "sincos_table",
     "interpolate_pos_table",
     "interpolate_grid_pos_embed",
@@ -29,14 +30,32 @@ def trunc_normal_(
     through ``erfinv``. This is how timm (and hence the official UMT code) initialises its
     weights. ``torch.nn.init.trunc_normal_`` switched to rejection sampling in torch 2.13, which
     consumes the RNG differently; with this function a seeded model is initialised identically
-    on every torch release (and golden-loss tests hold on all of them)."""
+    on every torch release (and golden-loss tests hold on all of them).
+
+    Unlike timm's, it never returns a bound from an infinite ``erfinv``: with wide bounds
+    (std 0.02 in [-2, 2]) the uniform range is [-1, 1], ``uniform_`` returns exactly -1 about
+    once in 2^24 draws, and ``erfinv(-1) = -inf`` would be clamped to -2.0 (100 std)."""
     cdf_lo = 0.5 * (1.0 + math.erf((a - mean) / (std * math.sqrt(2.0))))
     cdf_hi = 0.5 * (1.0 + math.erf((b - mean) / (std * math.sqrt(2.0))))
     # erfinv maps (-1, 1) to the real line: draw u in [2*cdf_lo-1, 2*cdf_hi-1].
     tensor.uniform_(2.0 * cdf_lo - 1.0, 2.0 * cdf_hi - 1.0)
-    tensor.erfinv_()
-    tensor.mul_(std * math.sqrt(2.0)).add_(mean)
-    return tensor.clamp_(min=a, max=b)
+    return uniform_to_trunc_normal_(tensor, std, mean, a, b)
+
+
+@torch.no_grad()
+def uniform_to_trunc_normal_(
+    u: torch.Tensor, std: float = 1.0, mean: float = 0.0, a: float = -2.0, b: float = 2.0
+) -> torch.Tensor:
+    """The inverse-CDF step of :func:`trunc_normal_`, in place: uniforms ``u`` in [-1, 1] ->
+    ``mean + std * sqrt(2) * erfinv(u)`` within [a, b]. ``u = +-1`` (which ``uniform_`` can
+    return at its bounds) is moved to the nearest representable value inside the open interval,
+    so the result is the distribution's most extreme finite draw (about 5.4 std in float32),
+    never an infinity clamped to a bound."""
+    inside = 1.0 - torch.finfo(u.dtype).eps / 2  # the largest representable value below 1
+    u.clamp_(min=-inside, max=inside)
+    u.erfinv_()
+    u.mul_(std * math.sqrt(2.0)).add_(mean)
+    return u.clamp_(min=a, max=b)
 
 
 class DropPath(nn.Module):

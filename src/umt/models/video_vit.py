@@ -14,6 +14,7 @@ boolean ``[B, N]`` tensor, True = dropped, with the same number of kept tokens i
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -155,6 +156,11 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
         align_dim: the teacher's feature width.
         align_l2: l2-normalise the aligned outputs (stage 1: yes; stage 2: no).
         align_ln_eps: LayerNorm eps of the alignment heads.
+        weight_init: how the Linear weights start: ``"xavier"`` (uniform, the official stage-1
+            model and its alignment heads), ``"trunc_normal"`` (std 0.02, the official
+            fine-tuning model) or ``"auto"``: xavier without a classifier, trunc_normal with one.
+            Biases start at 0, LayerNorms at (1, 0); the patch embedding keeps torch's Conv3d
+            default, as in both official models.
     """
 
     def __init__(
@@ -184,8 +190,15 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
         align_dim: int = 512,
         align_l2: bool = True,
         align_ln_eps: float = 1e-6,
+        weight_init: str = "auto",
     ) -> None:
         super().__init__()
+        if weight_init == "auto":
+            weight_init = "trunc_normal" if num_classes > 0 else "xavier"
+        if weight_init not in ("xavier", "trunc_normal"):
+            raise ValueError(
+                f"weight_init must be 'auto', 'xavier' or 'trunc_normal', not {weight_init!r}"
+            )
         if pos_embed not in ("sincos", "learned"):
             raise ValueError(f"pos_embed must be 'sincos' or 'learned', not {pos_embed!r}")
         if img_size % patch_size or num_frames % tubelet_size:
@@ -210,7 +223,9 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
         self.patch_embed = PatchEmbed3d(patch_size, tubelet_size, in_chans, embed_dim)
         if pos_embed == "learned":
             self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, embed_dim))
-            trunc_normal_(self.pos_embed, std=0.02)
+            # The official pretraining model truncates at +-1 std, the fine-tuning one at +-2.
+            bound = 0.02 if weight_init == "xavier" else 2.0
+            trunc_normal_(self.pos_embed, std=0.02, a=-bound, b=bound)
         else:
             self.register_buffer(
                 "pos_embed", self._sincos(embed_dim, sincos_source_grid), persistent=False
@@ -242,7 +257,7 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
             self.head = nn.Linear(embed_dim, num_classes)
         else:
             self.fc_norm = self.head_drop = self.head = None
-        self.apply(self._init_weights)
+        self.apply(functools.partial(self._init_module, xavier=weight_init == "xavier"))
 
     # ------------------------------------------------------------------ setup
     def _sincos(self, dim: int, source_grid: Sequence[int] | None) -> torch.Tensor:
@@ -252,9 +267,14 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
         return interpolate_pos_table(sincos_table(t * h * w, dim), (t, h, w), self.grid)
 
     @staticmethod
-    def _init_weights(m: nn.Module) -> None:
+    def _init_module(m: nn.Module, xavier: bool) -> None:
+        """The official init: ``modeling_pretrain_umt._init_weights`` (xavier-uniform Linears)
+        or ``modeling_finetune._init_weights`` (truncated normal, std 0.02)."""
         if isinstance(m, nn.Linear):
-            trunc_normal_(m.weight, std=0.02)
+            if xavier:
+                nn.init.xavier_uniform_(m.weight)
+            else:
+                trunc_normal_(m.weight, std=0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.LayerNorm):
