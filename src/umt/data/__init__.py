@@ -10,11 +10,11 @@ Public API (imported lazily; ``import umt.data`` loads neither torchvision nor a
         FaultCounter, fault_summary, TooManyFaultsError,
         ensure_synthetic_dataset, write_synthetic_dataset,
         sample_seed, make_generator,
-        sparse_indices, dense_indices, eval_views,
-        read_frames, probe_video, get_decoder, VideoDecodeError,
+        segment_indices, sparse_indices, dense_indices, eval_views,  # sampling="segments"|"sparse"|"dense"
+        read_frames, probe_video, decode_to_end, get_decoder, VideoDecodeError,
         build_pretrain_transform, build_finetune_transform, build_eval_transform, Mixup,
         IMAGENET_MEAN, IMAGENET_STD, CLIP_MEAN, CLIP_STD,
-        check_annotations,
+        check_annotations, check_video, validate_check_options, CheckOptionError,
         write_shards, shard_pattern,  # annotation list -> tar shards -> "shard-{000000..000003}.tar"
     )
 
@@ -35,11 +35,14 @@ _EXPORTS = {
         "get_decoder",
         "probe_video",
         "read_frames",
+        "decode_to_end",
         "available_backends",
         "PyAVDecoder",
     ],
     "sampling": [
         "make_generator",
+        "SAMPLING_NAMES",
+        "segment_indices",
         "sparse_indices",
         "dense_indices",
         "sample_indices",
@@ -68,7 +71,13 @@ _EXPORTS = {
         "fault_summary",
     ],
     "synth": ["ensure_synthetic_dataset", "write_synthetic_dataset", "CLASSES"],
-    "check": ["check_annotations", "CheckReport"],
+    "check": [
+        "check_annotations",
+        "check_video",
+        "validate_check_options",
+        "CheckOptionError",
+        "CheckReport",
+    ],
     "shards": ["write_shards", "shard_pattern"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

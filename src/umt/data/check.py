@@ -1,4 +1,11 @@
-"""``umt data check``: find the unreadable or too-short videos of an annotation file."""
+"""``umt data check``: find the videos of an annotation file that training could not use.
+
+Each video is probed (frame count), then decoded the way training reads it (one training draw
+and the centred test view of the chosen sampling) and from its last :data:`TAIL_FRAMES`
+frames to the end of the stream, which finds truncated files; ``thorough=True`` decodes every
+frame instead of the tail. A folder of extracted frames (``img_00001.jpg`` ...) is read the
+same way; a folder without frame images is reported as a directory.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,17 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TextIO
 
-__all__ = ["CheckReport", "check_video", "check_annotations", "format_report"]
+__all__ = [
+    "TAIL_FRAMES",
+    "CheckReport",
+    "CheckOptionError",
+    "validate_check_options",
+    "check_video",
+    "check_annotations",
+    "format_report",
+]
+
+TAIL_FRAMES = 8  # the last frames every check decodes (covers B-frames after the last P)
 
 
 @dataclass
@@ -27,6 +44,67 @@ class CheckReport:
         return f"{self.checked} checked, {len(self.bad)} bad"
 
 
+class CheckOptionError(ValueError):
+    """A check option that cannot work (a usage error, not a bad video). Names the option."""
+
+    def __init__(self, option: str, problem: str) -> None:
+        super().__init__(f"{option}: {problem}")
+        self.option = option
+        self.problem = problem
+
+
+def validate_check_options(
+    num_frames: int = 8,
+    sampling: str = "sparse",
+    frame_stride: int = 4,
+    min_frames: int | None = None,
+    backend: str = "pyav",
+    workers: int = 4,
+) -> None:
+    """Raise :class:`CheckOptionError` for the first option a check cannot run with (a
+    non-positive count, an unknown sampling, an unknown or uninstalled backend)."""
+    from umt.data.decode import available_backends, get_decoder
+    from umt.data.sampling import SAMPLING_NAMES
+
+    if num_frames < 1:
+        raise CheckOptionError("num_frames", f"must be at least 1 frame per clip, got {num_frames}")
+    if sampling not in SAMPLING_NAMES:
+        raise CheckOptionError(
+            "sampling", f"unknown sampling {sampling!r}; choose from {', '.join(SAMPLING_NAMES)}"
+        )
+    if frame_stride < 1:
+        raise CheckOptionError("frame_stride", f"must be at least 1, got {frame_stride}")
+    if min_frames is not None and min_frames < 1:
+        raise CheckOptionError(
+            "min_frames", f"must be at least 1, got {min_frames} (or leave it out)"
+        )
+    if workers < 1:
+        raise CheckOptionError("workers", f"must be at least 1, got {workers}")
+    try:
+        get_decoder(backend)
+    except ValueError as err:
+        raise CheckOptionError("backend", str(err)) from None
+    except ImportError as err:
+        raise CheckOptionError(
+            "backend",
+            f"{backend!r} cannot be used here: {err}; "
+            f"use one of: {', '.join(available_backends())}",
+        ) from None
+
+
+def _check_frame_folder(path: str, loaders: Sequence, thorough: bool) -> None:
+    """Read a frame folder's training and test views and its last (or every) frame image."""
+    from umt.data.datasets import _frame_files, _read_image
+    from umt.data.sampling import make_generator
+
+    for loader in loaders:  # also reports an empty folder and a too-short one
+        loader.frames(path, path, make_generator(0), None)
+    files = _frame_files(path)
+    first = 0 if thorough else max(0, len(files) - TAIL_FRAMES)
+    for file in files[first:]:
+        _read_image(os.path.join(path, file), path)
+
+
 def check_video(
     path: str,
     num_frames: int = 8,
@@ -34,19 +112,44 @@ def check_video(
     frame_stride: int = 4,
     min_frames: int | None = None,
     backend: str = "pyav",
+    thorough: bool = False,
 ) -> str | None:
-    """``None`` when the clip a test view would use decodes, else the reason it does not."""
+    """``None`` when training could read ``path``, else the reason it could not.
+
+    Probes the video, decodes a training view and the centred test view, then every frame
+    from the last :data:`TAIL_FRAMES` to the end (``thorough``: every frame of the stream).
+    """
     from umt.data.datasets import _ClipLoader
+    from umt.data.decode import VideoDecodeError, decode_to_end
     from umt.data.faults import VideoFault
     from umt.data.sampling import make_generator
 
-    loader = _ClipLoader(
-        num_frames, sampling, frame_stride, False, min_frames, backend, lambda v, **k: v, 1
-    )
+    def keep(video, **_):
+        return video
+
+    loaders = [
+        _ClipLoader(num_frames, sampling, frame_stride, train, min_frames, backend, keep, 1)
+        for train in (True, False)
+    ]
     try:
-        loader.frames(path, path, make_generator(0), None)
+        if os.path.isdir(path):
+            _check_frame_folder(path, loaders, thorough)
+            return None
+        info = loaders[0].decoder.probe(path, name=path)
+        if info.truncated:
+            listed = f" of the {info.header_frames} listed" if info.header_frames else ""
+            return (
+                f"truncated: the file ends before its last frames "
+                f"({info.num_frames}{listed} frames readable)"
+            )
+        for loader in loaders:
+            loader.frames(path, path, make_generator(0), None)
+        start = 0 if thorough else max(0, info.num_frames - TAIL_FRAMES)
+        decode_to_end(path, start, backend=backend, name=path)
     except VideoFault as err:
         return err.reason
+    except VideoDecodeError as err:
+        return err.problem
     except Exception as err:  # noqa: BLE001 - report, never crash the scan
         return f"{type(err).__name__}: {err}"
     return None
@@ -69,13 +172,18 @@ def check_annotations(
     workers: int = 4,
     processes: bool = False,
     progress: bool = True,
+    thorough: bool = False,
 ) -> CheckReport:
-    """Probe and decode every listed video (in parallel threads or processes)."""
+    """Check every listed video with :func:`check_video` (in parallel threads or processes).
+
+    Options are validated first (:class:`CheckOptionError`), before any file is read.
+    """
     from umt.data.datasets import load_annotations
 
+    validate_check_options(num_frames, sampling, frame_stride, min_frames, backend, workers)
     records = load_annotations(annotations, format=format, root=root)
     paths: Sequence[str] = list(dict.fromkeys(r.path for r in records))
-    jobs = [(p, num_frames, sampling, frame_stride, min_frames, backend) for p in paths]
+    jobs = [(p, num_frames, sampling, frame_stride, min_frames, backend, thorough) for p in paths]
     report = CheckReport()
     bar = None
     if progress:
@@ -84,7 +192,7 @@ def check_annotations(
         bar = tqdm(total=len(jobs), desc="checking", unit="video", file=sys.stderr)
     pool_cls = ProcessPoolExecutor if processes else ThreadPoolExecutor
     results: dict[str, str | None] = {}
-    with pool_cls(max(1, workers)) as pool:
+    with pool_cls(workers) as pool:
         for path, reason in pool.map(_check_job, jobs, chunksize=8 if processes else 1):
             results[path] = reason
             if bar is not None:

@@ -4,6 +4,9 @@ Annotation formats (``load_annotations(path, format="auto")``):
 
 * ``"list"`` — Kinetics style, one video per line: ``path label``, ``path,label``, ``path`` or
   (extracted frames, TSN style) ``folder num_frames label``; ``.txt``/``.csv``, header optional.
+  A file whose every line has a comma (or a ``.csv`` file with commas) is comma-separated (CSV
+  quoting allowed), so paths keep their spaces. In a space-separated list the last token is the label
+  (the last two for TSN lines) and the rest of the line, spaces kept, is the path.
 * ``"ssv2"`` — Something-Something-v2 JSON: ``[{"id": "123", "label": "...", "template":
   "... [something] ..."}]`` with a ``labels.json`` ``{"name": "index"}`` next to it (or ``labels=``).
 * ``"video_text"`` — WebVid style JSON ``[{"video": path, "caption": str | [str]}]``.
@@ -23,6 +26,7 @@ dataset with ``(epoch, index)`` tuples.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -39,6 +43,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from umt.data.faults import FaultCounter, TooManyFaultsError, VideoFault
 from umt.data.sampling import (
+    SAMPLING_NAMES,
     eval_views,
     make_generator,
     min_frames_needed,
@@ -150,6 +155,25 @@ def _read_json_list(path: Path) -> list[Any]:
     return data
 
 
+def _split_list_line(line: str, comma_separated: bool) -> tuple[str, list[str], bool]:
+    """``(path, trailing fields, tsn)`` of one stripped list line; spaces inside the path kept.
+
+    Comma-separated: CSV fields, the last one the label, the rest (re-joined with commas) the
+    path. Space-separated: ``folder num_frames label`` when the last two tokens are integers
+    (``tsn``), else the last token is the label and the rest of the line is the path.
+    """
+    if comma_separated:
+        fields = [f.strip() for f in next(csv.reader([line]), [""])]
+        if len(fields) == 1:
+            return fields[0], [], False
+        return ",".join(fields[:-1]), fields[-1:], False
+    tokens = line.rsplit(None, 2)
+    if len(tokens) == 3 and _is_int(tokens[1]) and _is_int(tokens[2]):
+        return tokens[0], tokens[1:], True
+    tokens = line.rsplit(None, 1)
+    return tokens[0], tokens[1:], False
+
+
 def _parse_list(path: Path, root: Path) -> list[VideoRecord]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
@@ -160,25 +184,23 @@ def _parse_list(path: Path, root: Path) -> list[VideoRecord]:
         for n, line in enumerate(lines, 1)
         if line.strip() and not line.lstrip().startswith("#")
     ]
+    with_comma = sum("," in line for _, line in data_lines)
+    comma_separated = with_comma > 0 and (
+        with_comma == len(data_lines) or path.suffix.lower() == ".csv"
+    )
     for pos, (lineno, line) in enumerate(data_lines):
-        if "," in line:
-            parts = [p.strip() for p in line.split(",")]
-        else:
-            parts = line.split()
-        if len(parts) >= 3 and _is_int(parts[-1]) and _is_int(parts[-2]) and "," not in line:
-            # TSN frame-folder style: folder num_frames label
-            rel, count, label = " ".join(parts[:-2]), int(parts[-2]), int(parts[-1])
-            records.append(VideoRecord(_resolve(rel, root), label, num_frames=count))
+        rel, rest, tsn = _split_list_line(line, comma_separated)
+        if tsn:  # TSN frame-folder style: folder num_frames label
+            records.append(VideoRecord(_resolve(rel, root), int(rest[1]), num_frames=int(rest[0])))
             continue
-        if len(parts) == 1:
-            records.append(VideoRecord(_resolve(parts[0], root)))
+        if not rest:
+            records.append(VideoRecord(_resolve(rel, root)))
             continue
-        if not _is_int(parts[-1]):
+        if not _is_int(rest[0]):
             if pos == 0:
                 continue  # a header line
-            raise ValueError(f"{path}:{lineno}: label {parts[-1]!r} is not an integer")
-        rel = ",".join(parts[:-1]) if "," in line else " ".join(parts[:-1])
-        records.append(VideoRecord(_resolve(rel, root), int(parts[-1])))
+            raise ValueError(f"{path}:{lineno}: label {rest[0]!r} is not an integer")
+        records.append(VideoRecord(_resolve(rel, root), int(rest[0])))
     return records
 
 
@@ -390,8 +412,10 @@ class _ClipLoader:
         transform: Callable,
         image_repeat: int,
     ) -> None:
-        if sampling not in ("sparse", "dense"):
-            raise ValueError(f"sampling must be 'sparse' or 'dense', got {sampling!r}")
+        if sampling not in SAMPLING_NAMES:
+            raise ValueError(
+                f"sampling must be one of {', '.join(SAMPLING_NAMES)}; got {sampling!r}"
+            )
         self.num_frames = num_frames
         self.sampling = sampling
         self.frame_stride = frame_stride
@@ -444,6 +468,11 @@ class _ClipLoader:
             return np.repeat(_read_image(source, name)[None], self.image_repeat, axis=0)
         if isinstance(source, str) and os.path.isdir(source):
             files = _frame_files(source)
+            if not files:
+                raise VideoFault(
+                    name,
+                    "is a directory with no frame images (img_00001.jpg, ...), not a video file",
+                )
             idx = self._indices(len(files), name, gen, position)
             return np.stack([_read_image(os.path.join(source, files[i]), name) for i in idx])
         try:
@@ -498,9 +527,11 @@ class VideoDataset(Dataset):
 
     Args:
         annotations: annotation file path or a list of :class:`VideoRecord`.
-        num_frames / sampling / frame_stride: the clip (``"sparse"`` segments or ``"dense"``).
-        min_frames: shortest usable video (default :func:`min_frames_needed`: ``num_frames`` for
-            dense, ``ceil(num_frames/2)`` (>= 2) for sparse); shorter ones are skipped as faults.
+        num_frames / sampling / frame_stride: the clip (``"segments"``: official pretraining
+            segments of ``n // T`` frames; ``"sparse"``: fine-tuning segments; ``"dense"``).
+        min_frames: shortest usable video (default :func:`min_frames_needed`: 1 for segments,
+            ``num_frames`` for dense, ``ceil(num_frames/2)`` (>= 2) for sparse); shorter ones
+            are skipped as faults.
         train: random sampling + augmentation; else centred sampling + eval transform, with
             ``num_clips x num_crops`` views per video (dataset length multiplies).
         augment: ``"pretrain"`` (multi-scale crop + flip) or ``"finetune"`` (RRC, flip,

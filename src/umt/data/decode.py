@@ -14,9 +14,12 @@ Backends (``get_decoder(name)``):
 * ``"auto"``: torchcodec when installed, else PyAV. decord is only used when asked for by name:
   it trusts the container index, which is wrong for some VFR and broken files.
 
-``probe_video(source)`` counts frames by demuxing packets (no decoding), so a container that
-lies about (or omits) its frame count still gives the true count. Results are cached per file
-(path, size, mtime).
+``probe_video(source)`` counts frames without decoding. An MP4/MOV whose sample table checks out
+(one entry per frame, constant frame duration, agreeing with duration x rate, every sample inside
+the file) is counted from that table, reading only the header and a few packets at both ends;
+any other file is counted by demuxing every packet, so a container that lies about (or omits)
+its frame count, or a truncated file, still gives the true count. Results are cached per file
+(path, size, mtime) in an LRU bounded by bytes (``PROBE_CACHE.max_bytes``, 32 MiB per process).
 
 Indices past the end raise :class:`VideoDecodeError` naming the file; nothing is clamped.
 """
@@ -50,6 +53,7 @@ __all__ = [
     "get_decoder",
     "probe_video",
     "read_frames",
+    "decode_to_end",
     "source_name",
 ]
 
@@ -67,9 +71,9 @@ class VideoDecodeError(RuntimeError):
 class VideoInfo:
     """What a probe learned about the first video stream of a file.
 
-    ``num_frames`` is counted from demuxed packets; ``header_frames`` is what the container
-    claims (0 when it does not say). ``timestamps`` are presentation times in seconds, one per
-    frame, in presentation order.
+    ``num_frames`` is counted from demuxed packets, or taken from an MP4/MOV sample table that
+    checks out (``from_index``); ``header_frames`` is what the container claims (0 when it does
+    not say). ``truncated``: the container's index points past the end of the file.
     """
 
     num_frames: int
@@ -79,16 +83,38 @@ class VideoInfo:
     height: int
     header_frames: int = 0
     codec: str = ""
-    timestamps: tuple[float, ...] = ()
-    # PyAV-internal seek index (presentation-order pts and keyframe positions).
-    pts: tuple[int, ...] = field(default=(), repr=False)
+    # PyAV-internal seek index: presentation-order pts (a ``range`` for a constant frame rate
+    # read from the sample table) and keyframe positions, in units of ``time_base``.
+    pts: Sequence[int] = field(default=(), repr=False)
     keyframes: tuple[int, ...] = field(default=(), repr=False)
     pts_reliable: bool = field(default=True, repr=False)
+    time_base: Fraction = field(default=Fraction(0), repr=False)
+    from_index: bool = False
+    truncated: bool = False
 
     @property
     def header_is_wrong(self) -> bool:
         """True when the container's own frame count is missing or disagrees with the count."""
         return self.header_frames != self.num_frames
+
+    @property
+    def timestamps(self) -> tuple[float, ...]:
+        """Presentation times in seconds from the first frame, one per frame (``()`` when the
+        backend gives no per-frame times)."""
+        if not self.pts:
+            return ()
+        start, base = self.pts[0], self.time_base
+        return tuple(float((p - start) * base) for p in self.pts)
+
+    def nbytes(self) -> int:
+        """Estimated memory held by this object, its per-frame arrays included."""
+        size = 1024  # the object, its strings and its cache-key tuple
+        for seq in (self.pts, self.keyframes):
+            if isinstance(seq, range):
+                size += sys.getsizeof(seq)
+            else:  # a tuple of pointers plus one int object (<= 32 bytes) per element
+                size += sys.getsizeof(seq) + 32 * len(seq)
+        return size
 
 
 def source_name(source: VideoSource, name: str | None = None) -> str:
@@ -140,13 +166,25 @@ class VideoDecoder(Protocol):
 
 
 # --------------------------------------------------------------------------- probe cache
-class _ProbeCache:
-    """Small thread-safe LRU of ``VideoInfo`` keyed by (path, size, mtime_ns)."""
+PROBE_CACHE_BYTES = 32 * 2**20
 
-    def __init__(self, max_entries: int = 8192) -> None:
-        self._data: OrderedDict[tuple, VideoInfo] = OrderedDict()
+
+class _ProbeCache:
+    """Thread-safe LRU of ``VideoInfo`` keyed by (backend, path, size, mtime_ns), bounded by
+    the estimated bytes of its entries (:meth:`VideoInfo.nbytes`), not by their number.
+
+    The least recently used entries go first; an entry larger than the whole budget is not
+    kept. Each process (each DataLoader worker) has its own cache.
+    """
+
+    def __init__(self, max_bytes: int = PROBE_CACHE_BYTES) -> None:
+        self._data: OrderedDict[tuple, tuple[VideoInfo, int]] = OrderedDict()
         self._lock = threading.Lock()
-        self.max_entries = max_entries
+        self.max_bytes = int(max_bytes)
+        self.nbytes = 0  # estimated bytes held now
+
+    def __len__(self) -> int:
+        return len(self._data)
 
     @staticmethod
     def key(source: VideoSource, backend: str) -> tuple | None:
@@ -162,23 +200,32 @@ class _ProbeCache:
         if key is None:
             return None
         with self._lock:
-            info = self._data.get(key)
-            if info is not None:
-                self._data.move_to_end(key)
-            return info
+            entry = self._data.get(key)
+            if entry is None:
+                return None
+            self._data.move_to_end(key)
+            return entry[0]
 
     def put(self, key: tuple | None, info: VideoInfo) -> None:
         if key is None:
             return
+        size = info.nbytes() + sys.getsizeof(key[1])
         with self._lock:
-            self._data[key] = info
-            self._data.move_to_end(key)
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
+            old = self._data.pop(key, None)
+            if old is not None:
+                self.nbytes -= old[1]
+            if size > self.max_bytes:
+                return
+            self._data[key] = (info, size)
+            self.nbytes += size
+            while self.nbytes > self.max_bytes:
+                _, (_, freed) = self._data.popitem(last=False)
+                self.nbytes -= freed
 
     def clear(self) -> None:
         with self._lock:
             self._data.clear()
+            self.nbytes = 0
 
     def probe(
         self, source: VideoSource, backend: str, compute: Callable[[], VideoInfo]
@@ -196,6 +243,16 @@ PROBE_CACHE = _ProbeCache()
 
 
 # --------------------------------------------------------------------------- sources
+def _source_size(source: VideoSource) -> int:
+    """Bytes in the source (-1 when unknown)."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return len(source)
+    try:
+        return os.path.getsize(source)
+    except OSError:
+        return -1
+
+
 def _checked_source(source: VideoSource, name: str) -> bytes | str:
     """The bytes, or the path as a string, after the checks every backend needs (missing, a
     folder, empty); raises ``VideoDecodeError`` naming the file."""
@@ -269,13 +326,92 @@ class PyAVDecoder:
         def compute() -> VideoInfo:
             container = _open_av(source, label)
             try:
-                return self._probe_open(container, label)
+                return self._probe_open(container, label, _source_size(source))
             finally:
                 container.close()
 
         return PROBE_CACHE.probe(source, self.name, compute)
 
-    def _probe_open(self, container: Any, name: str) -> VideoInfo:
+    def _probe_open(self, container: Any, name: str, size: int) -> VideoInfo:
+        """The ``VideoInfo`` of an open container: from its sample table when that can be
+        trusted (:meth:`_probe_by_index`), else by demuxing every packet."""
+        info = self._probe_by_index(container, size)
+        if info is None:
+            info = self._probe_by_demux(container, name, size)
+        return info
+
+    def _probe_by_index(self, container: Any, size: int) -> VideoInfo | None:
+        """Frame count and pts grid from an MP4/MOV sample table, or ``None`` when the table
+        cannot be trusted.
+
+        Trusted only when: the format is MP4/MOV; ``stream.frames`` > 0 equals the number of
+        index entries; no entry is discarded (edit lists) and every sample lies inside the
+        file (not truncated); decode timestamps are evenly spaced (constant frame rate); the
+        frame count agrees with duration x rate within one frame; and the pts of the packets
+        at both ends of the stream lie on that grid, the last at its end. Reads the header,
+        the first packets and the last GOP's packets, never the whole file.
+        """
+        import av
+
+        stream = container.streams.video[0]
+        fmt = str(getattr(container.format, "name", "") or "")
+        n = int(stream.frames or 0)
+        if fmt.split(",")[0] != "mov" or n <= 0 or size <= 0:
+            return None
+        try:
+            entries = stream.index_entries
+        except AttributeError:  # PyAV < 17 does not expose the index
+            return None
+        if len(entries) != n:
+            return None
+        dts, keyframes = [], []
+        for position, entry in enumerate(entries):
+            if entry.is_discard or entry.pos < 0 or entry.pos + entry.size > size:
+                return None
+            dts.append(entry.timestamp)
+            if entry.is_keyframe:
+                keyframes.append(position)
+        step = dts[1] - dts[0] if n > 1 else int(stream.duration or 0)
+        if step <= 0 or any(b - a != step for a, b in zip(dts, dts[1:])):
+            return None
+        time_base = stream.time_base or Fraction(1, 1)
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not rate or stream.duration is None:
+            return None
+        if abs(n - float(stream.duration * time_base * rate)) > 1.0:
+            return None
+        try:
+            head = [p.pts for _, p in zip(range(min(n, 64)), _video_packets(container, stream))]
+            container.seek(dts[keyframes[-1]] if keyframes else dts[-1], stream=stream)
+            tail = [p.pts for p in _video_packets(container, stream)]
+            container.seek(0, stream=stream, backward=True)  # the demux probe starts over
+        except av.FFmpegError:
+            return None
+        if not head or not tail or None in head or None in tail:
+            return None
+        start = min(head)
+        pts = range(start, start + n * step, step)
+        if max(tail) != pts[-1] or any(p not in pts for p in head + tail):
+            return None
+        if len(set(head)) != len(head) or len(set(tail)) != len(tail):
+            return None
+        ctx = stream.codec_context
+        return VideoInfo(
+            num_frames=n,
+            fps=float(rate),
+            duration=float(n * step * time_base),
+            width=int(ctx.width or 0),
+            height=int(ctx.height or 0),
+            header_frames=n,
+            codec=str(ctx.name or ""),
+            pts=pts,
+            keyframes=tuple(keyframes) or (0,),
+            time_base=time_base,
+            from_index=True,
+        )
+
+    def _probe_by_demux(self, container: Any, name: str, size: int) -> VideoInfo:
+        """Count frames by demuxing every packet of the stream (no decoding)."""
         import av
 
         stream = container.streams.video[0]
@@ -319,13 +455,11 @@ class PyAVDecoder:
         keyframes = tuple(i for i, e in enumerate(entries) if e[1]) or (0,)
         time_base = stream.time_base or Fraction(1, 1)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
-        start = pts[0]
-        timestamps = tuple(float((p - start) * time_base) for p in pts)
         n = len(pts)
         if n > 1:
-            step = timestamps[-1] / (n - 1)
-            duration = timestamps[-1] + step
-            fps = float(rate) if rate else (n - 1) / timestamps[-1] if timestamps[-1] > 0 else 0.0
+            last = float((pts[-1] - pts[0]) * time_base)
+            duration = last + last / (n - 1)
+            fps = float(rate) if rate else (n - 1) / last if last > 0 else 0.0
         else:
             fps = float(rate) if rate else 0.0
             duration = 1.0 / fps if fps else 0.0
@@ -338,10 +472,11 @@ class PyAVDecoder:
             height=int(ctx.height or 0),
             header_frames=int(stream.frames or 0),
             codec=str(ctx.name or ""),
-            timestamps=timestamps,
             pts=pts,
             keyframes=keyframes,
             pts_reliable=pts_reliable,
+            time_base=time_base,
+            truncated=_index_past_end(stream, size),
         )
 
     # ---------------------------------------------------------------- read
@@ -375,7 +510,7 @@ class PyAVDecoder:
             stream.thread_count = self.threads
             if info is None:
                 try:
-                    info = self._probe_open(container, label)
+                    info = self._probe_open(container, label, _source_size(source))
                 finally:
                     container.seek(0, stream=stream, backward=True)
                 PROBE_CACHE.put(key, info)
@@ -396,6 +531,70 @@ class PyAVDecoder:
         finally:
             container.close()
         return _stack(frames, layout)
+
+    def decode_to_end(self, source: VideoSource, start: int = 0, name: str | None = None) -> int:
+        """Decode every frame from presentation index ``start`` to the end of the stream (no
+        colour conversion, nothing kept); returns how many frames from ``start`` on decoded.
+
+        Decoding begins at the keyframe before ``start`` (from the first frame when the pts
+        cannot be trusted). Raises :class:`VideoDecodeError` when decoding fails or fewer
+        frames come out than the probe counted (a truncated or corrupt stream).
+        """
+        import av
+
+        label = source_name(source, name)
+        info = self.probe(source, name=label)
+        n = info.num_frames
+        start = min(max(int(start), 0), n - 1)
+        lookup = _pts_lookup(info.pts) if info.pts_reliable and info.pts else None
+        if lookup is None:
+            start = 0
+        container = _open_av(source, label)
+        try:
+            stream = container.streams.video[0]
+            stream.thread_type = "SLICE" if self.threads != 1 else "NONE"
+            stream.thread_count = self.threads
+            decoded = self._count_decoded(container, stream, info, start, lookup)
+            if decoded is None:  # a frame's pts is not in the index: count from the start
+                container.seek(0, stream=stream, backward=True)
+                start = 0
+                decoded = self._count_decoded(container, stream, info, 0, None)
+        except av.FFmpegError as err:
+            raise VideoDecodeError(label, f"decoding failed ({err})") from None
+        finally:
+            container.close()
+        expected = n - start
+        if decoded is None or decoded < expected:
+            raise VideoDecodeError(
+                label,
+                f"only {decoded or 0} of the {expected} frames from frame {start} on could be "
+                f"decoded (the file has {n} frame packets — truncated or corrupt?)",
+            )
+        return decoded
+
+    @staticmethod
+    def _count_decoded(
+        container: Any,
+        stream: Any,
+        info: VideoInfo,
+        start: int,
+        lookup: Callable[[int], int | None] | None,
+    ) -> int | None:
+        """Frames at or after ``start`` that decode; ``None`` when one cannot be placed."""
+        if start > 0 and lookup is not None:
+            keyframes = info.keyframes
+            key = keyframes[max(bisect.bisect_right(keyframes, start) - 1, 0)]
+            container.seek(info.pts[key], stream=stream, backward=True, any_frame=False)
+        decoded = 0
+        for frame in container.decode(stream):
+            if start == 0:
+                decoded += 1
+                continue
+            idx = lookup(frame.pts) if lookup is not None and frame.pts is not None else None
+            if idx is None:
+                return None
+            decoded += idx >= start
+        return decoded
 
     def _read_all(
         self,
@@ -433,7 +632,7 @@ class PyAVDecoder:
         name: str,
     ) -> list[np.ndarray]:
         pts = info.pts
-        index_of = {p: i for i, p in enumerate(pts)}
+        index_of = _pts_lookup(pts)
         keyframes = info.keyframes
         remaining = sorted(set(wanted))
         wanted_pts = {pts[i] for i in remaining}
@@ -464,7 +663,7 @@ class PyAVDecoder:
             if not is_flush:
                 if packet.pts is None:
                     raise _NeedSequential
-                pos = index_of.get(packet.pts)
+                pos = index_of(packet.pts)
                 if pos is not None:
                     sent = max(sent, pos)
                 # Frames nobody asked for and nobody references need not be decoded at all.
@@ -472,7 +671,7 @@ class PyAVDecoder:
             else:
                 ctx.skip_frame = "DEFAULT"
             for frame in ctx.decode(None if is_flush else packet):
-                idx = index_of.get(frame.pts) if frame.pts is not None else None
+                idx = index_of(frame.pts) if frame.pts is not None else None
                 if idx is None:
                     raise _NeedSequential
                 if first_after_seek and idx > seek_target:
@@ -496,6 +695,30 @@ class PyAVDecoder:
                 f"packets; {len(missing)} of the wanted frames are missing — truncated or corrupt?)",
             )
         return [kept[i] for i in wanted]
+
+
+def _video_packets(container: Any, stream: Any) -> Any:
+    """The non-empty packets of ``stream`` from the current position (flush packets dropped)."""
+    return (p for p in container.demux(stream) if p.size > 0)
+
+
+def _index_past_end(stream: Any, size: int) -> bool:
+    """True when the container's index lists data beyond the file's ``size`` bytes."""
+    if size <= 0:
+        return False
+    try:
+        entries = stream.index_entries
+        return any(e.pos + e.size > size for e in entries)
+    except AttributeError:
+        return False
+
+
+def _pts_lookup(pts: Sequence[int]) -> Callable[[int], int | None]:
+    """``pts -> presentation index`` (``None`` when not a frame's pts); O(1) for a range."""
+    if isinstance(pts, range):
+        return lambda p: pts.index(p) if p in pts else None
+    index_of = {p: i for i, p in enumerate(pts)}
+    return index_of.get
 
 
 _NO_PTS_FORMATS = {"avi", "h264", "hevc", "m4v", "mpegvideo", "flv"}
@@ -708,6 +931,26 @@ def get_decoder(name: str = "auto", **kwargs: Any) -> VideoDecoder:
 def probe_video(source: VideoSource, backend: str = "pyav", name: str | None = None) -> VideoInfo:
     """Frame count, fps, duration and size of a video (counted, not read from the header)."""
     return get_decoder(backend).probe(source, name=name)
+
+
+def decode_to_end(
+    source: VideoSource, start: int = 0, backend: str = "pyav", name: str | None = None
+) -> int:
+    """Decode every frame of ``source`` from frame ``start`` to the end of the stream.
+
+    Returns how many frames from ``start`` on decoded; raises :class:`VideoDecodeError` naming
+    the file when one does not (``umt data check`` uses it to find truncated files). PyAV
+    decodes without colour conversion; other backends read the frames in chunks of 16.
+    """
+    decoder = get_decoder(backend)
+    if hasattr(decoder, "decode_to_end"):
+        return decoder.decode_to_end(source, start, name=name)
+    label = source_name(source, name)
+    n = decoder.probe(source, name=label).num_frames
+    start = min(max(int(start), 0), n - 1)
+    for low in range(start, n, 16):
+        decoder.read(source, list(range(low, min(low + 16, n))), name=label)
+    return n - start
 
 
 def read_frames(

@@ -5,11 +5,14 @@ copy). Each skipped sample travels in the batch (``batch["skipped"]`` count and
 ``batch["faults"]`` list of ``(path, reason)``), so the trainer aggregates in the main process
 with ``counter.add_batch(batch)`` and logs ``counter.summary(len(dataset))``, e.g.
 ``"3 of 240,000 videos skipped (2 too short, 1 cannot open)"``.
+
+Each bad file is announced once per process, with one ``RuntimeWarning`` (``"skipping video
+PATH: REASON"``; route it to logging with ``logging.captureWarnings(True)``), however many
+datasets, counters, retries or epochs meet it; every failure is still counted.
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import warnings
 from collections import Counter
@@ -18,7 +21,17 @@ from typing import Any
 
 __all__ = ["VideoFault", "TooManyFaultsError", "FaultCounter", "fault_kind"]
 
-log = logging.getLogger("umt.data")
+_WARNED_PATHS: set[str] = set()  # files already announced in this process
+_WARNED_LOCK = threading.Lock()
+
+
+def _first_warning(path: str) -> bool:
+    """True the first time ``path`` is announced in this process."""
+    with _WARNED_LOCK:
+        if path in _WARNED_PATHS:
+            return False
+        _WARNED_PATHS.add(path)
+        return True
 
 
 class VideoFault(Exception):
@@ -82,16 +95,14 @@ class FaultCounter:
             self.attempts += 1
 
     def record(self, path: str, reason: str, warn: bool = True) -> None:
-        """Count one failed load; warn once per file (``warnings`` and the ``umt.data`` log)."""
+        """Count one failed load; the first failure of a file in this process also warns
+        (one ``RuntimeWarning``)."""
         with self._lock:
             self.attempts += 1
             self.failures += 1
-            first = path not in self.by_path
             self.by_path[path] = reason
-        if first and warn:
-            message = f"skipping video {path}: {reason}"
-            log.warning(message)
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+        if warn and _first_warning(path):
+            warnings.warn(f"skipping video {path}: {reason}", RuntimeWarning, stacklevel=3)
 
     def check(self) -> None:
         """Raise when the failure share is too high to be a few broken files."""

@@ -1,5 +1,9 @@
 """Frame sampling: which frame indices of a video make a clip.
 
+* :func:`segment_indices` — the official UMT *pretraining* sampling (``"segments"``): split the
+  video into ``num_frames`` segments of ``n // num_frames`` frames and take one random frame of
+  each; the last ``n mod num_frames`` frames are never used, a video shorter than
+  ``num_frames`` gives copies of frame 0.
 * :func:`sparse_indices` — the official UMT / VideoMAE segment sampling: split the video into
   ``num_frames`` equal segments and take one frame per segment (a random one when training,
   the middle one when testing). Videos shorter than ``num_frames`` repeat frames evenly.
@@ -20,9 +24,14 @@ from dataclasses import dataclass
 
 import torch
 
+SAMPLING_NAMES = ("segments", "sparse", "dense")
+"""The sampling names :func:`sample_indices` (and the datasets) accept."""
+
 __all__ = [
+    "SAMPLING_NAMES",
     "sample_seed",
     "make_generator",
+    "segment_indices",
     "sparse_indices",
     "dense_indices",
     "sample_indices",
@@ -60,6 +69,42 @@ def randint_inclusive(low: int, high: int, generator: torch.Generator | None) ->
 def uniform01(generator: torch.Generator | None) -> float:
     """One uniform draw in [0, 1)."""
     return float(torch.rand((1,), generator=generator).item())
+
+
+def segment_indices(
+    video_frames: int,
+    num_frames: int,
+    train: bool = True,
+    generator: torch.Generator | None = None,
+    position: float | None = None,
+) -> list[int]:
+    """Official UMT pretraining sampling: one frame from each of ``T`` segments of ``n // T``.
+
+    This is ``VideoMAE._sample_train_indices`` + ``_video_TSN_decord_batch_loader`` of the
+    official ``single_modality/datasets/mae.py`` with ``num_segments = new_length = T``,
+    ``skip_length = 1`` and ``sampling_rate = 1`` (the official pretraining scripts): with
+    ``L = n // T``, segment ``i`` gives frame ``i * L + randint(0, L - 1)`` (uniform, both ends
+    inclusive), so the last ``n mod T`` frames are never used; ``n < T`` gives ``T`` copies of
+    frame 0.
+
+    The official pretraining has no test mode. Here ``train=False`` takes the segment middles
+    ``i * L + L // 2`` (or ``i * L + int(position * L)`` for a relative ``position`` in
+    ``[0, 1)``, used for multi-clip testing). Training draws come from ``generator``.
+
+    Returns ``T`` non-decreasing indices in ``[0, n)``.
+    """
+    if video_frames <= 0:
+        raise ValueError(f"video has no frames (video_frames={video_frames})")
+    if num_frames <= 0:
+        raise ValueError(f"num_frames must be positive, got {num_frames}")
+    length = video_frames // num_frames  # frames per segment
+    if length == 0:
+        return [0] * num_frames
+    if train and position is None:
+        return [i * length + randint_inclusive(0, length - 1, generator) for i in range(num_frames)]
+    pos = 0.5 if position is None else min(max(float(position), 0.0), 1.0)
+    inside = min(int(pos * length), length - 1)
+    return [i * length + inside for i in range(num_frames)]
 
 
 def sparse_indices(
@@ -130,10 +175,14 @@ def dense_indices(
 def min_frames_needed(num_frames: int, sampling: str) -> int:
     """The default shortest usable video for a clip.
 
-    Dense sampling needs ``num_frames`` distinct frames. Sparse sampling repeats frames of a
+    Segment sampling (the official pretraining) accepts any video with a frame, like the
+    official code (a short one gives copies of frame 0). Dense sampling needs ``num_frames``
+    distinct frames. Sparse sampling repeats frames of a
     short video like the official code, but at most 2x: it needs ``ceil(num_frames / 2)``
     frames (and at least 2 for multi-frame clips), so a 1-frame video is never a clip.
     """
+    if sampling == "segments":
+        return 1
     if sampling == "dense":
         return num_frames
     if num_frames <= 1:
@@ -150,12 +199,15 @@ def sample_indices(
     generator: torch.Generator | None = None,
     position: float | None = None,
 ) -> list[int]:
-    """Dispatch to :func:`sparse_indices` / :func:`dense_indices` by ``sampling`` name."""
+    """Dispatch to :func:`segment_indices` / :func:`sparse_indices` / :func:`dense_indices` by
+    ``sampling`` name (one of :data:`SAMPLING_NAMES`)."""
+    if sampling == "segments":
+        return segment_indices(video_frames, num_frames, train, generator, position)
     if sampling == "sparse":
         return sparse_indices(video_frames, num_frames, train, generator, offset=position)
     if sampling == "dense":
         return dense_indices(video_frames, num_frames, stride, train, generator, position)
-    raise ValueError(f"sampling must be 'sparse' or 'dense', got {sampling!r}")
+    raise ValueError(f"sampling must be one of {', '.join(SAMPLING_NAMES)}; got {sampling!r}")
 
 
 @dataclass(frozen=True)
@@ -170,14 +222,15 @@ class ClipView:
 def eval_views(num_clips: int = 1, num_crops: int = 1, sampling: str = "sparse") -> list[ClipView]:
     """``num_clips x num_crops`` views; clips are spread evenly over the video.
 
-    Sparse sampling uses in-segment offsets ``(k + 0.5) / num_clips``; dense sampling spreads
-    clip starts evenly from the first to the last possible start (centred for one clip).
+    Sparse and segment sampling use in-segment offsets ``(k + 0.5) / num_clips``; dense
+    sampling spreads clip starts evenly from the first to the last possible start (centred for
+    one clip).
     """
     if num_clips <= 0 or num_crops <= 0:
         raise ValueError("num_clips and num_crops must be positive")
     views = []
     for k in range(num_clips):
-        if sampling == "sparse":
+        if sampling in ("sparse", "segments"):
             pos = (k + 0.5) / num_clips
         else:
             pos = 0.5 if num_clips == 1 else k / (num_clips - 1)
