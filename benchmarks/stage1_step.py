@@ -23,8 +23,9 @@ import time
 import torch
 
 from umt.models import create_model
-from umt.train.optim import param_groups
-from umt.train.step import AlignedStudent, StepConfig, train_step
+from umt.train.optim import default_param_groups
+from umt.train.step import train_step
+from umt.train.tasks.stage1 import AlignedStudent, StepConfig, uma_loss_fn
 
 PRESETS = {
     # name: (batch, frames, size, student kwargs, teacher name, teacher kwargs, K, align_dim)
@@ -135,11 +136,11 @@ def main() -> None:
         for blk in student.blocks:
             blk.compile()
     model = AlignedStudent(student)
-    groups = param_groups(model, 0.05, student.no_weight_decay())
-    for g in groups:
-        g.pop("names")
     opt = torch.optim.AdamW(
-        groups, lr=1e-4, betas=(0.9, 0.95), **({"fused": True} if args.fused else {})
+        default_param_groups(model, 0.05),
+        lr=1e-4,
+        betas=(0.9, 0.95),
+        **({"fused": True} if args.fused else {}),
     )
     cfg = StepConfig(
         mask_ratio=args.mask_ratio, teacher_img_size=196 if t_name == "clip-l14" else None
@@ -170,10 +171,9 @@ def main() -> None:
         from official_style import make_official_student, official_step
 
         ref_student = make_official_student(copy.deepcopy(student))
-        ref_groups = param_groups(ref_student, 0.05, ref_student.no_weight_decay())
-        for g_ in ref_groups:
-            g_.pop("names")
-        ref_opt = torch.optim.AdamW(ref_groups, lr=1e-4, betas=(0.9, 0.95))
+        ref_opt = torch.optim.AdamW(
+            default_param_groups(ref_student, 0.05), lr=1e-4, betas=(0.9, 0.95)
+        )
         ref_amp = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
 
         def run_official(i: int) -> None:
@@ -191,9 +191,11 @@ def main() -> None:
             )
             return
 
+    loss_fn = uma_loss_fn(teacher, cfg, amp)
+
     def run_umt(i: int) -> None:
         seeds = list(range(i * B, (i + 1) * B))
-        train_step(model, teacher, opt, [(video, seeds)], cfg, amp_dtype=amp)
+        train_step(model, opt, [(video, seeds)], loss_fn)
 
     times = timed(run_umt)
     med = statistics.median(times)

@@ -18,12 +18,14 @@ def test_b16_recipe_matches_official_script():
     c = load_config("umt-b16-k710")
     assert (c.model.name, c.teacher.name) == ("umt-b16", "clip-b16")
     assert (c.data.num_frames, c.model.tubelet_size, c.data.input_size) == (8, 1, 224)
-    assert c.data.sampling == "sparse" and c.data.flip
+    assert c.data.sampling == "segments" and c.data.flip  # official num_segments sampling
     assert c.data.scales == [1.0, 0.875, 0.75, 0.66]
     assert c.mask.kind == "attention" and c.mask.ratio == 0.8
     assert c.teacher.return_layers == 6 and c.loss.kind == "l2" and c.loss.weight == 1.0
     assert c.optim.betas == [0.9, 0.95]
-    assert (c.optim.lr, c.optim.min_lr, c.optim.warmup_lr) == (1.5e-4, 1e-5, 1e-6)
+    assert (c.optim.lr, c.optim.min_lr, c.optim.warmup_lr) == (1.5e-4, 1e-5, 0.0)
+    assert c.train.precision == "fp16"  # autocast + grad scaler, as the official run
+    assert c.teacher.weights is None and not c.teacher.allow_random  # weights required
     assert c.optim.weight_decay == 0.05
     assert (c.schedule.epochs, c.schedule.warmup_epochs) == (201, 40)
     assert c.train.batch_size == 64 and c.model.drop_path_rate == 0.1
@@ -101,3 +103,37 @@ def test_cli_print_config_and_help(capsys):
     text = capsys.readouterr().out
     for word in ("umt-b16-k710", "umt-l16-k710", "umt-tiny-synthetic", "optim.lr=", "torchrun"):
         assert word in text
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    f = tmp_path / "broken.yaml"
+    f.write_text("optim:\n  lr: [1e-4\ntrain:\n  seed: 0\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: not valid YAML at line \d+"):
+        load_config(str(f))
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("train.checkpoint_every=0", "train.checkpoint_every"),
+        ("train.log_every=0", "train.log_every"),
+        ("train.keep_last=-1", "train.keep_last"),
+        ("data.num_workers=-2", "data.num_workers"),
+    ],
+)
+def test_step_intervals_and_counts_validated(override, key):
+    with pytest.raises(ConfigError, match=key):
+        load_config(None, [override])
+
+
+def test_only_the_tiny_recipe_may_use_a_random_teacher():
+    from umt.train.tasks.stage1 import check_teacher_setting
+
+    check_teacher_setting(load_config("umt-tiny-synthetic"))  # allowed, and says so at start
+    for recipe in ("umt-b16-k710", "umt-l16-k710"):
+        with pytest.raises(ConfigError) as err:
+            check_teacher_setting(load_config(recipe))
+        assert "--teacher PATH" in str(err.value) and "open_clip" in str(err.value)
+        assert load_config(recipe).train.precision == "fp16"
+        assert load_config(recipe).data.sampling == "segments"
+    assert load_config("umt-tiny-synthetic").train.precision == "auto"

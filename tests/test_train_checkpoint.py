@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 from train_helpers import tiny_config
 from umt.train import checkpoint as ckpt
-from umt.train.trainer import pretrain
+from umt.train import pretrain
 
 
 def _toy():

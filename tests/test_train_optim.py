@@ -78,7 +78,10 @@ def test_lr_scaled_by_total_batch_over_256_and_schedules_applied():
     lr, min_lr, warm, total = scaled_lrs(cfg, world_size=32)
     assert total == 64 * 32 * 2
     assert lr == pytest.approx(1.5e-4 * 16) and min_lr == pytest.approx(1e-5 * 16)
-    assert warm == pytest.approx(1e-6 * 16)
+    assert warm == 0.0  # the official pretraining warms up from 0
+    sch = build_schedules(cfg, steps_per_epoch=100, world_size=32)
+    assert sch.lr[0] == 0.0 and sch.lr[1] > 0.0  # lr at step 0 is 0
+    assert sch.lr[40 * 100 - 1] == pytest.approx(1.5e-4 * 16)  # peak at the end of warm-up
     cfg = load_config(
         None, ["optim.weight_decay_end=0.2", "schedule.epochs=3", "schedule.warmup_epochs=1"]
     )

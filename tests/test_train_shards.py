@@ -7,7 +7,7 @@ import json
 import pytest
 
 from train_helpers import tiny_config
-from umt.train.trainer import pretrain
+from umt.train import pretrain
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,17 @@ import torch
 from train_helpers import TINY
 from umt.config import load_config
 from umt.train.optim import build_optimizer
-from umt.train.step import (
+from umt.train.step import NonFiniteLossError, train_step
+from umt.train.tasks.stage1 import (
     AlignedStudent,
-    NonFiniteLossError,
     StepConfig,
+    build_student,
+    build_teacher,
     compute_loss,
     renormalize,
     teacher_input,
-    train_step,
+    uma_loss_fn,
 )
-from umt.train.trainer import build_student, build_teacher
 
 
 def _models(*extra):
@@ -41,7 +42,8 @@ def test_loss_falls_and_teacher_untouched():
     opt = build_optimizer(student, cfg, lr=2e-3)
     video, seeds = _batch(4, cfg)
     losses = [
-        train_step(student, teacher, opt, [(video, seeds)], StepConfig())["loss"] for _ in range(8)
+        train_step(student, opt, [(video, seeds)], uma_loss_fn(teacher, StepConfig()))["loss"]
+        for _ in range(8)
     ]
     assert losses[-1] < losses[0] - 0.01
     assert 0.0 <= min(losses) and max(losses) <= 4.0  # 2 - 2cos of unit vectors
@@ -70,9 +72,9 @@ def test_accumulation_equals_big_batch():
     opt1 = build_optimizer(student, cfg, lr=1e-3)
     opt2 = build_optimizer(student2, cfg, lr=1e-3)
     video, seeds = _batch(4, cfg)
-    out1 = train_step(student, teacher, opt1, [(video, seeds)], StepConfig())
+    out1 = train_step(student, opt1, [(video, seeds)], uma_loss_fn(teacher, StepConfig()))
     micro = [(video[:2], seeds[:2]), (video[2:], seeds[2:])]
-    out2 = train_step(student2, teacher, opt2, micro, StepConfig(accum_steps=2))
+    out2 = train_step(student2, opt2, micro, uma_loss_fn(teacher, StepConfig()))
     assert out1["loss"] == pytest.approx(out2["loss"], rel=1e-5)
     # Adam's first update is ~lr * sign(grad): allow float noise on near-zero gradients.
     for p1, p2 in zip(student.parameters(), student2.parameters()):
@@ -82,7 +84,9 @@ def test_accumulation_equals_big_batch():
 def test_grad_clipping_reports_norm():
     cfg, student, teacher = _models()
     opt = build_optimizer(student, cfg, lr=1e-3)
-    out = train_step(student, teacher, opt, [_batch(2, cfg)], StepConfig(clip_grad=1e-3))
+    out = train_step(
+        student, opt, [_batch(2, cfg)], uma_loss_fn(teacher, StepConfig()), clip_grad=1e-3
+    )
     assert out["grad_norm"] > 1e-3  # the norm before clipping
 
 
@@ -93,7 +97,7 @@ def test_non_finite_loss_raises_before_update():
     video, seeds = _batch(2, cfg)
     video[0, 0, 0, 0, 0] = float("nan")
     with pytest.raises(NonFiniteLossError):
-        train_step(student, teacher, opt, [(video, seeds)], StepConfig())
+        train_step(student, opt, [(video, seeds)], uma_loss_fn(teacher, StepConfig()))
     for k, v in student.state_dict().items():
         torch.testing.assert_close(v, before[k], rtol=0, atol=0)
 
@@ -161,7 +165,7 @@ def test_bf16_autocast_step_on_cpu():
     cfg, student, teacher = _models()
     opt = build_optimizer(student, cfg, lr=1e-3)
     out = train_step(
-        student, teacher, opt, [_batch(2, cfg)], StepConfig(), amp_dtype=torch.bfloat16
+        student, opt, [_batch(2, cfg)], uma_loss_fn(teacher, StepConfig(), torch.bfloat16)
     )
     assert 0.0 <= out["loss"] <= 4.0
     assert all(p.dtype == torch.float32 for p in student.parameters())
@@ -169,7 +173,7 @@ def test_bf16_autocast_step_on_cpu():
 
 def test_teacher_and_student_token_grids_must_match():
     from umt.models import CLIPTeacher, VideoViT
-    from umt.train.trainer import check_token_grids
+    from umt.train.tasks.stage1 import check_token_grids
 
     student = VideoViT(
         img_size=112, patch_size=16, num_frames=4, embed_dim=32, depth=1, num_heads=2

@@ -66,6 +66,7 @@ overrides: any config key as section.key=value (YAML values), e.g.
       data.train_list='k710/shard-{{000000..000659}}.tar'   # tar shards: see umt data shards
   umt pretrain --config my_recipe.yaml train.max_steps=100 --output-dir runs/try1
   umt pretrain --resume auto                 # continue the latest run of the recipe
+  umt pretrain --output-dir runs/try1 --overwrite   # replace the run in that folder
   umt pretrain --print-config                # show every key and its value, then exit
 
 many GPUs / nodes: launch the same command with torchrun, e.g.
@@ -73,7 +74,13 @@ many GPUs / nodes: launch the same command with torchrun, e.g.
 (DDP by default; dist.strategy=fsdp shards large models with FSDP2.)
 
 outputs in the run folder: config.yaml, metrics.jsonl, loss_curve.png,
-checkpoints/step_NNNNNN/ (safetensors + JSON, keep-last-N), tensorboard/ when installed.
+checkpoints/step_NNNNNN/ (safetensors + JSON, keep-last-N; each loads with umt.load_checkpoint),
+tensorboard/ when installed. A new run never reuses a folder that holds a run (--resume or
+--overwrite say what to do with it).
+
+SIGTERM or Ctrl-C: the run finishes its step, writes a checkpoint and exits with 143 / 130
+(a second Ctrl-C stops at once). Exit 1: data or environment failure; 2: bad arguments or
+config; 3: the loss diverged.
 """
 
 
@@ -98,6 +105,11 @@ def _pretrain_options(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="auto|PATH",
         help="'auto': latest complete checkpoint of the run; or a checkpoint / run folder",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the previous run's files in an existing --output-dir",
     )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
@@ -158,13 +170,16 @@ def _run_pretrain(args: argparse.Namespace) -> int:
         overrides.append(f"train.output_dir={args.output_dir}")
     if args.resume is not None:
         overrides.append(f"train.resume={args.resume}")
+    if args.overwrite:
+        overrides.append("train.overwrite=true")
     cfg = load_config(args.config, overrides)
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
-    from umt.train.trainer import main_entry
+    from umt.train.loop import main_entry
+    from umt.train.tasks import Stage1Task
 
-    return main_entry(cfg)
+    return main_entry(cfg, Stage1Task, "pretrain")
 
 
 # --------------------------------------------------------------------------- visualize-mask
@@ -225,7 +240,10 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     chk = data_sub.add_parser(
         "check",
         help="decode every video of an annotation file; list the unreadable / too-short ones",
-        description="Exit status 1 when any video is bad.",
+        description=(
+            "Probe each video, decode a training view, the test view and the last frames "
+            "(--thorough: every frame). Exit status 1 when any video is bad, 2 on a usage error."
+        ),
     )
     chk.add_argument(
         "list", help="annotation file (.txt/.csv list, SSv2/video-text/image-text JSON)"
@@ -237,13 +255,20 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         "--root", default=None, help="prefix for relative paths (default: the list's folder)"
     )
     chk.add_argument("--num-frames", type=int, default=8)
-    chk.add_argument("--sampling", choices=["sparse", "dense"], default="sparse")
+    chk.add_argument(
+        "--sampling",
+        default="sparse",
+        help="segments (pretraining), sparse (fine-tuning) or dense (default: sparse)",
+    )
     chk.add_argument("--frame-stride", type=int, default=4)
     chk.add_argument("--min-frames", type=int, default=None, help="shortest usable video")
     chk.add_argument("--backend", default="pyav")
     chk.add_argument("--workers", type=int, default=4)
     chk.add_argument("--processes", action="store_true", help="use processes instead of threads")
     chk.add_argument("--no-progress", action="store_true")
+    chk.add_argument(
+        "--thorough", action="store_true", help="decode every frame of every video (slow)"
+    )
     chk.set_defaults(handler=_run_data_check)
     syn = data_sub.add_parser("synth", help="write the built-in synthetic dataset (mp4 + lists)")
     syn.add_argument("out", help="output folder")
@@ -280,8 +305,26 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_data_check(args: argparse.Namespace) -> int:
-    from umt.data.check import check_annotations, format_report
+    from umt.data.check import (
+        CheckOptionError,
+        check_annotations,
+        format_report,
+        validate_check_options,
+    )
 
+    try:
+        validate_check_options(
+            args.num_frames,
+            args.sampling,
+            args.frame_stride,
+            args.min_frames,
+            args.backend,
+            args.workers,
+        )
+    except CheckOptionError as err:
+        option = "--" + err.option.replace("_", "-")
+        print(f"umt data check: error: {option}: {err.problem}", file=sys.stderr)
+        return 2
     report = check_annotations(
         args.list,
         format=args.format,
@@ -294,6 +337,7 @@ def _run_data_check(args: argparse.Namespace) -> int:
         workers=args.workers,
         processes=args.processes,
         progress=not args.no_progress,
+        thorough=args.thorough,
     )
     format_report(report, out=sys.stdout)
     return 0 if report.ok else 1
@@ -342,6 +386,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error_exit_code(err: BaseException) -> int | None:
+    """Exit code of an error a user or the environment caused (None: a bug, let it raise).
+    2: bad arguments, config or input files; 1: data or environment failures."""
+    from umt.data.decode import VideoDecodeError
+    from umt.data.faults import TooManyFaultsError
+
+    if isinstance(err, (TooManyFaultsError, VideoDecodeError, PermissionError)):
+        return 1
+    if isinstance(err, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)):
+        return 2
+    if isinstance(err, (ValueError, KeyError)):
+        return 2
+    if isinstance(err, OSError) or type(err).__name__ in ("RunError", "RunFolderError"):
+        return 1
+    return None
+
+
+def _one_line(err: BaseException) -> str:
+    """The error as one printable line (control characters escaped)."""
+    text = str(err) if not isinstance(err, KeyError) else str(err.args[0] if err.args else err)
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        text = f"{err.filename}: {err.strerror}"
+    text = " ".join(text.split()) or type(err).__name__
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -350,10 +420,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         code = int(args.handler(args) or 0)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as err:
-        # Library errors name the file and the problem; no traceback for bad input.
-        print(f"umt {args.command}: error: {err}", file=sys.stderr)
-        code = 2
+    except Exception as err:  # noqa: BLE001 - user and environment errors: one line, no traceback
+        code = _error_exit_code(err)
+        if code is None:
+            raise
+        print(f"umt {args.command}: error: {_one_line(err)}", file=sys.stderr)
     if args.command == "pretrain" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # A torchrun worker: end without the interpreter teardown that can abort gloo runs.
         from umt.train.distributed import exit_process

@@ -47,10 +47,12 @@ class ModelConfig:
 
 @dataclass
 class TeacherConfig:
-    """The frozen CLIP teacher. ``weights: null`` means a randomly initialised teacher."""
+    """The frozen CLIP teacher. ``weights`` is required unless ``allow_random`` (only the built-in
+    tiny recipe), which distils a randomly initialised CLIP: it tests the machinery, nothing more."""
 
     name: str = "clip-b16"
     weights: str | None = None
+    allow_random: bool = False
     img_size: int | None = None  # teacher input resolution; None = data.input_size
     patch_size: int | None = None
     width: int | None = None
@@ -69,7 +71,9 @@ class DataConfig:
     root: str = ""  # prefix joined to relative paths in train_list
     synthetic_root: str | None = None  # default: $UMT_HOME/synthetic or ~/.cache/umt/synthetic
     num_frames: int = 8
-    sampling: Literal["sparse", "dense"] = "sparse"
+    # segments: the official pretraining sampling (segments of n // T frames, one random frame
+    # each); sparse: the fine-tuning segment sampling; dense: T frames sampling_rate apart.
+    sampling: Literal["segments", "sparse", "dense"] = "segments"
     sampling_rate: int = 1
     input_size: int = 224
     scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
@@ -96,11 +100,13 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    """AdamW. ``lr``, ``min_lr`` and ``warmup_lr`` are per 256 clips when ``scale_lr``."""
+    """AdamW. ``lr``, ``min_lr`` and ``warmup_lr`` are per 256 clips when ``scale_lr``.
+    ``warmup_lr`` is where the warm-up starts: 0, as the official pretraining (which passes no
+    start value to its cosine scheduler)."""
 
     lr: float = 1.5e-4
     min_lr: float = 1e-5
-    warmup_lr: float = 1e-6
+    warmup_lr: float = 0.0
     scale_lr: bool = True
     weight_decay: float = 0.05
     weight_decay_end: float | None = None  # None = constant weight decay
@@ -124,10 +130,13 @@ class TrainConfig:
     accum_steps: int = 1
     seed: int = 0
     max_steps: int | None = None  # stop after this optimizer step (None = full schedule)
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    # fp16: autocast + grad scaler, as the official recipes run; bf16: autocast, no scaler;
+    # auto: bf16 on GPU. On CPU every setting but an explicit bf16 runs in fp32.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"
     output_dir: str | None = None  # None = runs/<recipe>-<timestamp>
     resume: str | None = None  # null | auto | PATH
+    overwrite: bool = False  # replace the previous run's files in an existing output_dir
     checkpoint_every: int = 1000  # optimizer steps; a checkpoint is also written at the end
     keep_last: int = 3
     log_every: int = 1
@@ -271,7 +280,13 @@ def _read_recipe(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, An
                 f"packaged recipes: {', '.join(list_recipes())}"
             )
         text = res.read_text()
-    data = yaml.safe_load(text) or {}
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{name_or_path}: not valid YAML{at} ({problem})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{name_or_path}: a config must be a YAML mapping")
     data.setdefault("recipe", path.stem if path.suffix in (".yaml", ".yml") else name_or_path)
@@ -367,3 +382,16 @@ def validate(cfg: Config) -> None:
         raise ConfigError("schedule.epochs: must be >= 1")
     if cfg.train.max_steps is not None and cfg.train.max_steps < 0:
         raise ConfigError("train.max_steps: must be >= 0")
+    for key in ("checkpoint_every", "log_every"):
+        if getattr(cfg.train, key) < 1:
+            raise ConfigError(
+                f"train.{key}: must be >= 1 (optimizer steps), got {getattr(cfg.train, key)}"
+            )
+    if cfg.train.keep_last < 0:
+        raise ConfigError("train.keep_last: must be >= 0 (0 keeps every checkpoint)")
+    if cfg.data.num_workers < 0:
+        raise ConfigError("data.num_workers: must be >= 0")
+    if cfg.data.num_frames < 1 or cfg.data.input_size < 1:
+        raise ConfigError("data.num_frames and data.input_size: must be >= 1")
+    if cfg.train.resume and cfg.train.overwrite:
+        raise ConfigError("train.resume and train.overwrite exclude each other: pick one")

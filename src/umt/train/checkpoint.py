@@ -8,10 +8,14 @@ A checkpoint is a folder ``<output>/checkpoints/step_000123/``::
     rng.safetensors        torch CPU / CUDA generator states (uint8), numpy key (uint32)
     state.json             step, data position, python ``random`` state, GradScaler, metrics
     config.yaml            the resolved config of the run
+    config.json            the model's constructor arguments: with model.safetensors, the folder
+                           loads on its own (``umt.load_checkpoint``, ``umt convert``)
     COMPLETE               written last; a folder without it is ignored
 
 It is written under ``step_000123.tmp/`` and renamed when complete, so an interrupted write
-never hides the previous checkpoint.
+never hides the previous checkpoint; a failed write (disk full) removes its ``.tmp`` folder.
+Pruning removes a checkpoint's ``COMPLETE`` marker before its files, so a half-deleted
+checkpoint is never taken for a complete one.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ from torch import nn
 
 COMPLETE = "COMPLETE"
 _STEP_RE = re.compile(r"^step_(\d+)$")
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint folder marked complete whose files cannot be read back."""
 
 
 @dataclass
@@ -160,9 +168,12 @@ def save_checkpoint(
     config_yaml: str,
     is_main: bool = True,
     keep_last: int = 3,
+    model_config: dict[str, Any] | None = None,
 ) -> Path | None:
     """Write ``root/step_{state.step:06d}`` atomically (rank 0 writes; all ranks must call it,
-    FSDP gathers are collective). Keeps the newest ``keep_last`` complete checkpoints."""
+    FSDP gathers are collective). Keeps the newest ``keep_last`` complete checkpoints.
+    ``model_config`` (the model's constructor arguments) is written as ``config.json``. A failed
+    write removes its partial ``.tmp`` folder and re-raises."""
     weights = model_state(model)
     optim_sd = optimizer_state(model, optimizer)
     if not is_main:
@@ -173,6 +184,26 @@ def save_checkpoint(
     tmp = root / f"step_{state.step:06d}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
+    try:
+        _write_checkpoint(tmp, weights, optim_sd, state, config_yaml, model_config)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        _remove_checkpoint(final)
+    os.replace(tmp, final)
+    prune(root, keep_last)
+    return final
+
+
+def _write_checkpoint(
+    tmp: Path,
+    weights: dict[str, torch.Tensor],
+    optim_sd: dict[str, Any],
+    state: TrainState,
+    config_yaml: str,
+    model_config: dict[str, Any] | None,
+) -> None:
     tmp.mkdir()
     save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     opt_tensors, opt_meta = _split_optimizer(optim_sd)
@@ -192,15 +223,12 @@ def save_checkpoint(
         },
     )
     (tmp / "config.yaml").write_text(config_yaml)
+    if model_config is not None:
+        _write_json(tmp / "config.json", model_config)
     for f in tmp.iterdir():  # make the contents durable before the rename publishes them
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
     (tmp / COMPLETE).write_text(str(state.step))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    prune(root, keep_last)
-    return final
 
 
 def list_checkpoints(root: str | Path) -> list[Path]:
@@ -221,11 +249,44 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     return found[-1] if found else None
 
 
+def _remove_checkpoint(path: Path) -> None:
+    """Delete a checkpoint folder, its ``COMPLETE`` marker first: a deletion cut short leaves
+    an incomplete folder (ignored), never a "complete" one with files missing."""
+    (path / COMPLETE).unlink(missing_ok=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def prune(root: str | Path, keep_last: int) -> None:
+    """Keep the newest ``keep_last`` complete checkpoints (``<= 0``: keep all)."""
     if keep_last <= 0:
         return
     for p in list_checkpoints(root)[:-keep_last]:
-        shutil.rmtree(p, ignore_errors=True)
+        _remove_checkpoint(p)
+
+
+def read_checkpoint(path: str | Path, with_optimizer: bool = True) -> dict[str, Any]:
+    """Read every file of a checkpoint folder into memory (weights, optimizer, RNG, state).
+    Raises ``CorruptCheckpointError`` naming the file when one is missing or unreadable."""
+    path = Path(path)
+    if not (path / COMPLETE).is_file():
+        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {COMPLETE} marker)")
+    out: dict[str, Any] = {}
+    names = ["model.safetensors", "rng.safetensors", "state.json"]
+    if with_optimizer:
+        names += ["optimizer.safetensors", "optimizer.json"]
+    for name in names:
+        f = path / name
+        try:
+            out[name] = (
+                load_file(str(f)) if name.endswith(".safetensors") else json.loads(f.read_text())
+            )
+        except Exception as err:  # noqa: BLE001 - safetensors / json / OS errors alike
+            problem = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise CorruptCheckpointError(f"{f}: unreadable ({problem})") from None
+    for key in ("step", "epoch", "batch_in_epoch"):
+        if not isinstance(out["state.json"].get(key), int):
+            raise CorruptCheckpointError(f"{path / 'state.json'}: no integer '{key}'")
+    return out
 
 
 def load_checkpoint(
@@ -233,30 +294,30 @@ def load_checkpoint(
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,
     restore_rng: bool = True,
+    files: dict[str, Any] | None = None,
 ) -> TrainState:
     """Load weights (and optimizer, RNG) from a checkpoint folder into the (possibly wrapped)
-    ``model``; returns the saved ``TrainState``. Reads tensors and JSON only."""
+    ``model``; returns the saved ``TrainState``. Reads tensors and JSON only; every file is
+    read (``files``: as :func:`read_checkpoint` returned them) before anything is changed."""
     from torch.distributed.checkpoint.state_dict import (
         set_model_state_dict,
         set_optimizer_state_dict,
     )
 
     path = Path(path)
-    if not (path / COMPLETE).is_file():
-        raise FileNotFoundError(f"{path} is not a complete checkpoint (no {COMPLETE} marker)")
+    files = files or read_checkpoint(path, with_optimizer=optimizer is not None)
     prefix = _prefix(model)
-    weights = {prefix + k: v for k, v in load_file(str(path / "model.safetensors")).items()}
+    weights = {prefix + k: v for k, v in files["model.safetensors"].items()}
     set_model_state_dict(model, weights, options=_options(_distributed()))
     if optimizer is not None:
         # The live param groups give the value types (tuples); the saved ones name the params.
         # (Not get_optimizer_state_dict: with full state dicts it is empty off rank 0.)
         template = optimizer.state_dict()
-        meta = json.loads((path / "optimizer.json").read_text())
-        sd = _join_optimizer(load_file(str(path / "optimizer.safetensors")), meta, template)
+        sd = _join_optimizer(files["optimizer.safetensors"], files["optimizer.json"], template)
         set_optimizer_state_dict(model, optimizer, sd, options=_options(_distributed()))
-    info = json.loads((path / "state.json").read_text())
+    info = files["state.json"]
     if restore_rng:
-        set_rng_state(load_file(str(path / "rng.safetensors")), info.get("rng", {}))
+        set_rng_state(files["rng.safetensors"], info.get("rng", {}))
     return TrainState(
         step=info["step"],
         epoch=info["epoch"],
@@ -266,18 +327,25 @@ def load_checkpoint(
     )
 
 
-def resolve_resume(resume: str | None, ckpt_root: str | Path) -> Path | None:
-    """``None`` -> no resume; ``"auto"`` -> latest complete checkpoint under ``ckpt_root`` (or
-    ``None``); a path -> that checkpoint (a run folder resolves to its latest checkpoint)."""
+def resume_candidates(resume: str | None, ckpt_root: str | Path) -> list[Path]:
+    """The checkpoints a resume may use, best first: ``None``/"" -> none; ``"auto"`` -> the
+    complete checkpoints under ``ckpt_root``, newest first; a run or checkpoints folder -> its
+    complete checkpoints, newest first; one checkpoint folder -> just that one."""
     if resume is None or resume == "":
-        return None
+        return []
     if resume == "auto":
-        return latest_checkpoint(ckpt_root)
+        return list(reversed(list_checkpoints(ckpt_root)))
     p = Path(resume)
     if (p / COMPLETE).is_file():
-        return p
+        return [p]
     for cand in (p / "checkpoints", p):
-        last = latest_checkpoint(cand)
-        if last is not None:
-            return last
+        found = list_checkpoints(cand)
+        if found:
+            return list(reversed(found))
     raise FileNotFoundError(f"--resume {resume}: no complete checkpoint there")
+
+
+def resolve_resume(resume: str | None, ckpt_root: str | Path) -> Path | None:
+    """The best of :func:`resume_candidates` (``None`` when there is none)."""
+    found = resume_candidates(resume, ckpt_root)
+    return found[0] if found else None

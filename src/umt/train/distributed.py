@@ -177,14 +177,17 @@ def wrap_model(
     return model
 
 
-class ResumableSampler(Sampler[int]):
+class ResumableSampler(Sampler):
     """Like ``DistributedSampler`` (shuffle with ``seed + epoch``, rank r takes every
     world-th index) but always drops the tail so every process has the same number of full
     batches, and can start part-way through an epoch (``set_position``) for exact resumes.
 
     Rank r's k-th batch of size b together with the other ranks' k-th batches is exactly the
     single-process k-th batch of size b x world, so N processes see the same clips per step as one
-    process with an N-times larger batch."""
+    process with an N-times larger batch.
+
+    ``with_epoch`` yields ``(epoch, index)`` pairs, which :class:`umt.data.VideoDataset` takes
+    as items: the epoch then reaches persistent DataLoader workers without re-creating them."""
 
     def __init__(
         self,
@@ -194,8 +197,10 @@ class ResumableSampler(Sampler[int]):
         rank: int = 0,
         seed: int = 0,
         shuffle: bool = True,
+        with_epoch: bool = False,
     ) -> None:
         self.n = num_samples
+        self.with_epoch = with_epoch
         self.batch_size = batch_size
         self.world = world_size
         self.rank = rank
@@ -225,10 +230,12 @@ class ResumableSampler(Sampler[int]):
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         return torch.randperm(self.n, generator=g).tolist()
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[int | tuple[int, int]]:
         used = self.batches_per_rank * self.batch_size * self.world
-        mine = self._order()[:used][self.rank :: self.world]
-        return iter(mine[self.start_batch * self.batch_size :])
+        mine = self._order()[:used][self.rank :: self.world][self.start_batch * self.batch_size :]
+        if self.with_epoch:
+            return iter([(self.epoch, i) for i in mine])
+        return iter(mine)
 
     def __len__(self) -> int:
         return (self.batches_per_rank - self.start_batch) * self.batch_size

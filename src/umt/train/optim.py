@@ -54,13 +54,24 @@ def _strip_wrappers(name: str) -> str:
     return name
 
 
-def build_optimizer(model: nn.Module, cfg: Config, lr: float) -> torch.optim.AdamW:
-    """AdamW over ``param_groups(model)``; ``lr`` is the already scaled peak learning rate."""
+def default_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
+    """:func:`param_groups` with the model's own ``no_weight_decay()`` names, without names."""
     base = model.module if hasattr(model, "module") else model
     skip = base.no_weight_decay() if hasattr(base, "no_weight_decay") else set()
-    groups = param_groups(model, cfg.optim.weight_decay, skip)
+    groups = param_groups(model, weight_decay, skip)
     for g in groups:
         g.pop("names")
+    return groups
+
+
+def build_optimizer(
+    model_or_groups: nn.Module | list[dict[str, object]], cfg: Config, lr: float
+) -> torch.optim.AdamW:
+    """AdamW over parameter groups (a module: :func:`default_param_groups`); ``lr`` is the
+    already scaled peak learning rate; empty groups are dropped."""
+    groups = model_or_groups
+    if isinstance(groups, nn.Module):
+        groups = default_param_groups(groups, cfg.optim.weight_decay)
     kwargs: dict[str, object] = {}
     if cfg.optim.fused:
         kwargs["fused"] = True

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from umt.config import Config
 from umt.data.transforms import resolve_mean_std
 from umt.masking import per_sample_uniform, semantic_mask
-from umt.train.step import teacher_input
+from umt.train.tasks.stage1 import teacher_input
 
 
 def load_clip(path: str | Path, num_frames: int, size: int) -> torch.Tensor:
@@ -36,7 +36,7 @@ def load_clip(path: str | Path, num_frames: int, size: int) -> torch.Tensor:
 
 def _first_synthetic_clip(cfg: Config) -> Path:
     from umt import data as umt_data
-    from umt.train.trainer import synthetic_root
+    from umt.train.data import synthetic_root
 
     root = Path(umt_data.ensure_synthetic_dataset(synthetic_root(cfg)) or synthetic_root(cfg))
     first = (root / "train.csv").read_text().split("\n", 1)[0].split()[0]
@@ -55,7 +55,7 @@ def visualize_mask(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from umt.train.trainer import build_teacher
+    from umt.train.tasks.stage1 import build_teacher
 
     path = Path(video) if video else _first_synthetic_clip(cfg)
     if not path.is_file():

@@ -1,0 +1,76 @@
+"""Training data shared by the tasks: the built-in synthetic set, annotation lists, tar shards."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from umt.config import Config
+from umt.train.distributed import DistInfo, barrier
+
+
+def synthetic_root(cfg: Config) -> Path:
+    """Where the built-in synthetic set lives: ``data.synthetic_root``, else
+    ``$UMT_HOME/synthetic``, else ``~/.cache/umt/synthetic``."""
+    if cfg.data.synthetic_root:
+        return Path(cfg.data.synthetic_root)
+    home = os.environ.get("UMT_HOME")
+    base = Path(home) if home else Path.home() / ".cache" / "umt"
+    return base / "synthetic"
+
+
+def ensure_synthetic(cfg: Config, info: DistInfo) -> Path:
+    """The synthetic set's folder, made on first use by rank 0 (the others wait)."""
+    from umt import data as umt_data
+
+    root = synthetic_root(cfg)
+    if info.is_main:
+        umt_data.ensure_synthetic_dataset(root)
+    barrier()
+    return root
+
+
+def build_video_dataset(
+    cfg: Config, info: DistInfo, annotations: str | None, split: str = "train", **kw: Any
+) -> Any:
+    """A dataset over ``annotations`` (``None`` = the synthetic set's ``split``): an annotation
+    list of any known format, or WebDataset tar shards streamed with ``data.num_samples``.
+    ``kw`` are :class:`umt.data.VideoDataset` / :class:`umt.data.ShardDataset` arguments."""
+    from umt import data as umt_data
+
+    if annotations is None:
+        return umt_data.VideoDataset(ensure_synthetic(cfg, info) / f"{split}.csv", **kw)
+    if umt_data.detect_format(annotations) == "wds":
+        return build_shard_dataset(cfg, info, annotations, kw)
+    if not Path(annotations).is_file():
+        raise FileNotFoundError(f"data.train_list: no such file {annotations}")
+    return umt_data.build_dataset(annotations, root=cfg.data.root or None, **kw)
+
+
+def build_shard_dataset(cfg: Config, info: DistInfo, pattern: str, kw: dict[str, Any]) -> Any:
+    """WebDataset tar shards (``data.train_list=shards-{000..099}.tar``), streamed: each process
+    and worker cycles over its share of the shards; an epoch is ``data.num_samples`` clips."""
+    from umt import data as umt_data
+
+    d = cfg.data
+    if not d.num_samples or d.num_samples <= 0:
+        raise ValueError(
+            f"data.train_list={pattern}: tar shards stream without a length; set "
+            "data.num_samples to the clips per epoch (all processes together)"
+        )
+    dataset = umt_data.ShardDataset(
+        pattern, repeat=True, rank=info.rank, world_size=info.world_size, **kw
+    )
+    dataset.urls = [str(Path(d.root, u)) if d.root else u for u in dataset.urls]
+    missing = [u for u in dataset.urls if not Path(u).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"data.train_list={pattern}: {len(missing)} of {len(dataset.urls)} shard(s) "
+            f"not found: {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}"
+        )
+    try:
+        dataset.check_split(d.num_workers)
+    except ValueError as err:
+        raise ValueError(f"data.train_list={pattern}: {err}") from None
+    return dataset

@@ -1,0 +1,645 @@
+"""The one training loop. Every task (stage 1, fine-tuning, ...) runs here.
+
+The loop owns processes (torchrun), the run folder, the optimizer and its per-step schedules,
+mixed precision, gradient accumulation and clipping, checkpoints and exact resume, logging,
+signals and guards. A :class:`~umt.train.tasks.base.Task` builds its models and data and
+computes the loss of a micro-batch. Parallelism (DDP / FSDP2), compilation and checkpointing
+are applied here, outside the model code.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from umt.config import Config, ConfigError
+from umt.train import checkpoint as ckpt
+from umt.train import runs
+from umt.train.distributed import (
+    DistInfo,
+    ResumableSampler,
+    all_reduce_mean,
+    all_reduce_sum_int,
+    barrier,
+    broadcast_str,
+    cleanup,
+    init_distributed,
+    wrap_model,
+)
+from umt.train.optim import build_optimizer, build_schedules, scaled_lrs
+from umt.train.step import NonFiniteLossError, train_step
+from umt.train.tasks.base import RunContext, Task
+
+SIGNAL_EXIT = {signal.SIGTERM: 143, signal.SIGINT: 130}
+
+
+@dataclass
+class RunResult:
+    output_dir: Path
+    losses: list[float] = field(default_factory=list)  # per optimizer step of this invocation
+    steps: list[int] = field(default_factory=list)
+    first_step: int = 0
+    last_checkpoint: Path | None = None
+    teacher: str = ""
+    wall_s: float = 0.0
+    interrupted: bool = False
+    stop_signal: int | None = None  # the signal that stopped the run early, if any
+
+
+class RunError(RuntimeError):
+    """The run could not go on (disk full, unwritable folder, unusable checkpoint); the message
+    says what happened, whether a checkpoint is safe, and what to do."""
+
+
+# --------------------------------------------------------------------------- precision
+def resolve_precision(cfg: Config, device: torch.device) -> tuple[torch.dtype | None, str]:
+    """(autocast dtype or None for float32, a note when the setting does not apply here)."""
+    p = cfg.train.precision
+    if device.type != "cuda":
+        if p == "bf16":
+            return torch.bfloat16, ""
+        note = "" if p in ("auto", "fp32") else f"precision {p} is a GPU setting; fp32 on {device}"
+        return None, note
+    if p == "auto":
+        p = "bf16"
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[p], ""
+
+
+# --------------------------------------------------------------------------- signals
+class Stopper:
+    """SIGTERM (schedulers, ``docker stop``) and a first Ctrl-C set a flag checked after each
+    step: the loop saves a checkpoint and stops. A second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def install(self) -> None:
+        for sig in SIGNAL_EXIT:
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if signum == signal.SIGINT and self.signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.signum is None:
+            self.signum = signum
+            if signum == signal.SIGINT:
+                print(
+                    "\ninterrupt: stopping after this step with a checkpoint "
+                    "(Ctrl-C again to stop at once)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old = {}
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers leave SIGTERM / SIGINT to the main process, which
+    stops cleanly with a checkpoint; a signal to the whole process group (what SLURM and
+    ``docker stop`` send) then no longer kills the workers under it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# --------------------------------------------------------------------------- logging
+class RunLogger:
+    """Rank-0 logging: progress bar, ``metrics.jsonl``, TensorBoard (when installed)."""
+
+    def __init__(self, cfg: Config, out: Path, active: bool, total: int, initial: int, desc: str):
+        self.active = active
+        self.bar = None
+        self.tb = None
+        self.file: runs.MetricsFile | None = None
+        if not active:
+            return
+        self.file = runs.MetricsFile(out / "metrics.jsonl")
+        if cfg.train.progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=total,
+                initial=initial,
+                desc=desc,
+                unit="step",
+                dynamic_ncols=True,
+                mininterval=0.5 if sys.stderr.isatty() else 15.0,
+            )
+        if cfg.train.tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+            except Exception:  # tensorboard not installed
+                self.tb = None
+
+    def log(self, rec: dict[str, Any]) -> None:
+        if not self.active:
+            return
+        self.file.append(rec)
+        if self.tb is not None:
+            for k in ("loss", "lr", "wd", "clips_per_s", "grad_norm"):
+                v = rec.get(k)
+                if isinstance(v, float) and math.isfinite(v):
+                    self.tb.add_scalar(f"train/{k}", v, rec["step"])
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(
+                loss=f"{rec['loss']:.4f}",
+                lr=f"{rec['lr']:.2e}",
+                clips_s=f"{rec['clips_per_s']:.1f}",
+            )
+
+    def write(self, text: str) -> None:
+        if not self.active:
+            return
+        if self.bar is not None:
+            self.bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.tb is not None:
+            self.tb.close()
+        if self.file is not None:
+            self.file.close()
+
+
+# --------------------------------------------------------------------------- resume checks
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def config_differences(task: Task, saved_yaml: str) -> list[str]:
+    """``key: saved -> now`` for each setting the task needs unchanged to resume."""
+    try:
+        saved = yaml.safe_load(saved_yaml) or {}
+    except yaml.YAMLError:
+        return ["config.yaml (unreadable)"]
+    now = _flatten(task.cfg.to_dict())
+    then = _flatten(saved)
+    diffs = []
+    for key in sorted(set(now) | set(then)):
+        if key.split(".", 1)[0] not in task.resume_sections or key in task.resume_ignored:
+            continue
+        if now.get(key, "<unset>") != then.get(key, "<unset>"):
+            diffs.append(f"{key}: {then.get(key, '<unset>')} -> {now.get(key, '<unset>')}")
+    return diffs
+
+
+# --------------------------------------------------------------------------- the loop
+def train(
+    cfg: Config, task_cls: type[Task], echo: Callable[[str], None] | None = None
+) -> RunResult:
+    """Run ``task_cls`` as ``cfg`` says; returns the losses of this invocation.
+
+    Under torchrun with the gloo backend, end the worker process with
+    :func:`umt.train.distributed.exit_process` after this returns (``umt`` does), or the
+    interpreter's teardown can occasionally abort it."""
+    t_start = time.time()
+    info = init_distributed(cfg)
+    try:
+        return _Run(cfg, task_cls, info, echo or (lambda s: print(s, flush=True)), t_start).run()
+    finally:
+        cleanup()
+
+
+class _Run:
+    """One invocation of the loop: set-up (nothing written until the data, the models and the
+    run folder are settled), the steps, the end."""
+
+    def __init__(self, cfg: Config, task_cls: type[Task], info: DistInfo, say, t_start: float):
+        self.cfg, self.info, self.say, self.t_start = cfg, info, say, t_start
+        self.main = info.is_main
+        amp, self.precision_note = resolve_precision(cfg, info.device)
+        self.task = task_cls(cfg, RunContext(info=info, amp_dtype=amp))
+        self.amp = amp
+        self.last_ckpt: Path | None = None
+        self.created_dir = False
+
+    # ---------------------------------------------------------------- set-up
+    def _data(self) -> None:
+        cfg, info = self.cfg, self.info
+        self.dataset = self.task.build_data()
+        self.streaming = isinstance(self.dataset, torch.utils.data.IterableDataset)
+        if self.streaming:  # tar shards: no index, no sampler
+            self.sampler = None
+            self.num_clips = int(cfg.data.num_samples)
+            batches_per_rank = self.num_clips // (cfg.train.batch_size * info.world_size)
+            if batches_per_rank == 0:
+                raise ValueError(
+                    f"data.num_samples={self.num_clips} is less than one step's batch "
+                    f"({cfg.train.batch_size} x {info.world_size} processes)"
+                )
+        else:
+            self.sampler = ResumableSampler(
+                len(self.dataset),
+                cfg.train.batch_size,
+                info.world_size,
+                info.rank,
+                seed=cfg.train.seed,
+                with_epoch=True,
+            )
+            self.num_clips = len(self.dataset)
+            batches_per_rank = self.sampler.num_batches
+        self.steps_per_epoch = (
+            cfg.schedule.steps_per_epoch or batches_per_rank // cfg.train.accum_steps
+        )
+        if self.steps_per_epoch < 1:
+            raise ValueError("fewer batches per epoch than train.accum_steps")
+        self.batches_per_epoch = self.steps_per_epoch * cfg.train.accum_steps  # per process
+
+    def _output_dir(self) -> Path:
+        """Rank 0 picks and prepares the folder; the others follow."""
+        cfg = self.cfg
+        resume = cfg.train.resume
+        name, error = None, None
+        if self.main:
+            try:
+                name = str(self._pick_output_dir(resume))
+            except (runs.RunFolderError, OSError) as err:
+                error = (
+                    err
+                    if isinstance(err, runs.RunFolderError)
+                    else RunError(runs.describe_os_error(err, "the run folder"))
+                )
+                name = "\0" + str(error)
+        name = broadcast_str(name)
+        if name.startswith("\0"):
+            raise error or RunError(name[1:])
+        return Path(name)
+
+    def _pick_output_dir(self, resume: str | None) -> Path:
+        cfg = self.cfg
+        if cfg.train.output_dir is not None:
+            out = Path(cfg.train.output_dir)
+            self.created_dir = runs.prepare_run_dir(out, bool(resume), cfg.train.overwrite)
+            return out
+        if resume == "auto":
+            found = runs.latest_run_dir(cfg.recipe)
+            if found is not None:
+                self.say(f"resume auto: continuing {found[0]} (latest: {found[1].name})")
+                return found[0]
+            self.say(
+                f"resume auto: no earlier run of recipe '{cfg.recipe}' with a checkpoint under "
+                f"{runs.RUNS}/; starting a new run"
+            )
+        elif resume:
+            # --resume PATH without --output-dir: continue in that checkpoint's run folder.
+            first = ckpt.resolve_resume(resume, "")
+            if first is not None and first.parent.name == "checkpoints":
+                return first.parent.parent
+        out = runs.claim_new_run_dir(cfg.recipe)
+        self.created_dir = True
+        return out
+
+    def _resume(self) -> ckpt.TrainState:
+        """Load the newest usable checkpoint; an unreadable one falls back to the one before."""
+        cfg = self.cfg
+        candidates = ckpt.resume_candidates(cfg.train.resume, self.ckpt_root)
+        explicit = cfg.train.resume not in (None, "", "auto") and len(candidates) == 1
+        for i, path in enumerate(candidates):
+            try:
+                files = ckpt.read_checkpoint(path)
+            except ckpt.CorruptCheckpointError as err:
+                if explicit or i == len(candidates) - 1:
+                    raise RunError(
+                        f"{err}; no intact checkpoint to resume from"
+                        + ("" if explicit else " (older ones were unreadable too)")
+                    ) from None
+                if self.main:
+                    self.say(f"warning: {err}; falling back to {candidates[i + 1].name}")
+                continue
+            saved_cfg = (
+                (path / "config.yaml").read_text() if (path / "config.yaml").is_file() else ""
+            )
+            diffs = config_differences(self.task, saved_cfg) if saved_cfg else []
+            if diffs:
+                raise ConfigError(
+                    f"--resume {path}: the checkpoint was trained with other settings ("
+                    + "; ".join(diffs[:6])
+                    + (f"; {len(diffs) - 6} more" if len(diffs) > 6 else "")
+                    + "); resume with the checkpoint's settings or start a new run"
+                )
+            try:
+                state = ckpt.load_checkpoint(path, self.model, self.optimizer, files=files)
+            except (RuntimeError, KeyError, ValueError) as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ConfigError(
+                    f"--resume {path}: its weights do not fit this run's model ({first[:300]}); "
+                    "resume with the checkpoint's model settings or start a new run"
+                ) from None
+            if self.scaler is not None and state.scaler:
+                self.scaler.load_state_dict(state.scaler)
+            saved_clips = state.extra.get("clips_per_batch_all_ranks")
+            now_clips = cfg.train.batch_size * self.info.world_size
+            if saved_clips and saved_clips != now_clips:  # world size or batch changed
+                state.batch_in_epoch = state.batch_in_epoch * saved_clips // now_clips
+            self.last_ckpt = path
+            return state
+        return ckpt.TrainState()
+
+    def _setup(self) -> None:
+        cfg, info, task = self.cfg, self.info, self.task
+        task.check()
+        self._data()  # a bad list or shard set is refused before anything is built or written
+        self.out = self._output_dir()
+        self.ckpt_root = self.out / "checkpoints"
+        self.config_yaml = cfg.to_yaml()
+        model = task.build_model()
+        self.exported = task.export_model(model)
+        self.model = wrap_model(model, cfg, info, self.amp)
+        self.loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_size=cfg.train.batch_size,
+            sampler=self.sampler,
+            num_workers=cfg.data.num_workers,
+            collate_fn=task.collate(),
+            drop_last=True,
+            pin_memory=info.device.type == "cuda",
+            worker_init_fn=ignore_stop_signals,
+            # Map-style data is indexed by (epoch, index): workers live across epochs and keep
+            # their per-file caches. Streams learn their position only when workers start.
+            persistent_workers=cfg.data.num_workers > 0 and not self.streaming,
+        )
+        self.lr, _, _, self.total_batch = scaled_lrs(cfg, info.world_size)
+        self.optimizer = build_optimizer(task.param_groups(self.model), cfg, self.lr)
+        self.schedules = build_schedules(cfg, self.steps_per_epoch, info.world_size)
+        self.total_steps = len(self.schedules)
+        if cfg.train.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.train.max_steps)
+        self.scaler = torch.amp.GradScaler(info.device.type) if self.amp == torch.float16 else None
+        self.state = self._resume()
+        if self.main:
+            (self.out / "config.yaml").write_text(self.config_yaml)
+            torn = runs.trim_metrics(self.out / "metrics.jsonl", self.state.step)
+            if torn:
+                self.say(f"warning: {self.out / 'metrics.jsonl'}: dropped {torn} torn line(s)")
+        barrier()
+
+    def _announce(self) -> None:
+        if not self.main:
+            return
+        cfg, info, st = self.cfg, self.info, self.state
+        self.say(f"umt {self.task.name}: recipe {cfg.recipe} -> {self.out}")
+        for line in self.task.describe(self.model):
+            self.say(f"  {line}")
+        self.say(
+            f"  {self.num_clips} clips"
+            f"{' per epoch, streamed from tar shards' if self.streaming else ''}; "
+            f"{info.world_size} process(es) x batch {cfg.train.batch_size} x "
+            f"accum {cfg.train.accum_steps} = {self.total_batch} clips/step; lr {self.lr:.3g}; "
+            f"{self.steps_per_epoch} steps/epoch; steps {st.step} -> {self.total_steps}; "
+            f"device {info.device}" + (f"; precision {self.amp}" if self.amp else "")
+        )
+        if self.precision_note:
+            self.say(f"  note: {self.precision_note}")
+        if self.last_ckpt is not None:
+            self.say(f"  resumed from {self.last_ckpt} (step {st.step})")
+
+    # ---------------------------------------------------------------- saving
+    def _save(self, state: ckpt.TrainState) -> None:
+        state.scaler = self.scaler.state_dict() if self.scaler is not None else None
+        config = getattr(self.exported, "_hub_mixin_config", None)
+        try:
+            path = ckpt.save_checkpoint(
+                self.ckpt_root,
+                self.model,
+                self.optimizer,
+                state,
+                self.config_yaml,
+                is_main=self.main,
+                keep_last=self.cfg.train.keep_last,
+                model_config=dict(config) if config is not None else None,
+            )
+        except OSError as err:
+            raise RunError(
+                f"{runs.describe_os_error(err, f'checkpoint step_{state.step:06d}')}; its partial "
+                f"files were removed. Last complete checkpoint: {self.last_ckpt or 'none'}; "
+                "resume from it with --resume auto"
+            ) from None
+        self.last_ckpt = path or (self.ckpt_root / f"step_{state.step:06d}")
+        barrier()
+
+    # ---------------------------------------------------------------- steps
+    def _steps(self, result: RunResult, stopper: Stopper, logger: RunLogger) -> None:
+        cfg, info, task = self.cfg, self.info, self.task
+        from umt.data.faults import FaultCounter
+
+        faults = FaultCounter()  # videos the dataset skipped, reported through the batches
+        step = self.state.step
+        epoch, batch_in_epoch = self.state.epoch, self.state.batch_in_epoch
+        while step < self.total_steps and not stopper.requested:
+            if self.streaming:
+                if batch_in_epoch >= self.batches_per_epoch:  # saved at an epoch's end
+                    epoch, batch_in_epoch = epoch + 1, 0
+                self.dataset.set_position(epoch, batch_in_epoch, cfg.train.batch_size)
+            else:
+                self.sampler.set_position(epoch, batch_in_epoch)
+            micro: list[dict[str, Any]] = []
+            t0 = time.perf_counter()
+            finished_epoch = True
+            batches = iter(self.loader)
+            while True:
+                try:
+                    batch = next(batches)
+                except StopIteration:
+                    break
+                except RuntimeError:
+                    if stopper.requested:  # a worker killed by the same signal: stop cleanly
+                        finished_epoch = False
+                        break
+                    raise
+                batch_in_epoch += 1
+                faults.add_batch(batch)
+                micro.append(task.to_device(batch))
+                if len(micro) < cfg.train.accum_steps:
+                    continue
+                cur_lr = self.schedules.apply(self.optimizer, step)
+                try:
+                    out = train_step(
+                        self.model,
+                        self.optimizer,
+                        micro,
+                        lambda model, mb, _e=epoch: task.loss(model, mb, _e),
+                        cfg.optim.clip_grad,
+                        self.scaler,
+                        all_reduce_mean,
+                    )
+                except NonFiniteLossError as err:
+                    raise NonFiniteLossError(
+                        f"{err} at step {step + 1}; stopping. The last good checkpoint is "
+                        f"{self.last_ckpt if self.last_ckpt else 'none (no checkpoint written yet)'}. "
+                        "Try a lower optim.lr or optim.clip_grad=1.0."
+                    ) from None
+                micro = []
+                step += 1
+                dt, t0 = time.perf_counter() - t0, time.perf_counter()
+                result.losses.append(out["loss"])
+                result.steps.append(step)
+                skipped = all_reduce_sum_int(faults.num_skipped_files, info.device)
+                if step % cfg.train.log_every == 0 or step == self.total_steps:
+                    logger.log(
+                        {
+                            "step": step,
+                            "epoch": epoch,
+                            "loss": out["loss"],
+                            "lr": cur_lr,
+                            "wd": self.schedules.wd[min(step - 1, len(self.schedules) - 1)],
+                            "grad_norm": out["grad_norm"]
+                            if math.isfinite(out["grad_norm"])
+                            else None,
+                            "clips_per_s": self.total_batch / max(dt, 1e-9),
+                            "step_s": dt,
+                            "skipped_videos": skipped,
+                            "time": round(time.time() - self.t_start, 3),
+                        }
+                    )
+                stop = all_reduce_sum_int(int(stopper.requested), info.device) > 0
+                if stop and not stopper.requested:
+                    stopper.signum = signal.SIGTERM  # another rank was signalled
+                at_end = step >= self.total_steps
+                if at_end or stop or step % cfg.train.checkpoint_every == 0:
+                    self._save(
+                        ckpt.TrainState(
+                            step=step,
+                            epoch=epoch,
+                            batch_in_epoch=batch_in_epoch,
+                            extra={
+                                "clips_per_batch_all_ranks": cfg.train.batch_size * info.world_size,
+                                "world_size": info.world_size,
+                                "loss": out["loss"],
+                            },
+                        )
+                    )
+                if at_end or stop:
+                    finished_epoch = False
+                    break
+                if self.streaming and batch_in_epoch >= self.batches_per_epoch:
+                    break  # this epoch's clips are done (the shard stream itself has no end)
+            if finished_epoch:
+                epoch, batch_in_epoch = epoch + 1, 0
+        self.final_step = step
+        self.faults = faults
+
+    def run(self) -> RunResult:
+        try:
+            self._setup()
+        except BaseException:
+            self._remove_failed_start()
+            raise
+        self._announce()
+        cfg = self.cfg
+        result = RunResult(
+            output_dir=self.out,
+            first_step=self.state.step,
+            teacher=getattr(self.task, "teacher_desc", ""),
+        )
+        self.final_step, self.faults = self.state.step, None
+        stopper = Stopper()
+        stopper.install()
+        logger = RunLogger(
+            cfg, self.out, self.main, self.total_steps, self.state.step, self.task.name
+        )
+        try:
+            self._steps(result, stopper, logger)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once; _finish says what is saved
+            stopper.signum = signal.SIGINT
+            self.final_step = result.steps[-1] if result.steps else self.state.step
+        except torch.OutOfMemoryError as err:
+            raise RunError(
+                f"out of memory ({str(err).splitlines()[0]}). The last checkpoint is intact: "
+                f"{self.last_ckpt or 'none'}. Try a smaller train.batch_size with "
+                "train.accum_steps, or model.grad_checkpointing=N."
+            ) from None
+        finally:
+            logger.close()
+            stopper.restore()
+        return self._finish(result, stopper)
+
+    def _stopped_line(self, how: str, step: int) -> str:
+        if self.last_ckpt is not None:
+            return f"{how} after step {step}; last checkpoint: {self.last_ckpt}"
+        return f"{how} after step {step}; no checkpoint was written"
+
+    def _remove_failed_start(self) -> None:
+        """A run that fails before its first step leaves no folder it created behind."""
+        if not (self.main and self.created_dir):
+            return
+        out = getattr(self, "out", None)
+        if out is not None and out.is_dir() and ckpt.latest_checkpoint(out / "checkpoints") is None:
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)
+
+    def _finish(self, result: RunResult, stopper: Stopper) -> RunResult:
+        step, out = self.final_step, self.out
+        result.interrupted = stopper.requested
+        result.stop_signal = stopper.signum
+        result.last_checkpoint = self.last_ckpt
+        result.wall_s = time.time() - self.t_start
+        if not self.main:
+            return result
+        if stopper.requested:
+            name = signal.Signals(stopper.signum).name
+            self.say(self._stopped_line(f"stopped by {name}", step))
+        if result.losses:
+            self.say(
+                f"{self.task.loss_name}: {result.losses[0]:.4f} (step {result.first_step + 1}) -> "
+                f"{result.losses[-1]:.4f} (step {step}); {result.wall_s:.1f}s"
+            )
+        if self.faults is not None and self.faults.num_skipped_files:
+            self.say(f"data: {self.faults.summary(self.num_clips)}")
+        if self.cfg.train.plot and (out / "metrics.jsonl").is_file():
+            runs.plot_losses(
+                out / "metrics.jsonl", out / "loss_curve.png", self.task.loss_name, self.task.name
+            )
+            self.say(f"loss curve: {out / 'loss_curve.png'}")
+        if self.last_ckpt is not None and not stopper.requested:
+            self.say(f"checkpoint: {self.last_ckpt}")
+        return result
+
+
+def main_entry(cfg: Config, task_cls: type[Task], command: str) -> int:
+    """CLI entry: run and map the run's own failures to exit codes (3: the loss diverged,
+    143 / 130: stopped by SIGTERM / Ctrl-C after saving, 1: the environment failed)."""
+    try:
+        result = train(cfg, task_cls)
+    except NonFiniteLossError as err:
+        print(f"umt {command}: error: {err}", file=sys.stderr)
+        return 3
+    except RunError as err:
+        print(f"umt {command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # before the first step
+        print(f"umt {command}: interrupted before training started; nothing saved", file=sys.stderr)
+        return 130
+    if result.stop_signal is not None:
+        return SIGNAL_EXIT.get(result.stop_signal, 1)
+    return 0

@@ -1,0 +1,106 @@
+"""What a task gives the training loop.
+
+The loop (:mod:`umt.train.loop`) owns everything every task shares: processes, output folder,
+optimizer and schedules, mixed precision, accumulation, clipping, checkpoints and exact resume,
+logging, signals and guards. A task builds its models and its data and computes the loss of one
+micro-batch; it never takes an optimizer step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from umt.config import Config
+from umt.train.distributed import DistInfo
+
+
+@dataclass
+class RunContext:
+    """What the loop decided before building the task: processes, device, precision."""
+
+    info: DistInfo
+    amp_dtype: torch.dtype | None = None  # autocast dtype (None = float32)
+
+    @property
+    def device(self) -> torch.device:
+        return self.info.device
+
+
+class Task:
+    """One training task. Subclasses set ``name`` and ``loss_name`` and implement the
+    ``build_*`` methods and :meth:`loss`.
+
+    Call order, all before anything is written: :meth:`check` (settings only; cheap),
+    :meth:`build_data`, :meth:`build_model`. Then the loop wraps the model (DDP / FSDP2), builds
+    the optimizer over :meth:`param_groups` and calls :meth:`loss` per micro-batch.
+    """
+
+    name = "task"
+    loss_name = "loss"
+    # Config keys whose change makes a checkpoint unusable for a resume ("section.key"); the
+    # loop compares them with the checkpoint's config.yaml. Sections listed whole.
+    resume_sections: tuple[str, ...] = ("model", "data")
+    resume_ignored: frozenset[str] = frozenset(
+        {
+            "data.root",
+            "data.num_workers",
+            "data.synthetic_root",
+            "model.compile",
+            "model.grad_checkpointing",
+        }
+    )
+
+    def __init__(self, cfg: Config, ctx: RunContext) -> None:
+        self.cfg = cfg
+        self.ctx = ctx
+
+    # ---------------------------------------------------------------- building
+    def check(self) -> None:
+        """Refuse settings this task cannot run with (raise ``ConfigError``), before any work."""
+
+    def build_data(self) -> torch.utils.data.Dataset:
+        """The training set: map-style (items ``{"index": i, ...}``, indexable by
+        ``(epoch, i)``) or an ``IterableDataset`` that streams (needs ``data.num_samples``)."""
+        raise NotImplementedError
+
+    def collate(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+        from umt.data import collate_videos
+
+        return collate_videos
+
+    def build_model(self) -> nn.Module:
+        """The trainable module on ``ctx.device``: what the loop wraps, optimizes and saves."""
+        raise NotImplementedError
+
+    def export_model(self, model: nn.Module) -> nn.Module | None:
+        """The plain model inside ``model`` whose constructor config goes beside each
+        checkpoint's weights (``config.json``), so the checkpoint loads back on its own."""
+        return None
+
+    def describe(self, model: nn.Module) -> list[str]:
+        """Lines printed at the start of a run (sizes, teacher, ...)."""
+        return []
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        """Optimizer parameter groups (``params``, ``weight_decay``, optional ``lr_scale``)."""
+        from umt.train.optim import default_param_groups
+
+        return default_param_groups(model, self.cfg.optim.weight_decay)
+
+    # ---------------------------------------------------------------- training
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Move a collated batch's tensors to the device (what :meth:`loss` receives)."""
+        dev = self.ctx.device
+        return {
+            k: v.to(dev, non_blocking=True) if isinstance(v, torch.Tensor) and k != "index" else v
+            for k, v in batch.items()
+        }
+
+    def loss(self, model: nn.Module, batch: dict[str, Any], epoch: int) -> torch.Tensor:
+        """The loss of one micro-batch (a scalar tensor with a graph to ``model``)."""
+        raise NotImplementedError
