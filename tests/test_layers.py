@@ -90,4 +90,4 @@ def test_stage1_student_uses_xavier_and_classifier_trunc_normal():
         num_classes=7,
         weight_init="xavier",
     )
-    assert float(forced.blocks[0].mlp.fc1.weight.std()) > 0.05  # xavier at width 96: ~0.07
+    assert float(forced.blocks[0].mlp.fc1.weight.detach().std()) > 0.05  # xavier at width 96: ~0.07

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from train_helpers import run_cli, tiny_args
+from train_helpers import TORCHRUN_2, run_cli, tiny_args
 from umt.train.distributed import ResumableSampler
-
-# ``umt`` under torchrun with 2 local processes.
-TORCHRUN_2 = [
-    sys.executable,
-    "-m",
-    "torch.distributed.run",
-    "--standalone",
-    "--nproc_per_node",
-    "2",
-    "-m",
-    "umt",
-]
-
 
 # Stochastic depth on (the tiny test config turns it off).
 DROP_PATH = "model.drop_path_rate=0.3"

@@ -35,6 +35,19 @@ TINY = [
 ]
 
 
+# Two local processes (gloo on CPU), as a user would launch them.
+TORCHRUN_2 = [
+    sys.executable,
+    "-m",
+    "torch.distributed.run",
+    "--standalone",
+    "--nproc_per_node",
+    "2",
+    "-m",
+    "umt",
+]
+
+
 def tiny_config(synthetic_root: Path, out: Path, *extra: str) -> Config:
     return load_config(
         None, [*TINY, f"data.synthetic_root={synthetic_root}", f"train.output_dir={out}", *extra]

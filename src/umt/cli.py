@@ -54,64 +54,95 @@ def _run_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- pretrain
-_PRETRAIN_EPILOG = """\
+# --------------------------------------------------------------------------- pretrain / finetune
+_TRAIN_EPILOG = """\
 recipes (packaged; or give a YAML file path):
 {recipes}
 
 overrides: any config key as section.key=value (YAML values), e.g.
-  umt pretrain optim.lr=3e-4 data.num_frames=4 train.batch_size=16
-  umt pretrain --config umt-b16-k710 data.train_list=k710/train.csv data.root=/videos
-  umt pretrain --config umt-b16-k710 data.num_samples=660000 \\
-      data.train_list='k710/shard-{{000000..000659}}.tar'   # tar shards: see umt data shards
-  umt pretrain --config my_recipe.yaml train.max_steps=100 --output-dir runs/try1
-  umt pretrain --resume auto                 # continue the latest run of the recipe
-  umt pretrain --output-dir runs/try1 --overwrite   # replace the run in that folder
-  umt pretrain --print-config                # show every key and its value, then exit
+{examples}
+  umt {cmd} --config my_recipe.yaml train.max_steps=100 --output-dir runs/try1
+  umt {cmd} --resume auto                 # continue the latest run of the recipe
+  umt {cmd} --output-dir runs/try1 --overwrite   # replace the run in that folder
+  umt {cmd} --print-config                # show every key and its value, then exit
 
 many GPUs / nodes: launch the same command with torchrun, e.g.
-  torchrun --nproc_per_node 8 -m umt pretrain --config umt-b16-k710 ...
+  torchrun --nproc_per_node 8 -m umt {cmd} --config {big} ...
 (DDP by default; dist.strategy=fsdp shards large models with FSDP2.)
 
 outputs in the run folder: config.yaml, metrics.jsonl, loss_curve.png,
 checkpoints/step_NNNNNN/ (safetensors + JSON, keep-last-N; each loads with umt.load_checkpoint),
-tensorboard/ when installed. A new run never reuses a folder that holds a run (--resume or
---overwrite say what to do with it).
+{extra_outputs}tensorboard/ when installed. A new run never reuses a folder that holds a run
+(--resume or --overwrite say what to do with it).
 
 SIGTERM or Ctrl-C: the run finishes its step, writes a checkpoint and exits with 143 / 130
 (a second Ctrl-C stops at once). Exit 1: data or environment failure; 2: bad arguments or
 config; 3: the loss diverged.
 """
 
+_PRETRAIN_EXAMPLES = """\
+  umt pretrain optim.lr=3e-4 data.num_frames=4 train.batch_size=16
+  umt pretrain --config umt-b16-k710 --teacher ViT-B-16.pt data.train_list=k710/train.csv \\
+      data.root=/videos
+  umt pretrain --config umt-b16-k710 --teacher ViT-B-16.pt data.num_samples=660000 \\
+      data.train_list='k710/shard-{{000000..000659}}.tar'   # tar shards: see umt data shards"""
 
-def _pretrain_options(p: argparse.ArgumentParser) -> None:
-    from umt.config import DEFAULT_RECIPE
+_FINETUNE_EXAMPLES = """\
+  umt finetune --init runs/umt-tiny-synthetic-.../checkpoints/step_000360 schedule.epochs=4
+  umt finetune --config umt-b16-k400-ft --init b16_ptk710_ftk710_f8_res224.pth \\
+      data.train_list=k400/train.csv data.val_list=k400/val.csv data.test_list=k400/test.csv \\
+      data.root=/videos
+  umt finetune --config umt-b16-k600-ft --init b16_ptk710_ftk710_f8_res224.pth \\
+      model.init_label_map=label_mixto600.json ...   # K710 head rows -> K600"""
 
-    p.add_argument(
-        "--config",
-        default=None,
-        metavar="FILE|RECIPE",
-        help=f"YAML file or packaged recipe name (default: {DEFAULT_RECIPE})",
-    )
-    p.add_argument(
-        "--teacher",
-        default=None,
-        metavar="PATH",
-        help="CLIP teacher weights (any format umt convert knows); sets teacher.weights",
-    )
-    p.add_argument("--output-dir", default=None, help="run folder (default: runs/<recipe>-<time>)")
-    p.add_argument(
-        "--resume",
-        default=None,
-        metavar="auto|PATH",
-        help="'auto': latest complete checkpoint of the run; or a checkpoint / run folder",
-    )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="replace the previous run's files in an existing --output-dir",
-    )
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+
+def _train_options(task: str):
+    """The options of a training command (``pretrain`` or ``finetune``)."""
+
+    def add(p: argparse.ArgumentParser) -> None:
+        from umt.config import DEFAULT_FINETUNE_RECIPE, DEFAULT_RECIPE
+
+        default = DEFAULT_FINETUNE_RECIPE if task == "finetune" else DEFAULT_RECIPE
+        p.add_argument(
+            "--config",
+            default=None,
+            metavar="FILE|RECIPE",
+            help=f"YAML file or packaged recipe name (default: {default})",
+        )
+        if task == "pretrain":
+            p.add_argument(
+                "--teacher",
+                default=None,
+                metavar="PATH",
+                help="CLIP teacher weights (any format umt convert knows); sets teacher.weights",
+            )
+        else:
+            p.add_argument(
+                "--init",
+                default=None,
+                metavar="PATH|scratch|auto",
+                help="the checkpoint to fine-tune (stage-1, stage-2 or fine-tuned; official or "
+                "umt's), 'scratch', or 'auto' (the latest umt pretrain run); sets model.init",
+            )
+        p.add_argument(
+            "--output-dir", default=None, help="run folder (default: runs/<recipe>-<time>)"
+        )
+        p.add_argument(
+            "--resume",
+            default=None,
+            metavar="auto|PATH",
+            help="'auto': latest complete checkpoint of the run; or a checkpoint / run folder",
+        )
+        p.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace the previous run's files in an existing --output-dir",
+        )
+        p.add_argument(
+            "--print-config", action="store_true", help="print the resolved config and exit"
+        )
+
+    return add
 
 
 def _with_trailing_options(
@@ -129,57 +160,83 @@ def _with_trailing_options(
     return args
 
 
-def _add_pretrain(sub: argparse._SubParsersAction) -> None:
-    from umt.config import DEFAULT_RECIPE, list_recipes
+def _add_train_command(sub: argparse._SubParsersAction, task: str) -> None:
+    from umt.config import DEFAULT_FINETUNE_RECIPE, DEFAULT_RECIPE, list_recipes, load_config
 
-    p = sub.add_parser(
-        "pretrain",
-        help="stage-1 pretraining (align a video student with a frozen CLIP teacher)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
+    default = DEFAULT_FINETUNE_RECIPE if task == "finetune" else DEFAULT_RECIPE
+    recipes = [r for r in list_recipes() if load_config(r).task == task]
+    if task == "pretrain":
+        help_text = "stage-1 pretraining (align a video student with a frozen CLIP teacher)"
+        description = (
             "Stage-1 Unmasked Teacher pretraining: a frozen CLIP teacher picks the tokens it "
             "attends to (semantic masking), the student sees only those kept tokens and its "
             "last K layers are aligned with the teacher's (UMA loss, 2 - 2cos).\n\n"
-            f"With no arguments it runs the built-in default, '{DEFAULT_RECIPE}': a tiny model "
+            f"With no arguments it runs the built-in default, '{default}': a tiny model "
             "on a synthetic clip set generated on first use (under $UMT_HOME or "
             "~/.cache/umt), a few minutes on a laptop CPU. Its teacher is randomly "
             "initialised unless you give real CLIP weights with --teacher, so the falling "
-            "loss shows the machinery works, not that the student learns useful features."
-        ),
-        epilog=_PRETRAIN_EPILOG.format(
-            recipes="\n".join(
-                f"  {r}{'  (default)' if r == DEFAULT_RECIPE else ''}" for r in list_recipes()
-            )
+            "loss shows the machinery works, not that the student learns useful features. "
+            "The paper's recipes need --teacher."
+        )
+        examples, big, extra = _PRETRAIN_EXAMPLES, "umt-b16-k710", ""
+    else:
+        help_text = "fine-tune a classifier (the paper's action recognition recipes)"
+        description = (
+            "Classification fine-tuning as the official code: layer-wise lr decay, AdamW, "
+            "cosine schedule with warm-up, drop path, mixup / cutmix / label smoothing, "
+            "RandAugment, random erasing, repeated augmentation; single-view validation "
+            "each epoch (the best checkpoint kept) and the official multi-view test at "
+            "the end.\n\n"
+            f"With no arguments it runs the built-in default, '{default}': the tiny student "
+            "of the latest 'umt pretrain' run (or a random one) fine-tuned on the synthetic "
+            "clip set, in a few minutes on a laptop CPU. The paper's recipes need --init."
+        )
+        examples, big = _FINETUNE_EXAMPLES, "umt-b16-k400-ft"
+        extra = "best/ (the best-validation weights), test/ (results, predictions, per class),\n"
+    p = sub.add_parser(
+        task,
+        help=help_text,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=description,
+        epilog=_TRAIN_EPILOG.format(
+            recipes="\n".join(f"  {r}{'  (default)' if r == default else ''}" for r in recipes),
+            examples=examples,
+            cmd=task,
+            big=big,
+            extra_outputs=extra,
         ),
     )
-    _pretrain_options(p)
+    _train_options(task)(p)
     p.add_argument(
         "overrides", nargs=argparse.REMAINDER, metavar="KEY=VALUE", help="config overrides"
     )
-    p.set_defaults(handler=_run_pretrain)
+    p.set_defaults(handler=_run_train)
 
 
-def _run_pretrain(args: argparse.Namespace) -> int:
+def _run_train(args: argparse.Namespace) -> int:
     from umt.config import load_config
 
-    args = _with_trailing_options(args, _pretrain_options, list(args.overrides))
+    task = args.command
+    args = _with_trailing_options(args, _train_options(task), list(args.overrides))
     overrides = list(args.overrides)
-    if args.teacher is not None:
+    if getattr(args, "teacher", None) is not None:
         overrides.append(f"teacher.weights={args.teacher}")
+    if getattr(args, "init", None) is not None:
+        overrides.append(f"model.init={args.init}")
     if args.output_dir is not None:
         overrides.append(f"train.output_dir={args.output_dir}")
     if args.resume is not None:
         overrides.append(f"train.resume={args.resume}")
     if args.overwrite:
         overrides.append("train.overwrite=true")
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(args.config, overrides, task=task)
     if args.print_config:
         print(cfg.to_yaml(), end="")
         return 0
     from umt.train.loop import main_entry
-    from umt.train.tasks import Stage1Task
+    from umt.train.tasks import ClassifyTask, Stage1Task
 
-    return main_entry(cfg, Stage1Task, "pretrain")
+    return main_entry(cfg, ClassifyTask if task == "finetune" else Stage1Task, task)
 
 
 # --------------------------------------------------------------------------- visualize-mask
@@ -373,15 +430,448 @@ def _run_data_shards(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- evaluate
+_EVALUATE_EPILOG = """\
+output (stdout): a line with the counts, a line with the accuracies, then as the LAST line one
+JSON object: {"top1", "top5", "mean_class_acc" (percent), "videos" (scored), "views" (per video),
+"clips", "crops", "classes", "listed", "skipped" (count), "skipped_videos" [{"path", "reason"}]}.
+The progress bar and warnings (one per unreadable video, which is skipped) go to stderr.
+
+--predictions FILE.jsonl writes one JSON line per scored video: "path" (as in LIST), "label",
+"prediction", "scores" (mean over views of the softmax), "view_logits" ([views][classes], view =
+clip * crops + crop) and "frame_indices" ([clips][T]); beside it FILE.per_class.csv (per-class
+top-1) and, for at most 50 classes, FILE.confusion.png. Without --predictions no file is written.
+
+many GPUs: torchrun --nproc_per_node 8 -m umt evaluate classification ... (each process scores
+a shard of the videos; rank 0 prints and writes).
+Exit 0: done; 1: no video could be read (or another data failure); 2: bad arguments or files.
+"""
+
+
+def _evaluate_views(text: str) -> tuple[int, int]:
+    import re
+
+    match = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", text)
+    if match is None or int(match[1]) < 1 or int(match[2]) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected CLIPSxCROPS with positive counts, such as 4x3; got {text!r}"
+        )
+    return int(match[1]), int(match[2])
+
+
+def _evaluate_count(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="test a model: the official multi-view classification test")
+    tasks = p.add_subparsers(dest="evaluate_command", metavar="TASK")
+    c = tasks.add_parser(
+        "classification",
+        help="multi-view test of a video classifier over an annotated list",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Score every video of LIST with CLIPS x CROPS views (official test: frames of "
+            "clip c of C in each of T segments, short side resized, crops along the long "
+            "side), merge the views as the official code does (mean of the per-view softmax) "
+            "and print top-1, top-5 and mean class accuracy."
+        ),
+        epilog=_EVALUATE_EPILOG,
+    )
+    c.add_argument(
+        "checkpoint", help="fine-tuned classifier: official .pth or a umt checkpoint folder/file"
+    )
+    c.add_argument("list", help="annotation list (path,label lines; SSv2 JSON with --format)")
+    c.add_argument(
+        "--root", default=None, help="prefix for relative paths (default: LIST's folder)"
+    )
+    c.add_argument("--format", default="auto", choices=["auto", "list", "ssv2"])
+    c.add_argument("--labels", default=None, help="SSv2 label-name -> index JSON")
+    c.add_argument(
+        "--num-frames",
+        type=_evaluate_count(1),
+        default=None,
+        help="frames per clip (default: the checkpoint's config, else the official 8)",
+    )
+    c.add_argument(
+        "--input-size",
+        type=_evaluate_count(1),
+        default=None,
+        help="model input size / img_size (default: the checkpoint's config, else 224)",
+    )
+    c.add_argument(
+        "--num-heads",
+        type=_evaluate_count(1),
+        default=None,
+        help="attention heads, for files that do not store them (default: width / 64)",
+    )
+    c.add_argument(
+        "--short-side",
+        type=_evaluate_count(1),
+        default=None,
+        help="resize the short side to this before cropping (default: the input size)",
+    )
+    c.add_argument(
+        "--views",
+        type=_evaluate_views,
+        default=(4, 3),
+        metavar="CLIPSxCROPS",
+        help="temporal clips x spatial crops (default: 4x3, the official Kinetics test)",
+    )
+    c.add_argument(
+        "--sampling",
+        default="sparse",
+        choices=["sparse", "dense", "ssv2"],
+        help="sparse: official segment test (default); dense: official kinetics.py clips of "
+        "T frames --frame-stride apart; ssv2: official SSv2 test (2 clips)",
+    )
+    c.add_argument(
+        "--frame-stride",
+        type=_evaluate_count(1),
+        default=4,
+        help="frame step of --sampling dense (default: 4)",
+    )
+    c.add_argument(
+        "--batch-size",
+        type=_evaluate_count(1),
+        default=4,
+        help="VIDEOS per forward pass (each brings CLIPS x CROPS views; default: 4)",
+    )
+    c.add_argument(
+        "--workers", type=_evaluate_count(0), default=4, help="decoding processes (default: 4)"
+    )
+    c.add_argument("--predictions", default=None, metavar="FILE.jsonl", help="per-video output")
+    c.add_argument("--backend", default="auto", choices=["auto", "pyav", "torchcodec", "decord"])
+    c.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda:1, ...")
+    c.add_argument(
+        "--amp",
+        default="auto",
+        choices=["auto", "none", "fp16", "bf16"],
+        help="autocast dtype (auto: fp16 on CUDA as the official test, none on CPU)",
+    )
+    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    c.set_defaults(handler=_run_evaluate_classification)
+    p.set_defaults(handler=lambda args: (p.print_help(), 0)[1])
+
+
+def _run_evaluate_classification(args: argparse.Namespace) -> int:
+    import warnings
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"umt evaluate: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        return _evaluate_classification(args)
+
+
+def _evaluate_classification(args: argparse.Namespace) -> int:
+    import json
+    import warnings
+    from pathlib import Path
+
+    import torch
+    import torch.distributed as dist
+
+    from umt.data.datasets import MultiViewDataset
+    from umt.data.decode import available_backends
+    from umt.data.faults import TooManyFaultsError
+    from umt.evaluate.classification import (
+        evaluate_classification,
+        write_confusion_png,
+        write_per_class_csv,
+        write_predictions,
+    )
+    from umt.models import load_checkpoint
+
+    if args.backend not in ("auto", "pyav") and args.backend not in available_backends():
+        raise ValueError(
+            f"--backend {args.backend}: not usable here; use one of: "
+            f"{', '.join(available_backends())}"
+        )
+    if not Path(args.checkpoint).exists():
+        raise FileNotFoundError(f"{args.checkpoint}: checkpoint not found")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if args.device == "auto":
+        cuda = torch.cuda.is_available()
+        device = torch.device(f"cuda:{local_rank}" if cuda else "cpu")
+    else:
+        device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+
+    overrides = {
+        key: value
+        for key, value in (
+            ("num_frames", args.num_frames),
+            ("img_size", args.input_size),
+            ("num_heads", args.num_heads),
+        )
+        if value is not None
+    }
+    with warnings.catch_warnings(record=True) as assumed:  # shown once it is a classifier
+        warnings.simplefilter("always")
+        model = load_checkpoint(args.checkpoint, part="student", **overrides)
+    if getattr(model, "head", None) is None or not getattr(model, "num_classes", 0):
+        raise ValueError(
+            f"{args.checkpoint}: not a classifier (the model has no classification head); "
+            "evaluate a fine-tuned checkpoint, not a pretraining one"
+        )
+    for caught in assumed:
+        warnings.showwarning(caught.message, caught.category, caught.filename, caught.lineno)
+    if args.short_side is not None and args.short_side < model.img_size:
+        raise ValueError(
+            f"--short-side {args.short_side} is smaller than the input size {model.img_size}: "
+            "the crops would not fit; give at least the input size"
+        )
+    clips, crops = args.views
+    dataset = MultiViewDataset(
+        args.list,
+        root=args.root,
+        format=args.format,
+        num_frames=model.num_frames,
+        sampling=args.sampling,
+        frame_stride=args.frame_stride,
+        input_size=model.img_size,
+        short_side=args.short_side or model.img_size,
+        num_clips=clips,
+        num_crops=crops,
+        normalize=False,
+        backend=args.backend,
+        labels=args.labels,
+    )
+    amp = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}.get(args.amp)
+    if args.amp == "auto":
+        amp = torch.float16 if device.type == "cuda" else None
+    result = evaluate_classification(
+        model.to(device),
+        dataset,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        device=device,
+        autocast_dtype=amp,
+        progress=not args.no_progress,
+    )
+    if result.num_videos == 0:
+        first = f"{result.skipped[0][0]}: {result.skipped[0][1]}" if result.skipped else "none"
+        raise TooManyFaultsError(
+            f"{args.list}: none of its {result.num_listed} videos could be read (first: {first})"
+        )
+    if rank == 0:
+        skipped = len(result.skipped)
+        if skipped:
+            print(
+                f"umt evaluate: {skipped} of {result.num_listed} videos skipped (unreadable; "
+                "listed in skipped_videos)",
+                file=sys.stderr,
+            )
+        print(
+            f"{result.num_videos} videos scored, {skipped} skipped; {result.num_views} views each "
+            f"({clips} clips x {crops} crops), {model.num_frames} frames at "
+            f"{model.img_size} px, sampling {args.sampling}"
+        )
+        print(
+            f"top-1 {result.top1:.2f}%  top-5 {result.top5:.2f}%  "
+            f"mean class accuracy {result.mean_class_acc:.2f}%"
+        )
+        if args.predictions is not None:
+            predictions = Path(args.predictions)
+            predictions.parent.mkdir(parents=True, exist_ok=True)
+            written = [
+                write_predictions(result, predictions),
+                write_per_class_csv(result, predictions.with_suffix(".per_class.csv")),
+                write_confusion_png(result, predictions.with_suffix(".confusion.png")),
+            ]
+            print("wrote " + ", ".join(str(p) for p in written if p is not None))
+        print(json.dumps(result.summary()))
+    if world > 1:
+        from umt.train.distributed import exit_process
+
+        dist.barrier()
+        exit_process(0)  # skip the teardown that can abort gloo workers (see exit_process)
+    return 0
+
+
+# --------------------------------------------------------------------------- classify
+_CLASSIFY_EPILOG = """\
+output: for each video a block "VIDEO:" then one "  SCORE  LABEL" line per class (score = the
+softmax averaged over the views); with --json one JSON object per line and video:
+{"path", "top_k": [{"label", "index", "score"}], "views"} or {"path", "error"}.
+Class names: --labels FILE (one name per line, a JSON list or a JSON {name: index}); without
+it, the names shipped for Kinetics-400/600/700/710, SSv2 and Moments in Time are used when the
+head's class count matches (400, 600, 700, 710, 174, 339), else the class indices are printed.
+Notes and warnings go to stderr. Exit 0: all videos classified; 1: some video could not be
+read (one line each on stderr, the others still run); 2: bad arguments or checkpoint.
+"""
+
+
+def _classify_views(text: str) -> tuple[int, int]:
+    from umt.infer.classify import parse_views
+
+    try:
+        return parse_views(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected CLIPSxCROPS with positive counts, such as 4x3; got {text!r}"
+        ) from None
+
+
+def _classify_positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _add_classify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "classify",
+        help="top-k classes of your videos with a fine-tuned classifier",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Classify each VIDEO with a fine-tuned UMT classifier (an official fine-tuned "
+            ".pth or a umt checkpoint): decode its test views (default one centre view, "
+            "1x1; --views 4x3 for the official Kinetics test), average the per-view softmax "
+            "and print the top-k classes."
+        ),
+        epilog=_CLASSIFY_EPILOG,
+    )
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (or images)")
+    p.add_argument("--checkpoint", required=True, help="fine-tuned classifier checkpoint")
+    p.add_argument("--labels", default=None, metavar="FILE", help="class names of the head")
+    p.add_argument(
+        "--top-k", type=_classify_positive, default=5, help="classes per video (default: 5)"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per line and video")
+    p.add_argument(
+        "--views",
+        type=_classify_views,
+        default=(1, 1),
+        metavar="CLIPSxCROPS",
+        help="temporal clips x spatial crops averaged (default: 1x1; official test: 4x3, "
+        "SSv2 2x3 with --sampling ssv2)",
+    )
+    p.add_argument(
+        "--sampling",
+        default="sparse",
+        choices=["sparse", "ssv2", "dense"],
+        help="test-clip frame sampling (default: sparse, the official Kinetics/MiT test)",
+    )
+    p.add_argument(
+        "--num-frames",
+        type=_classify_positive,
+        default=None,
+        help="frames per clip (default: the checkpoint's config, else the official 8)",
+    )
+    p.add_argument(
+        "--input-size",
+        type=_classify_positive,
+        default=None,
+        help="input resolution (default: the checkpoint's config, else the official 224)",
+    )
+    p.add_argument(
+        "--num-heads",
+        type=_classify_positive,
+        default=None,
+        help="attention heads when the checkpoint does not store them (default: width / 64)",
+    )
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda[:N]")
+    p.add_argument(
+        "--amp",
+        default="auto",
+        choices=["auto", "none", "fp16", "bf16"],
+        help="autocast dtype (auto: fp16 on CUDA, none on CPU)",
+    )
+    p.set_defaults(handler=_run_classify)
+
+
+def _run_classify(args: argparse.Namespace) -> int:
+    import warnings
+    from pathlib import Path
+
+    import torch
+
+    from umt.infer.classify import (
+        classify_videos,
+        format_result,
+        load_classifier,
+        resolve_class_names,
+        resolve_device,
+    )
+
+    def note(message: str) -> None:
+        print(f"umt classify: {message}", file=sys.stderr)
+
+    if not Path(args.checkpoint).exists():
+        raise FileNotFoundError(f"{args.checkpoint}: checkpoint not found")
+    if args.labels is not None and not Path(args.labels).is_file():
+        raise FileNotFoundError(f"--labels {args.labels}: file not found")
+    device = resolve_device(args.device)
+    with warnings.catch_warnings(record=True) as assumed:
+        warnings.simplefilter("always")
+        model = load_classifier(args.checkpoint, args.num_frames, args.input_size, args.num_heads)
+    for caught in assumed:
+        note(f"warning: {caught.message}")
+    names = resolve_class_names(model.num_classes, args.labels)
+    if names.names is None:
+        note(f"class names {names.source}: printing class indices (give --labels FILE)")
+    elif args.labels is None:
+        note(f"class names: {names.source}")
+    amp = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}.get(args.amp)
+    if args.amp == "auto":
+        amp = torch.float16 if device.type == "cuda" else None
+    failed = 0
+    results = classify_videos(
+        model,
+        args.videos,
+        class_names=names.names,
+        top_k=args.top_k,
+        views=args.views,
+        device=device,
+        sampling=args.sampling,
+        autocast_dtype=amp,
+    )
+    for result in results:
+        if not result.ok:
+            failed += 1
+            note(f"{result.path}: cannot classify: {result.error}")
+            if args.json:
+                print(result.to_json(), flush=True)
+            continue
+        print(result.to_json() if args.json else format_result(result), flush=True)
+    if failed:
+        note(f"{failed} of {len(args.videos)} videos could not be classified")
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="umt",
         description="Unmasked Teacher: train and use training-efficient video foundation models.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_classify(sub)
     _add_convert(sub)
     _add_data(sub)
-    _add_pretrain(sub)
+    _add_evaluate(sub)
+    _add_train_command(sub, "finetune")
+    _add_train_command(sub, "pretrain")
     _add_visualize_mask(sub)
     return parser
 
@@ -425,7 +915,7 @@ def main(argv: list[str] | None = None) -> int:
         if code is None:
             raise
         print(f"umt {args.command}: error: {_one_line(err)}", file=sys.stderr)
-    if args.command == "pretrain" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    if args.command in ("pretrain", "finetune") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # A torchrun worker: end without the interpreter teardown that can abort gloo runs.
         from umt.train.distributed import exit_process
 

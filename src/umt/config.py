@@ -1,10 +1,13 @@
-"""Typed configuration for stage-1 pretraining.
+"""Typed configuration of every training task.
 
 A config is a tree of dataclasses loaded from YAML (a file path or a packaged recipe name such as
 ``umt-b16-k710``) and adjusted with dotted overrides (``optim.lr=3e-4 data.num_frames=4``).
 Unknown keys and values of the wrong type are refused with the key named, before any work starts.
 
-A recipe may start with ``base: OTHER_RECIPE`` to inherit everything it does not set.
+A recipe may start with ``base: OTHER_RECIPE`` to inherit everything it does not set. Its
+``task`` picks the config class: ``pretrain`` (stage 1, :class:`Config`) or ``finetune``
+(classification, :class:`FinetuneConfig`); the sections the loop reads (``optim``,
+``schedule``, ``train``, ``dist`` and the common ``data`` keys) are the same in every task.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Literal
 import yaml
 
 DEFAULT_RECIPE = "umt-tiny-synthetic"
+DEFAULT_FINETUNE_RECIPE = "umt-tiny-synthetic-ft"
 
 
 class ConfigError(ValueError):
@@ -64,11 +68,11 @@ class TeacherConfig:
 
 
 @dataclass
-class DataConfig:
-    """Training clips. ``train_list: null`` means the built-in synthetic set."""
+class VideoDataConfig:
+    """Clips, as every task reads them. ``train_list: null`` means the built-in synthetic set."""
 
     train_list: str | None = None
-    root: str = ""  # prefix joined to relative paths in train_list
+    root: str = ""  # prefix joined to relative paths in the lists
     synthetic_root: str | None = None  # default: $UMT_HOME/synthetic or ~/.cache/umt/synthetic
     num_frames: int = 8
     # segments: the official pretraining sampling (segments of n // T frames, one random frame
@@ -76,14 +80,20 @@ class DataConfig:
     sampling: Literal["segments", "sparse", "dense"] = "segments"
     sampling_rate: int = 1
     input_size: int = 224
-    scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
-    flip: bool = True
     mean_std: Literal["imagenet", "clip"] = "imagenet"
-    teacher_norm: Literal["imagenet", "clip"] = "imagenet"
     num_workers: int = 0
     # Clips per epoch (all processes together) when train_list names WebDataset tar shards,
     # which stream without a length; ignored for annotation lists.
     num_samples: int | None = None
+
+
+@dataclass
+class DataConfig(VideoDataConfig):
+    """Stage-1 clips: multi-scale crop + flip, frames re-normalised for the teacher."""
+
+    scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
+    flip: bool = True
+    teacher_norm: Literal["imagenet", "clip"] = "imagenet"
 
 
 @dataclass
@@ -143,6 +153,7 @@ class TrainConfig:
     tensorboard: bool = True  # used only when tensorboard is installed
     plot: bool = True
     progress: bool = True
+    ema_decay: float | None = None  # keep an EMA of the weights (e.g. 0.9999); None = off
 
 
 @dataclass
@@ -154,7 +165,10 @@ class DistConfig:
 
 @dataclass
 class Config:
+    """Stage-1 pretraining (``umt pretrain``)."""
+
     recipe: str = DEFAULT_RECIPE
+    task: Literal["pretrain"] = "pretrain"
     model: ModelConfig = field(default_factory=ModelConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -170,6 +184,117 @@ class Config:
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- fine-tuning
+@dataclass
+class FinetuneModelConfig:
+    """The classifier (a ``VideoViT`` with mean pooling, ``fc_norm`` and a linear head), as the
+    official fine-tuning model. ``None`` sizes keep the registry default of ``name``."""
+
+    name: str = "umt-b16"
+    # Where the weights start: a stage-1 checkpoint (umt or official), a stage-2 (multimodal)
+    # file (its vision encoder), a fine-tuned classifier (its head too), "scratch" (random init),
+    # or "auto" (the latest `umt pretrain` run of init_recipe, else scratch). Required.
+    init: str | None = None
+    init_recipe: str = DEFAULT_RECIPE  # the pretraining recipe "auto" looks for
+    # Head rows to keep from a checkpoint head of another class count: JSON list of row indices,
+    # row i of the new head = row map[i] of the old one (the official k710/label_mixto600.json);
+    # K710 -> K400 needs none (the first 400 rows).
+    init_label_map: str | None = None
+    num_classes: int = 400
+    patch_size: int | None = None
+    tubelet_size: int = 1
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_ratio: float | None = None
+    drop_path_rate: float = 0.1
+    head_drop_rate: float = 0.0
+    head_init_scale: float = 0.001  # the official head starts at trunc_normal(0.02) x 0.001
+    grad_checkpointing: int = 0
+    compile: bool = False
+
+
+@dataclass
+class FinetuneDataConfig(VideoDataConfig):
+    """Fine-tuning clips. With ``train_list: null`` the synthetic set's train and val splits."""
+
+    sampling: Literal["segments", "sparse", "dense", "ssv2"] = "sparse"
+    val_list: str | None = (
+        None  # single-view validation during training (null: none, unless synthetic)
+    )
+    test_list: str | None = None  # multi-view test at the end (null: val_list)
+    labels: str | None = None  # SSv2-style label map beside JSON lists
+    short_side: int | None = None  # test / validation resize; null = input_size
+    num_sample: int = 2  # repeated augmentation: clips per loaded video
+    flip: bool = True  # SSv2: false (left/right matters)
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation and soft targets, the official fine-tuning defaults."""
+
+    rand_augment: str | None = "rand-m7-n4-mstd0.5-inc1"
+    rrc_scale: list[float] = field(default_factory=lambda: [0.08, 1.0])
+    rrc_ratio: list[float] = field(default_factory=lambda: [0.75, 1.3333])
+    erase_prob: float = 0.25  # random erasing, pixel mode, one box over all frames
+    mixup: float = 0.8  # mixup alpha (0 = off)
+    cutmix: float = 1.0  # cutmix alpha (0 = off)
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    smoothing: float = 0.1
+
+
+@dataclass
+class EvalConfig:
+    """Validation during training and the multi-view test at the end."""
+
+    val_every_epochs: int = 1
+    test_views: str = "4x3"  # temporal clips x spatial crops
+    test_best: bool = True  # test the checkpoint with the best validation top-1
+    batch_size: int | None = None  # videos per evaluation batch; null = train.batch_size
+
+
+@dataclass
+class FinetuneOptimConfig(OptimConfig):
+    layer_decay: float | None = 0.75  # lr x decay^(depth + 1 - layer id); null = off
+
+
+@dataclass
+class FinetuneConfig:
+    """Classification fine-tuning (``umt finetune``)."""
+
+    recipe: str = DEFAULT_FINETUNE_RECIPE
+    task: Literal["finetune"] = "finetune"
+    model: FinetuneModelConfig = field(default_factory=FinetuneModelConfig)
+    data: FinetuneDataConfig = field(default_factory=FinetuneDataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    optim: FinetuneOptimConfig = field(default_factory=FinetuneOptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+AnyConfig = Config | FinetuneConfig
+CONFIG_CLASSES: dict[str, type] = {"pretrain": Config, "finetune": FinetuneConfig}
+
+
+def config_class(data: dict[str, Any]) -> type:
+    """The config class of a raw mapping, from its ``task`` (default ``pretrain``)."""
+    task = data.get("task", "pretrain")
+    if task not in CONFIG_CLASSES:
+        raise ConfigError(
+            f"task: {task!r} is not one of {list(CONFIG_CLASSES)}{_suggest(str(task), CONFIG_CLASSES)}"
+        )
+    return CONFIG_CLASSES[task]
 
 
 # --------------------------------------------------------------------------- type checking
@@ -326,10 +451,13 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:
     """Apply dotted overrides to a raw config mapping, checking each key exists."""
     data = _merge({}, data)
+    root_cls = config_class(data)
     for text in overrides:
         parts, value = parse_override(text)
+        if parts == ["task"] and value != data.get("task", "pretrain"):
+            raise ConfigError("task: set by the recipe (use the command of that task)")
         node: dict[str, Any] = data
-        cls: Any = Config
+        cls: Any = root_cls
         for i, part in enumerate(parts):
             names = {f.name for f in dataclasses.fields(cls)}
             where = ".".join(parts[: i + 1])
@@ -348,28 +476,49 @@ def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> di
     return data
 
 
-def from_dict(data: dict[str, Any]) -> Config:
-    """Build a checked ``Config`` from a mapping."""
-    cfg = _build(Config, data)
+def from_dict(data: dict[str, Any]) -> AnyConfig:
+    """Build a checked config (the class its ``task`` names) from a mapping."""
+    cfg = _build(config_class(data), data)
     validate(cfg)
     return cfg
 
 
-def load_config(name_or_path: str | None = None, overrides: typing.Sequence[str] = ()) -> Config:
-    """Load a recipe (path or packaged name; default the tiny synthetic recipe) plus overrides."""
-    data = _read_recipe(name_or_path or DEFAULT_RECIPE)
+def load_config(
+    name_or_path: str | None = None,
+    overrides: typing.Sequence[str] = (),
+    task: str | None = None,
+) -> AnyConfig:
+    """Load a recipe (path or packaged name) plus overrides. Without a name, the tiny synthetic
+    recipe of ``task`` (default ``pretrain``); with ``task``, a recipe of another task is refused
+    naming the command that runs it."""
+    default = DEFAULT_FINETUNE_RECIPE if task == "finetune" else DEFAULT_RECIPE
+    data = _read_recipe(name_or_path or default)
+    found = data.get("task", "pretrain")
+    if task is not None and found != task:
+        raise ConfigError(f"recipe '{name_or_path}' is a {found} recipe: run it with 'umt {found}'")
     data = apply_overrides(data, overrides)
     return from_dict(data)
 
 
-def save_config(cfg: Config, path: str | Path) -> None:
+def save_config(cfg: AnyConfig, path: str | Path) -> None:
     Path(path).write_text(cfg.to_yaml())
 
 
-def validate(cfg: Config) -> None:
+def parse_views(text: str, key: str = "eval.test_views") -> tuple[int, int]:
+    """``"4x3"`` -> (4 temporal clips, 3 spatial crops)."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise ConfigError(f"{key}: {text!r} is not CLIPSxCROPS (e.g. 4x3)")
+    return int(parts[0]), int(parts[1])
+
+
+def validate(cfg: AnyConfig) -> None:
     """Cross-field checks that types alone cannot express."""
-    if not 0.0 <= cfg.mask.ratio < 1.0:
-        raise ConfigError(f"mask.ratio: must be in [0, 1), got {cfg.mask.ratio}")
+    if isinstance(cfg, FinetuneConfig):
+        _validate_finetune(cfg)
+    else:
+        if not 0.0 <= cfg.mask.ratio < 1.0:
+            raise ConfigError(f"mask.ratio: must be in [0, 1), got {cfg.mask.ratio}")
     if cfg.train.batch_size < 1:
         raise ConfigError("train.batch_size: must be >= 1")
     if cfg.train.accum_steps < 1:
@@ -395,3 +544,23 @@ def validate(cfg: Config) -> None:
         raise ConfigError("data.num_frames and data.input_size: must be >= 1")
     if cfg.train.resume and cfg.train.overwrite:
         raise ConfigError("train.resume and train.overwrite exclude each other: pick one")
+    if cfg.train.ema_decay is not None and not 0.0 < cfg.train.ema_decay < 1.0:
+        raise ConfigError("train.ema_decay: must be in (0, 1), or null for no EMA")
+
+
+def _validate_finetune(cfg: FinetuneConfig) -> None:
+    if cfg.model.num_classes < 1:
+        raise ConfigError("model.num_classes: must be >= 1")
+    if cfg.data.num_sample < 1:
+        raise ConfigError("data.num_sample: must be >= 1")
+    if cfg.optim.layer_decay is not None and not 0.0 < cfg.optim.layer_decay <= 1.0:
+        raise ConfigError("optim.layer_decay: must be in (0, 1], or null")
+    if cfg.eval.val_every_epochs < 1:
+        raise ConfigError("eval.val_every_epochs: must be >= 1")
+    parse_views(cfg.eval.test_views)
+    a = cfg.augment
+    for key in ("erase_prob", "mixup_prob", "mixup_switch_prob", "smoothing"):
+        if not 0.0 <= getattr(a, key) <= 1.0:
+            raise ConfigError(f"augment.{key}: must be in [0, 1]")
+    if len(a.rrc_scale) != 2 or len(a.rrc_ratio) != 2:
+        raise ConfigError("augment.rrc_scale and augment.rrc_ratio: need two numbers each")

@@ -1,11 +1,13 @@
-"""Losses of UMT. Stage 1: the unmasked-token alignment (UMA) loss."""
+"""Losses of UMT. Stage 1: the unmasked-token alignment (UMA) loss; classification fine-tuning:
+the soft-target cross-entropy for mixup / cutmix / label-smoothed targets."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-__all__ = ["uma_loss", "UMA_KINDS"]
+__all__ = ["uma_loss", "UMA_KINDS", "soft_target_cross_entropy", "SoftTargetCrossEntropy"]
 
 UMA_KINDS = ("l2", "mse", "smooth_l1")
 
@@ -50,3 +52,32 @@ def uma_loss(
     if reduction == "none":
         return per_elem.reshape(per_elem.shape[0], -1).mean(dim=1)  # [K]
     return per_elem.mean()
+
+
+def soft_target_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy against soft targets (timm's ``SoftTargetCrossEntropy``, the official
+    fine-tuning criterion with mixup / cutmix): ``mean_b sum_k -target[b, k] *
+    log_softmax(logits)[b, k]``.
+
+    Args:
+        logits: ``[B, K]``; computed in float32 whatever their dtype.
+        target: ``[B, K]`` probabilities (e.g. :class:`umt.data.transforms.Mixup` output).
+
+    Returns:
+        A scalar.
+    """
+    if logits.shape != target.shape:
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and soft targets {tuple(target.shape)} differ; "
+            "targets must be [B, num_classes] probabilities"
+        )
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    return torch.sum(-target.float() * log_probs, dim=-1).mean()
+
+
+class SoftTargetCrossEntropy(nn.Module):
+    """Module form of :func:`soft_target_cross_entropy`: ``(logits [B, K], target [B, K])``
+    -> scalar."""
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return soft_target_cross_entropy(logits, target)

@@ -73,7 +73,12 @@ def test_segments_short_and_exact_videos():
     assert segment_indices(1, 8, train=True, generator=gen) == [0] * 8
     assert sample_indices(1, 4, "segments", generator=gen) == [0] * 4
     assert min_frames_needed(8, "segments") == 1
-    assert [v.position for v in eval_views(2, 1, "segments")] == [0.25, 0.75]
+    # segments, never tested officially, place test clip k of C at (k + 0.5) / C of a segment
+    views = eval_views(2, 1, "segments")
+    assert [sample_indices(40, 4, "segments", train=False, view=v) for v in views] == [
+        [2, 12, 22, 32],
+        [7, 17, 27, 37],
+    ]
     with pytest.raises(ValueError, match="no frames"):
         segment_indices(0, 8)
 

@@ -5,17 +5,20 @@ Public API (imported lazily; ``import umt.data`` loads neither torchvision nor a
     from umt.data import (
         build_dataset,          # build_dataset("train.csv" | "x.json" | "shards-{000..009}.tar" | "synthetic", **kw)
         VideoDataset,           # map-style; dict(video [3,T,H,W], label, caption, index, path, faults)
+        MultiViewDataset,       # all test views of a video: video [V,3,T,S,S] (official multi-view test)
         ShardDataset,           # WebDataset tar shards, split by rank and worker
         collate_videos,         # -> video [B,3,T,H,W], index long [B], label long [B], skipped, faults
         FaultCounter, fault_summary, TooManyFaultsError,
         ensure_synthetic_dataset, write_synthetic_dataset,
         sample_seed, make_generator,
-        segment_indices, sparse_indices, dense_indices, eval_views,  # sampling="segments"|"sparse"|"dense"
+        segment_indices, sparse_indices, ssv2_indices, dense_indices, eval_views, ClipView,
+        # sampling="segments" (pretraining) | "sparse" (fine-tuning) | "ssv2" | "dense"
         read_frames, probe_video, decode_to_end, get_decoder, VideoDecodeError,
         build_pretrain_transform, build_finetune_transform, build_eval_transform, Mixup,
         IMAGENET_MEAN, IMAGENET_STD, CLIP_MEAN, CLIP_STD,
         check_annotations, check_video, validate_check_options, CheckOptionError,
         write_shards, shard_pattern,  # annotation list -> tar shards -> "shard-{000000..000003}.tar"
+        class_names, load_class_names, guess_class_names,  # Kinetics / SSv2 / MiT class names
     )
 
 Per-sample randomness comes from ``make_generator(sample_seed(seed, epoch, index))``.
@@ -44,7 +47,10 @@ _EXPORTS = {
         "SAMPLING_NAMES",
         "segment_indices",
         "sparse_indices",
+        "ssv2_indices",
         "dense_indices",
+        "dense_test_indices",
+        "ClipView",
         "sample_indices",
         "eval_views",
         "min_frames_needed",
@@ -62,14 +68,17 @@ _EXPORTS = {
     "faults": ["FaultCounter", "TooManyFaultsError", "VideoFault"],
     "datasets": [
         "VideoDataset",
+        "MultiViewDataset",
         "ShardDataset",
         "VideoRecord",
         "collate_videos",
+        "collate_views",
         "build_dataset",
         "load_annotations",
         "detect_format",
         "fault_summary",
     ],
+    "labels": ["class_names", "load_class_names", "guess_class_names"],
     "synth": ["ensure_synthetic_dataset", "write_synthetic_dataset", "CLASSES"],
     "check": [
         "check_annotations",

@@ -44,6 +44,7 @@ from torch.utils.data import Dataset, IterableDataset
 from umt.data.faults import FaultCounter, TooManyFaultsError, VideoFault
 from umt.data.sampling import (
     SAMPLING_NAMES,
+    ClipView,
     eval_views,
     make_generator,
     min_frames_needed,
@@ -56,8 +57,10 @@ __all__ = [
     "detect_format",
     "load_annotations",
     "VideoDataset",
+    "MultiViewDataset",
     "ShardDataset",
     "collate_videos",
+    "collate_views",
     "build_dataset",
     "build_clip_transform",
     "fault_summary",
@@ -89,6 +92,7 @@ class VideoRecord:
     label: int | None = None
     caption: str | list[str] | None = None
     num_frames: int | None = None  # for extracted-frame folders listed TSN style
+    listed: str | None = None  # the path exactly as the annotation file writes it
 
     @property
     def is_image(self) -> bool:
@@ -191,16 +195,18 @@ def _parse_list(path: Path, root: Path) -> list[VideoRecord]:
     for pos, (lineno, line) in enumerate(data_lines):
         rel, rest, tsn = _split_list_line(line, comma_separated)
         if tsn:  # TSN frame-folder style: folder num_frames label
-            records.append(VideoRecord(_resolve(rel, root), int(rest[1]), num_frames=int(rest[0])))
+            records.append(
+                VideoRecord(_resolve(rel, root), int(rest[1]), num_frames=int(rest[0]), listed=rel)
+            )
             continue
         if not rest:
-            records.append(VideoRecord(_resolve(rel, root)))
+            records.append(VideoRecord(_resolve(rel, root), listed=rel))
             continue
         if not _is_int(rest[0]):
             if pos == 0:
                 continue  # a header line
             raise ValueError(f"{path}:{lineno}: label {rest[0]!r} is not an integer")
-        records.append(VideoRecord(_resolve(rel, root), int(rest[0])))
+        records.append(VideoRecord(_resolve(rel, root), int(rest[0]), listed=rel))
     return records
 
 
@@ -298,7 +304,10 @@ def _parse_json(
                 raise ValueError(f"{path}: entry {n} has no '{key}' path")
         records.append(
             VideoRecord(
-                _resolve(rel, root), _label_of(entry, mapping, path, n), _caption_of(entry, path, n)
+                _resolve(rel, root),
+                _label_of(entry, mapping, path, n),
+                _caption_of(entry, path, n),
+                listed=rel,
             )
         )
     return records
@@ -375,14 +384,18 @@ def build_clip_transform(
     erase_prob: float = 0.0,
     short_side: int | None = None,
     num_crops: int = 1,
+    num_clips: int = 1,
 ) -> Callable:
-    """The clip transform a dataset uses: ``[T, 3, H, W]`` uint8 -> ``[3, T, S, S]`` float."""
+    """The clip transform a dataset uses: ``[T, 3, H, W]`` uint8 -> ``[3, T, S, S]`` float.
+
+    Evaluation (``train=False``): one view (``num_clips = num_crops = 1``) is the official
+    validation view (short-side resize + centre crop); more views are the official multi-view
+    test, crop ``crop_index`` of ``num_crops`` windows along the long side."""
     from umt.data import transforms as T
 
     if not train:
-        return T.build_eval_transform(
-            input_size, short_side, "three" if num_crops == 3 else "center", mean, std
-        )
+        crop = "center" if num_clips == 1 and num_crops == 1 else "views"
+        return T.build_eval_transform(input_size, short_side, crop, mean, std, num_crops)
     if augment == "pretrain":
         return T.build_pretrain_transform(input_size, scales, flip, mean, std)
     if augment == "finetune":
@@ -442,25 +455,25 @@ class _ClipLoader:
         return state
 
     def _indices(
-        self, n: int, name: str, gen: torch.Generator, position: float | None
+        self, n: int, name: str, gen: torch.Generator | None, view: ClipView | None
     ) -> list[int]:
         if n < self.min_frames:
             raise VideoFault(
                 name, f"too short: {n} frame(s), a clip needs at least {self.min_frames}"
             )
         return sample_indices(
-            n, self.num_frames, self.sampling, self.frame_stride, self.train, gen, position
+            n, self.num_frames, self.sampling, self.frame_stride, self.train, gen, view
         )
 
-    def frames(
+    def read(
         self,
         source: str | bytes,
         name: str,
-        gen: torch.Generator,
-        position: float | None,
+        choose: Callable[[int], list[int]],
         kind: str | None = None,
     ) -> np.ndarray:
-        """uint8 ``[T, H, W, 3]`` for one sample."""
+        """uint8 ``[len(choose(n)), H, W, 3]``: the frames ``choose(frame count)`` picks (an
+        image: ``image_repeat`` copies). Raises :class:`VideoFault` naming the file."""
         from umt.data.decode import VideoDecodeError
 
         is_image = kind == "image" or (kind is None and name.lower().endswith(IMAGE_EXTENSIONS))
@@ -473,34 +486,48 @@ class _ClipLoader:
                     name,
                     "is a directory with no frame images (img_00001.jpg, ...), not a video file",
                 )
-            idx = self._indices(len(files), name, gen, position)
+            idx = choose(len(files))
             return np.stack([_read_image(os.path.join(source, files[i]), name) for i in idx])
         try:
             dec = self.decoder
             if hasattr(dec, "read_sampled"):
-                return dec.read_sampled(
-                    source,
-                    lambda info: self._indices(info.num_frames, name, gen, position),
-                    name=name,
-                )
+                return dec.read_sampled(source, lambda info: choose(info.num_frames), name=name)
             info = dec.probe(source, name=name)
-            return dec.read(source, self._indices(info.num_frames, name, gen, position), name=name)
+            return dec.read(source, choose(info.num_frames), name=name)
         except VideoDecodeError as err:
             raise VideoFault(name, err.problem) from None
+
+    def frames(
+        self,
+        source: str | bytes,
+        name: str,
+        gen: torch.Generator | None,
+        view: ClipView | None,
+        kind: str | None = None,
+    ) -> np.ndarray:
+        """uint8 ``[T, H, W, 3]`` for one sample (``view``: the test view, None: the training
+        draw or the validation clip)."""
+        return self.read(source, name, lambda n: self._indices(n, name, gen, view), kind)
 
     def clip(
         self,
         source: str | bytes,
         name: str,
         gen: torch.Generator,
-        position: float | None = None,
-        crop_index: int | None = None,
+        view: ClipView | None = None,
         kind: str | None = None,
+        repeats: int = 1,
     ) -> torch.Tensor:
-        """The transformed clip, float ``[3, T, S, S]``."""
-        frames = self.frames(source, name, gen, position, kind)
+        """The transformed clip, float ``[3, T, S, S]``; with ``repeats`` > 1, that many
+        transforms of the same frames, each its own draw: ``[repeats, 3, T, S, S]``."""
+        frames = self.frames(source, name, gen, view, kind)
         video = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # [T, 3, H, W]
-        return self.transform(video, generator=gen, crop_index=crop_index)
+        crop_index = None if view is None else view.crop
+        if repeats == 1:
+            return self.transform(video, generator=gen, crop_index=crop_index)
+        return torch.stack(
+            [self.transform(video, generator=gen, crop_index=crop_index) for _ in range(repeats)]
+        )
 
 
 # Errors of the program or the environment (a missing decoder package, say), not of one file:
@@ -532,14 +559,21 @@ class VideoDataset(Dataset):
         min_frames: shortest usable video (default :func:`min_frames_needed`: 1 for segments,
             ``num_frames`` for dense, ``ceil(num_frames/2)`` (>= 2) for sparse); shorter ones
             are skipped as faults.
-        train: random sampling + augmentation; else centred sampling + eval transform, with
-            ``num_clips x num_crops`` views per video (dataset length multiplies).
+        train: random sampling + augmentation. Else evaluation: with ``num_clips = num_crops
+            = 1`` the official validation view (one clip, short-side resize, centre crop);
+            otherwise the official multi-view test, ``num_clips x num_crops`` views per video
+            in segment-major order (dataset length multiplies; sample ``"view"`` = ``clip *
+            num_crops + crop``). :class:`MultiViewDataset` gives all views of a video at once.
         augment: ``"pretrain"`` (multi-scale crop + flip) or ``"finetune"`` (RRC, flip,
             RandAugment, erasing) when ``train``.
         mean / std: ``"imagenet"`` / ``"clip"`` or triples.
         transform: a callable ``(video [T,3,H,W] uint8, generator=, crop_index=)`` replacing the
             built-in one.
         seed: base seed; see :func:`umt.data.sample_seed`.
+        num_sample: repeated augmentation (the official fine-tuning ``num_sample``): the frames
+            are decoded once and transformed ``num_sample`` times, each its own draw; the
+            sample's ``"video"`` is then ``[num_sample, 3, T, S, S]`` and
+            :func:`collate_videos` flattens them into the batch.
     """
 
     def __init__(
@@ -570,6 +604,7 @@ class VideoDataset(Dataset):
         max_fail_ratio: float = 0.5,
         labels: str | os.PathLike | dict | None = None,
         image_repeat: int = 1,
+        num_sample: int = 1,
     ) -> None:
         if isinstance(annotations, (str, os.PathLike)):
             self.source = os.fspath(annotations)
@@ -579,6 +614,9 @@ class VideoDataset(Dataset):
             self.records = list(annotations)
             if not self.records:
                 raise ValueError("VideoDataset: no records given")
+        if num_sample < 1:
+            raise ValueError(f"num_sample must be >= 1, got {num_sample}")
+        self.num_sample = int(num_sample)
         if transform is None:
             transform = build_clip_transform(
                 train,
@@ -592,13 +630,17 @@ class VideoDataset(Dataset):
                 erase_prob,
                 short_side,
                 num_crops,
+                num_clips,
             )
         self.loader = _ClipLoader(
             num_frames, sampling, frame_stride, train, min_frames, backend, transform, image_repeat
         )
         self.train = train
-        self.views = (
-            eval_views(1, 1, sampling) if train else eval_views(num_clips, num_crops, sampling)
+        # None: the training draw or the validation view; else the test views, segment-major.
+        self.views: list[ClipView | None] = (
+            [None]
+            if train or num_clips * num_crops == 1
+            else eval_views(num_clips, num_crops, sampling)
         )
         self.seed = int(seed)
         self.epoch = 0
@@ -629,14 +671,15 @@ class VideoDataset(Dataset):
         nviews = len(self.views)
         record_index, view = divmod(index, nviews)
         view_spec = self.views[view]
-        position = None if self.train else view_spec.position
         faults: list[tuple[str, str]] = []
         current = record_index
         for attempt in range(self.max_retries + 1):
             record = self.records[current]
             gen = make_generator(sample_seed(self.seed, epoch, index))
             try:
-                video = self.loader.clip(record.path, record.path, gen, position, view_spec.crop)
+                video = self.loader.clip(
+                    record.path, record.path, gen, view_spec, repeats=self.num_sample
+                )
             except _PROGRAMMING_ERRORS:
                 raise
             except Exception as err:  # noqa: BLE001 - any unreadable file is a fault, not a crash
@@ -676,6 +719,156 @@ class VideoDataset(Dataset):
         raise TooManyFaultsError(
             f"{self.source}: sample {index}: {self.max_retries + 1} attempts all failed ({listing})"
         )
+
+
+class MultiViewDataset(Dataset):
+    """All test views of one video per sample: the official multi-view test, decoded once.
+
+    Sample ``i`` is video ``i`` of the list: the frames of its ``num_clips`` temporal clips
+    (:func:`umt.data.sampling.sample_indices` with the test views) are decoded in one pass,
+    the short side resized once to ``short_side`` (:class:`umt.data.transforms.ShortSideResize`)
+    and each clip cut into ``num_crops`` windows (:class:`umt.data.transforms.SpatialCrop`).
+    Returns ``{"video": [V, 3, T, S, S], "frame_indices": long [C, T], "index": i,
+    "path": str, "label": int (when annotated)}`` with ``V = C * K`` views in segment-major
+    order (view = clip * K + crop), float and normalised, or uint8 in [0, 255] with
+    ``normalize=False`` (normalise where the model runs, with :attr:`mean` / :attr:`std`: a
+    quarter of the bytes through the DataLoader). A video that cannot be used gives
+    ``{"index": i, "path": str, "fault": reason}``: it is never replaced by another video.
+
+    ``min_frames`` defaults to 1: the official test scores every video it can read.
+    """
+
+    def __init__(
+        self,
+        annotations: str | os.PathLike | Sequence[VideoRecord],
+        root: str | os.PathLike | None = None,
+        format: str = "auto",
+        num_frames: int = 8,
+        sampling: str = "sparse",
+        frame_stride: int = 4,
+        input_size: int = 224,
+        short_side: int | None = None,
+        num_clips: int = 4,
+        num_crops: int = 3,
+        mean: str | Sequence[float] = "imagenet",
+        std: str | Sequence[float] | None = None,
+        normalize: bool = True,
+        backend: str = "auto",
+        min_frames: int | None = 1,
+        labels: str | os.PathLike | dict | None = None,
+    ) -> None:
+        from umt.data import transforms as T
+
+        if isinstance(annotations, (str, os.PathLike)):
+            self.source = os.fspath(annotations)
+            self.records = load_annotations(annotations, format, root, labels)
+        else:
+            self.source = "<records>"
+            self.records = list(annotations)
+            if not self.records:
+                raise ValueError("MultiViewDataset: no records given")
+        self.views = eval_views(num_clips, num_crops, sampling)
+        self.num_clips, self.num_crops = int(num_clips), int(num_crops)
+        self.num_frames = int(num_frames)
+        self.input_size = int(input_size)
+        self.short_side = int(short_side or input_size)
+        if self.short_side < self.input_size:
+            raise ValueError(
+                f"short side {self.short_side} is smaller than the input size {input_size}; "
+                "use a short side of at least the input size"
+            )
+        self.mean, self.std = T.resolve_mean_std(mean, std)
+        self.normalize = normalize
+        self.resize = T.ShortSideResize(self.short_side)
+        self.crop = T.SpatialCrop(self.input_size, num_crops)
+        self._normalize = T.Normalize(self.mean, self.std)
+        self.loader = _ClipLoader(
+            num_frames, sampling, frame_stride, False, min_frames, backend, self.resize, num_frames
+        )
+
+    @property
+    def num_views(self) -> int:
+        """Views per video, ``num_clips * num_crops``."""
+        return len(self.views)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def clip_indices(self, video_frames: int, name: str = "") -> list[list[int]]:
+        """Frame indices ``[C][T]`` of the temporal test clips of a ``video_frames``-frame video."""
+        clips = [v for v in self.views if v.crop == 0]
+        return [self.loader._indices(video_frames, name, None, v) for v in clips]
+
+    def views_of(self, frames: torch.Tensor, clip_indices: list[list[int]]) -> torch.Tensor:
+        """``[V, 3, T, S, S]`` views of a video from its frames ``[U, 3, H, W]`` (uint8), where
+        ``clip_indices[c]`` are positions in ``frames``."""
+        frames = self.resize(frames)
+        out = []
+        for view in self.views:
+            clip = frames[clip_indices[view.clip]]  # [T, 3, H, W]
+            clip = self.crop(clip, crop_index=view.crop)
+            if self.normalize:
+                clip = self._normalize(clip)
+            out.append(clip.permute(1, 0, 2, 3))
+        return torch.stack(out).contiguous()
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < len(self.records):
+            raise IndexError(f"index {index} out of range for {len(self.records)} videos")
+        record = self.records[index]
+        chosen: list[list[int]] = []
+
+        def choose(video_frames: int) -> list[int]:
+            chosen.extend(self.clip_indices(video_frames, record.path))
+            return sorted({i for clip in chosen for i in clip})
+
+        try:
+            raw = self.loader.read(record.path, record.path, choose)
+            if record.is_image:  # one picture: every clip is num_frames copies of it
+                chosen[:] = [list(range(self.num_frames))] * self.num_clips
+                positions = chosen
+            else:
+                where = {frame: k for k, frame in enumerate(sorted({i for c in chosen for i in c}))}
+                positions = [[where[i] for i in clip] for clip in chosen]
+            frames = torch.from_numpy(np.ascontiguousarray(raw)).permute(0, 3, 1, 2)
+            video = self.views_of(frames, positions)
+        except _PROGRAMMING_ERRORS:
+            raise
+        except Exception as err:  # noqa: BLE001 - a bad file is reported, never a crash
+            reason = err.reason if isinstance(err, VideoFault) else f"{type(err).__name__}: {err}"
+            return {"index": index, "path": record.path, "fault": reason}
+        sample: dict[str, Any] = {
+            "video": video,
+            "frame_indices": torch.tensor(chosen, dtype=torch.long),
+            "index": index,
+            "path": record.path,
+        }
+        if record.label is not None:
+            sample["label"] = int(record.label)
+        return sample
+
+
+def collate_views(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Batch :class:`MultiViewDataset` samples: the usable videos' views one after another.
+
+    Returns ``{"video": [B * V, 3, T, S, S] (None when no video of the batch is usable),
+    "index": long [B], "path": [str], "label": long [B] (-1 where unannotated),
+    "frame_indices": long [B, C, T], "faults": [(index, path, reason)]}`` over the ``B`` usable
+    videos, in the order given.
+    """
+    good = [s for s in samples if "fault" not in s]
+    faults = [(int(s["index"]), s["path"], s["fault"]) for s in samples if "fault" in s]
+    batch: dict[str, Any] = {
+        "video": torch.cat([s["video"] for s in good]) if good else None,
+        "index": torch.tensor([int(s["index"]) for s in good], dtype=torch.long),
+        "path": [s["path"] for s in good],
+        "label": torch.tensor([int(s.get("label", -1)) for s in good], dtype=torch.long),
+        "frame_indices": (
+            torch.stack([s["frame_indices"] for s in good]) if good else torch.zeros(0)
+        ),
+        "faults": faults,
+    }
+    return batch
 
 
 # --------------------------------------------------------------------------- tar shards
@@ -922,9 +1115,21 @@ def collate_videos(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     Returns ``{"video": [B, 3, T, H, W], "index": long [B], "label": long [B] (when all have
     one), "caption": [str] (when any has one), "path": [str], "skipped": long scalar (faults met
     while making this batch), "faults": [(path, reason)]}`` plus ``view``/``record_index``.
+
+    Samples with repeated clips (``"video"`` ``[R, 3, T, H, W]``, ``num_sample``) are flattened
+    as the official ``multiple_samples_collate``: ``B * R`` clips, a sample's repeats next to
+    each other, its fields repeated, and ``"repeat"`` ``long [B * R]`` numbering them.
     """
     if not samples:
         raise ValueError("collate_videos: empty batch")
+    if samples[0]["video"].ndim == 5:
+        flat = []
+        for s in samples:
+            for r, clip in enumerate(s["video"]):
+                flat.append(
+                    {**s, "video": clip, "repeat": r, "faults": s["faults"] if r == 0 else ()}
+                )
+        samples = flat
     shapes = {tuple(s["video"].shape) for s in samples}
     if len(shapes) > 1:
         raise ValueError(
@@ -940,7 +1145,7 @@ def collate_videos(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         batch["label"] = torch.tensor([int(s["label"]) for s in samples], dtype=torch.long)
     if any("caption" in s for s in samples):
         batch["caption"] = [s.get("caption", "") for s in samples]
-    for key in ("view", "record_index"):
+    for key in ("view", "record_index", "repeat"):
         if all(key in s for s in samples):
             batch[key] = torch.tensor([int(s[key]) for s in samples], dtype=torch.long)
     faults = [tuple(f) for s in samples for f in s.get("faults", ())]

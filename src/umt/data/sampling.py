@@ -4,16 +4,23 @@
   video into ``num_frames`` segments of ``n // num_frames`` frames and take one random frame of
   each; the last ``n mod num_frames`` frames are never used, a video shorter than
   ``num_frames`` gives copies of frame 0.
-* :func:`sparse_indices` — the official UMT / VideoMAE segment sampling: split the video into
-  ``num_frames`` equal segments and take one frame per segment (a random one when training,
-  the middle one when testing). Videos shorter than ``num_frames`` repeat frames evenly.
+* :func:`sparse_indices` — the official fine-tuning sampling (``"sparse"``,
+  ``kinetics_sparse.py``): ``num_frames`` segments of ``(n - 1) / T`` frames; training draws one
+  frame per segment, test view ``c`` of ``C`` takes a fixed offset in every segment.
+* :func:`ssv2_indices` — the official Something-Something-v2 scheme (``"ssv2"``, ``ssv2.py``):
+  training as ``"segments"``; the test takes segment starts (view 0) and middles (view 1) of
+  ``n / T``-frame segments, validation the middles. Exactly two temporal test views.
 * :func:`dense_indices` — ``num_frames`` frames ``stride`` apart from a random (training) or
   centred (testing) start. When the video is shorter than the span, the stride shrinks so
   the frames stay distinct (needs at least ``num_frames`` frames).
-* :func:`eval_views` — ``num_clips x num_crops`` views for multi-view testing.
+  :func:`dense_test_indices` is the official dense multi-clip test (``kinetics.py``).
+* :func:`eval_views` — ``num_clips x num_crops`` test views, segment-major.
 
-All random draws come from an explicit ``torch.Generator``; :func:`sample_seed` turns
-``(seed, epoch, index)`` into the seed of a sample's generator.
+Evaluation has two single-clip flavours, as in the official code: the *validation* view (the
+one clip used during training, ``clip_index=None``) and test view ``clip_index`` of
+``num_clips`` (the multi-view test). All random draws come from an explicit
+``torch.Generator``; :func:`sample_seed` turns ``(seed, epoch, index)`` into the seed of a
+sample's generator.
 """
 
 from __future__ import annotations
@@ -24,16 +31,22 @@ from dataclasses import dataclass
 
 import torch
 
-SAMPLING_NAMES = ("segments", "sparse", "dense")
+SAMPLING_NAMES = ("segments", "sparse", "dense", "ssv2")
 """The sampling names :func:`sample_indices` (and the datasets) accept."""
+
+SSV2_TEST_CLIPS = 2
+"""Temporal test views of the official SSv2 scheme (every 2nd of ``2 T`` loaded frames)."""
 
 __all__ = [
     "SAMPLING_NAMES",
+    "SSV2_TEST_CLIPS",
     "sample_seed",
     "make_generator",
     "segment_indices",
     "sparse_indices",
+    "ssv2_indices",
     "dense_indices",
+    "dense_test_indices",
     "sample_indices",
     "min_frames_needed",
     "ClipView",
@@ -71,6 +84,21 @@ def uniform01(generator: torch.Generator | None) -> float:
     return float(torch.rand((1,), generator=generator).item())
 
 
+def _check_counts(video_frames: int, num_frames: int) -> None:
+    if video_frames <= 0:
+        raise ValueError(f"video has no frames (video_frames={video_frames})")
+    if num_frames <= 0:
+        raise ValueError(f"num_frames must be positive, got {num_frames}")
+
+
+def _check_clip(clip_index: int, num_clips: int) -> None:
+    if num_clips <= 0 or not 0 <= clip_index < num_clips:
+        raise ValueError(
+            f"test clip {clip_index} of {num_clips}: need num_clips >= 1 and "
+            "0 <= clip_index < num_clips"
+        )
+
+
 def segment_indices(
     video_frames: int,
     num_frames: int,
@@ -85,7 +113,7 @@ def segment_indices(
     ``skip_length = 1`` and ``sampling_rate = 1`` (the official pretraining scripts): with
     ``L = n // T``, segment ``i`` gives frame ``i * L + randint(0, L - 1)`` (uniform, both ends
     inclusive), so the last ``n mod T`` frames are never used; ``n < T`` gives ``T`` copies of
-    frame 0.
+    frame 0. (The official SSv2 fine-tuning trains with the same draw.)
 
     The official pretraining has no test mode. Here ``train=False`` takes the segment middles
     ``i * L + L // 2`` (or ``i * L + int(position * L)`` for a relative ``position`` in
@@ -93,10 +121,7 @@ def segment_indices(
 
     Returns ``T`` non-decreasing indices in ``[0, n)``.
     """
-    if video_frames <= 0:
-        raise ValueError(f"video has no frames (video_frames={video_frames})")
-    if num_frames <= 0:
-        raise ValueError(f"num_frames must be positive, got {num_frames}")
+    _check_counts(video_frames, num_frames)
     length = video_frames // num_frames  # frames per segment
     if length == 0:
         return [0] * num_frames
@@ -112,32 +137,71 @@ def sparse_indices(
     num_frames: int,
     train: bool = True,
     generator: torch.Generator | None = None,
-    offset: float | None = None,
+    clip_index: int = 0,
+    num_clips: int = 1,
 ) -> list[int]:
-    """Segment-based sparse sampling (official UMT/VideoMAE ``num_frames`` sampling).
+    """Official fine-tuning sampling (``kinetics_sparse.py`` ``_get_seq_frames``).
 
-    Segment ``i`` covers frames ``[i*n/T, (i+1)*n/T)``. Training takes a uniform random frame
-    in each segment (one draw per segment); testing takes the middle (or the relative position
-    ``offset`` in ``[0, 1)``, used for multi-clip testing). ``n < T`` repeats frames evenly.
+    With ``seg = max(0, (n - 1) / T)`` and ``round`` half to even (numpy's and Python's):
 
-    Returns ``T`` indices in ``[0, n)``, non-decreasing.
+    * training: frame ``i`` is uniform in ``[round(seg * i), round(seg * (i + 1))]`` (both ends
+      inclusive, one draw per segment from ``generator``), capped at ``n - 1``;
+    * test view ``c = clip_index`` of ``C = num_clips``: frame ``i`` is
+      ``min(round(seg * i) + int(seg / (C + 1) * (c + 1)), n - 1)``. The official validation
+      view (``mode='validation'``) is ``c = 0`` of ``C = 1``, the default.
+
+    Short videos repeat frames (``n < T``); ``n = 1`` gives ``T`` copies of frame 0.
+    Returns ``T`` non-decreasing indices in ``[0, n)``.
     """
-    if video_frames <= 0:
-        raise ValueError(f"video has no frames (video_frames={video_frames})")
-    if num_frames <= 0:
-        raise ValueError(f"num_frames must be positive, got {num_frames}")
-    n, t = video_frames, num_frames
-    out = []
-    for i in range(t):
-        start = (i * n) // t
-        end = max(((i + 1) * n) // t, start + 1)  # exclusive
-        if train and offset is None:
-            idx = randint_inclusive(start, end - 1, generator)
-        else:
-            pos = 0.5 if offset is None else float(offset)
-            idx = start + int(pos * (end - start))
-        out.append(min(idx, n - 1))
-    return out
+    _check_counts(video_frames, num_frames)
+    seg = max(0.0, float(video_frames - 1) / num_frames)
+    last = video_frames - 1
+    if train:
+        return [
+            min(randint_inclusive(round(seg * i), round(seg * (i + 1)), generator), last)
+            for i in range(num_frames)
+        ]
+    _check_clip(clip_index, num_clips)
+    offset = int(seg / (num_clips + 1) * (clip_index + 1))
+    return [min(round(seg * i) + offset, last) for i in range(num_frames)]
+
+
+def ssv2_indices(
+    video_frames: int,
+    num_frames: int,
+    train: bool = True,
+    generator: torch.Generator | None = None,
+    clip_index: int | None = None,
+    num_clips: int = SSV2_TEST_CLIPS,
+) -> list[int]:
+    """Official Something-Something-v2 sampling (``ssv2.py`` ``loadvideo_decord``).
+
+    * training: :func:`segment_indices` (segments of ``n // T`` frames, one uniform draw each;
+      ``n < T``: copies of frame 0);
+    * test (``clip_index`` given): with ``tick = n / T`` the official code loads the ``2 T``
+      frames ``int(tick * x)`` and ``int(tick / 2 + tick * x)``, sorted, and temporal view ``c``
+      takes every 2nd of them from position ``c``: view 0 = ``int(tick * x)`` (segment starts),
+      view 1 = ``int(tick / 2 + tick * x)`` (middles). So ``num_clips`` is 2 (the official
+      SSv2 test) or 1 (view 0 only);
+    * validation (``clip_index=None``, ``mode='validation'``): the middles.
+
+    Returns ``T`` non-decreasing indices in ``[0, n)``.
+    """
+    _check_counts(video_frames, num_frames)
+    if train:
+        return segment_indices(video_frames, num_frames, True, generator)
+    tick = video_frames / float(num_frames)
+    if clip_index is None:
+        return [int(tick / 2.0 + tick * x) for x in range(num_frames)]
+    if num_clips not in (1, SSV2_TEST_CLIPS):
+        raise ValueError(
+            f"ssv2 sampling has 1 or 2 temporal test views (every 2nd of 2T frames), "
+            f"not {num_clips}; use --views 2xK"
+        )
+    _check_clip(clip_index, num_clips)
+    if clip_index == 0:
+        return [int(tick * x) for x in range(num_frames)]
+    return [int(tick / 2.0 + tick * x) for x in range(num_frames)]
 
 
 def dense_indices(
@@ -151,9 +215,10 @@ def dense_indices(
     """Dense sampling: ``T`` frames ``stride`` apart.
 
     Training picks a uniform random start; testing centres the clip (or puts its start at the
-    relative ``position`` in ``[0, 1]`` of the free range, used for multi-clip testing). When
-    the span ``(T-1)*stride+1`` exceeds the video, the stride shrinks to fit; fewer than ``T``
-    frames raises ``ValueError`` (callers report such videos as too short).
+    relative ``position`` in ``[0, 1]`` of the free range). When the span ``(T-1)*stride+1``
+    exceeds the video, the stride shrinks to fit; fewer than ``T`` frames raises
+    ``ValueError`` (callers report such videos as too short). The official dense multi-clip
+    test is :func:`dense_test_indices`.
     """
     if num_frames <= 0 or stride <= 0:
         raise ValueError(f"num_frames and stride must be positive, got {num_frames}, {stride}")
@@ -172,22 +237,63 @@ def dense_indices(
     return [start + i * stride for i in range(t)]
 
 
+def dense_test_indices(
+    video_frames: int, num_frames: int, stride: int, clip_index: int, num_clips: int
+) -> list[int]:
+    """Official dense multi-clip test (``kinetics.py`` ``loadvideo_decord``, ``mode='test'``).
+
+    With ``span = T * stride``, clip ``c`` of ``C`` starts at
+    ``int(c * max((n - span) / (C - 1), 0))`` and takes every ``stride``-th frame below
+    ``min(start + span, n)``, the last one repeated up to ``T`` frames. The official code divides
+    by zero for ``C = 1``; here one clip starts at ``int(max(n - span, 0) / 2)`` (centred).
+    """
+    _check_counts(video_frames, num_frames)
+    if stride <= 0:
+        raise ValueError(f"stride must be positive, got {stride}")
+    _check_clip(clip_index, num_clips)
+    span = num_frames * stride
+    if num_clips == 1:
+        start = int(max(video_frames - span, 0) / 2)
+    else:
+        start = int(clip_index * max((video_frames - span) / (num_clips - 1), 0.0))
+    out = list(range(start, min(start + span, video_frames), stride))
+    out += [out[-1]] * (num_frames - len(out))
+    return out
+
+
 def min_frames_needed(num_frames: int, sampling: str) -> int:
     """The default shortest usable video for a clip.
 
-    Segment sampling (the official pretraining) accepts any video with a frame, like the
-    official code (a short one gives copies of frame 0). Dense sampling needs ``num_frames``
-    distinct frames. Sparse sampling repeats frames of a
-    short video like the official code, but at most 2x: it needs ``ceil(num_frames / 2)``
-    frames (and at least 2 for multi-frame clips), so a 1-frame video is never a clip.
+    Segment and SSv2 sampling (official pretraining / SSv2) accept any video with a frame,
+    like the official code (a short one gives copies of frame 0). Dense sampling needs
+    ``num_frames`` distinct frames. Sparse sampling repeats frames of a short video like the
+    official code, but at most 2x: it needs ``ceil(num_frames / 2)`` frames (and at least 2 for
+    multi-frame clips), so a 1-frame video is never a training clip. (The multi-view test takes
+    every video with a frame, as the official test does.)
     """
-    if sampling == "segments":
+    if sampling in ("segments", "ssv2"):
         return 1
     if sampling == "dense":
         return num_frames
     if num_frames <= 1:
         return 1
     return max(2, (num_frames + 1) // 2)
+
+
+@dataclass(frozen=True)
+class ClipView:
+    """One test view: temporal clip ``clip`` of ``num_clips``, spatial crop ``crop`` of
+    ``num_crops``. ``index`` is its position in the segment-major order."""
+
+    clip: int
+    crop: int
+    num_clips: int = 1
+    num_crops: int = 1
+
+    @property
+    def index(self) -> int:
+        """``clip * num_crops + crop``."""
+        return self.clip * self.num_crops + self.crop
 
 
 def sample_indices(
@@ -197,43 +303,51 @@ def sample_indices(
     stride: int = 4,
     train: bool = True,
     generator: torch.Generator | None = None,
-    position: float | None = None,
+    view: ClipView | None = None,
 ) -> list[int]:
-    """Dispatch to :func:`segment_indices` / :func:`sparse_indices` / :func:`dense_indices` by
-    ``sampling`` name (one of :data:`SAMPLING_NAMES`)."""
+    """The frame indices of one clip, by ``sampling`` name (one of :data:`SAMPLING_NAMES`).
+
+    ``train``: a random draw from ``generator``. Otherwise ``view=None`` is the validation clip
+    (sparse: the official ``mode='validation'`` clip; ssv2: the segment middles; segments /
+    dense: centred) and a :class:`ClipView` is test clip ``view.clip`` of ``view.num_clips``
+    (sparse, ssv2 and dense follow the official test; segments, which the official code never
+    tests, takes the relative position ``(clip + 0.5) / num_clips`` in each segment).
+    """
+    if sampling not in SAMPLING_NAMES:
+        raise ValueError(f"sampling must be one of {', '.join(SAMPLING_NAMES)}; got {sampling!r}")
+    if train or view is None:
+        if sampling == "segments":
+            return segment_indices(video_frames, num_frames, train, generator)
+        if sampling == "sparse":
+            return sparse_indices(video_frames, num_frames, train, generator)
+        if sampling == "ssv2":
+            return ssv2_indices(video_frames, num_frames, train, generator)
+        return dense_indices(video_frames, num_frames, stride, train, generator)
+    clip, clips = view.clip, view.num_clips
     if sampling == "segments":
-        return segment_indices(video_frames, num_frames, train, generator, position)
+        _check_clip(clip, clips)
+        return segment_indices(video_frames, num_frames, False, position=(clip + 0.5) / clips)
     if sampling == "sparse":
-        return sparse_indices(video_frames, num_frames, train, generator, offset=position)
-    if sampling == "dense":
-        return dense_indices(video_frames, num_frames, stride, train, generator, position)
-    raise ValueError(f"sampling must be one of {', '.join(SAMPLING_NAMES)}; got {sampling!r}")
-
-
-@dataclass(frozen=True)
-class ClipView:
-    """One test view: which temporal clip and which spatial crop."""
-
-    clip: int
-    crop: int
-    position: float  # relative temporal position handed to the sampler
+        return sparse_indices(video_frames, num_frames, False, clip_index=clip, num_clips=clips)
+    if sampling == "ssv2":
+        return ssv2_indices(video_frames, num_frames, False, clip_index=clip, num_clips=clips)
+    return dense_test_indices(video_frames, num_frames, stride, clip, clips)
 
 
 def eval_views(num_clips: int = 1, num_crops: int = 1, sampling: str = "sparse") -> list[ClipView]:
-    """``num_clips x num_crops`` views; clips are spread evenly over the video.
+    """The ``num_clips x num_crops`` test views, segment-major (view = clip * crops + crop).
 
-    Sparse and segment sampling use in-segment offsets ``(k + 0.5) / num_clips``; dense
-    sampling spreads clip starts evenly from the first to the last possible start (centred for
-    one clip).
+    Refuses counts the sampling cannot give (ssv2: 1 or 2 temporal views).
     """
     if num_clips <= 0 or num_crops <= 0:
-        raise ValueError("num_clips and num_crops must be positive")
-    views = []
-    for k in range(num_clips):
-        if sampling in ("sparse", "segments"):
-            pos = (k + 0.5) / num_clips
-        else:
-            pos = 0.5 if num_clips == 1 else k / (num_clips - 1)
-        for c in range(num_crops):
-            views.append(ClipView(clip=k, crop=c, position=pos))
-    return views
+        raise ValueError(f"num_clips and num_crops must be positive, got {num_clips} x {num_crops}")
+    if sampling == "ssv2" and num_clips not in (1, SSV2_TEST_CLIPS):
+        raise ValueError(
+            f"ssv2 sampling has 1 or 2 temporal test views (every 2nd of 2T frames), "
+            f"not {num_clips}; use 2 clips"
+        )
+    return [
+        ClipView(clip=k, crop=c, num_clips=num_clips, num_crops=num_crops)
+        for k in range(num_clips)
+        for c in range(num_crops)
+    ]

@@ -361,13 +361,19 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
                 inter.append(self.norm(x) if norm else x)
         return self.norm(x), inter
 
-    def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Encoder output on the kept tokens: ``[B, 3, T, H, W] -> [B, N_vis, C]``."""
+    def forward_features(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        drop_path_noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Encoder output on the kept tokens: ``[B, 3, T, H, W] -> [B, N_vis, C]``.
+        ``drop_path_noise``: see :meth:`forward_intermediates`."""
         x = self.embed(x)
         if mask is not None:
             x = self.keep_tokens(x, mask)
         for i in range(len(self.blocks)):
-            x = self._run_block(i, x)
+            x = self._run_block(i, x, drop_path_noise)
         return self.norm(x)
 
     def align(self, intermediates: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -420,9 +426,15 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
             return x
         return self.head(self.head_drop(x))
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits ``[B, classes]`` when there is a classifier, else features ``[B, N_vis, C]``."""
-        features = self.forward_features(x, mask)
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        drop_path_noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits ``[B, classes]`` when there is a classifier, else features ``[B, N_vis, C]``.
+        ``drop_path_noise``: optional per-sample drop-path uniforms ``[B, depth, 2]``."""
+        features = self.forward_features(x, mask, drop_path_noise)
         return self.forward_head(features) if self.head is not None else features
 
     def extra_repr(self) -> str:

@@ -25,4 +25,12 @@ def pretrain(cfg: Config, echo: Callable[[str], None] | None = None) -> RunResul
     return train(cfg, Stage1Task, echo)
 
 
-__all__ = ["RunResult", "pretrain", "train"]
+def finetune(cfg: Config, echo: Callable[[str], None] | None = None) -> RunResult:
+    """Classification fine-tuning as ``cfg`` (a :class:`umt.config.FinetuneConfig`) says
+    (:class:`umt.train.tasks.ClassifyTask` in the loop)."""
+    from umt.train.tasks import ClassifyTask
+
+    return train(cfg, ClassifyTask, echo)
+
+
+__all__ = ["RunResult", "finetune", "pretrain", "train"]

@@ -10,6 +10,7 @@ A checkpoint is a folder ``<output>/checkpoints/step_000123/``::
     config.yaml            the resolved config of the run
     config.json            the model's constructor arguments: with model.safetensors, the folder
                            loads on its own (``umt.load_checkpoint``, ``umt convert``)
+    ema.safetensors        the EMA of the weights (``train.ema_decay``), when kept
     COMPLETE               written last; a folder without it is ignored
 
 It is written under ``step_000123.tmp/`` and renamed when complete, so an interrupted write
@@ -169,6 +170,7 @@ def save_checkpoint(
     is_main: bool = True,
     keep_last: int = 3,
     model_config: dict[str, Any] | None = None,
+    ema: Any = None,
 ) -> Path | None:
     """Write ``root/step_{state.step:06d}`` atomically (rank 0 writes; all ranks must call it,
     FSDP gathers are collective). Keeps the newest ``keep_last`` complete checkpoints.
@@ -178,6 +180,7 @@ def save_checkpoint(
     optim_sd = optimizer_state(model, optimizer)
     if not is_main:
         return None
+    ema_weights = ema.state_dict() if ema is not None else None
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{state.step:06d}"
@@ -185,7 +188,7 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        _write_checkpoint(tmp, weights, optim_sd, state, config_yaml, model_config)
+        _write_checkpoint(tmp, weights, optim_sd, state, config_yaml, model_config, ema_weights)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -203,8 +206,11 @@ def _write_checkpoint(
     state: TrainState,
     config_yaml: str,
     model_config: dict[str, Any] | None,
+    ema_weights: dict[str, torch.Tensor] | None = None,
 ) -> None:
     tmp.mkdir()
+    if ema_weights is not None:
+        save_file(ema_weights, str(tmp / "ema.safetensors"))
     save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     opt_tensors, opt_meta = _split_optimizer(optim_sd)
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
@@ -229,6 +235,37 @@ def _write_checkpoint(
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
     (tmp / COMPLETE).write_text(str(state.step))
+
+
+def save_export(
+    out: str | Path,
+    model: nn.Module,
+    model_config: dict[str, Any] | None,
+    info: dict[str, Any] | None = None,
+    is_main: bool = True,
+) -> Path | None:
+    """Write ``model`` as a loadable folder (``model.safetensors`` + ``config.json`` +
+    ``info.json``), replacing ``out`` atomically. All ranks call it (FSDP gathers)."""
+    weights = model_state(model)
+    if not is_main:
+        return None
+    out = Path(out)
+    tmp = out.with_name(out.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        tmp.mkdir(parents=True)
+        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if model_config is not None:
+            _write_json(tmp / "config.json", model_config)
+        _write_json(tmp / "info.json", info or {})
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    return out
 
 
 def list_checkpoints(root: str | Path) -> list[Path]:
@@ -295,6 +332,7 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     restore_rng: bool = True,
     files: dict[str, Any] | None = None,
+    ema: Any = None,
 ) -> TrainState:
     """Load weights (and optimizer, RNG) from a checkpoint folder into the (possibly wrapped)
     ``model``; returns the saved ``TrainState``. Reads tensors and JSON only; every file is
@@ -315,6 +353,10 @@ def load_checkpoint(
         template = optimizer.state_dict()
         sd = _join_optimizer(files["optimizer.safetensors"], files["optimizer.json"], template)
         set_optimizer_state_dict(model, optimizer, sd, options=_options(_distributed()))
+    if ema is not None:
+        ema_file = path / "ema.safetensors"
+        if ema_file.is_file():
+            ema.load_state_dict(load_file(str(ema_file)))
     info = files["state.json"]
     if restore_rng:
         set_rng_state(files["rng.safetensors"], info.get("rng", {}))

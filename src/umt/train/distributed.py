@@ -152,6 +152,15 @@ def strategy(cfg: Config, info: DistInfo) -> str:
     return "ddp"
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The module inside a DDP / ``torch.compile`` wrapper (FSDP2 shards in place: itself)."""
+    while True:
+        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
 def wrap_model(
     model: nn.Module, cfg: Config, info: DistInfo, amp_dtype: torch.dtype | None
 ) -> nn.Module:

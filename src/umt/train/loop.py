@@ -33,8 +33,11 @@ from umt.train.distributed import (
     broadcast_str,
     cleanup,
     init_distributed,
+    strategy,
+    unwrap,
     wrap_model,
 )
+from umt.train.ema import ModelEMA
 from umt.train.optim import build_optimizer, build_schedules, scaled_lrs
 from umt.train.step import NonFiniteLossError, train_step
 from umt.train.tasks.base import RunContext, Task
@@ -151,6 +154,21 @@ class RunLogger:
                 self.tb = SummaryWriter(str(out / "tensorboard"))
             except Exception:  # tensorboard not installed
                 self.tb = None
+
+    def log_eval(self, rec: dict[str, Any]) -> None:
+        """A validation record: to metrics.jsonl, TensorBoard and one printed line."""
+        if not self.active:
+            return
+        self.file.append(rec)
+        values = {k: v for k, v in rec.items() if k not in ("step", "epoch")}
+        if self.tb is not None:
+            for k, v in values.items():
+                if isinstance(v, (int, float)) and math.isfinite(v):
+                    self.tb.add_scalar(f"val/{k}", v, rec["step"])
+        shown = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()
+        )
+        self.write(f"epoch {rec['epoch']} (step {rec['step']}): {shown}")
 
     def log(self, rec: dict[str, Any]) -> None:
         if not self.active:
@@ -348,7 +366,9 @@ class _Run:
                     + "); resume with the checkpoint's settings or start a new run"
                 )
             try:
-                state = ckpt.load_checkpoint(path, self.model, self.optimizer, files=files)
+                state = ckpt.load_checkpoint(
+                    path, self.model, self.optimizer, files=files, ema=self.ema
+                )
             except (RuntimeError, KeyError, ValueError) as err:
                 first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
                 raise ConfigError(
@@ -395,7 +415,15 @@ class _Run:
         if cfg.train.max_steps is not None:
             self.total_steps = min(self.total_steps, cfg.train.max_steps)
         self.scaler = torch.amp.GradScaler(info.device.type) if self.amp == torch.float16 else None
+        self.ema = None
+        if cfg.train.ema_decay is not None:
+            if strategy(cfg, info) == "fsdp":
+                raise ConfigError("train.ema_decay: not with dist.strategy=fsdp (use ddp)")
+            self.ema = ModelEMA(unwrap(self.model), cfg.train.ema_decay)
+        self.best: dict[str, Any] | None = None
+        self.evaluated_at = -1
         self.state = self._resume()
+        self.best = self.state.extra.get("best")
         if self.main:
             (self.out / "config.yaml").write_text(self.config_yaml)
             torn = runs.trim_metrics(self.out / "metrics.jsonl", self.state.step)
@@ -424,9 +452,14 @@ class _Run:
             self.say(f"  resumed from {self.last_ckpt} (step {st.step})")
 
     # ---------------------------------------------------------------- saving
+    def _model_config(self) -> dict[str, Any] | None:
+        config = getattr(self.exported, "_hub_mixin_config", None)
+        return dict(config) if config is not None else None
+
     def _save(self, state: ckpt.TrainState) -> None:
         state.scaler = self.scaler.state_dict() if self.scaler is not None else None
-        config = getattr(self.exported, "_hub_mixin_config", None)
+        if self.best is not None:
+            state.extra["best"] = self.best
         try:
             path = ckpt.save_checkpoint(
                 self.ckpt_root,
@@ -436,7 +469,8 @@ class _Run:
                 self.config_yaml,
                 is_main=self.main,
                 keep_last=self.cfg.train.keep_last,
-                model_config=dict(config) if config is not None else None,
+                model_config=self._model_config(),
+                ema=self.ema,
             )
         except OSError as err:
             raise RunError(
@@ -456,9 +490,9 @@ class _Run:
         step = self.state.step
         epoch, batch_in_epoch = self.state.epoch, self.state.batch_in_epoch
         while step < self.total_steps and not stopper.requested:
+            if batch_in_epoch >= self.batches_per_epoch:  # saved at an epoch's end
+                epoch, batch_in_epoch = epoch + 1, 0
             if self.streaming:
-                if batch_in_epoch >= self.batches_per_epoch:  # saved at an epoch's end
-                    epoch, batch_in_epoch = epoch + 1, 0
                 self.dataset.set_position(epoch, batch_in_epoch, cfg.train.batch_size)
             else:
                 self.sampler.set_position(epoch, batch_in_epoch)
@@ -499,6 +533,8 @@ class _Run:
                         "Try a lower optim.lr or optim.clip_grad=1.0."
                     ) from None
                 micro = []
+                if self.ema is not None:
+                    self.ema.update(unwrap(self.model))
                 step += 1
                 dt, t0 = time.perf_counter() - t0, time.perf_counter()
                 result.losses.append(out["loss"])
@@ -541,12 +577,43 @@ class _Run:
                 if at_end or stop:
                     finished_epoch = False
                     break
-                if self.streaming and batch_in_epoch >= self.batches_per_epoch:
-                    break  # this epoch's clips are done (the shard stream itself has no end)
+                if batch_in_epoch >= self.batches_per_epoch:
+                    # This epoch's steps are done (schedule.steps_per_epoch may end it before
+                    # the data does; a shard stream has no end of its own).
+                    break
             if finished_epoch:
+                if self.task.evaluates(epoch):
+                    self._evaluate(step, epoch, logger)
                 epoch, batch_in_epoch = epoch + 1, 0
+        if step >= self.total_steps and self.evaluated_at != step and self.task.evaluates(None):
+            self._evaluate(step, epoch, logger)  # the run ended inside an epoch
         self.final_step = step
         self.faults = faults
+
+    # ---------------------------------------------------------------- validation
+    def _eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def _evaluate(self, step: int, epoch: int, logger: RunLogger) -> None:
+        """The task's validation; a new best (``task.best_metric``) is exported to ``best/``."""
+        metrics = self.task.evaluate(self._eval_model(), epoch)
+        self.evaluated_at = step
+        if not metrics:
+            return
+        logger.log_eval({"step": step, "epoch": epoch, **metrics})
+        key = self.task.best_metric
+        value = metrics.get(key) if key else None
+        if value is None or (self.best is not None and value <= self.best["value"]):
+            return
+        self.best = {"metric": key, "value": value, "step": step, "epoch": epoch}
+        try:
+            ckpt.save_export(
+                self.out / "best", self._eval_model(), self._model_config(), info=self.best,
+                is_main=self.main,
+            )  # fmt: skip
+        except OSError as err:
+            raise RunError(runs.describe_os_error(err, str(self.out / "best"))) from None
+        barrier()
 
     def run(self) -> RunResult:
         try:
@@ -581,7 +648,11 @@ class _Run:
         finally:
             logger.close()
             stopper.restore()
-        return self._finish(result, stopper)
+        result = self._finish(result, stopper)
+        for line in self._final(stopper):
+            if self.main:
+                self.say(line)
+        return result
 
     def _stopped_line(self, how: str, step: int) -> str:
         if self.last_ckpt is not None:
@@ -624,6 +695,14 @@ class _Run:
         if self.last_ckpt is not None and not stopper.requested:
             self.say(f"checkpoint: {self.last_ckpt}")
         return result
+
+    def _final(self, stopper: Stopper) -> list[str]:
+        """The task's end-of-run work (e.g. the multi-view test), on every rank; skipped when
+        the run was stopped early."""
+        if stopper.requested:
+            return []
+        best = self.out / "best" if self.best is not None else None
+        return self.task.finish(self._eval_model(), self.out, best) or []
 
 
 def main_entry(cfg: Config, task_cls: type[Task], command: str) -> int:

@@ -64,6 +64,83 @@ def default_param_groups(model: nn.Module, weight_decay: float) -> list[dict[str
     return groups
 
 
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model inside DDP (``.module``) / ``torch.compile`` (``._orig_mod``) wrappers."""
+    while True:
+        inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(model, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
+def vit_layer_id(name: str, num_layers: int) -> int:
+    """Layer index of a ViT parameter for layer-wise lr decay (the official
+    ``get_num_layer_for_vit``): position tables, class / mask tokens and the patch embedding
+    -> 0, block ``j`` -> ``j + 1``, everything else (``fc_norm``, ``head``, ...) -> ``num_layers + 1``.
+    ``name`` is a clean parameter name (no wrapper prefixes)."""
+    if name in ("cls_token", "mask_token", "pos_embed") or name.startswith("patch_embed"):
+        return 0
+    if name.startswith("rel_pos_bias"):
+        return num_layers + 1
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    return num_layers + 1
+
+
+def layer_decay_param_groups(
+    model: nn.Module, weight_decay: float, layer_decay: float, skip: Iterable[str] = ()
+) -> list[dict[str, object]]:
+    """Parameter groups with layer-wise lr decay, as the official fine-tuning builds them
+    (``get_parameter_groups`` with ``LayerDecayValueAssigner``).
+
+    With ``L`` blocks, layer ``i`` (:func:`vit_layer_id`) gets ``lr_scale = layer_decay **
+    (L + 1 - i)``: the patch embedding ``layer_decay ** (L + 1)``, block ``j``
+    ``layer_decay ** (L - j)``, the head 1. No weight decay for 1-D parameters, names ending in
+    ``.bias`` and the names in ``skip`` plus the model's ``no_weight_decay()`` (e.g. a learned
+    ``pos_embed``). One group per (layer, decay / no decay), in the order parameters first
+    appear; each has ``params``, ``weight_decay``, ``lr_scale``, ``layer_id`` and ``names``
+    (clean names: DDP / compile prefixes dropped). :meth:`Schedules.apply` multiplies each
+    group's lr by its ``lr_scale``.
+    """
+    if not layer_decay > 0:
+        raise ValueError(f"layer_decay must be > 0 (1.0 = no decay), got {layer_decay}")
+    base = _unwrap(model)
+    if hasattr(base, "get_num_layers"):
+        num_layers = int(base.get_num_layers())
+    elif isinstance(getattr(base, "blocks", None), nn.ModuleList):
+        num_layers = len(base.blocks)
+    else:
+        raise ValueError(
+            f"layer-wise lr decay needs a ViT with .blocks; {type(base).__name__} has none "
+            "(set optim.layer_decay to null)"
+        )
+    skip = set(skip)
+    if hasattr(base, "no_weight_decay"):
+        skip |= set(base.no_weight_decay())
+    scales = [float(layer_decay) ** (num_layers + 1 - i) for i in range(num_layers + 2)]
+    groups: dict[str, dict[str, object]] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        clean = _strip_wrappers(name)
+        no_decay = param.ndim == 1 or clean.endswith(".bias") or clean in skip
+        layer = vit_layer_id(clean, num_layers)
+        key = f"layer_{layer}_{'no_decay' if no_decay else 'decay'}"
+        if key not in groups:
+            groups[key] = {
+                "params": [],
+                "weight_decay": 0.0 if no_decay else weight_decay,
+                "lr_scale": scales[layer],
+                "layer_id": layer,
+                "names": [],
+            }
+        groups[key]["params"].append(param)
+        groups[key]["names"].append(clean)
+    return list(groups.values())
+
+
 def build_optimizer(
     model_or_groups: nn.Module | list[dict[str, object]], cfg: Config, lr: float
 ) -> torch.optim.AdamW:
@@ -139,8 +216,10 @@ class Schedules:
 
 def scaled_lrs(cfg: Config, world_size: int) -> tuple[float, float, float, int]:
     """(lr, min_lr, warmup_lr, total_batch): learning rates scaled by total batch / 256 when
-    ``optim.scale_lr`` (total = per-process batch x world size x accumulation steps)."""
-    total = cfg.train.batch_size * world_size * cfg.train.accum_steps
+    ``optim.scale_lr`` (total = clips per step: per-process batch x world size x accumulation
+    steps x ``data.num_sample`` clips per loaded video, as the official fine-tuning scales)."""
+    clips_per_video = getattr(cfg.data, "num_sample", 1)
+    total = cfg.train.batch_size * world_size * cfg.train.accum_steps * clips_per_video
     factor = total / 256.0 if cfg.optim.scale_lr else 1.0
     o = cfg.optim
     return o.lr * factor, o.min_lr * factor, o.warmup_lr * factor, total

@@ -133,12 +133,15 @@ def trim_metrics(path: Path, upto_step: int) -> int:
     records, bad = read_metrics(path)
     if not path.is_file():
         return 0
-    seen: dict[int, dict[str, Any]] = {}
+    # One record of each kind (training step, validation, ...) per step: a step logged twice
+    # (killed before a checkpoint, then run again) keeps its last record.
+    seen: dict[tuple[int, tuple[str, ...]], dict[str, Any]] = {}
     for rec in records:
         if rec["step"] <= upto_step:
-            seen[rec["step"]] = rec  # a step logged twice (killed before a checkpoint): last wins
+            seen[(rec["step"], tuple(sorted(rec)))] = rec
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(seen[s]) + "\n" for s in sorted(seen)))
+    ordered = sorted(seen.items(), key=lambda item: item[0][0])  # stable: kinds keep their order
+    tmp.write_text("".join(json.dumps(rec) + "\n" for _, rec in ordered))
     os.replace(tmp, path)
     return bad
 

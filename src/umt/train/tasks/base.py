@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -104,3 +105,20 @@ class Task:
     def loss(self, model: nn.Module, batch: dict[str, Any], epoch: int) -> torch.Tensor:
         """The loss of one micro-batch (a scalar tensor with a graph to ``model``)."""
         raise NotImplementedError
+
+    # ---------------------------------------------------------------- evaluation
+    # The metric whose best value is kept as ``<run>/best/`` (higher is better); None: no best.
+    best_metric: str | None = None
+
+    def evaluates(self, epoch: int | None) -> bool:
+        """Whether to validate after ``epoch`` (``None``: the run ended inside an epoch)."""
+        return False
+
+    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float] | None:
+        """Validation metrics (every rank calls it; the loop logs rank 0's)."""
+        return None
+
+    def finish(self, model: nn.Module, out: Path, best: Path | None) -> list[str]:
+        """End-of-run work on every rank (e.g. the final test; ``best``: the best-validation
+        export, if any); returns lines for rank 0 to print."""
+        return []
