@@ -163,8 +163,18 @@ class DistConfig:
     timeout_min: int = 30
 
 
+class _Serialisable:
+    """``to_dict`` / ``to_yaml`` of a top-level config."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
 @dataclass
-class Config:
+class Config(_Serialisable):
     """Stage-1 pretraining (``umt pretrain``)."""
 
     recipe: str = DEFAULT_RECIPE
@@ -178,12 +188,6 @@ class Config:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     dist: DistConfig = field(default_factory=DistConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 # --------------------------------------------------------------------------- fine-tuning
@@ -262,7 +266,7 @@ class FinetuneOptimConfig(OptimConfig):
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(_Serialisable):
     """Classification fine-tuning (``umt finetune``)."""
 
     recipe: str = DEFAULT_FINETUNE_RECIPE
@@ -275,12 +279,6 @@ class FinetuneConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     dist: DistConfig = field(default_factory=DistConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 AnyConfig = Config | FinetuneConfig

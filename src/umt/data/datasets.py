@@ -543,6 +543,22 @@ _PROGRAMMING_ERRORS = (
 
 
 # --------------------------------------------------------------------------- map-style dataset
+def _read_records(
+    annotations: str | os.PathLike | Sequence[VideoRecord],
+    format: str,
+    root: str | os.PathLike | None,
+    labels: str | os.PathLike | dict | None,
+    who: str,
+) -> tuple[str, list[VideoRecord]]:
+    """``(source name, records)`` of an annotation file or a list of records."""
+    if isinstance(annotations, (str, os.PathLike)):
+        return os.fspath(annotations), load_annotations(annotations, format, root, labels)
+    records = list(annotations)
+    if not records:
+        raise ValueError(f"{who}: no records given")
+    return "<records>", records
+
+
 class VideoDataset(Dataset):
     """Map-style video (or image) dataset over an annotation file or a list of records.
 
@@ -606,14 +622,7 @@ class VideoDataset(Dataset):
         image_repeat: int = 1,
         num_sample: int = 1,
     ) -> None:
-        if isinstance(annotations, (str, os.PathLike)):
-            self.source = os.fspath(annotations)
-            self.records = load_annotations(annotations, format, root, labels)
-        else:
-            self.source = "<records>"
-            self.records = list(annotations)
-            if not self.records:
-                raise ValueError("VideoDataset: no records given")
+        self.source, self.records = _read_records(annotations, format, root, labels, "VideoDataset")
         if num_sample < 1:
             raise ValueError(f"num_sample must be >= 1, got {num_sample}")
         self.num_sample = int(num_sample)
@@ -759,14 +768,9 @@ class MultiViewDataset(Dataset):
     ) -> None:
         from umt.data import transforms as T
 
-        if isinstance(annotations, (str, os.PathLike)):
-            self.source = os.fspath(annotations)
-            self.records = load_annotations(annotations, format, root, labels)
-        else:
-            self.source = "<records>"
-            self.records = list(annotations)
-            if not self.records:
-                raise ValueError("MultiViewDataset: no records given")
+        self.source, self.records = _read_records(
+            annotations, format, root, labels, "MultiViewDataset"
+        )
         self.views = eval_views(num_clips, num_crops, sampling)
         self.num_clips, self.num_crops = int(num_clips), int(num_crops)
         self.num_frames = int(num_frames)

@@ -20,6 +20,11 @@ from umt.config import Config
 from umt.train.distributed import DistInfo
 
 
+def not_none(**kw: Any) -> dict[str, Any]:
+    """The keyword arguments that are set (``None`` = keep the registry's default)."""
+    return {k: v for k, v in kw.items() if v is not None}
+
+
 @dataclass
 class RunContext:
     """What the loop decided before building the task: processes, device, precision."""

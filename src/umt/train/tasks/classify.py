@@ -22,14 +22,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from umt.config import ConfigError, FinetuneConfig, parse_views
-from umt.train.tasks.base import Task
+from umt.train.tasks.base import Task, not_none
 
 MIXUP_STREAM = 3
 DROP_PATH_STREAM = 2
-
-
-def _not_none(**kw: Any) -> dict[str, Any]:
-    return {k: v for k, v in kw.items() if v is not None}
 
 
 # --------------------------------------------------------------------------- the model
@@ -42,7 +38,7 @@ def build_classifier(cfg: FinetuneConfig, table_from_checkpoint: bool = False) -
     from umt.models import create_model, model_config
 
     m, d = cfg.model, cfg.data
-    kw = _not_none(
+    kw = not_none(
         patch_size=m.patch_size,
         embed_dim=m.embed_dim,
         depth=m.depth,
@@ -387,6 +383,20 @@ class ClassifyTask(Task):
             return False
         return epoch is None or (epoch + 1) % self.cfg.eval.val_every_epochs == 0
 
+    def _eval_data(self) -> dict[str, Any]:
+        """The clip settings validation and test share (official short-side resize + crops)."""
+        d = self.cfg.data
+        return dict(
+            root=d.root or None,
+            num_frames=d.num_frames,
+            sampling=d.sampling,
+            frame_stride=d.sampling_rate,
+            input_size=d.input_size,
+            short_side=d.short_side or d.input_size,
+            mean=d.mean_std,
+            labels=d.labels,
+        )
+
     def _eval_batch(self) -> int:
         return self.cfg.eval.batch_size or self.cfg.train.batch_size
 
@@ -397,17 +407,7 @@ class ClassifyTask(Task):
         d = self.cfg.data
         if not hasattr(self, "val_set"):
             self.val_set = VideoDataset(
-                self.val_list,
-                root=d.root or None,
-                num_frames=d.num_frames,
-                sampling=d.sampling,
-                frame_stride=d.sampling_rate,
-                input_size=d.input_size,
-                short_side=d.short_side or d.input_size,
-                train=False,
-                mean=d.mean_std,
-                labels=d.labels,
-                seed=self.cfg.train.seed,
+                self.val_list, train=False, seed=self.cfg.train.seed, **self._eval_data()
             )
         res = validate(
             model,
@@ -445,18 +445,7 @@ class ClassifyTask(Task):
             which = f"the best-validation weights ({best})"
         clips, crops = parse_views(cfg.eval.test_views)
         dataset = MultiViewDataset(
-            self.test_list,
-            root=d.root or None,
-            num_frames=d.num_frames,
-            sampling=d.sampling,
-            frame_stride=d.sampling_rate,
-            input_size=d.input_size,
-            short_side=d.short_side or d.input_size,
-            num_clips=clips,
-            num_crops=crops,
-            mean=d.mean_std,
-            normalize=False,
-            labels=d.labels,
+            self.test_list, num_clips=clips, num_crops=crops, normalize=False, **self._eval_data()
         )
         result = evaluate_classification(
             net,

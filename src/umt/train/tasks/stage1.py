@@ -21,7 +21,7 @@ from umt.data.transforms import resolve_mean_std
 from umt.losses import uma_loss
 from umt.masking import per_sample_uniform, semantic_mask
 from umt.models.layers import DropPath
-from umt.train.tasks.base import Task
+from umt.train.tasks.base import Task, not_none
 
 # Mask draws use their own stream of ``sample_seed``, apart from the sample's augmentation draws;
 # drop-path draws use another stream, derived from the mask seed.
@@ -54,10 +54,6 @@ class AlignedStudent(nn.Module):
         return self.student.forward_aligned(video, mask, noise)
 
 
-def _not_none(**kw: Any) -> dict[str, Any]:
-    return {k: v for k, v in kw.items() if v is not None}
-
-
 def check_teacher_setting(cfg: Config) -> None:
     """A recipe meant for real data needs real CLIP weights; only a recipe that says
     ``teacher.allow_random: true`` (the built-in tiny one) may distil a random teacher."""
@@ -85,7 +81,7 @@ def build_teacher(cfg: Config, device: torch.device | str = "cpu") -> tuple[nn.M
     if t.weights:
         from umt.models.checkpoints import load_teacher
 
-        kw = _not_none(heads=t.heads)  # else width / 64, as every OpenAI CLIP (reported)
+        kw = not_none(heads=t.heads)  # else width / 64, as every OpenAI CLIP (reported)
         teacher = load_teacher(
             t.weights, img_size=size, return_layers=t.return_layers, normalize=t.normalize, **kw
         )
@@ -93,7 +89,7 @@ def build_teacher(cfg: Config, device: torch.device | str = "cpu") -> tuple[nn.M
     else:
         from umt.models import create_model
 
-        kw = _not_none(
+        kw = not_none(
             patch_size=t.patch_size,
             width=t.width,
             layers=t.layers,
@@ -118,7 +114,7 @@ def build_student(cfg: Config, teacher_dim: int) -> nn.Module:
     from umt.models import create_model
 
     m = cfg.model
-    kw = _not_none(
+    kw = not_none(
         patch_size=m.patch_size,
         embed_dim=m.embed_dim,
         depth=m.depth,
