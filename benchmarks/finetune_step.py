@@ -28,6 +28,7 @@ import time
 
 import torch
 
+from timing import timed as timed_calls
 from umt.data.transforms import Mixup
 from umt.losses import soft_target_cross_entropy
 from umt.models import create_model
@@ -89,7 +90,6 @@ def main() -> None:
     labels = torch.randint(0, cfg["classes"], (clips,), generator=g).to(device)
     mixup = Mixup(cfg["classes"])
     scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp else contextlib.nullcontext
 
     def loss_fn(net: torch.nn.Module, micro: tuple[torch.Tensor, torch.Tensor, int]):
@@ -100,15 +100,7 @@ def main() -> None:
         return soft_target_cross_entropy(logits.float(), target)
 
     def timed(run_one) -> list[float]:
-        out = []
-        for i in range(args.warmup + args.steps):
-            sync()
-            t0 = time.perf_counter()
-            run_one(i)
-            sync()
-            if i >= args.warmup:
-                out.append(time.perf_counter() - t0)
-        return out
+        return timed_calls(run_one, args.steps, args.warmup, device)
 
     def eval_rate(net: torch.nn.Module) -> float:
         net.eval()

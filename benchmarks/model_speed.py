@@ -12,26 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 
 import torch
 
+from timing import timed
 from umt.losses import uma_loss
 from umt.masking import semantic_mask
 from umt.models import CLIPTeacher, VideoViT
-
-
-def _time(fn, iters: int, warmup: int, sync) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    out = []
-    for _ in range(iters):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def main() -> None:
@@ -46,7 +33,6 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dev = torch.device(args.device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     student = VideoViT(
         img_size=112,
@@ -88,7 +74,7 @@ def main() -> None:
         ("teacher_forward_masked", teacher_fwd_masked),
         ("student_forward_backward", student_fwd_bwd),
     ):
-        times = _time(fn, args.iters, args.warmup, sync)
+        times = timed(lambda i, fn=fn: fn(), args.iters, args.warmup, dev)
         results[name + "_median_s"] = statistics.median(times)
         print(
             f"{name:28s} median {statistics.median(times) * 1e3:8.1f} ms  "

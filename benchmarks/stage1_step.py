@@ -18,10 +18,10 @@ import argparse
 import contextlib
 import json
 import statistics
-import time
 
 import torch
 
+from timing import timed as timed_calls
 from umt.models import create_model
 from umt.train.optim import default_param_groups
 from umt.train.step import train_step
@@ -149,20 +149,11 @@ def main() -> None:
     B, T, S = p["batch"], p["frames"], p["size"]
     g = torch.Generator().manual_seed(0)
     video = torch.randn(B, 3, T, S, S, generator=g).to(device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
     def timed(run_one) -> list[float]:
-        out = []
-        for i in range(args.warmup + args.steps):
-            sync()
-            t0 = time.perf_counter()
-            run_one(i)
-            sync()
-            if i >= args.warmup:
-                out.append(time.perf_counter() - t0)
-        return out
+        return timed_calls(run_one, args.steps, args.warmup, device)
 
     baseline = None
     if args.impl in ("official", "both"):
