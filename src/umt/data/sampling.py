@@ -14,6 +14,9 @@
   centred (testing) start. When the video is shorter than the span, the stride shrinks so
   the frames stay distinct (needs at least ``num_frames`` frames).
   :func:`dense_test_indices` is the official dense multi-clip test (``kinetics.py``).
+* :func:`interval_indices` — the official multi-modality (stage 2 / retrieval) sampling of
+  ``multi_modality/dataset/video_utils.py``: ``"rand"`` (training: one random frame in each
+  of ``T`` equal intervals) and ``"middle"`` (test: the middle of each interval).
 * :func:`eval_views` — ``num_clips x num_crops`` test views, segment-major.
 
 Evaluation has two single-clip flavours, as in the official code: the *validation* view (the
@@ -29,9 +32,10 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-SAMPLING_NAMES = ("segments", "sparse", "dense", "ssv2")
+SAMPLING_NAMES = ("segments", "sparse", "dense", "ssv2", "rand", "middle")
 """The sampling names :func:`sample_indices` (and the datasets) accept."""
 
 SSV2_TEST_CLIPS = 2
@@ -47,6 +51,7 @@ __all__ = [
     "ssv2_indices",
     "dense_indices",
     "dense_test_indices",
+    "interval_indices",
     "sample_indices",
     "min_frames_needed",
     "ClipView",
@@ -261,17 +266,59 @@ def dense_test_indices(
     return out
 
 
+def interval_indices(
+    video_frames: int,
+    num_frames: int,
+    train: bool = True,
+    generator: torch.Generator | None = None,
+    position: float | None = None,
+) -> list[int]:
+    """Official multi-modality sampling (``get_frame_indices`` of the official
+    ``multi_modality/dataset/video_utils.py``): ``"rand"`` for training, ``"middle"`` for test.
+
+    With ``A = min(T, n)`` the video is cut at ``int(linspace(0, n, A + 1))`` into ``A``
+    intervals; interval ``i`` covers ``[x0, x1]`` with ``x1 = next start - 1``.
+
+    * training (``train=True``, ``position=None``): one frame uniform in ``[x0, x1 - 1]`` per
+      interval (the official ``random.choice(range(x0, x1))``: the last frame of an interval is
+      never drawn). When an interval is a single frame that range is empty and, as officially,
+      the whole clip is instead ``A`` distinct frames drawn uniformly and sorted;
+    * test: the middles ``(x0 + x1) // 2``; a relative ``position`` in ``[0, 1]`` gives
+      ``x0 + int(position * (x1 - x0))`` instead (0.5 is the middle; used for multi-clip tests,
+      which the official code does not have).
+
+    A video shorter than ``T`` frames gets its ``A = n`` frames padded with the last one.
+    Draws come from ``generator``. Returns ``T`` non-decreasing indices in ``[0, n)``.
+    """
+    _check_counts(video_frames, num_frames)
+    count = min(num_frames, video_frames)
+    cuts = [int(x) for x in np.linspace(0, video_frames, count + 1).astype(int)]
+    ranges = [(cuts[i], cuts[i + 1] - 1) for i in range(count)]
+    if train and position is None:
+        if all(hi > lo for lo, hi in ranges):
+            out = [randint_inclusive(lo, hi - 1, generator) for lo, hi in ranges]
+        else:  # the official fallback when an interval is one frame long
+            perm = torch.randperm(video_frames, generator=generator)[:count]
+            out = sorted(int(i) for i in perm)
+    elif position is None:
+        out = [(lo + hi) // 2 for lo, hi in ranges]
+    else:
+        pos = min(max(float(position), 0.0), 1.0)
+        out = [lo + int(pos * (hi - lo)) for lo, hi in ranges]
+    return out + [out[-1]] * (num_frames - len(out))
+
+
 def min_frames_needed(num_frames: int, sampling: str) -> int:
     """The default shortest usable video for a clip.
 
-    Segment and SSv2 sampling (official pretraining / SSv2) accept any video with a frame,
-    like the official code (a short one gives copies of frame 0). Dense sampling needs
+    Segment, SSv2, rand and middle sampling (official pretraining / SSv2 / multi-modality)
+    accept any video with a frame, like the official code (a short one repeats frames). Dense sampling needs
     ``num_frames`` distinct frames. Sparse sampling repeats frames of a short video like the
     official code, but at most 2x: it needs ``ceil(num_frames / 2)`` frames (and at least 2 for
     multi-frame clips), so a 1-frame video is never a training clip. (The multi-view test takes
     every video with a frame, as the official test does.)
     """
-    if sampling in ("segments", "ssv2"):
+    if sampling in ("segments", "ssv2", "rand", "middle"):
         return 1
     if sampling == "dense":
         return num_frames
@@ -309,12 +356,25 @@ def sample_indices(
 
     ``train``: a random draw from ``generator``. Otherwise ``view=None`` is the validation clip
     (sparse: the official ``mode='validation'`` clip; ssv2: the segment middles; segments /
-    dense: centred) and a :class:`ClipView` is test clip ``view.clip`` of ``view.num_clips``
-    (sparse, ssv2 and dense follow the official test; segments, which the official code never
-    tests, takes the relative position ``(clip + 0.5) / num_clips`` in each segment).
+    dense: centred; rand / middle: the interval middles) and a :class:`ClipView` is test clip
+    ``view.clip`` of ``view.num_clips`` (sparse, ssv2 and dense follow the official test;
+    segments, rand and middle, which the official code never tests with several clips, take
+    the relative position ``(clip + 0.5) / num_clips`` in each segment / interval).
+
+    ``"rand"`` and ``"middle"`` are :func:`interval_indices` (the official multi-modality
+    ``sample_type``): ``"rand"`` draws when ``train``, ``"middle"`` never draws (also when
+    ``train``), exactly like the official ``sample_type="middle"``.
     """
     if sampling not in SAMPLING_NAMES:
         raise ValueError(f"sampling must be one of {', '.join(SAMPLING_NAMES)}; got {sampling!r}")
+    if sampling in ("rand", "middle"):
+        if train and sampling == "rand":
+            return interval_indices(video_frames, num_frames, True, generator)
+        if view is None:
+            return interval_indices(video_frames, num_frames, False)
+        _check_clip(view.clip, view.num_clips)
+        position = (view.clip + 0.5) / view.num_clips
+        return interval_indices(video_frames, num_frames, False, position=position)
     if train or view is None:
         if sampling == "segments":
             return segment_indices(video_frames, num_frames, train, generator)

@@ -3,7 +3,10 @@
 Each record becomes one sample: ``KEY.<ext>`` (the file's bytes under its lower-case
 extension), ``KEY.cls`` (the label) and ``KEY.txt`` (one caption) or ``KEY.json``
 (``{"caption": [...], "label": ...}`` for a list of captions, or a caption that a ``.txt``
-member would not give back unchanged). ``KEY`` is a zero-padded running number.
+member would not give back unchanged). ``KEY`` is a zero-padded running number. With
+``meta`` (one dict per record) every sample gets a ``KEY.json`` holding the caption, the label
+and that record's extra fields (e.g. ``sample_id`` and ``media`` of
+:func:`umt.data.video_text.write_caption_shards`).
 """
 
 from __future__ import annotations
@@ -49,14 +52,21 @@ def _check_sources(records: list[VideoRecord]) -> None:
         )
 
 
-def _sample(key: str, rec: VideoRecord) -> dict[str, Any]:
+def _sample(key: str, rec: VideoRecord, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The WebDataset sample of one record (values already bytes/str/int for ShardWriter)."""
     sample: dict[str, Any] = {"__key__": key}
     sample[Path(rec.path).suffix.lower()[1:]] = Path(rec.path).read_bytes()
     if rec.label is not None:
         sample["cls"] = int(rec.label)
     caption = rec.caption
-    if isinstance(caption, list) or (isinstance(caption, str) and caption != caption.strip()):
+    if extra is not None:
+        meta_all: dict[str, Any] = dict(extra)
+        if caption is not None:
+            meta_all["caption"] = caption
+        if rec.label is not None:
+            meta_all["label"] = int(rec.label)
+        sample["json"] = meta_all
+    elif isinstance(caption, list) or (isinstance(caption, str) and caption != caption.strip()):
         # ShardDataset strips .txt captions; JSON keeps lists and surrounding spaces exactly.
         meta: dict[str, Any] = {"caption": caption}
         if rec.label is not None:
@@ -74,14 +84,16 @@ def write_shards(
     root: str | None = None,
     format: str = "auto",
     prefix: str = "shard",
+    meta: Sequence[dict[str, Any]] | None = None,
 ) -> list[Path]:
     """Write the records of ``annotations`` into ``out_dir/{prefix}-000000.tar``, ... .
 
     ``annotations`` is an annotation file (``root`` and ``format`` are passed to
     :func:`load_annotations`) or its already loaded records; each shard holds at most
-    ``per_shard`` samples. Every source file is checked before anything is written. Returns
-    the shard paths in order; :func:`shard_pattern` turns them into the brace pattern to
-    train on, e.g. ``data.train_list=out/shard-{000000..000003}.tar``.
+    ``per_shard`` samples. ``meta``, one JSON-serialisable dict per record, adds those fields
+    to each sample's ``.json`` member. Every source file is checked before anything is
+    written. Returns the shard paths in order; :func:`shard_pattern` turns them into the
+    brace pattern to train on, e.g. ``data.train_list=out/shard-{000000..000003}.tar``.
 
     Raises ``FileNotFoundError`` naming missing/unreadable sources, ``ValueError`` for a bad
     ``per_shard``/prefix or a record that cannot be sharded, and ``FileExistsError`` when
@@ -97,6 +109,8 @@ def write_shards(
         records = load_annotations(annotations, format=format, root=root)
     else:
         records = list(annotations)
+    if meta is not None and len(meta) != len(records):
+        raise ValueError(f"meta has {len(meta)} entries for {len(records)} records; need one each")
     _check_sources(records)
     out = Path(out_dir)
     if out.is_dir() and glob.glob(
@@ -113,7 +127,7 @@ def write_shards(
     )
     try:
         for i, rec in enumerate(records):
-            writer.write(_sample(f"{i:0{width}d}", rec))
+            writer.write(_sample(f"{i:0{width}d}", rec, None if meta is None else meta[i]))
         writer.close()
     except BaseException:
         # Leave no partial shard behind (e.g. a source removed after the check).

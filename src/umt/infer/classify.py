@@ -126,8 +126,9 @@ def load_classifier(
     model = load_checkpoint(checkpoint, **sizes)
     if not isinstance(model, VideoViT):
         raise ValueError(
-            f"{checkpoint}: holds a {type(model).__name__} (a CLIP teacher), not a video "
-            "classifier; give a fine-tuned UMT checkpoint (e.g. b16_ptk710_ftk710_ftk400_f8_res224.pth)"
+            f"{checkpoint}: holds a {type(model).__name__}, not a video classifier; give a "
+            "fine-tuned UMT checkpoint (e.g. b16_ptk710_ftk710_ftk400_f8_res224.pth), or "
+            "classify from class names with a video-text model: umt classify --zero-shot LABELS"
         )
     if model.head is None:
         raise ValueError(

@@ -1,4 +1,5 @@
-"""UMT models: the video ViT student, the CLIP teacher, the registry and checkpoint loading.
+"""UMT models: the video ViT student, the CLIP teacher, the BERT text encoder, the stage-2
+video-text model, the registry and checkpoint loading.
 
 Importing this package pulls in no trainer and no video decoder.
 """
@@ -14,15 +15,20 @@ from umt.models.checkpoints import (
 )
 from umt.models.clip_teacher import CLIPTeacher
 from umt.models.registry import create_model, list_models, model_config, register_model
+from umt.models.text_bert import BertTextEncoder, load_bert
+from umt.models.video_text import UMTVideoText
 from umt.models.video_vit import VideoViT
 
 __all__ = [
+    "BertTextEncoder",
     "CLIPTeacher",
+    "UMTVideoText",
     "VideoViT",
     "convert_checkpoint",
     "create_model",
     "detect_checkpoint",
     "list_models",
+    "load_bert",
     "load_checkpoint",
     "load_student",
     "load_teacher",

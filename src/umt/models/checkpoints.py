@@ -6,6 +6,11 @@ Known layouts:
 ``umt-pretrain``       official stage-1 student: ``encoder.blocks.*``, ``clip_decoder.K.{head,norm}``
 ``umt-finetune``       official classifier: ``blocks.*``, ``fc_norm``, ``head``, maybe ``pos_embed``
 ``umt-multimodal``     official stage-2 model: ``vision_encoder.*`` (student), ``clip_teacher.*``
+                       (teacher), ``text_encoder.*`` (BERT with cross-attention), ``vision_proj``,
+                       ``text_proj``, ``itm_head``, ``temp``: loads whole as a ``UMTVideoText``
+                       (part ``video-text``, the default) or as its student / teacher alone
+``umt-video-text``     this library's own ``UMTVideoText`` weights without their ``config.json``
+                       (refused for the whole model: its sizes need the config)
 ``clip-openai``        OpenAI CLIP: the ``visual`` tower alone (official UMT teacher files) or the
                        full model (``visual.*``); open_clip ``visual.*`` weights are the same layout
 ``clip-hf``            HuggingFace ``CLIPVisionModelWithProjection`` / ``CLIPModel`` (``vision_model.*``)
@@ -23,8 +28,14 @@ official training scripts store under ``args``): nothing else is ever unpickled.
 
 Sizes that tensor shapes cannot tell (attention heads, frames, resolution of a fixed position table)
 come from keyword overrides, else, for official files, the official defaults (head width 64,
-8 frames, 224 px); each default used is reported with an :class:`AssumedSizeWarning` (and in
-:func:`convert_checkpoint`'s report). umt's own weights without ``config.json`` are refused unless
+8 frames (4 for a stage-2 model), 224 px); each default used is reported with an
+:class:`AssumedSizeWarning` (and in :func:`convert_checkpoint`'s report).
+
+A whole stage-2 model (``UMTVideoText``) takes flat keyword overrides: ``VideoViT`` arguments as
+they are (``num_heads``, ``num_frames``, ``img_size``, ``align_interval``, ``drop_path_rate``, ...),
+``BertTextEncoder`` arguments prefixed ``text_`` (``text_num_heads``, ``text_dropout``,
+``text_mlm_head``, ...), ``CLIPTeacher`` arguments prefixed ``teacher_`` (``teacher_heads``,
+``teacher_img_size``, ``teacher_return_interval``, ...), and ``embed_dim`` / ``temp``. umt's own weights without ``config.json`` are refused unless
 their sizes are passed. A ``config.json`` is checked against the weights' shapes before any memory is
 allocated for the model.
 """
@@ -50,6 +61,8 @@ from torch import nn
 
 from umt.models.clip_teacher import CLIPTeacher
 from umt.models.layers import interpolate_grid_pos_embed, interpolate_pos_table
+from umt.models.text_bert import BertTextEncoder, bert_state_dict
+from umt.models.video_text import UMTVideoText, text_config, vision_config
 from umt.models.video_vit import VideoViT
 
 __all__ = [
@@ -82,7 +95,7 @@ class CheckpointInfo:
 
     path: str
     kind: str
-    parts: list[str] = field(default_factory=list)  # "student" and/or "teacher"
+    parts: list[str] = field(default_factory=list)  # "video-text", "student", "teacher"
     notes: list[str] = field(default_factory=list)
 
 
@@ -263,9 +276,14 @@ def detect_checkpoint(sd: dict[str, torch.Tensor], path: str = "<state dict>") -
     """Name the layout of a state dict from its tensor names (see the module docstring)."""
     keys = set(sd)
     if any(k.startswith("vision_encoder.") for k in keys):
-        parts = ["student"] + (
-            ["teacher"] if any(k.startswith("clip_teacher.") for k in keys) else []
-        )
+        if "text_encoder.word_embed.weight" in keys:  # umt's own UMTVideoText names
+            teacher = any(k.startswith("teacher.") for k in keys)
+            parts = ["video-text", "student"] + (["teacher"] if teacher else [])
+            return CheckpointInfo(path, "umt-video-text", parts, ["umt's own video-text weights"])
+        text = any(k.startswith("text_encoder.") for k in keys)
+        parts = (["video-text"] if text else []) + ["student"]
+        if any(k.startswith("clip_teacher.") for k in keys):
+            parts.append("teacher")
         return CheckpointInfo(path, "umt-multimodal", parts)
     if any(k.startswith("vision_model.") or ".vision_model." in k for k in keys):
         return CheckpointInfo(path, "clip-hf", ["teacher"])
@@ -319,7 +337,7 @@ def student_state_dict(
     Returns ``(state_dict, config)``; the config lacks what shapes cannot tell (heads, frames, size).
     """
     kind = kind or detect_checkpoint(sd).kind
-    if kind == "umt-multimodal":
+    if kind in ("umt-multimodal", "umt-video-text"):
         sd = _strip(sd, "vision_encoder.")
     sd = _strip_prefixes(sd)
     out: dict[str, torch.Tensor] = {}
@@ -437,7 +455,7 @@ def _student_from_weights(
     except ValueError as err:
         raise _error(f"{path}: {err}") from None
     learned = "pos_embed" in sd
-    if kind == "umt-student":
+    if kind in ("umt-student", "umt-video-text"):
         _require_sizes(path, learned, overrides)
     assumed: list[str] = []
     frames, img = 8, 224
@@ -528,6 +546,8 @@ def teacher_state_dict(
     kind = kind or detect_checkpoint(sd).kind
     if kind == "umt-multimodal":
         sd = _strip(sd, "clip_teacher.")
+    elif kind == "umt-video-text":
+        sd = _strip(sd, "teacher.")
     elif kind == "clip-hf":
         sd = _hf_to_openai(sd)
     elif "visual.conv1.weight" in sd:
@@ -655,7 +675,7 @@ def _teacher_from_weights(
     if "return_layers" not in overrides:
         cfg["return_layers"] = min(6, cfg["layers"])
         assumed.append(f"return_layers={cfg['return_layers']} (default: 6 at most)")
-    if kind == "umt-multimodal":
+    if kind in ("umt-multimodal", "umt-video-text"):
         cfg["normalize"] = False
     cfg.update(overrides)
     model = _build_checked(
@@ -676,6 +696,217 @@ def _load_teacher_weights(model: CLIPTeacher, sd: dict[str, torch.Tensor], stric
             sd["positional_embedding"], (model.grid, model.grid)
         )
     model.load_state_dict(sd, strict=strict)
+
+
+# --------------------------------------------------------------------------- video-text
+_VT_TOP = ("embed_dim", "temp")
+
+
+def _init_args(cls: type[nn.Module]) -> list[str]:
+    return [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+
+
+def _split_vt_overrides(
+    overrides: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Flat overrides of a whole video-text model -> (vision, text, teacher, top-level).
+
+    ``VideoViT`` arguments as they are, ``text_<BertTextEncoder argument>``,
+    ``teacher_<CLIPTeacher argument>``, ``embed_dim`` and ``temp``; anything else is refused
+    with a ``TypeError`` suggesting the closest name."""
+    vision_args, text_args = _init_args(VideoViT), _init_args(BertTextEncoder)
+    teacher_args = _init_args(CLIPTeacher)
+    vision: dict[str, Any] = {}
+    text: dict[str, Any] = {}
+    teacher: dict[str, Any] = {}
+    top: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in _VT_TOP:
+            top[key] = value
+        elif key.startswith("text_") and key[5:] in text_args:
+            text[key[5:]] = value
+        elif key.startswith("teacher_") and key[8:] in teacher_args:
+            teacher[key[8:]] = value
+        elif key in vision_args and key != "pool_norm":
+            vision[key] = value
+        else:
+            known = (
+                [a for a in vision_args if a != "pool_norm"]
+                + [f"text_{a}" for a in text_args]
+                + [f"teacher_{a}" for a in teacher_args]
+                + list(_VT_TOP)
+            )
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else "give VideoViT arguments as they are, text_<BertTextEncoder argument>, "
+                "teacher_<CLIPTeacher argument>, embed_dim or temp"
+            )
+            raise _error(f"overrides: unknown key {key!r} for a UMTVideoText ({hint})", TypeError)
+    return vision, text, teacher, top
+
+
+def _video_text_from_config(
+    path: Path,
+    sd: dict[str, torch.Tensor],
+    native: tuple[dict[str, Any], str],
+    strict: bool,
+    overrides: dict[str, Any],
+) -> tuple[UMTVideoText, dict[str, Any]]:
+    config, where = native
+    vision, text, teacher, top = _split_vt_overrides(overrides)
+    for name, part in (("vision", config.get("vision")), ("text", config.get("text"))):
+        if not isinstance(part, dict):
+            raise _error(f"{where}: {name!r} must be a JSON object of model arguments")
+    if teacher and not config.get("teacher"):
+        raise _error(f"{where} describes a video-text model without a teacher; drop teacher_*")
+    cfg = {
+        **config,
+        **top,
+        "vision": {**config["vision"], **vision},
+        "text": {**config["text"], **text},
+    }
+    if config.get("teacher"):
+        cfg["teacher"] = {**config["teacher"], **teacher}
+    for name, cls in (("vision", VideoViT), ("text", BertTextEncoder)):
+        _check_args(cls, list(config[name]), f"{where} ({name})", ValueError)
+    if config.get("teacher"):
+        _check_args(CLIPTeacher, list(config["teacher"]), f"{where} (teacher)", ValueError)
+    skip = []
+    if "num_frames" in vision or "img_size" in vision:
+        skip.append("vision_encoder.pos_embed")
+    if "img_size" in teacher:
+        skip.append("teacher.positional_embedding")
+    model = _build_checked(
+        UMTVideoText,
+        cfg,
+        sd,
+        strict,
+        skip=tuple(skip),
+        context=f"{where} does not match the weights in {_weights_file(path)}",
+    )
+    sub = _strip(sd, "vision_encoder.")
+    if "pos_embed" in sub:
+        v = config["vision"]
+        _resize_learned_pos(sub, model.vision_encoder, v.get("num_frames"), v.get("img_size"))
+        sd["vision_encoder.pos_embed"] = sub["pos_embed"]
+    if model.teacher is not None and "teacher.positional_embedding" in sd:
+        sd["teacher.positional_embedding"] = interpolate_grid_pos_embed(
+            sd["teacher.positional_embedding"], (model.teacher.grid, model.teacher.grid)
+        )
+    model.load_state_dict(sd, strict=strict)
+    return model, model.model_config
+
+
+def _video_text_from_weights(
+    path: Path, sd: dict[str, torch.Tensor], kind: str, strict: bool, overrides: dict[str, Any]
+) -> tuple[UMTVideoText, dict[str, Any], list[str]]:
+    """A whole official stage-2 model: sizes from the shapes, the rest from the overrides or the
+    official defaults (head width 64 for video, text and teacher; 4 frames; 224 px)."""
+    if kind != "umt-multimodal":
+        raise _error(
+            f"{path}: umt video-text weights without their config.json: put the config.json "
+            "saved with them beside the weights (the sizes of a whole video-text model are "
+            "not guessed)"
+        )
+    vision_o, text_o, teacher_o, top = _split_vt_overrides(overrides)
+    assumed: list[str] = []
+    try:
+        vsd, vcfg = student_state_dict(sd, kind)
+        tsd, tcfg = bert_state_dict({k: v for k, v in sd.items() if k.startswith("text_encoder.")})
+    except ValueError as err:
+        raise _error(f"{path}: {err}") from None
+
+    # vision
+    if "num_heads" not in vision_o:
+        vcfg["num_heads"] = max(1, vcfg["embed_dim"] // 64)
+        assumed.append(f"num_heads={vcfg['num_heads']} (video head width 64)")
+    frames, img = vision_o.get("num_frames"), vision_o.get("img_size")
+    if "pos_embed" in vsd:
+        try:
+            f0, i0 = _infer_layout(
+                vsd["pos_embed"].shape[1], vcfg["patch_size"], vcfg["tubelet_size"], img, frames
+            )
+        except ValueError as err:
+            raise _error(f"{path}: {err}") from None
+        if frames is None and img is None:
+            assumed.append(f"img_size=224 (official default; num_frames={f0} from the table)")
+        vcfg.update(num_frames=f0, img_size=i0)
+    else:
+        if frames is None:
+            assumed.append("num_frames=4 (official stage-2 default)")
+        if img is None:
+            assumed.append("img_size=224 (official default)")
+        vcfg.update(num_frames=4, img_size=224)
+    learned_frames, learned_img = vcfg["num_frames"], vcfg["img_size"]
+    vcfg.update(vision_o)
+    vcfg = vision_config(vcfg)
+
+    # text
+    if "num_heads" not in text_o:
+        tcfg["num_heads"] = max(1, tcfg["hidden_size"] // 64)
+        assumed.append(f"text_num_heads={tcfg['num_heads']} (text head width 64)")
+    tcfg.update(text_o)
+    if not tcfg.get("mlm_head", True):
+        tsd = {k: v for k, v in tsd.items() if not k.startswith("mlm_head.")}
+    tcfg = text_config(tcfg, vcfg["embed_dim"])
+
+    # teacher
+    teacher_cfg = None
+    teacher_sd: dict[str, torch.Tensor] = {}
+    if any(k.startswith("clip_teacher.") for k in sd):
+        try:
+            teacher_sd, teacher_cfg = teacher_state_dict(sd, kind)
+        except ValueError as err:
+            raise _error(f"{path}: {err}") from None
+        if "heads" not in teacher_o:
+            teacher_cfg["heads"] = max(1, teacher_cfg["width"] // 64)
+            assumed.append(f"teacher_heads={teacher_cfg['heads']} (head width 64)")
+        # The official model returns as many teacher layers as the student aligns.
+        k = vcfg.get("align_layers", 0) or min(6, teacher_cfg["layers"])
+        teacher_cfg.update(return_layers=k, normalize=False)
+        teacher_cfg["return_interval"] = vcfg.get("align_interval", 1)
+        teacher_cfg.update(teacher_o)
+
+    # joint heads
+    if "vision_proj.weight" not in sd or "text_proj.weight" not in sd:
+        raise _error(f"{path}: a stage-2 checkpoint without vision_proj / text_proj")
+    cfg: dict[str, Any] = {
+        "vision": vcfg,
+        "text": tcfg,
+        "embed_dim": sd["vision_proj.weight"].shape[0],
+        "temp": 0.07,
+        "teacher": teacher_cfg,
+    }
+    cfg.update(top)
+    whole = {f"vision_encoder.{k}": v for k, v in vsd.items()}
+    whole.update({f"text_encoder.{k}": v for k, v in tsd.items()})
+    whole.update({f"teacher.{k}": v for k, v in teacher_sd.items()})
+    for name in ("vision_proj", "text_proj", "itm_head"):
+        for t in ("weight", "bias"):
+            if f"{name}.{t}" in sd:
+                whole[f"{name}.{t}"] = sd[f"{name}.{t}"]
+    if "temp" in sd:
+        whole["temp"] = sd["temp"].reshape(())
+    model = _build_checked(
+        UMTVideoText,
+        cfg,
+        whole,
+        strict,
+        skip=("vision_encoder.pos_embed", "teacher.positional_embedding"),
+        context=f"{path}: the weights do not fit the {kind} video-text model with the given "
+        "and assumed sizes",
+    )
+    if "pos_embed" in vsd:
+        _resize_learned_pos(vsd, model.vision_encoder, learned_frames, learned_img)
+        whole["vision_encoder.pos_embed"] = vsd["pos_embed"]
+    if model.teacher is not None:
+        whole["teacher.positional_embedding"] = interpolate_grid_pos_embed(
+            whole["teacher.positional_embedding"], (model.teacher.grid, model.teacher.grid)
+        )
+    model.load_state_dict(whole, strict=False)  # what does not fit was refused above
+    return model, model.model_config, assumed
 
 
 # --------------------------------------------------------------------------- checks
@@ -785,7 +1016,17 @@ def _native_config(path: str | Path) -> tuple[dict[str, Any], str] | None:
 
 
 def _native_kind(cfg: dict[str, Any]) -> str:
+    if "vision" in cfg and "text" in cfg:
+        return "video-text"
     return "teacher" if "width" in cfg else "student"
+
+
+_NATIVE_CLASSES: dict[str, type[nn.Module]] = {
+    "video-text": UMTVideoText,
+    "student": VideoViT,
+    "teacher": CLIPTeacher,
+}
+_PARTS = ("auto", "video-text", "student", "teacher")
 
 
 def save_pretrained(model: nn.Module, out_dir: str | Path) -> Path:
@@ -793,22 +1034,29 @@ def save_pretrained(model: nn.Module, out_dir: str | Path) -> Path:
 
     The folder reloads with :func:`load_checkpoint` (or ``VideoViT.from_pretrained``) alone.
     """
-    if not isinstance(model, (VideoViT, CLIPTeacher)):
+    if not isinstance(model, (VideoViT, CLIPTeacher, UMTVideoText)):
         raise TypeError(f"cannot save a {type(model).__name__}")
     out_dir = Path(out_dir)
-    model.save_pretrained(out_dir)
+    if isinstance(model, UMTVideoText):
+        model.save_pretrained(out_dir, config=model.model_config)
+    else:
+        model.save_pretrained(out_dir)
     return out_dir
 
 
 def load_checkpoint(
     path: str | Path, part: str = "auto", strict: bool = True, **overrides: Any
 ) -> nn.Module:
-    """Load a student or a teacher from any known layout (``part``: auto, student or teacher).
+    """Load a model from any known layout (``part``: auto, video-text, student or teacher).
 
-    ``auto`` picks the student when the file holds one, else the teacher. ``overrides`` are the
-    model's constructor arguments. umt's own weights without ``config.json`` need ``num_heads``,
-    ``num_frames`` and ``img_size``; sizes assumed for official files are reported with an
-    :class:`AssumedSizeWarning`.
+    ``auto`` picks the whole video-text model (``UMTVideoText``) when the file holds one (an
+    official stage-2 file with ``text_encoder.*``, or umt's own saved one), else the student when
+    it holds one, else the teacher; ``student`` / ``teacher`` take that part alone. ``overrides``
+    are the model's constructor arguments (for a video-text model: flat names, see the module
+    docstring: ``num_heads``, ``num_frames``, ``img_size``, ``text_num_heads``, ``teacher_heads``,
+    ``teacher_img_size``, ``embed_dim``, ...). umt's own weights without ``config.json`` need
+    ``num_heads``, ``num_frames`` and ``img_size``; sizes assumed for official files are reported
+    with an :class:`AssumedSizeWarning`.
     """
     model, _, kind, assumed = _load_any(path, part, strict, overrides)
     _warn_assumed(path, kind, assumed)
@@ -836,26 +1084,32 @@ class _Source:
     native: tuple[dict[str, Any], str] | None
     kind: str
     which: str
+    pick: str | None = None  # "student" / "teacher": taken out of a whole umt video-text model
 
 
 def _open(path: str | Path, part: str) -> _Source:
-    if part not in ("auto", "student", "teacher"):
-        raise ValueError(f"part must be auto, student or teacher, not {part!r}")
+    if part not in _PARTS:
+        raise ValueError(f"part must be one of {', '.join(_PARTS)}, not {part!r}")
     path = Path(path)
     native = _native_config(path)
     sd = read_state_dict(path)
     if native is not None:
         config, where = native
         which = _native_kind(config)
+        _check_args(_NATIVE_CLASSES[which], list(config), where, ValueError)
+        if which == "video-text" and part in ("student", "teacher"):
+            if part == "teacher" and not config.get("teacher"):
+                raise _error(f"{where} describes a video-text model without a teacher")
+            return _Source(path, sd, native, "umt", which, pick=part)
         if part not in ("auto", which):
             raise _error(f"{where} describes a {which}, not a {part}")
-        cls = CLIPTeacher if which == "teacher" else VideoViT
-        _check_args(cls, list(config), where, ValueError)
         return _Source(path, sd, native, "umt", which)
     info = _detect(path, sd)
     which = info.parts[0] if part == "auto" else part
     if which not in info.parts:
-        what = "no CLIP teacher" if which == "teacher" else "no student"
+        what = {"teacher": "no CLIP teacher", "student": "no student"}.get(
+            which, "no text encoder (not a whole video-text model)"
+        )
         raise _error(f"{path}: a {info.kind} checkpoint holds {what}")
     return _Source(path, sd, None, info.kind, which)
 
@@ -863,6 +1117,20 @@ def _open(path: str | Path, part: str) -> _Source:
 def _load_source(
     src: _Source, strict: bool, overrides: dict[str, Any]
 ) -> tuple[nn.Module, dict[str, Any], list[str]]:
+    if src.which == "video-text":
+        _split_vt_overrides(overrides)  # refuses unknown names before any work
+        if src.native is not None:
+            model, cfg = _video_text_from_config(src.path, src.sd, src.native, strict, overrides)
+            assumed: list[str] = []
+        else:
+            model, cfg, assumed = _video_text_from_weights(
+                src.path, src.sd, src.kind, strict, overrides
+            )
+        if src.pick == "student":
+            return model.vision_encoder, cfg["vision"], assumed
+        if src.pick == "teacher":
+            return model.teacher, cfg["teacher"], assumed
+        return model, cfg, assumed
     teacher = src.which == "teacher"
     _check_args(CLIPTeacher if teacher else VideoViT, list(overrides), "overrides", TypeError)
     if src.native is not None:
@@ -892,24 +1160,34 @@ def convert_checkpoint(
 ) -> str:
     """Convert ``src`` into umt's format in ``out_dir``; returns a short report of what was found.
 
-    ``num_frames`` applies to a student only; ``num_heads`` sets the student's ``num_heads`` or the
-    teacher's ``heads``. Sizes not stored in ``src`` and not given are listed on an ``assumed:``
-    line of the report (they are written into ``out_dir/config.json``).
+    ``num_frames`` applies to a student (or the video encoder of a video-text model) only;
+    ``num_heads`` and ``img_size`` set the student's / video encoder's ``num_heads`` and
+    ``img_size``, or the teacher's ``heads`` and ``img_size``. Sizes not stored in ``src`` and not
+    given are listed on an ``assumed:`` line of the report (they are written into
+    ``out_dir/config.json``). A whole video-text model takes the flat overrides of
+    :func:`load_checkpoint` (``text_num_heads``, ``teacher_heads``, ...).
     """
     source = _open(src, part)
-    which = source.which
+    target = source.pick or source.which
+    prefix = "teacher_" if target == "teacher" and source.which == "video-text" else ""
     if img_size is not None:
-        overrides["img_size"] = img_size
-    if num_frames is not None and which == "student":
+        overrides[prefix + "img_size"] = img_size
+    if num_frames is not None and target in ("student", "video-text"):
         overrides["num_frames"] = num_frames
     if num_heads is not None:
-        overrides["heads" if which == "teacher" else "num_heads"] = num_heads
+        overrides[prefix + "heads" if target == "teacher" else "num_heads"] = num_heads
     model, cfg, assumed = _load_source(source, True, overrides)
     kind = source.kind
     save_pretrained(model, out_dir)
     n_params = sum(p.numel() for p in model.parameters())
     lines = [f"source: {src}", f"format: {kind}"]
-    if isinstance(model, VideoViT):
+    if isinstance(model, UMTVideoText):
+        lines += _video_text_report(model)
+        flags = (
+            "--num-heads / --num-frames / --img-size (video), text_num_heads= / teacher_heads= "
+            "in Python"
+        )
+    elif isinstance(model, VideoViT):
         what = "classifier" if model.head is not None else "student encoder"
         lines += [
             f"model: video ViT {what}",
@@ -932,6 +1210,8 @@ def convert_checkpoint(
             f"input: {model.img_size}px; returns the last {model.return_layers} layers (K)",
         ]
         flags = "--num-heads / --img-size, return_layers= in Python"
+        if source.which == "video-text":
+            flags = "teacher_heads= / teacher_img_size= in Python"
     if assumed:
         lines.append(
             f"assumed: {'; '.join(assumed)} - not stored in the checkpoint; set them with {flags} "
@@ -939,3 +1219,28 @@ def convert_checkpoint(
         )
     lines += [f"parameters: {n_params:,}", f"written: {Path(out_dir) / 'model.safetensors'}"]
     return "\n".join(_clean(line) for line in lines)
+
+
+def _video_text_report(model: UMTVideoText) -> list[str]:
+    v, t = model.vision_encoder, model.text_encoder
+    k = len(v.align_indices)
+    lines = [
+        "model: UMT video-text (stage 2): video ViT + BERT with cross-attention",
+        f"video: width {v.embed_dim}, depth {len(v.blocks)}, heads {v.blocks[0].attn.num_heads}, "
+        f"patch {v.patch_size}, tubelet {v.tubelet_size}; {v.num_frames} frames of "
+        f"{v.img_size}px; aligned layers (K): {k}",
+        f"text: width {t.hidden_size}, layers {t.num_layers}, heads "
+        f"{t.layers[0].self_attn.num_heads}, cross-attention from layer {t.fusion_layer}, "
+        f"vocab {t.vocab_size}, masked-LM head: {'yes' if t.mlm_head is not None else 'no'}",
+        f"joint space: {model.embed_dim}-d, temperature {model.temp.detach().item():.4g}",
+    ]
+    if model.teacher is None:
+        lines.append("teacher: none")
+    else:
+        c = model.teacher
+        lines.append(
+            f"teacher: CLIP width {c.width}, depth {len(c.transformer.resblocks)}, heads "
+            f"{c.transformer.resblocks[0].attn.heads}, patch {c.patch_size}, {c.img_size}px, "
+            f"output {c.output_dim}, returns {c.return_layers} layers (frozen)"
+        )
+    return lines

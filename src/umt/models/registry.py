@@ -2,15 +2,20 @@
 
 The sizes are the paper's: UMT-B/16 aligns 6 of its 12 blocks (768 wide) onto the 512-d output of
 CLIP-B/16; UMT-L/16 aligns 6 of its 24 blocks (1024 wide) onto the 768-d output of CLIP-L/14.
+The stage-2 video-text models (``umt-b16-vt``, ``umt-l16-vt``) add BERT-base (cross-attention from
+layer 9, 512-d joint space) resp. BERT-large (from layer 19, 768-d) and the frozen CLIP teacher
+(CLIP-L/14 at 196 px for L), at 4 frames; ``teacher=None`` leaves the teacher out.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from torch import nn
 
 from umt.models.clip_teacher import CLIPTeacher
+from umt.models.video_text import UMTVideoText
 from umt.models.video_vit import VideoViT
 
 __all__ = ["create_model", "list_models", "model_config", "register_model"]
@@ -22,7 +27,7 @@ def register_model(name: str, cls: type[nn.Module], description: str, **config: 
     """Add a named variant: ``cls(**config)`` (overridable at ``create_model`` time)."""
     if name in _REGISTRY:
         raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = (cls, dict(config), description)
+    _REGISTRY[name] = (cls, copy.deepcopy(config), description)
 
 
 def list_models() -> list[str]:
@@ -31,8 +36,8 @@ def list_models() -> list[str]:
 
 
 def model_config(name: str) -> dict[str, Any]:
-    """The constructor arguments of a variant (a copy)."""
-    return dict(_lookup(name)[1])
+    """The constructor arguments of a variant (a deep copy)."""
+    return copy.deepcopy(_lookup(name)[1])
 
 
 def _lookup(name: str) -> tuple[type[nn.Module], dict[str, Any], str]:
@@ -49,7 +54,7 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     K400 fine-tuning model; ``create_model("clip-l14", img_size=196)`` the UMT-L teacher.
     """
     cls, config, _ = _lookup(name)
-    return cls(**{**config, **overrides})
+    return cls(**{**copy.deepcopy(config), **overrides})
 
 
 _STUDENT_B = dict(embed_dim=768, depth=12, num_heads=12, align_layers=6, align_dim=512)
@@ -97,4 +102,47 @@ register_model(
     heads=16,
     output_dim=768,
     return_layers=6,
+)
+
+
+_BERT_BASE = dict(
+    vocab_size=30522,
+    hidden_size=768,
+    num_layers=12,
+    num_heads=12,
+    intermediate_size=3072,
+    fusion_layer=9,
+    encoder_width=768,
+)
+_BERT_LARGE = dict(
+    vocab_size=30522,
+    hidden_size=1024,
+    num_layers=24,
+    num_heads=16,
+    intermediate_size=4096,
+    fusion_layer=19,
+    encoder_width=1024,
+)
+_STAGE2 = dict(_COMMON, num_frames=4)
+register_model(
+    "umt-b16-vt",
+    UMTVideoText,
+    "UMT-B/16 video-text (stage 2): UMT-B/16 4x224 + BERT-base (fusion from layer 9), 512-d, "
+    "CLIP-B/16 teacher",
+    vision=dict(_STAGE2, **_STUDENT_B),
+    text=_BERT_BASE,
+    embed_dim=512,
+    temp=0.07,
+    teacher=dict(model_config("clip-b16"), normalize=False),
+)
+register_model(
+    "umt-l16-vt",
+    UMTVideoText,
+    "UMT-L/16 video-text (stage 2): UMT-L/16 4x224 + BERT-large (fusion from layer 19), 768-d, "
+    "CLIP-L/14 teacher at 196px",
+    vision=dict(_STAGE2, **_STUDENT_L),
+    text=_BERT_LARGE,
+    embed_dim=768,
+    temp=0.07,
+    teacher=dict(model_config("clip-l14"), img_size=196, normalize=False),
 )

@@ -221,6 +221,11 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
         self.grad_checkpoint_blocks = 0
 
         self.patch_embed = PatchEmbed3d(patch_size, tubelet_size, in_chans, embed_dim)
+        # A one-frame clip (an image) may use the first H*W rows of a plain (not interpolated)
+        # sin-cos table: the official stage-2 image table, which equals them.
+        self.image_positions = pos_embed == "sincos" and (
+            sincos_source_grid is None or tuple(sincos_source_grid) == self.grid
+        )
         if pos_embed == "learned":
             self.pos_embed = nn.Parameter(torch.zeros(1, self.num_patches, embed_dim))
             # The official pretraining model truncates at +-1 std, the fine-tuning one at +-2.
@@ -290,14 +295,24 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
         self.grad_checkpoint_blocks = len(self.blocks) if num_blocks is True else int(num_blocks)
 
     # ------------------------------------------------------------------ steps
+    def _one_frame(self, n: int) -> bool:
+        """Whether ``n`` tokens are one frame (an image) that takes the first H*W positions."""
+        return self.image_positions and n == self.num_patches_per_frame != self.num_patches
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Patchify and add positions: ``[B, 3, T, H, W] -> [B, N, C]``."""
+        """Patchify and add positions: ``[B, 3, T, H, W] -> [B, N, C]``.
+
+        A one-frame clip (``T = 1``, an image, as in stage 2) takes the first H*W rows of the
+        fixed sin-cos table (the official image table); other layouts must match the model's."""
         if x.ndim != 5:
             raise ValueError(f"expected video [B, 3, T, H, W], got shape {tuple(x.shape)}")
         tokens = self.patch_embed(x)  # [B, N, C]
-        if tokens.shape[1] != self.pos_embed.shape[1]:
+        n = tokens.shape[1]
+        if x.shape[2] == 1 and self._one_frame(n):
+            return tokens + self.pos_embed[:, :n].to(tokens.dtype)
+        if n != self.pos_embed.shape[1]:
             raise ValueError(
-                f"input {tuple(x.shape[2:])} gives {tokens.shape[1]} tokens but the model is built "
+                f"input {tuple(x.shape[2:])} gives {n} tokens but the model is built "
                 f"for {self.num_frames} frames of {self.img_size}px ({self.pos_embed.shape[1]} tokens)"
             )
         return tokens + self.pos_embed.to(tokens.dtype)
@@ -380,11 +395,16 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
         """Alignment heads: ``[K, B, N_vis, C] -> [K, B, N_vis, align_dim]``.
 
         Adds the fixed position table at the kept positions, then ``LayerNorm_k(Linear_k(.))``.
+        A one-frame clip (mask ``[B, H*W]``) takes the table's first H*W rows.
         """
         if self.align_heads is None:
             raise RuntimeError("this model has no alignment heads (align_layers=0)")
-        k, b, _, c = intermediates.shape
-        pos = self.align_pos_embed.to(intermediates.dtype).expand(b, -1, -1)  # [B, N, C]
+        k, b, n_vis, c = intermediates.shape
+        pos = self.align_pos_embed.to(intermediates.dtype)  # [1, N, C]
+        n = mask.shape[1] if mask is not None else n_vis
+        if n != pos.shape[1] and self._one_frame(n):
+            pos = pos[:, :n]  # a one-frame clip (an image): the first H*W positions
+        pos = pos.expand(b, -1, -1)  # [B, N, C]
         if mask is not None:
             pos = self.keep_tokens(pos, mask)  # [B, N_vis, C]
         x = intermediates + pos.unsqueeze(0)  # [K, B, N_vis, C]

@@ -16,21 +16,23 @@ from umt.train.loop import RunResult, train
 
 
 def pretrain(cfg: Config, echo: Callable[[str], None] | None = None) -> RunResult:
-    """Stage-1 pretraining as ``cfg`` says (:class:`umt.train.tasks.Stage1Task` in the loop).
+    """Pretraining as ``cfg`` says: stage 1 (:class:`umt.train.tasks.Stage1Task`) or, for a
+    ``stage2`` recipe, video-text stage 2 (:class:`umt.train.tasks.VideoTextTask`).
 
     Under torchrun with the gloo backend, end the worker process with
     :func:`umt.train.distributed.exit_process` after this returns (``umt pretrain`` does)."""
-    from umt.train.tasks import Stage1Task
+    from umt.train.tasks import task_class
 
-    return train(cfg, Stage1Task, echo)
+    return train(cfg, task_class(cfg.task), echo)
 
 
 def finetune(cfg: Config, echo: Callable[[str], None] | None = None) -> RunResult:
-    """Classification fine-tuning as ``cfg`` (a :class:`umt.config.FinetuneConfig`) says
-    (:class:`umt.train.tasks.ClassifyTask` in the loop)."""
-    from umt.train.tasks import ClassifyTask
+    """Fine-tuning as ``cfg`` says: classification (:class:`umt.train.tasks.ClassifyTask`) or,
+    for a ``finetune-retrieval`` recipe, text-video retrieval
+    (:class:`umt.train.tasks.VideoTextTask`)."""
+    from umt.train.tasks import task_class
 
-    return train(cfg, ClassifyTask, echo)
+    return train(cfg, task_class(cfg.task), echo)
 
 
 __all__ = ["RunResult", "finetune", "pretrain", "train"]

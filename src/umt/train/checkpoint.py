@@ -70,16 +70,19 @@ def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
 
     sd = get_model_state_dict(model, options=_options(_distributed()))
-    return {_strip(k): v.detach().cpu().contiguous() for k, v in sd.items()}
+    prefix = _prefix(model)
+    return {_strip(k, prefix): v.detach().cpu().contiguous() for k, v in sd.items()}
 
 
-def _strip(name: str) -> str:
-    return name[len("student.") :] if name.startswith("student.") else name
+def _strip(name: str, prefix: str) -> str:
+    return name[len(prefix) :] if prefix and name.startswith(prefix) else name
 
 
 def _prefix(model: nn.Module) -> str:
+    """The name prefix of the exported model inside a task's training module
+    (its ``state_prefix``, e.g. ``"student."``): checkpoints hold the exported model's names."""
     inner = getattr(model, "module", model)
-    return "student." if hasattr(inner, "student") else ""
+    return getattr(inner, "state_prefix", "")
 
 
 def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -171,6 +174,7 @@ def save_checkpoint(
     keep_last: int = 3,
     model_config: dict[str, Any] | None = None,
     ema: Any = None,
+    extra_files: dict[str, bytes] | None = None,
 ) -> Path | None:
     """Write ``root/step_{state.step:06d}`` atomically (rank 0 writes; all ranks must call it,
     FSDP gathers are collective). Keeps the newest ``keep_last`` complete checkpoints.
@@ -188,7 +192,9 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        _write_checkpoint(tmp, weights, optim_sd, state, config_yaml, model_config, ema_weights)
+        _write_checkpoint(
+            tmp, weights, optim_sd, state, config_yaml, model_config, ema_weights, extra_files
+        )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -207,8 +213,11 @@ def _write_checkpoint(
     config_yaml: str,
     model_config: dict[str, Any] | None,
     ema_weights: dict[str, torch.Tensor] | None = None,
+    extra_files: dict[str, bytes] | None = None,
 ) -> None:
     tmp.mkdir()
+    for name, data in (extra_files or {}).items():  # e.g. the tokenizer's vocab.txt
+        (tmp / name).write_bytes(data)
     if ema_weights is not None:
         save_file(ema_weights, str(tmp / "ema.safetensors"))
     save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
@@ -243,9 +252,11 @@ def save_export(
     model_config: dict[str, Any] | None,
     info: dict[str, Any] | None = None,
     is_main: bool = True,
+    extra_files: dict[str, bytes] | None = None,
 ) -> Path | None:
     """Write ``model`` as a loadable folder (``model.safetensors`` + ``config.json`` +
-    ``info.json``), replacing ``out`` atomically. All ranks call it (FSDP gathers)."""
+    ``info.json`` + ``extra_files``), replacing ``out`` atomically. All ranks call it (FSDP
+    gathers)."""
     weights = model_state(model)
     if not is_main:
         return None
@@ -259,6 +270,8 @@ def save_export(
         if model_config is not None:
             _write_json(tmp / "config.json", model_config)
         _write_json(tmp / "info.json", info or {})
+        for name, data in (extra_files or {}).items():
+            (tmp / name).write_bytes(data)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -48,9 +48,12 @@ def build_video_dataset(
     return umt_data.build_dataset(annotations, root=cfg.data.root or None, **kw)
 
 
-def build_shard_dataset(cfg: Config, info: DistInfo, pattern: str, kw: dict[str, Any]) -> Any:
+def build_shard_dataset(
+    cfg: Config, info: DistInfo, pattern: str, kw: dict[str, Any], cls: type | None = None
+) -> Any:
     """WebDataset tar shards (``data.train_list=shards-{000..099}.tar``), streamed: each process
-    and worker cycles over its share of the shards; an epoch is ``data.num_samples`` clips."""
+    and worker cycles over its share of the shards; an epoch is ``data.num_samples`` clips.
+    ``cls``: the stream class (default :class:`umt.data.ShardDataset`)."""
     from umt import data as umt_data
 
     d = cfg.data
@@ -59,7 +62,7 @@ def build_shard_dataset(cfg: Config, info: DistInfo, pattern: str, kw: dict[str,
             f"data.train_list={pattern}: tar shards stream without a length; set "
             "data.num_samples to the clips per epoch (all processes together)"
         )
-    dataset = umt_data.ShardDataset(
+    dataset = (cls or umt_data.ShardDataset)(
         pattern, repeat=True, rank=info.rank, world_size=info.world_size, **kw
     )
     dataset.urls = [str(Path(d.root, u)) if d.root else u for u in dataset.urls]

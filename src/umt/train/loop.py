@@ -26,7 +26,6 @@ from umt.train import checkpoint as ckpt
 from umt.train import runs
 from umt.train.distributed import (
     DistInfo,
-    ResumableSampler,
     all_reduce_mean,
     all_reduce_sum_int,
     barrier,
@@ -276,13 +275,8 @@ class _Run:
                     f"({cfg.train.batch_size} x {info.world_size} processes)"
                 )
         else:
-            self.sampler = ResumableSampler(
-                len(self.dataset),
-                cfg.train.batch_size,
-                info.world_size,
-                info.rank,
-                seed=cfg.train.seed,
-                with_epoch=True,
+            self.sampler = self.task.build_sampler(
+                self.dataset, cfg.train.batch_size, info.world_size, info.rank, cfg.train.seed
             )
             self.num_clips = len(self.dataset)
             batches_per_rank = self.sampler.num_batches
@@ -394,6 +388,7 @@ class _Run:
         self.config_yaml = cfg.to_yaml()
         model = task.build_model()
         self.exported = task.export_model(model)
+        self.extra_files = task.export_files()
         self.model = wrap_model(model, cfg, info, self.amp)
         self.loader = torch.utils.data.DataLoader(
             self.dataset,
@@ -422,6 +417,9 @@ class _Run:
             self.ema = ModelEMA(unwrap(self.model), cfg.train.ema_decay)
         self.best: dict[str, Any] | None = None
         self.evaluated_at = -1
+        # The global generator (dropout): seed + rank, as the official scripts; a resume
+        # restores the saved state instead.
+        torch.manual_seed(cfg.train.seed + info.rank)
         self.state = self._resume()
         self.best = self.state.extra.get("best")
         if self.main:
@@ -471,6 +469,7 @@ class _Run:
                 keep_last=self.cfg.train.keep_last,
                 model_config=self._model_config(),
                 ema=self.ema,
+                extra_files=self.extra_files,
             )
         except OSError as err:
             raise RunError(
@@ -555,6 +554,7 @@ class _Run:
                             "step_s": dt,
                             "skipped_videos": skipped,
                             "time": round(time.time() - self.t_start, 3),
+                            **task.step_metrics(),
                         }
                     )
                 stop = all_reduce_sum_int(int(stopper.requested), info.device) > 0
@@ -609,7 +609,7 @@ class _Run:
         try:
             ckpt.save_export(
                 self.out / "best", self._eval_model(), self._model_config(), info=self.best,
-                is_main=self.main,
+                is_main=self.main, extra_files=self.extra_files,
             )  # fmt: skip
         except OSError as err:
             raise RunError(runs.describe_os_error(err, str(self.out / "best"))) from None

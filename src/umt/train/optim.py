@@ -225,12 +225,42 @@ def scaled_lrs(cfg: Config, world_size: int) -> tuple[float, float, float, int]:
     return o.lr * factor, o.min_lr * factor, o.warmup_lr * factor, total
 
 
+def cosine_floor_scheduler(
+    base_value: float,
+    floor: float,
+    epochs: int,
+    niter_per_ep: int,
+    warmup_epochs: int = 0,
+    warmup_steps: int = -1,
+) -> list[float]:
+    """Per-step values of the official multi-modality schedule (``get_cosine_schedule_with_warmup``
+    with ``min_lr_multi``): ``base x max(floor, s / W)`` for the W warm-up steps, then
+    ``base x max(floor, (1 + cos(pi p)) / 2)`` with p the progress over the remaining steps;
+    length ``epochs * niter_per_ep``."""
+    total = epochs * niter_per_ep
+    warm = warmup_steps if warmup_steps > 0 else warmup_epochs * niter_per_ep
+    values = []
+    for s in range(total):
+        if s < warm:
+            mult = max(floor, s / max(1, warm))
+        else:
+            progress = (s - warm) / max(1, total - warm)
+            mult = max(floor, 0.5 * (1.0 + math.cos(math.pi * progress)))
+        values.append(base_value * mult)
+    return values
+
+
 def build_schedules(cfg: Config, steps_per_epoch: int, world_size: int) -> Schedules:
     lr, min_lr, warmup_lr, _ = scaled_lrs(cfg, world_size)
     s = cfg.schedule
-    lrs = cosine_scheduler(
-        lr, min_lr, s.epochs, steps_per_epoch, s.warmup_epochs, warmup_lr, s.warmup_steps
-    )
+    if s.kind == "cosine_floor":
+        lrs = cosine_floor_scheduler(
+            lr, s.lr_floor, s.epochs, steps_per_epoch, s.warmup_epochs, s.warmup_steps
+        )
+    else:
+        lrs = cosine_scheduler(
+            lr, min_lr, s.epochs, steps_per_epoch, s.warmup_epochs, warmup_lr, s.warmup_steps
+        )
     wd_end = (
         cfg.optim.weight_decay if cfg.optim.weight_decay_end is None else cfg.optim.weight_decay_end
     )

@@ -1,10 +1,34 @@
 """Training tasks: what each builds (models, data) and its loss for one micro-batch.
 
-``stage1`` (UMA, ``umt pretrain``), ``classify`` (``umt finetune``). The loop (:mod:`umt.train.loop`) never names a task.
+``stage1`` (UMA, ``umt pretrain``), ``video_text`` (stage 2 with ``umt pretrain`` and retrieval
+fine-tuning with ``umt finetune``), ``classify`` (``umt finetune``). The loop
+(:mod:`umt.train.loop`) never names a task.
 """
 
 from umt.train.tasks.base import RunContext, Task
 from umt.train.tasks.classify import ClassifyTask
 from umt.train.tasks.stage1 import Stage1Task
+from umt.train.tasks.video_text import VideoTextTask
 
-__all__ = ["ClassifyTask", "RunContext", "Stage1Task", "Task"]
+TASKS: dict[str, type[Task]] = {
+    "pretrain": Stage1Task,
+    "finetune": ClassifyTask,
+    "stage2": VideoTextTask,
+    "finetune-retrieval": VideoTextTask,
+}
+
+
+def task_class(task: str) -> type[Task]:
+    """The task class that runs a config's ``task``."""
+    return TASKS[task]
+
+
+__all__ = [
+    "TASKS",
+    "ClassifyTask",
+    "RunContext",
+    "Stage1Task",
+    "Task",
+    "VideoTextTask",
+    "task_class",
+]

@@ -74,6 +74,23 @@ class Task:
         ``(epoch, i)``) or an ``IterableDataset`` that streams (needs ``data.num_samples``)."""
         raise NotImplementedError
 
+    def build_sampler(
+        self,
+        dataset: torch.utils.data.Dataset,
+        batch_size: int,
+        world_size: int,
+        rank: int,
+        seed: int,
+    ) -> Any:
+        """The sampler of a map-style training set: it yields ``(epoch, index)`` items, has
+        ``num_batches`` (per process and epoch) and ``set_position(epoch, batch)`` for exact
+        resumes. Default: every clip once per epoch, shuffled with ``seed + epoch``."""
+        from umt.train.distributed import ResumableSampler
+
+        return ResumableSampler(
+            len(dataset), batch_size, world_size, rank, seed=seed, with_epoch=True
+        )
+
     def collate(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         from umt.data import collate_videos
 
@@ -87,6 +104,10 @@ class Task:
         """The plain model inside ``model`` whose constructor config goes beside each
         checkpoint's weights (``config.json``), so the checkpoint loads back on its own."""
         return None
+
+    def export_files(self) -> dict[str, bytes]:
+        """Files written beside each checkpoint's weights (e.g. a tokenizer's ``vocab.txt``)."""
+        return {}
 
     def describe(self, model: nn.Module) -> list[str]:
         """Lines printed at the start of a run (sizes, teacher, ...)."""
@@ -110,6 +131,11 @@ class Task:
     def loss(self, model: nn.Module, batch: dict[str, Any], epoch: int) -> torch.Tensor:
         """The loss of one micro-batch (a scalar tensor with a graph to ``model``)."""
         raise NotImplementedError
+
+    def step_metrics(self) -> dict[str, float]:
+        """Extra numbers logged with each step (e.g. the parts of a summed loss), from the
+        last micro-batch :meth:`loss` computed on this process."""
+        return {}
 
     # ---------------------------------------------------------------- evaluation
     # The metric whose best value is kept as ``<run>/best/`` (higher is better); None: no best.

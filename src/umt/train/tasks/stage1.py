@@ -38,6 +38,8 @@ TEACHER_FORMATS = (
 class AlignedStudent(nn.Module):
     """Makes ``student.forward_aligned`` the module's ``forward`` so DDP / FSDP hooks run."""
 
+    state_prefix = "student."  # checkpoints hold the student's own names
+
     def __init__(self, student: nn.Module) -> None:
         super().__init__()
         self.student = student

