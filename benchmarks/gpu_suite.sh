@@ -2,7 +2,8 @@
 # Everything GPU-side in one call (for a session lent a GPU machine): environment, CUDA parity
 # against the official fixtures, model timings, the stage-1 step at the paper's UMT-B/16 size
 # (batch 64, 8x224, CLIP-B/16 teacher, bf16) with and without torch.compile, and the UMT-B/16
-# fine-tuning step (16 videos x 2 clips, 8x224, bf16 and fp16) with evaluation throughput.
+# fine-tuning step (16 videos x 2 clips, 8x224, bf16 and fp16) with evaluation throughput, and the
+# UMT-B/16 stage-2 step (32 pairs, 4x224, CLIP-B/16 teacher, BERT-base; bf16 and fp16).
 # Usage (repo root, with umt importable): bash benchmarks/gpu_suite.sh [OUT_DIR]
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -19,5 +20,8 @@ run "$PY" stage1_step.py --device cuda --preset umt-b16 --steps 20 --compile
 run "$PY" stage1_step.py --device cuda --preset umt-l16 --steps 10
 run "$PY" finetune_step.py --device cuda --preset umt-b16 --steps 20 --precision bf16 --impl both
 run "$PY" finetune_step.py --device cuda --preset umt-b16 --steps 20 --precision fp16 --impl umt --decode
+run "$PY" stage2_step.py --device cuda --preset umt-b16 --steps 10 --precision bf16 --impl both
+run "$PY" stage2_step.py --device cuda --preset umt-b16 --steps 10 --precision fp16
+run "$PY" search_latency.py --threads 16 --rerank
 grep -h '^{' "$OUT/gpu_suite.log" > "$OUT/gpu_suite.jsonl" || true
 echo "results: $OUT/gpu_suite.log, $OUT/gpu_suite.jsonl"
