@@ -255,3 +255,21 @@ def test_stage2_streams_caption_shards(synthetic, tmp_path):
     res = pretrain(cfg)
     assert len(res.losses) == 4 and all(torch.isfinite(torch.tensor(res.losses)))
     assert {"vtc", "vtm", "mlm", "uma"} <= set(_losses(out)[0])
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_run_stage2_with_validation(synthetic, tmp_path):
+    """torchrun with 2 processes: gathered VTC, the same medium on both ranks, rank 0's
+    retrieval validation and test while the other waits (no barrier mismatch)."""
+    from train_helpers import TORCHRUN_2
+
+    args = [
+        "pretrain", "--config", "umt-tiny-synthetic-stage2", *TINY_S2,
+        f"data.synthetic_root={synthetic}", f"train.output_dir={tmp_path / 'ddp'}",
+        "train.max_steps=2", "dist.backend=gloo", "train.device=cpu",
+    ]  # fmt: skip
+    run = run_cli(args, tmp_path, launcher=TORCHRUN_2)
+    assert run.returncode == 0, run.stderr[-3000:]
+    recs = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert any("val_r_mean" in r for r in recs) and len([r for r in recs if "loss" in r]) == 2
+    assert json.loads((tmp_path / "ddp" / "test" / "results.json").read_text())["videos"] == 60

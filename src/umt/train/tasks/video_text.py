@@ -611,8 +611,9 @@ class VideoTextTask(Task):
             net.train(was_training)
 
     def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float] | None:
-        """Retrieval on ``data.val_list`` (rank 0 computes, the others wait)."""
-        from umt.train.distributed import barrier, unwrap
+        """Retrieval on ``data.val_list``: rank 0 computes, every rank returns its numbers (the
+        loop's best-checkpoint export is collective)."""
+        from umt.train.distributed import broadcast_str, unwrap
 
         out = None
         if self.ctx.info.is_main:
@@ -621,8 +622,7 @@ class VideoTextTask(Task):
             out = {f"val_{k}": float(res[k]) for k in keys if k in res}
             if "t2v_r1_itc" in res:
                 out["val_t2v_r1_itc"] = float(res["t2v_r1_itc"])
-        barrier()
-        return out
+        return json.loads(broadcast_str(json.dumps(out)))
 
     def finish(self, model: nn.Module, out: Path, best: Path | None) -> list[str]:
         """Retrieval on ``data.test_list`` with the best-validation weights (``eval.test_best``)."""
