@@ -318,3 +318,28 @@ def test_multimodal_retrieval_layout(official_root, tmp_path):
     close(text_embeds, io["text_embeds"], "retrieval text_embeds")
     close(sim, io["sim_v2t"], "retrieval sim_v2t")
     close(itm, io["itm_logits"], "retrieval itm_logits")
+
+
+def test_umt_convert_command_writes_the_whole_video_text_model(official_root, tmp_path):
+    """`umt convert` of the official multimodal file (sizes as flags) -> the same outputs."""
+    from train_helpers import run_cli
+
+    cfg, io = load_case(official_root, "multimodal")
+    s = _vt_sizes(cfg)
+    run = run_cli(
+        [
+            "convert", str(official_root / "multimodal" / "model.pth"), str(tmp_path / "vt"),
+            "--num-heads", str(s["num_heads"]), "--num-frames", str(s["num_frames"]),
+            "--img-size", str(s["img_size"]), "--text-num-heads", str(s["text_num_heads"]),
+            "--teacher-heads", str(s["teacher_heads"]),
+        ],  # fmt: skip
+        tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    model = load_checkpoint(tmp_path / "vt").eval()
+    with torch.no_grad():
+        text_embeds, _ = model.encode_text(io["input_ids"], io["attention_mask"])
+        vision_embeds, _ = model.encode_vision(io["video_btchw"].permute(0, 2, 1, 3, 4))
+        itm = model.itm_logits(text_embeds, io["attention_mask"], vision_embeds)
+    close(text_embeds, io["text_embeds"], "text_embeds (converted)")
+    close(itm, io["itm_logits"], "itm_logits (converted)")

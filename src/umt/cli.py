@@ -38,12 +38,32 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--num-heads", type=int, default=None, help="attention heads (default: width / 64)"
     )
+    p.add_argument(
+        "--text-num-heads",
+        type=int,
+        default=None,
+        help="video-text files: the text tower's attention heads (default: width / 64)",
+    )
+    p.add_argument(
+        "--teacher-heads",
+        type=int,
+        default=None,
+        help="video-text files: the CLIP teacher's attention heads (default: width / 64)",
+    )
     p.set_defaults(handler=_run_convert)
 
 
 def _run_convert(args: argparse.Namespace) -> int:
     from umt.models.checkpoints import convert_checkpoint
 
+    extra = {
+        key: value
+        for key, value in (
+            ("text_num_heads", args.text_num_heads),
+            ("teacher_heads", args.teacher_heads),
+        )
+        if value is not None
+    }
     report = convert_checkpoint(
         args.input,
         args.output,
@@ -51,6 +71,7 @@ def _run_convert(args: argparse.Namespace) -> int:
         num_frames=args.num_frames,
         img_size=args.img_size,
         num_heads=args.num_heads,
+        **extra,
     )
     print(report)
     return 0
