@@ -328,10 +328,19 @@ def test_umt_convert_command_writes_the_whole_video_text_model(official_root, tm
     s = _vt_sizes(cfg)
     run = run_cli(
         [
-            "convert", str(official_root / "multimodal" / "model.pth"), str(tmp_path / "vt"),
-            "--num-heads", str(s["num_heads"]), "--num-frames", str(s["num_frames"]),
-            "--img-size", str(s["img_size"]), "--text-num-heads", str(s["text_num_heads"]),
-            "--teacher-heads", str(s["teacher_heads"]),
+            "convert",
+            str(official_root / "multimodal" / "model.pth"),
+            str(tmp_path / "vt"),
+            "--num-heads",
+            str(s["num_heads"]),
+            "--num-frames",
+            str(s["num_frames"]),
+            "--img-size",
+            str(s["img_size"]),
+            "--text-num-heads",
+            str(s["text_num_heads"]),
+            "--teacher-heads",
+            str(s["teacher_heads"]),
         ],  # fmt: skip
         tmp_path,
     )

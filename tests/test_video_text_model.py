@@ -343,3 +343,37 @@ def test_official_defaults_are_reported(official_root):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AssumedSizeWarning)
         assert isinstance(load_checkpoint(path, part="student"), VideoViT)
+
+
+def test_mlm_logits_at_masked_positions_give_the_same_loss():
+    """The training step runs the MLM head on the masked tokens only: same loss, same grads."""
+    from umt.losses import mask_tokens, mlm_loss
+
+    torch.manual_seed(0)
+    model = UMTVideoText(
+        vision=dict(img_size=32, patch_size=16, num_frames=2, embed_dim=32, depth=1, num_heads=2),
+        text=dict(
+            vocab_size=50,
+            hidden_size=32,
+            num_layers=2,
+            num_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=16,
+            fusion_layer=1,
+        ),  # fmt: skip
+        embed_dim=16,
+    ).eval()  # no dropout: the two forwards must see the same network
+    ids = torch.randint(5, 50, (3, 10))
+    ids[:, 0] = 2
+    att = torch.ones_like(ids)
+    att[0, 7:] = 0
+    ids[0, 7:] = 0
+    masked, labels = mask_tokens(ids, 50, 4, 0, 2, generator=torch.Generator().manual_seed(1))
+    vision = torch.randn(3, 8, 32)
+    full = mlm_loss(model.mlm_logits(masked, att, vision), labels)
+    g_full = torch.autograd.grad(full, model.text_encoder.word_embed.weight)[0]
+    sel = labels != -100
+    part = mlm_loss(model.mlm_logits(masked, att, vision, positions=sel), labels[sel])
+    g_part = torch.autograd.grad(part, model.text_encoder.word_embed.weight)[0]
+    torch.testing.assert_close(part, full)
+    torch.testing.assert_close(g_part, g_full)

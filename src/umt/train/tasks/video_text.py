@@ -182,10 +182,12 @@ class VideoTextTrainModule(nn.Module):
                 prob=lc.mlm_prob,
                 generator=gen,
             )
+            labels = labels.to(video.device)
+            masked = labels != -100  # the head runs on the masked tokens only: same loss
             logits = model.mlm_logits(
-                masked_ids.to(video.device), attention_mask, vision_embeds
-            )  # [B, L, V]
-            parts["mlm"] = losses.mlm_loss(logits.float(), labels.to(video.device))
+                masked_ids.to(video.device), attention_mask, vision_embeds, positions=masked
+            )  # [M, V]
+            parts["mlm"] = losses.mlm_loss(logits.float(), labels[masked])
         weights = {"uma": lc.uma, "vtc": lc.vtc, "vtm": lc.vtm, "mlm": lc.mlm}
         parts["loss"] = sum(weights[k] * v for k, v in parts.items())
         return parts
