@@ -1028,25 +1028,17 @@ def _run_classify(args: argparse.Namespace) -> int:
 
 
 def _load_video_text(checkpoint: str, num_frames: int | None, note) -> Any:
-    """A video-text model (official multimodal file or umt's) and its tokenizer."""
+    """A video-text model (official multimodal file or umt's, no teacher) and its tokenizer;
+    assumed sizes are noted in one line each."""
     import warnings
 
-    from umt.evaluate.retrieval import resolve_tokenizer
-    from umt.models import load_checkpoint
-    from umt.models.video_text import UMTVideoText
+    from umt.evaluate.retrieval import load_video_text, resolve_tokenizer
 
-    overrides = {"num_frames": num_frames} if num_frames else {}
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
-        model = load_checkpoint(checkpoint, **overrides)
-    if not isinstance(model, UMTVideoText):
-        raise ValueError(
-            f"{checkpoint}: not a video-text (stage-2) model; this needs a checkpoint of "
-            "umt pretrain with a stage-2 recipe or an official multimodal file"
-        )
+        model = load_video_text(checkpoint, num_frames)
     for caught in said:
         note(f"warning: {caught.message}")
-    model.teacher = None  # never needed for inference
     return model, resolve_tokenizer(checkpoint, model)
 
 

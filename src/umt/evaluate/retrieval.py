@@ -33,7 +33,6 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ import torch
 from torch import nn
 
 from umt.data.retrieval import RetrievalSet
+from umt.evaluate.classification import _autocast, _model_device
 
 __all__ = [
     "METRIC_KEYS",
@@ -247,18 +247,6 @@ class RetrievalResult:
             "texts_at_max_len": self.texts_at_max_len,
             **{key: round(value, 3) for key, value in self.timings.items()},
         }
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def _bar(total: int, desc: str, unit: str, enabled: bool):
@@ -680,7 +668,7 @@ def run_retrieval(
     else:
         dev = torch.device(device)
     amp_dtype = _amp_dtype(amp, dev)
-    model = _load_video_text(checkpoint, num_frames)
+    model = load_video_text(checkpoint, num_frames)
     tok = resolve_tokenizer(checkpoint, model, tokenizer)
     model.to(dev)
     result = evaluate_retrieval(
@@ -745,15 +733,17 @@ def _check_writable(path: Path) -> None:
         raise ValueError(f"{path}: cannot write the predictions file here; choose a writable path")
 
 
-def _load_video_text(checkpoint: str | os.PathLike, num_frames: int) -> nn.Module:
-    """The UMTVideoText of ``checkpoint`` with its position table for ``num_frames`` frames,
-    without its CLIP teacher (retrieval never uses it); refuses other models in one line."""
+def load_video_text(checkpoint: str | os.PathLike, num_frames: int | None = None) -> nn.Module:
+    """The UMTVideoText of ``checkpoint`` with its position table for ``num_frames`` frames
+    (None: the checkpoint's), without its CLIP teacher (retrieval, search and zero-shot
+    classification never use it); refuses other models in one line."""
     from umt.models import load_checkpoint
 
-    model = load_checkpoint(checkpoint, num_frames=num_frames)
+    sizes = {"num_frames": num_frames} if num_frames is not None else {}
+    model = load_checkpoint(checkpoint, **sizes)
     if not all(hasattr(model, name) for name in ("encode_text", "encode_vision", "itm_logits")):
         raise ValueError(
-            f"{checkpoint}: not a video-text model ({type(model).__name__}); retrieval needs a "
+            f"{checkpoint}: not a video-text model ({type(model).__name__}); this needs a "
             "stage-2 (multimodal) checkpoint with a text encoder and an ITM head"
         )
     if getattr(model, "teacher", None) is not None:

@@ -227,6 +227,7 @@ def embed_videos(
     _atomic_write(list_file, listing.encode())
 
     from umt.data.retrieval import RetrievalVideoDataset, collate_retrieval
+    from umt.evaluate.classification import _autocast
 
     model = model.eval().to(device)
     n_chunks = (len(videos) + chunk_size - 1) // chunk_size
@@ -259,7 +260,7 @@ def embed_videos(
         for batch in loader:
             failures.extend([p, r] for _, p, r in batch["faults"])
             if batch["video"] is not None:
-                with torch.no_grad(), _autocast(device, amp_dtype):
+                with torch.no_grad(), _autocast(torch.device(device), amp_dtype):
                     embeds, pooled = model.encode_vision(batch["video"].to(device))
                     f = F.normalize(model.vision_features(pooled).float(), dim=-1)  # [b, T, D]
                 idx = batch["index"]
@@ -302,13 +303,6 @@ def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)
-
-
-def _autocast(device: torch.device | str, dtype: torch.dtype | None):
-    import contextlib
-
-    dev = torch.device(device)
-    return torch.autocast(dev.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
 
 def load_index(root: str | os.PathLike) -> VideoIndex:

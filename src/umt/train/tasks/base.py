@@ -25,6 +25,26 @@ def not_none(**kw: Any) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if v is not None}
 
 
+def resolve_init(cfg: Any) -> tuple[str | None, str]:
+    """Where a task's weights start, from ``cfg.model.init`` (a path, ``scratch`` or ``auto``:
+    the latest `umt pretrain` run of ``cfg.model.init_recipe``): ``(checkpoint path or None
+    for scratch, a sentence saying where the weights start)``."""
+    init = cfg.model.init
+    if init == "scratch":
+        return None, "from scratch (random init)"
+    if init == "auto":
+        from umt.train import runs
+
+        found = runs.latest_run_dir(cfg.model.init_recipe)
+        if found is None:
+            return None, (
+                f"from scratch: no 'umt pretrain' run of {cfg.model.init_recipe} with a "
+                f"checkpoint under {runs.RUNS}/ (model.init auto)"
+            )
+        return str(found[1]), f"from the latest 'umt pretrain' run: {found[1]}"
+    return init, f"from {init}"
+
+
 @dataclass
 class RunContext:
     """What the loop decided before building the task: processes, device, precision."""

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from umt.config import ConfigError, FinetuneConfig, parse_views
-from umt.train.tasks.base import Task, not_none
+from umt.train.tasks.base import Task, not_none, resolve_init
 
 MIXUP_STREAM = 3
 DROP_PATH_STREAM = 2
@@ -186,24 +186,6 @@ def load_init_weights(
             f"unexpected {unexpected[:6]})"
         )
     return notes
-
-
-def resolve_init(cfg: FinetuneConfig) -> tuple[str | None, str]:
-    """``(checkpoint path or None for scratch, a sentence saying where the weights start)``."""
-    init = cfg.model.init
-    if init == "scratch":
-        return None, "from scratch (random init)"
-    if init == "auto":
-        from umt.train import runs
-
-        found = runs.latest_run_dir(cfg.model.init_recipe)
-        if found is None:
-            return None, (
-                f"from scratch: no 'umt pretrain' run of {cfg.model.init_recipe} with a "
-                f"checkpoint under {runs.RUNS}/ (model.init auto)"
-            )
-        return str(found[1]), f"from the latest 'umt pretrain' run: {found[1]}"
-    return init, f"from {init}"
 
 
 # --------------------------------------------------------------------------- the task

@@ -43,7 +43,7 @@ class AlignedStudent(nn.Module):
     def __init__(self, student: nn.Module) -> None:
         super().__init__()
         self.student = student
-        self.has_drop_path = any(m.p > 0 for m in student.modules() if isinstance(m, DropPath))
+        self.has_drop_path = has_drop_path(student)
 
     def forward(
         self, video: torch.Tensor, mask: torch.Tensor, drop_path_seeds: Sequence[int] | None = None
@@ -51,9 +51,21 @@ class AlignedStudent(nn.Module):
         # video [B,3,T,H,W], mask [B,N] (True = dropped) -> [K,B,N_vis,C]
         noise = None
         if drop_path_seeds is not None and self.training and self.has_drop_path:
-            depth = len(self.student.blocks)
-            noise = per_sample_uniform(drop_path_seeds, (depth, 2), video.device)  # [B,depth,2]
+            noise = drop_path_noise(self.student, drop_path_seeds, video.device)
         return self.student.forward_aligned(video, mask, noise)
+
+
+def has_drop_path(module: nn.Module) -> bool:
+    """Whether any stochastic-depth layer of ``module`` drops anything."""
+    return any(m.p > 0 for m in module.modules() if isinstance(m, DropPath))
+
+
+def drop_path_noise(
+    encoder: nn.Module, seeds: Sequence[int], device: torch.device | str
+) -> torch.Tensor:
+    """Per-sample drop-path uniforms ``[B, depth, 2]`` of a ``VideoViT`` from per-sample
+    drop-path seeds (:func:`drop_path_seeds`)."""
+    return per_sample_uniform(seeds, (len(encoder.blocks), 2), device)
 
 
 def check_teacher_setting(cfg: Config) -> None:
@@ -235,6 +247,33 @@ class StepConfig:
         )
 
 
+def teacher_targets(
+    teacher: nn.Module,
+    video: torch.Tensor,
+    seeds: Sequence[int],
+    mask_ratio: float,
+    teacher_img_size: int | None = None,
+    data_norm: str = "imagenet",
+    teacher_norm: str = "imagenet",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen teacher's side of one batch, without gradients: its class-token attention
+    picks the kept tokens (semantic mask from the per-sample ``seeds``), and its projected
+    features at those positions are the targets. ``video`` [B,3,T,H,W] ->
+    ``(targets [K,B,N_vis,C], mask [B,N])`` (True = dropped)."""
+    with torch.no_grad():
+        tvideo = teacher_input(video, teacher_img_size, data_norm, teacher_norm)
+
+        def choose_mask(cls_attn: torch.Tensor) -> torch.Tensor:  # [B,T,HW] -> [B,N]
+            _, t, hw = cls_attn.shape
+            uniform = per_sample_uniform(seeds, (t, hw)).to(cls_attn.device)  # [B,T,HW]
+            return semantic_mask(cls_attn.float(), mask_ratio=mask_ratio, uniform=uniform)
+
+        # The teacher's last block past the class-token attention runs on the kept tokens only.
+        hidden, _, mask = teacher.forward_masked(tvideo, choose_mask)  # [K,B,N_vis,width], [B,N]
+        targets = teacher.project(hidden)  # ln_post + proj: [K,B,N_vis,C]
+    return targets, mask
+
+
 def compute_loss(
     student: nn.Module,
     teacher: nn.Module,
@@ -248,17 +287,11 @@ def compute_loss(
     (possibly DDP/FSDP-wrapped)."""
     device_type = video.device.type
     amp = torch.autocast(device_type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-    with torch.no_grad(), amp:
-        tvideo = teacher_input(video, cfg.teacher_img_size, cfg.data_norm, cfg.teacher_norm)
-
-        def choose_mask(cls_attn: torch.Tensor) -> torch.Tensor:  # [B,T,HW] -> [B,N]
-            _, t, hw = cls_attn.shape
-            uniform = per_sample_uniform(seeds, (t, hw)).to(cls_attn.device)  # [B,T,HW]
-            return semantic_mask(cls_attn.float(), mask_ratio=cfg.mask_ratio, uniform=uniform)
-
-        # The teacher's last block past the class-token attention runs on the kept tokens only.
-        hidden, _, mask = teacher.forward_masked(tvideo, choose_mask)  # [K,B,N_vis,width], [B,N]
-        targets = teacher.project(hidden)  # ln_post + proj: [K,B,N_vis,C]
+    with amp:
+        targets, mask = teacher_targets(
+            teacher, video, seeds, cfg.mask_ratio, cfg.teacher_img_size, cfg.data_norm,
+            cfg.teacher_norm,
+        )  # fmt: skip
     with amp:
         aligned = student(video, mask, drop_path_seeds(seeds))  # [K,B,N_vis,C]
     loss = uma_loss(aligned.float(), targets.float(), kind=cfg.loss_kind)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from umt.config import ConfigError, VideoTextConfig
-from umt.train.tasks.base import Task, not_none
+from umt.train.tasks.base import Task, not_none, resolve_init
 
 VTM_STREAM = 4
 MLM_STREAM = 5
@@ -77,36 +77,15 @@ class VideoTextTrainModule(nn.Module):
     state_prefix = "model."  # checkpoints hold the video-text model's own names
 
     def __init__(self, model: nn.Module, cfg: VideoTextConfig, special_ids: dict[str, int]):
+        from umt.train.tasks.stage1 import has_drop_path
+
         super().__init__()
         self.model = model
         self.loss_cfg = cfg.loss
         self.mask_cfg = cfg.mask
         self.teacher_img_size = cfg.teacher.img_size
         self.special = special_ids
-        vision = model.vision_encoder
-        self.has_drop_path = any(
-            getattr(m, "p", 0) > 0 for m in vision.modules() if type(m).__name__ == "DropPath"
-        )
-
-    def _teacher_mask(
-        self, video: torch.Tensor, ratio: float, seeds: Sequence[int]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(targets [K, B, N_vis, C_t], mask [B, N], True = dropped) from the frozen teacher."""
-        from umt.masking import per_sample_uniform, semantic_mask
-        from umt.train.tasks.stage1 import teacher_input
-
-        teacher = self.model.teacher
-        with torch.no_grad():
-            tvideo = teacher_input(video, self.teacher_img_size, "imagenet", "imagenet")
-
-            def choose(cls_attn: torch.Tensor) -> torch.Tensor:  # [B, T, HW] -> [B, N]
-                _, t, hw = cls_attn.shape
-                uniform = per_sample_uniform(seeds, (t, hw)).to(cls_attn.device)
-                return semantic_mask(cls_attn.float(), mask_ratio=ratio, uniform=uniform)
-
-            hidden, _, mask = teacher.forward_masked(tvideo, choose)  # [K, B, N_vis, width]
-            targets = teacher.project(hidden)  # [K, B, N_vis, C_t]
-        return targets, mask
+        self.has_drop_path = has_drop_path(model.vision_encoder)
 
     def forward(
         self,
@@ -123,7 +102,11 @@ class VideoTextTrainModule(nn.Module):
         (mask and drop path), ``step_seed`` for the VTM and MLM draws."""
         from umt import losses
         from umt.data import sample_seed
-        from umt.train.tasks.stage1 import drop_path_seeds
+        from umt.train.tasks.stage1 import (
+            drop_path_noise,
+            drop_path_seeds,
+            teacher_targets,
+        )
 
         lc = self.loss_cfg
         model = self.model
@@ -131,16 +114,15 @@ class VideoTextTrainModule(nn.Module):
         temp = model.temp
         noise = None
         if self.training and self.has_drop_path:
-            from umt.masking import per_sample_uniform
-
-            depth = len(model.vision_encoder.blocks)
-            noise = per_sample_uniform(drop_path_seeds(seeds), (depth, 2), video.device)
+            noise = drop_path_noise(model.vision_encoder, drop_path_seeds(seeds), video.device)
         parts: dict[str, torch.Tensor] = {}
 
         # vision: [B, N_vis, C] tokens, [B, T' , C] pooled
         if lc.uma > 0:
             ratio = self.mask_cfg.image_ratio if image else self.mask_cfg.video_ratio
-            targets, mask = self._teacher_mask(video, ratio, seeds)
+            targets, mask = teacher_targets(
+                model.teacher, video, seeds, ratio, self.teacher_img_size
+            )  # the official stage 2 feeds the teacher the ImageNet-normalised frames
             vision_embeds, pooled, aligned = model.encode_vision_aligned(video, mask, noise)
             parts["uma"] = losses.uma_loss(
                 aligned.float(), targets.float(), kind=lc.uma_kind, normalize=True
@@ -407,7 +389,7 @@ class VideoTextTask(Task):
             from umt.train.tasks.stage1 import build_teacher
 
             teacher, self.teacher_desc = build_teacher(cfg, "cpu")
-        path, self.init_desc = self._resolve_init()
+        path, self.init_desc = resolve_init(cfg)
         if self.stage2 or path is None:
             model = self._new_model(teacher)
             if path is not None:
@@ -429,22 +411,6 @@ class VideoTextTask(Task):
             )
         special = {"pad": tok.pad_id, "cls": tok.cls_id, "sep": tok.sep_id, "mask": tok.mask_id}
         return VideoTextTrainModule(model, cfg, special).to(self.ctx.device)
-
-    def _resolve_init(self) -> tuple[str | None, str]:
-        init = self.cfg.model.init
-        if init == "scratch":
-            return None, "from scratch (random init)"
-        if init == "auto":
-            from umt.train import runs
-
-            found = runs.latest_run_dir(self.cfg.model.init_recipe)
-            if found is None:
-                return None, (
-                    f"from scratch: no 'umt pretrain' run of {self.cfg.model.init_recipe} "
-                    f"with a checkpoint under {runs.RUNS}/ (model.init auto)"
-                )
-            return str(found[1]), f"from the latest 'umt pretrain' run: {found[1]}"
-        return init, f"from {init}"
 
     def _load_vision(self, model: nn.Module, path: str) -> str:
         """Stage 2 starts its video encoder (and alignment heads) from a stage-1 checkpoint."""
