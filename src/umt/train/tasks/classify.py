@@ -108,9 +108,12 @@ def _head_rows(
     return None, f"head: {old} classes in the checkpoint, {new} here: a new head"
 
 
-def read_init_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], str]:
+def read_init_checkpoint(
+    path: str, encoder_only: bool = True
+) -> tuple[dict[str, torch.Tensor], str]:
     """The video encoder (and head) of any known checkpoint in this library's names, and the
-    checkpoint's kind. Refuses a file that holds no video encoder."""
+    checkpoint's kind. Refuses a file that holds no video encoder. ``encoder_only=False`` keeps
+    the pretraining parts too (alignment heads, final and pooling norms: stage 2 uses them)."""
     from umt.models.checkpoints import detect_checkpoint, read_state_dict, student_state_dict
 
     sd = read_state_dict(path)
@@ -118,6 +121,8 @@ def read_init_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], str]:
     if "student" not in info.parts:
         raise ValueError(f"{path}: a {info.kind} checkpoint holds no video encoder")
     weights, _ = student_state_dict(sd, info.kind)
+    if not encoder_only:
+        return weights, info.kind
     for k in [k for k in weights if k.startswith(("align_heads.", "pool_norm.", "norm."))]:
         del weights[k]  # stage-1 / stage-2 parts the classifier has no use for
     return weights, info.kind

@@ -216,7 +216,7 @@ class VideoTextTask(Task):
     def __init__(self, cfg: VideoTextConfig, ctx: Any) -> None:
         super().__init__(cfg, ctx)
         self.name = cfg.task
-        self.last_parts: dict[str, float] = {}
+        self.last_parts: dict[str, torch.Tensor | float] = {}
 
     @property
     def stage2(self) -> bool:
@@ -414,11 +414,9 @@ class VideoTextTask(Task):
 
     def _load_vision(self, model: nn.Module, path: str) -> str:
         """Stage 2 starts its video encoder (and alignment heads) from a stage-1 checkpoint."""
-        from umt.models.checkpoints import detect_checkpoint, read_state_dict, student_state_dict
+        from umt.train.tasks.classify import read_init_checkpoint
 
-        sd = read_state_dict(path)
-        kind = detect_checkpoint(sd, path).kind
-        weights, _ = student_state_dict(sd, kind)
+        weights, kind = read_init_checkpoint(path, encoder_only=False)
         vision = model.vision_encoder
         weights = {k: v for k, v in weights.items() if k != "pos_embed"}  # the fixed table here
         if vision.align_heads is None:
@@ -537,13 +535,14 @@ class VideoTextTask(Task):
                 seeds,
                 step_seed,
             )
-        self.last_parts = {k: float(v.detach()) for k, v in parts.items() if k != "loss"}
-        self.last_parts["temp"] = float(self.export_model(model).temp.detach())
+        # Kept as tensors: read (a device sync) only when a step is logged.
+        self.last_parts = {k: v.detach() for k, v in parts.items() if k != "loss"}
+        self.last_parts["temp"] = self.export_model(model).temp.detach().clone()
         self.last_parts["image_batch"] = float(batch["media"] == "image")
         return parts["loss"]
 
     def step_metrics(self) -> dict[str, float]:
-        return dict(self.last_parts)
+        return {k: float(v) for k, v in self.last_parts.items()}
 
     # ---------------------------------------------------------------- evaluation
     def evaluates(self, epoch: int | None) -> bool:
