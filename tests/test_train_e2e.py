@@ -17,11 +17,14 @@ from umt.train import pretrain
 
 
 def test_default_command_runs(tmp_path):
-    """``umt pretrain`` with the default recipe (only shortened), synthetic set made on first use."""
+    """``umt pretrain`` with the default recipe (shortened, with the random teacher and no probe:
+    the built-in teacher and the probe are tested in test_demo.py), synthetic set made on first
+    use."""
     env_home = tmp_path / "home"
     os.environ["UMT_HOME"] = str(env_home)
     try:
-        res = run_cli(["pretrain", "train.max_steps=3", "train.checkpoint_every=2"], tmp_path)
+        args = ["train.max_steps=3", "train.checkpoint_every=2", "teacher.weights=null"]
+        res = run_cli(["pretrain", *args, "probe.enabled=false"], tmp_path)
     finally:
         del os.environ["UMT_HOME"]
     assert res.returncode == 0, res.stderr[-3000:]
@@ -120,5 +123,6 @@ def test_visualize_mask_png(synthetic, tmp_path):
     from umt.cli import main
 
     png = tmp_path / "mask.png"
-    assert main(["visualize-mask", "-o", str(png), f"data.synthetic_root={synthetic}"]) == 0
+    args = ["-o", str(png), f"data.synthetic_root={synthetic}", "teacher.weights=null"]
+    assert main(["visualize-mask", *args]) == 0
     assert png.is_file() and png.stat().st_size > 1000

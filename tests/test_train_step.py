@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from train_helpers import TINY
+from train_helpers import STAGE1, TINY
 from umt.config import load_config
 from umt.train.optim import build_optimizer
 from umt.train.step import NonFiniteLossError, train_step
@@ -24,7 +24,7 @@ from umt.train.tasks.stage1 import (
 
 
 def _models(*extra):
-    cfg = load_config(None, [*TINY, *extra])
+    cfg = load_config(None, [*TINY, *STAGE1, *extra])
     teacher, _ = build_teacher(cfg)
     student = AlignedStudent(build_student(cfg, teacher.output_dim))
     return cfg, student, teacher

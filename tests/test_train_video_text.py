@@ -26,6 +26,7 @@ TINY_S2 = [
     "model.num_heads=2",
     "model.drop_path_rate=0.1",
     "model.proj_dim=32",
+    "teacher.weights=null",  # the random tiny teacher (the built-in one: test_demo.py)
     "teacher.width=64",
     "teacher.layers=2",
     "teacher.heads=2",

@@ -48,14 +48,32 @@ TORCHRUN_2 = [
 ]
 
 
+# Stage-1 tests distil the random tiny teacher (no built-in teacher to train) and skip the
+# end-of-run probe, unless a test asks for them.
+STAGE1 = ["teacher.weights=null", "probe.enabled=false"]
+
+
 def tiny_config(synthetic_root: Path, out: Path, *extra: str) -> Config:
     return load_config(
-        None, [*TINY, f"data.synthetic_root={synthetic_root}", f"train.output_dir={out}", *extra]
+        None,
+        [
+            *TINY,
+            *STAGE1,
+            f"data.synthetic_root={synthetic_root}",
+            f"train.output_dir={out}",
+            *extra,
+        ],
     )
 
 
 def tiny_args(synthetic_root: Path, out: Path, *extra: str) -> list[str]:
-    return [*TINY, f"data.synthetic_root={synthetic_root}", f"train.output_dir={out}", *extra]
+    return [
+        *TINY,
+        *STAGE1,
+        f"data.synthetic_root={synthetic_root}",
+        f"train.output_dir={out}",
+        *extra,
+    ]
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 240, launcher: list[str] | None = None):

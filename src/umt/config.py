@@ -51,8 +51,10 @@ class ModelConfig:
 
 @dataclass
 class TeacherConfig:
-    """The frozen CLIP teacher. ``weights`` is required unless ``allow_random`` (only the built-in
-    tiny recipe), which distils a randomly initialised CLIP: it tests the machinery, nothing more."""
+    """The frozen CLIP teacher. ``weights``: CLIP weights (a file or folder), or ``builtin``: the
+    small image-text teacher umt trains on the synthetic set's frames and captions (cached; the
+    sizes below and ``img_size`` are its recipe). With no weights, ``allow_random`` distils a
+    randomly initialised CLIP: it tests the machinery, nothing more."""
 
     name: str = "clip-b16"
     weights: str | None = None
@@ -65,6 +67,8 @@ class TeacherConfig:
     output_dim: int | None = None
     return_layers: int = 6  # K aligned layers
     normalize: bool = True  # l2-normalise the targets (stage 1)
+    # weights: builtin: its training steps (part of its recipe; null = the recipe's 1000)
+    builtin_steps: int | None = None
 
 
 @dataclass
@@ -98,8 +102,25 @@ class DataConfig(VideoDataConfig):
 
 @dataclass
 class MaskConfig:
-    kind: Literal["attention"] = "attention"
+    """Which student tokens are dropped. ``attention``: semantic masking by the teacher's
+    class-token attention (UMT); ``random``: uniformly over all tokens; ``tube``: the same random
+    positions in every frame (the paper's ablations)."""
+
+    kind: Literal["attention", "random", "tube"] = "attention"
     ratio: float = 0.8
+
+
+@dataclass
+class ProbeConfig:
+    """What the student learnt, measured at the end of pretraining on the synthetic set's labels:
+    frozen features (per-frame token means, concatenated over time) -> k-NN and a linear probe,
+    for the trained student and for the same student at random init."""
+
+    enabled: bool | None = None  # None = on when the training data is the built-in synthetic set
+    k: int = 10  # neighbours of the (cosine, 1/distance-weighted) k-NN vote
+    epochs: int = 200  # full-batch optimisation steps of the linear probe (L-BFGS)
+    weight_decay: float = 1e-3
+    random_init: bool = True  # also probe the randomly initialised student (the baseline)
 
 
 @dataclass
@@ -191,6 +212,7 @@ class Config(_Serialisable):
     data: DataConfig = field(default_factory=DataConfig)
     mask: MaskConfig = field(default_factory=MaskConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -430,12 +452,60 @@ class VideoTextConfig(_Serialisable):
     dist: DistConfig = field(default_factory=DistConfig)
 
 
-AnyConfig = Config | FinetuneConfig | VideoTextConfig
+# --------------------------------------------------------------------------- VideoMAE
+@dataclass
+class VideoMAEModelConfig(ModelConfig):
+    """VideoMAE: the encoder is the ``VideoViT`` of the registry ``name`` (sizes as in
+    :class:`ModelConfig`, no alignment heads), the pixel decoder as below (official ViT-B: 384
+    wide, 4 deep, 6 heads; ViT-L: 512, 4, 8). Defaults: the official tubelet 2, no drop path."""
+
+    tubelet_size: int = 2
+    drop_path_rate: float = 0.0
+    decoder_embed_dim: int = 384
+    decoder_depth: int = 4
+    decoder_num_heads: int = 6
+
+
+@dataclass
+class VideoMAEMaskConfig:
+    """Which tokens are masked (and reconstructed). ``tube``: the same ``int(HW * ratio)``
+    positions in every time slot (VideoMAE); ``random``: ``int(N * ratio)`` over all tokens."""
+
+    kind: Literal["tube", "random"] = "tube"
+    ratio: float = 0.9
+
+
+@dataclass
+class VideoMAELossConfig:
+    # Targets: each tubelet-patch's pixels standardised per channel (VideoMAE's default), or raw.
+    normalize_target: bool = True
+
+
+@dataclass
+class VideoMAEConfig(_Serialisable):
+    """VideoMAE pretraining (``umt pretrain`` with a ``videomae`` recipe): masked tubelets'
+    pixels reconstructed, in the same loop as UMT stage 1 (to compare objectives)."""
+
+    recipe: str = "videomae-tiny-synthetic"
+    task: Literal["videomae"] = "videomae"
+    model: VideoMAEModelConfig = field(default_factory=VideoMAEModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    mask: VideoMAEMaskConfig = field(default_factory=VideoMAEMaskConfig)
+    loss: VideoMAELossConfig = field(default_factory=VideoMAELossConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+
+
+AnyConfig = Config | FinetuneConfig | VideoTextConfig | VideoMAEConfig
 CONFIG_CLASSES: dict[str, type] = {
     "pretrain": Config,
     "finetune": FinetuneConfig,
     "stage2": VideoTextConfig,
     "finetune-retrieval": VideoTextConfig,
+    "videomae": VideoMAEConfig,
 }
 # The command that runs each task.
 TASK_COMMANDS: dict[str, str] = {
@@ -443,6 +513,7 @@ TASK_COMMANDS: dict[str, str] = {
     "stage2": "pretrain",
     "finetune": "finetune",
     "finetune-retrieval": "finetune",
+    "videomae": "pretrain",
 }
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "vtm_loss",
     "mask_tokens",
     "mlm_loss",
+    "reconstruction_loss",
 ]
 
 UMA_KINDS = ("l2", "mse", "smooth_l1")
@@ -483,3 +484,29 @@ def mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     total = F.cross_entropy(flat, labels.reshape(-1), ignore_index=-100, reduction="sum")
     count = (labels != -100).sum().clamp(min=1)
     return total / count
+
+
+def reconstruction_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """VideoMAE's pixel loss: the mean squared error over the masked tokens.
+
+    Args:
+        pred: predictions of the masked tokens in token order ``[B, N_masked, D]``.
+        target: targets of every token ``[B, N, D]`` (e.g. from
+            :func:`umt.models.videomae.patch_targets`).
+        mask: ``[B, N]`` bool, True = masked (the same count in every sample).
+
+    Returns:
+        A float32 scalar: the mean over ``B``, the masked tokens and ``D``.
+    """
+    b, n, d = target.shape
+    if mask.shape != (b, n):
+        raise ValueError(f"mask {tuple(mask.shape)} does not match target {tuple(target.shape)}")
+    picked = target[mask].reshape(b, -1, d)  # [B, N_masked, D], token order
+    if pred.shape != picked.shape:
+        raise ValueError(
+            f"pred {tuple(pred.shape)} does not match the {picked.shape[1]} masked tokens of "
+            f"target {tuple(target.shape)}"
+        )
+    return F.mse_loss(pred.float(), picked.float())

@@ -38,6 +38,8 @@ import numpy as np
 __all__ = [
     "CLASSES",
     "render_clip",
+    "frame_objects",
+    "object_names",
     "write_video",
     "write_synthetic_dataset",
     "ensure_synthetic_dataset",
@@ -84,6 +86,27 @@ def _class_table() -> list[dict[str, Any]]:
 
 
 CLASSES: list[dict[str, Any]] = _class_table()
+
+
+def frame_objects(label: int, num_frames: int) -> list[tuple[str, str]]:
+    """The one object ``(colour, shape)`` visible in each of the ``num_frames`` frames of a clip
+    of class ``label`` (as :func:`render_clip` draws it): what a single frame can tell."""
+    spec = CLASSES[label]
+    if spec["kind"] == "move":
+        return [(spec["colour"], spec["shape"])] * num_frames
+    first, second = spec["order"]
+    half = num_frames // 2
+    return [first if t < half else second for t in range(num_frames)]
+
+
+def object_names() -> list[tuple[str, str]]:
+    """Every ``(colour, shape)`` that appears in the synthetic clips, in a fixed order."""
+    seen: list[tuple[str, str]] = []
+    for label in range(len(CLASSES)):
+        for obj in frame_objects(label, 2):
+            if obj not in seen:
+                seen.append(obj)
+    return seen
 
 
 def _draw(frame: np.ndarray, shape: str, colour: str, cx: float, cy: float, radius: float) -> None:

@@ -1,5 +1,5 @@
 """UMT models: the video ViT student, the CLIP teacher, the BERT text encoder, the stage-2
-video-text model, the registry and checkpoint loading.
+video-text model, the VideoMAE pretraining model, the registry and checkpoint loading.
 
 Importing this package pulls in no trainer and no video decoder.
 """
@@ -18,11 +18,13 @@ from umt.models.registry import create_model, list_models, model_config, registe
 from umt.models.text_bert import BertTextEncoder, load_bert
 from umt.models.video_text import UMTVideoText
 from umt.models.video_vit import VideoViT
+from umt.models.videomae import VideoMAE
 
 __all__ = [
     "BertTextEncoder",
     "CLIPTeacher",
     "UMTVideoText",
+    "VideoMAE",
     "VideoViT",
     "convert_checkpoint",
     "create_model",

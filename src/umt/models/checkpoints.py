@@ -17,8 +17,11 @@ Known layouts:
 ``umt-student``        this library's own ``VideoViT`` weights without their ``config.json``:
                        ``align_heads.*``, or ``blocks.*`` with no classifier, or any student weights in
                        a umt folder (``model.safetensors``); their sizes must be passed as arguments
+``videomae``           a VideoMAE pretraining model: ``encoder.*`` (a video ViT) + ``decoder.*`` (umt's, or
+                       the official one with ``encoder_to_decoder``, ``mask_token``): its encoder loads
+                       as a student; the pixel decoder is not loaded
 ``umt``                this library's format: a folder (or file) with ``model.safetensors`` and
-                       ``config.json``
+                       ``config.json`` (a ``VideoMAE``'s loads as its encoder, part ``student``)
 =====================  ==============================================================================
 
 Wrappers ``{"model": ...}``, ``{"module": ...}``, ``{"state_dict": ...}`` and ``encoder.``/``backbone.``
@@ -294,6 +297,9 @@ def detect_checkpoint(sd: dict[str, torch.Tensor], path: str = "<state dict>") -
     plain = _strip_prefixes(sd)
     if any(k.startswith("clip_decoder.") for k in plain):
         return CheckpointInfo(path, "umt-pretrain", ["student"])
+    if "patch_embed.proj.weight" in plain and any(k.startswith("decoder.") for k in plain):
+        note = "a VideoMAE encoder (its pixel decoder is not loaded)"
+        return CheckpointInfo(path, "videomae", ["student"], [note])
     if any(k.startswith("align_heads.") for k in plain):
         return CheckpointInfo(path, "umt-student", ["student"], ["umt's own alignment heads"])
     if "patch_embed.proj.weight" in plain and any(k.startswith("blocks.") for k in plain):
@@ -347,7 +353,7 @@ def student_state_dict(
             part = "linear" if m.group(2) == "head" else "norm"
             out[f"align_heads.{m.group(1)}.{part}.{m.group(3)}"] = v
         elif k in ("clip_pos_embed", "pos_embed_clip") or k.startswith(
-            ("clip_teacher.", "decoder")
+            ("clip_teacher.", "decoder", "encoder_to_decoder.", "mask_token")
         ):
             continue
         else:
@@ -1018,6 +1024,8 @@ def _native_config(path: str | Path) -> tuple[dict[str, Any], str] | None:
 def _native_kind(cfg: dict[str, Any]) -> str:
     if "vision" in cfg and "text" in cfg:
         return "video-text"
+    if "encoder" in cfg and "decoder_embed_dim" in cfg:
+        return "videomae"
     return "teacher" if "width" in cfg else "student"
 
 
@@ -1096,6 +1104,15 @@ def _open(path: str | Path, part: str) -> _Source:
     if native is not None:
         config, where = native
         which = _native_kind(config)
+        if which == "videomae":  # umt's VideoMAE: only its encoder, a plain VideoViT, loads
+            if part not in ("auto", "student"):
+                raise _error(f"{where} describes a VideoMAE model: only its encoder loads")
+            encoder = config["encoder"]
+            if not isinstance(encoder, dict):
+                raise _error(f"{where}: 'encoder' must be a JSON object of VideoViT arguments")
+            _check_args(VideoViT, list(encoder), f"{where} (encoder)", ValueError)
+            sd = _strip(sd, "encoder.")
+            return _Source(path, sd, (encoder, f"{where} (encoder)"), "umt", "student")
         _check_args(_NATIVE_CLASSES[which], list(config), where, ValueError)
         if which == "video-text" and part in ("student", "teacher"):
             if part == "teacher" and not config.get("teacher"):

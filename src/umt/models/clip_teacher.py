@@ -289,6 +289,16 @@ class CLIPTeacher(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["cl
             x = x / x.norm(dim=-1, keepdim=True)
         return x
 
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        """CLIP's image embedding: the class token after every block, ``ln_post`` and ``proj``
+        (not normalised). ``[B, 3, H, W]`` (or ``[B, 3, T, H, W]``: per frame) ->
+        ``[B, output_dim]`` (``[B, T, output_dim]``)."""
+        x, b, t = self._embed(images)  # [BT, L, C]
+        for blk in self.transformer.resblocks:
+            x, _ = blk(x)
+        emb = self.ln_post(x[:, 0]) @ self.proj.to(x.dtype)  # [BT, D]
+        return emb if images.ndim == 4 else emb.reshape(b, t, -1)
+
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, 3, T, H, W] -> (features [K, B, T*HW, output_dim], cls_attn [B, T, HW])``."""
         hidden, cls_attn = self.forward_hidden(video)

@@ -5,6 +5,9 @@ CLIP-B/16; UMT-L/16 aligns 6 of its 24 blocks (1024 wide) onto the 768-d output 
 The stage-2 video-text models (``umt-b16-vt``, ``umt-l16-vt``) add BERT-base (cross-attention from
 layer 9, 512-d joint space) resp. BERT-large (from layer 19, 768-d) and the frozen CLIP teacher
 (CLIP-L/14 at 196 px for L), at 4 frames; ``teacher=None`` leaves the teacher out.
+The VideoMAE pretraining models (``videomae-b16``, ``videomae-l16``) are the official ViT-B / ViT-L
+encoders (16 frames, tubelet 2) with their pixel decoders (384 wide, 6 heads / 512 wide, 8 heads;
+4 blocks).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from torch import nn
 from umt.models.clip_teacher import CLIPTeacher
 from umt.models.video_text import UMTVideoText
 from umt.models.video_vit import VideoViT
+from umt.models.videomae import VideoMAE
 
 __all__ = ["create_model", "list_models", "model_config", "register_model"]
 
@@ -145,4 +149,27 @@ register_model(
     embed_dim=768,
     temp=0.07,
     teacher=dict(model_config("clip-l14"), img_size=196, normalize=False),
+)
+
+
+# VideoMAE (official ``pretrain_videomae_{base,large}_patch16_224``): 16 frames at 224 px in
+# tubelets of 2, a plain ViT encoder (no alignment heads) and a 4-block pixel decoder.
+_VIDEOMAE = dict(img_size=224, patch_size=16, num_frames=16, tubelet_size=2, align_layers=0)
+register_model(
+    "videomae-b16",
+    VideoMAE,
+    "VideoMAE ViT-B/16 pretraining model, 16x224, tubelet 2: encoder + 384-wide 4-block decoder",
+    encoder=dict(_VIDEOMAE, embed_dim=768, depth=12, num_heads=12),
+    decoder_embed_dim=384,
+    decoder_depth=4,
+    decoder_num_heads=6,
+)
+register_model(
+    "videomae-l16",
+    VideoMAE,
+    "VideoMAE ViT-L/16 pretraining model, 16x224, tubelet 2: encoder + 512-wide 4-block decoder",
+    encoder=dict(_VIDEOMAE, embed_dim=1024, depth=24, num_heads=16),
+    decoder_embed_dim=512,
+    decoder_depth=4,
+    decoder_num_heads=8,
 )

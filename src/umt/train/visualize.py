@@ -64,7 +64,7 @@ def visualize_mask(
     frames = load_clip(path, cfg.data.num_frames, size)  # [T,3,S,S] in [0,1]
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in resolve_mean_std(cfg.data.mean_std))
     clip = ((frames - mean) / std).permute(1, 0, 2, 3).unsqueeze(0)  # [1,3,T,S,S]
-    teacher, desc = build_teacher(cfg)
+    teacher, desc = build_teacher(cfg, log=lambda line: print(line, flush=True))
     with torch.no_grad():
         tvideo = teacher_input(clip, cfg.teacher.img_size, cfg.data.mean_std, cfg.data.teacher_norm)
         _, attn = teacher(tvideo)  # attn [1,T,HW]

@@ -1,7 +1,8 @@
 """Training tasks: what each builds (models, data) and its loss for one micro-batch.
 
 ``stage1`` (UMA, ``umt pretrain``), ``video_text`` (stage 2 with ``umt pretrain`` and retrieval
-fine-tuning with ``umt finetune``), ``classify`` (``umt finetune``). The loop
+fine-tuning with ``umt finetune``), ``classify`` (``umt finetune``), ``videomae`` (VideoMAE pixel
+reconstruction, ``umt pretrain`` with a ``videomae`` recipe). The loop
 (:mod:`umt.train.loop`) never names a task.
 """
 
@@ -9,12 +10,14 @@ from umt.train.tasks.base import RunContext, Task
 from umt.train.tasks.classify import ClassifyTask
 from umt.train.tasks.stage1 import Stage1Task
 from umt.train.tasks.video_text import VideoTextTask
+from umt.train.tasks.videomae import VideoMAETask
 
 TASKS: dict[str, type[Task]] = {
     "pretrain": Stage1Task,
     "finetune": ClassifyTask,
     "stage2": VideoTextTask,
     "finetune-retrieval": VideoTextTask,
+    "videomae": VideoMAETask,
 }
 
 
@@ -29,6 +32,7 @@ __all__ = [
     "RunContext",
     "Stage1Task",
     "Task",
+    "VideoMAETask",
     "VideoTextTask",
     "task_class",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,8 +20,9 @@ from torch import nn
 from umt.config import Config, ConfigError
 from umt.data.transforms import resolve_mean_std
 from umt.losses import uma_loss
-from umt.masking import per_sample_uniform, semantic_mask
+from umt.masking import per_sample_uniform, semantic_mask, tube_mask
 from umt.models.layers import DropPath
+from umt.train.builtin_teacher import BUILTIN
 from umt.train.tasks.base import Task, not_none
 
 # Mask draws use their own stream of ``sample_seed``, apart from the sample's augmentation draws;
@@ -71,9 +73,10 @@ def drop_path_noise(
 def check_teacher_setting(cfg: Config) -> None:
     """A recipe meant for real data needs real CLIP weights; only a recipe that says
     ``teacher.allow_random: true`` (the built-in tiny one) may distil a random teacher."""
-    from pathlib import Path
 
     t = cfg.teacher
+    if t.weights == BUILTIN:
+        return
     if t.weights:
         if not Path(t.weights).exists():
             raise FileNotFoundError(f"teacher.weights: no such file or folder {t.weights}")
@@ -81,17 +84,35 @@ def check_teacher_setting(cfg: Config) -> None:
     if not t.allow_random:
         raise ConfigError(
             f"recipe '{cfg.recipe}' needs the CLIP teacher's weights: pass --teacher PATH "
-            f"(or teacher.weights=PATH): {TEACHER_FORMATS}. Only to test the machinery, "
+            f"(or teacher.weights=PATH): {TEACHER_FORMATS}; or --teacher builtin, the small "
+            "teacher umt trains on its synthetic set. Only to test the machinery, "
             "teacher.allow_random=true distils a randomly initialised CLIP instead"
         )
 
 
-def build_teacher(cfg: Config, device: torch.device | str = "cpu") -> tuple[nn.Module, str]:
-    """The frozen teacher and a sentence saying what it is. Random init (only when the recipe
-    allows it) is seeded by the run seed, so every process and every resume builds the same."""
+def build_teacher(
+    cfg: Config,
+    device: torch.device | str = "cpu",
+    log: Callable[[str], None] | None = None,
+) -> tuple[nn.Module, str]:
+    """The frozen teacher and a sentence saying what it is. ``teacher.weights: builtin`` loads
+    the cached built-in teacher (training it first when the cache lacks it; ``log`` hears its
+    progress). Random init (only when the recipe allows it) is seeded by the run seed, so every
+    process and every resume builds the same."""
     check_teacher_setting(cfg)
     t = cfg.teacher
     size = t.img_size or cfg.data.input_size
+    if t.weights == BUILTIN:
+        from umt.data import ensure_synthetic_dataset
+        from umt.models.checkpoints import load_teacher
+        from umt.train.builtin_teacher import ensure_builtin_teacher, recipe_from_config
+        from umt.train.data import synthetic_root
+
+        recipe = recipe_from_config(cfg)
+        root = ensure_synthetic_dataset(synthetic_root(cfg), **recipe.synthetic)
+        folder, desc = ensure_builtin_teacher(recipe, root, log=log)
+        teacher = load_teacher(folder, return_layers=t.return_layers, normalize=t.normalize)
+        return teacher.to(device), desc
     if t.weights:
         from umt.models.checkpoints import load_teacher
 
@@ -123,12 +144,9 @@ def build_teacher(cfg: Config, device: torch.device | str = "cpu") -> tuple[nn.M
     return teacher.to(device), desc  # CLIPTeacher is frozen (no grads, eval) by construction
 
 
-def build_student(cfg: Config, teacher_dim: int) -> nn.Module:
-    """The stage-1 student (``VideoViT`` with K alignment heads), seeded by the run seed."""
-    from umt.models import create_model
-
-    m = cfg.model
-    kw = not_none(
+def encoder_sizes(m: Any) -> dict[str, Any]:
+    """The ``VideoViT`` sizes a ``model`` section sets (unset ones keep the registry's)."""
+    return not_none(
         patch_size=m.patch_size,
         embed_dim=m.embed_dim,
         depth=m.depth,
@@ -136,6 +154,14 @@ def build_student(cfg: Config, teacher_dim: int) -> nn.Module:
         mlp_ratio=m.mlp_ratio,
         pos_embed=m.pos_embed,
     )
+
+
+def build_student(cfg: Config, teacher_dim: int) -> nn.Module:
+    """The stage-1 student (``VideoViT`` with K alignment heads), seeded by the run seed."""
+    from umt.models import create_model
+
+    m = cfg.model
+    kw = encoder_sizes(m)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.train.seed)
         student = create_model(
@@ -234,6 +260,7 @@ class StepConfig:
     teacher_img_size: int | None = None
     data_norm: str = "imagenet"
     teacher_norm: str = "imagenet"
+    mask_kind: str = "attention"
 
     @classmethod
     def from_config(cls, cfg: Config) -> StepConfig:
@@ -244,6 +271,7 @@ class StepConfig:
             teacher_img_size=cfg.teacher.img_size,
             data_norm=cfg.data.mean_std,
             teacher_norm=cfg.data.teacher_norm,
+            mask_kind=cfg.mask.kind,
         )
 
 
@@ -255,18 +283,30 @@ def teacher_targets(
     teacher_img_size: int | None = None,
     data_norm: str = "imagenet",
     teacher_norm: str = "imagenet",
+    mask_kind: str = "attention",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The frozen teacher's side of one batch, without gradients: its class-token attention
     picks the kept tokens (semantic mask from the per-sample ``seeds``), and its projected
     features at those positions are the targets. ``video`` [B,3,T,H,W] ->
-    ``(targets [K,B,N_vis,C], mask [B,N])`` (True = dropped)."""
+    ``(targets [K,B,N_vis,C], mask [B,N])`` (True = dropped).
+
+    ``mask_kind`` (the paper's ablation): ``attention`` (UMT's semantic masking), ``random``
+    (each frame keeps the same number of tokens, uniformly at random) or ``tube`` (the same
+    random positions in every frame)."""
+    if mask_kind not in ("attention", "random", "tube"):
+        raise ValueError(f"mask kind {mask_kind!r} is not attention, random or tube")
     with torch.no_grad():
         tvideo = teacher_input(video, teacher_img_size, data_norm, teacher_norm)
 
         def choose_mask(cls_attn: torch.Tensor) -> torch.Tensor:  # [B,T,HW] -> [B,N]
-            _, t, hw = cls_attn.shape
+            b, t, hw = cls_attn.shape
+            if mask_kind == "tube":
+                uniform = per_sample_uniform(seeds, (1, hw)).to(cls_attn.device)  # [B,1,HW]
+                return tube_mask(b, t, hw, mask_ratio, uniform=uniform, device=cls_attn.device)
             uniform = per_sample_uniform(seeds, (t, hw)).to(cls_attn.device)  # [B,T,HW]
-            return semantic_mask(cls_attn.float(), mask_ratio=mask_ratio, uniform=uniform)
+            # random: the same Gumbel top-k draw with equal weights for every token
+            weights = cls_attn.float() if mask_kind == "attention" else torch.ones_like(cls_attn)
+            return semantic_mask(weights.float(), mask_ratio=mask_ratio, uniform=uniform)
 
         # The teacher's last block past the class-token attention runs on the kept tokens only.
         hidden, _, mask = teacher.forward_masked(tvideo, choose_mask)  # [K,B,N_vis,width], [B,N]
@@ -290,7 +330,7 @@ def compute_loss(
     with amp:
         targets, mask = teacher_targets(
             teacher, video, seeds, cfg.mask_ratio, cfg.teacher_img_size, cfg.data_norm,
-            cfg.teacher_norm,
+            cfg.teacher_norm, cfg.mask_kind,
         )  # fmt: skip
     with amp:
         aligned = student(video, mask, drop_path_seeds(seeds))  # [K,B,N_vis,C]
@@ -342,7 +382,8 @@ class Stage1Task(Task):
 
     def build_model(self) -> nn.Module:
         cfg = self.cfg
-        self.teacher, self.teacher_desc = build_teacher(cfg, self.ctx.device)
+        log = (lambda line: print(line, flush=True)) if self.ctx.info.is_main else None
+        self.teacher, self.teacher_desc = build_teacher(cfg, self.ctx.device, log=log)
         student = build_student(cfg, int(self.teacher.output_dim)).to(self.ctx.device)
         check_token_grids(student, self.teacher)
         if cfg.model.compile:
@@ -369,4 +410,29 @@ class Stage1Task(Task):
         seeds = mask_seeds(self.cfg.train.seed, epoch, batch["index"])
         return compute_loss(
             model, self.teacher, batch["video"], seeds, self.step_cfg, self.ctx.amp_dtype
+        )
+
+    def finish(self, model: nn.Module, out: Path, best: Path | None) -> list[str]:
+        """On the synthetic set (or with ``probe.enabled``): probe the trained student beside
+        the same student at random init."""
+        from umt.train.probe import probe_enabled, run_probe
+
+        if not probe_enabled(self.cfg):
+            return []
+        cfg = self.cfg
+        summary = {
+            "objective": "umt",
+            "mask": cfg.mask.kind,
+            "teacher": "builtin"
+            if cfg.teacher.weights == BUILTIN
+            else (cfg.teacher.weights or "random"),
+            "run_dir": str(out),
+        }
+        return run_probe(
+            cfg,
+            self.ctx,
+            self.export_model(model),
+            lambda: build_student(cfg, int(self.teacher.output_dim)),
+            out,
+            summary,
         )
