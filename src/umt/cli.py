@@ -761,6 +761,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(handler=_run_evaluate_classification)
     _add_evaluate_retrieval(tasks)
+    _add_evaluate_ava(tasks)
     p.set_defaults(handler=lambda args: (p.print_help(), 0)[1])
 
 
@@ -837,6 +838,74 @@ def _add_evaluate_retrieval(tasks: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(handler=_run_evaluate_retrieval)
+
+
+def _add_evaluate_ava(tasks: argparse._SubParsersAction) -> None:
+    a = tasks.add_parser(
+        "ava",
+        help="AVA v2.2 frame-mAP@0.5 of a detections CSV (the official Pascal protocol)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Score detections against AVA ground truth as the official evaluation does: per "
+            "class, detections ranked by score, each matched to its best-IoU ground-truth box "
+            "of the same keyframe (a true positive at IoU >= 0.5 when that box is still free), "
+            "AP as the area under the monotone precision-recall curve, mean over the classes "
+            "of the label map that have ground truth; excluded keyframes are left out of both."
+        ),
+        epilog=(
+            "files (AVA formats):\n"
+            "  GROUNDTRUTH.csv  video_id,timestamp,x1,y1,x2,y2,action_id[,person_id] (0-1 coords)\n"
+            "  DETECTIONS.csv   video_id,timestamp,x1,y1,x2,y2,action_id[,person_id],score\n"
+            "  --label-map      ava_action_list_v2.2_for_activitynet_2019.pbtxt (60 classes)\n"
+            "  --exclusions     ava_val_excluded_timestamps_v2.2.csv\n"
+            "prints mAP and the AP of every class; the last line is JSON."
+        ),
+    )
+    a.add_argument("groundtruth", metavar="GROUNDTRUTH.csv")
+    a.add_argument("detections", metavar="DETECTIONS.csv")
+    a.add_argument("--label-map", required=True, metavar="PBTXT", help="the classes evaluated")
+    a.add_argument("--exclusions", default=None, metavar="CSV", help="excluded keyframes")
+    a.add_argument("--iou", type=float, default=0.5, help="matching IoU (default 0.5)")
+    a.set_defaults(handler=_run_evaluate_ava)
+
+
+def _run_evaluate_ava(args: argparse.Namespace) -> int:
+    import json
+    import math
+
+    from umt.evaluate.detection import frame_map_from_files
+
+    if not 0.0 < args.iou <= 1.0:
+        raise ValueError(f"--iou: must be in (0, 1], got {args.iou}")
+    res = frame_map_from_files(
+        args.groundtruth, args.detections, args.label_map, args.exclusions, iou=args.iou
+    )
+    print(
+        f"frame-mAP@{args.iou:g}: {100 * res.mean_ap:.2f}% over "
+        f"{len(res.average_precision)} classes with ground truth; {res.num_groundtruth_boxes} "
+        f"ground-truth boxes in {res.num_groundtruth_frames} keyframes, "
+        f"{res.num_detections} detections"
+    )
+    for cid, ap in sorted(res.average_precision.items()):
+        print(f"  {cid:>3} {res.class_names[cid]:<40} AP {100 * ap:6.2f}%")
+    if res.classes_without_groundtruth:
+        print(f"  ({len(res.classes_without_groundtruth)} classes without ground truth skipped)")
+
+    def number(x: float) -> float | None:
+        return None if math.isnan(x) else round(x, 6)
+
+    print(
+        json.dumps(
+            {
+                "map": number(res.mean_ap),
+                "ap": {res.class_names[c]: number(v) for c, v in res.average_precision.items()},
+                "groundtruth_boxes": res.num_groundtruth_boxes,
+                "groundtruth_frames": res.num_groundtruth_frames,
+                "detections": res.num_detections,
+            }
+        )
+    )
+    return 0
 
 
 def _run_evaluate_retrieval(args: argparse.Namespace) -> int:

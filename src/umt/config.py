@@ -499,13 +499,124 @@ class VideoMAEConfig(_Serialisable):
     dist: DistConfig = field(default_factory=DistConfig)
 
 
-AnyConfig = Config | FinetuneConfig | VideoTextConfig | VideoMAEConfig
+# --------------------------------------------------------------------------- AVA detection
+@dataclass
+class DetectionModelConfig:
+    """The AVA detector (:class:`umt.models.detection.VideoDetector`: the video ViT with its
+    final norm, RoIAlign on the time-averaged features, max over the bins, a linear head).
+    ``None`` sizes keep the registry default of ``name``."""
+
+    name: str = "umt-b16-ava"
+    # Where the encoder starts: a K710 fine-tuned file (official), a stage-1 / stage-2 / AVA
+    # checkpoint (umt or official), "scratch", or "auto" (the latest `umt pretrain` run of
+    # init_recipe, else scratch). Required.
+    init: str | None = None
+    init_recipe: str = DEFAULT_RECIPE
+    num_classes: int = 80
+    patch_size: int | None = None
+    tubelet_size: int = 1
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_ratio: float | None = None
+    drop_path_rate: float = 0.2
+    head_init_scale: float = 0.001  # the head starts at trunc_normal(0.02) x 0.001
+    proposals_per_clip: int = 100  # GT boxes per training clip (a random subset when more)
+    box_jitter: list[float] = field(default_factory=lambda: [0.2, 0.1, 0.1, 0.05])
+    test_box_ext: list[float] = field(default_factory=lambda: [0.1, 0.05])
+    grad_checkpointing: int = 0
+    compile: bool = False
+
+
+@dataclass
+class DetectionDataConfig:
+    """AVA-format keyframes (see :mod:`umt.data.detection`). ``train_list: null`` = the built-in
+    synthetic detection set (its train / val splits, boxes, label map, exclusions)."""
+
+    train_list: str | None = None  # AVA GT CSV of the training keyframes
+    val_list: str | None = None  # AVA GT CSV of the validation keyframes
+    val_boxes: str | None = None  # detected person boxes (CSV video,ts,x1,y1,x2,y2,score)
+    label_map: str | None = None  # the evaluated classes (AVA .pbtxt)
+    excluded: str | None = None  # excluded keyframes (CSV video,ts)
+    root: str = ""  # folder of <video_id>.mp4 files (default: the GT CSV's folder)
+    synthetic_root: str | None = None  # default: $UMT_HOME/synthetic-detection
+    num_frames: int = 8
+    sampling_rate: int = 8
+    input_size: int = 224  # training crop
+    short_side: int = 256  # resize (training and test)
+    box_thresh: float = 0.8  # detector boxes below this score are not used at validation
+    fps: float | None = None  # keyframe = round(timestamp x fps); null = the video's frame rate
+    flip: bool = True
+    color_jitter: bool = True
+    num_workers: int = 0
+
+
+@dataclass
+class DetectionEvalConfig:
+    """Validation (frame-mAP@0.5 on the detector's boxes), every ``every_epochs`` epochs and
+    after the last one, on rank 0."""
+
+    every_epochs: int = 1
+    batch_size: int | None = None  # clips per evaluation batch; null = train.batch_size
+
+
+@dataclass
+class DetectionOptimConfig(FinetuneOptimConfig):
+    """AdamW as the official AVA scripts: lr 2.5e-4 and min_lr 1e-6 per 256 clips, warm-up from
+    0, betas (0.9, 0.999), wd 0.05, layer decay."""
+
+    lr: float = 2.5e-4
+    min_lr: float = 1e-6
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+
+
+@dataclass
+class DetectionConfig(_Serialisable):
+    """AVA action detection fine-tuning (``umt finetune`` with a ``finetune-ava`` recipe)."""
+
+    recipe: str = "umt-tiny-synthetic-ava"
+    task: Literal["finetune-ava"] = "finetune-ava"
+    model: DetectionModelConfig = field(default_factory=DetectionModelConfig)
+    data: DetectionDataConfig = field(default_factory=DetectionDataConfig)
+    eval: DetectionEvalConfig = field(default_factory=DetectionEvalConfig)
+    optim: DetectionOptimConfig = field(default_factory=DetectionOptimConfig)
+    schedule: ScheduleConfig = field(
+        default_factory=lambda: ScheduleConfig(epochs=30, warmup_epochs=5)
+    )
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+
+
+def _validate_detection(cfg: DetectionConfig) -> None:
+    m, d = cfg.model, cfg.data
+    if m.num_classes < 1:
+        raise ConfigError("model.num_classes: must be >= 1")
+    if m.proposals_per_clip < 1:
+        raise ConfigError("model.proposals_per_clip: must be >= 1")
+    if len(m.box_jitter) != 4:
+        raise ConfigError("model.box_jitter: needs four numbers (x_out, x_in, y_out, y_in)")
+    if len(m.test_box_ext) != 2:
+        raise ConfigError("model.test_box_ext: needs two numbers (x, y)")
+    if cfg.optim.layer_decay is not None and not 0.0 < cfg.optim.layer_decay <= 1.0:
+        raise ConfigError("optim.layer_decay: must be in (0, 1], or null")
+    if cfg.eval.every_epochs < 1:
+        raise ConfigError("eval.every_epochs: must be >= 1")
+    if d.sampling_rate < 1 or d.short_side < 1:
+        raise ConfigError("data.sampling_rate and data.short_side: must be >= 1")
+    if not 0.0 <= d.box_thresh <= 1.0:
+        raise ConfigError("data.box_thresh: must be in [0, 1]")
+    if d.fps is not None and not d.fps > 0:
+        raise ConfigError("data.fps: must be > 0, or null (the video's frame rate)")
+
+
+AnyConfig = Config | FinetuneConfig | VideoTextConfig | VideoMAEConfig | DetectionConfig
 CONFIG_CLASSES: dict[str, type] = {
     "pretrain": Config,
     "finetune": FinetuneConfig,
     "stage2": VideoTextConfig,
     "finetune-retrieval": VideoTextConfig,
     "videomae": VideoMAEConfig,
+    "finetune-ava": DetectionConfig,
 }
 # The command that runs each task.
 TASK_COMMANDS: dict[str, str] = {
@@ -514,6 +625,7 @@ TASK_COMMANDS: dict[str, str] = {
     "finetune": "finetune",
     "finetune-retrieval": "finetune",
     "videomae": "pretrain",
+    "finetune-ava": "finetune",
 }
 
 
@@ -751,6 +863,8 @@ def validate(cfg: AnyConfig) -> None:
         _validate_finetune(cfg)
     elif isinstance(cfg, VideoTextConfig):
         _validate_video_text(cfg)
+    elif isinstance(cfg, DetectionConfig):
+        _validate_detection(cfg)
     else:
         if not 0.0 <= cfg.mask.ratio < 1.0:
             raise ConfigError(f"mask.ratio: must be in [0, 1), got {cfg.mask.ratio}")

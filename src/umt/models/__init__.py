@@ -14,6 +14,7 @@ from umt.models.checkpoints import (
     save_pretrained,
 )
 from umt.models.clip_teacher import CLIPTeacher
+from umt.models.detection import VideoDetector
 from umt.models.registry import create_model, list_models, model_config, register_model
 from umt.models.text_bert import BertTextEncoder, load_bert
 from umt.models.video_text import UMTVideoText
@@ -24,6 +25,7 @@ __all__ = [
     "BertTextEncoder",
     "CLIPTeacher",
     "UMTVideoText",
+    "VideoDetector",
     "VideoMAE",
     "VideoViT",
     "convert_checkpoint",

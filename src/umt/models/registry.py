@@ -18,6 +18,7 @@ from typing import Any
 from torch import nn
 
 from umt.models.clip_teacher import CLIPTeacher
+from umt.models.detection import VideoDetector
 from umt.models.video_text import UMTVideoText
 from umt.models.video_vit import VideoViT
 from umt.models.videomae import VideoMAE
@@ -70,6 +71,27 @@ register_model(
 )
 register_model(
     "umt-l16", VideoViT, "UMT-L/16 student, 8x224, aligned to CLIP-L/14", **_COMMON, **_STUDENT_L
+)
+# AVA v2.2 action detection (official ``AD/``): the student's encoder (no alignment heads) with
+# its final norm, RoIAlign on the time-averaged features and an 80-way head, 8 frames, tubelet 1.
+_AVA = dict(_COMMON, num_classes=80)
+register_model(
+    "umt-b16-ava",
+    VideoDetector,
+    "UMT-B/16 AVA v2.2 action detector: 8x224 encoder + RoIAlign + 80-way head",
+    **_AVA,
+    embed_dim=768,
+    depth=12,
+    num_heads=12,
+)
+register_model(
+    "umt-l16-ava",
+    VideoDetector,
+    "UMT-L/16 AVA v2.2 action detector: 8x224 encoder + RoIAlign + 80-way head",
+    **_AVA,
+    embed_dim=1024,
+    depth=24,
+    num_heads=16,
 )
 register_model(
     "clip-b16",

@@ -392,7 +392,10 @@ def plot(result: DemoResult, path: Path) -> None:
             ys = [100 * getattr(r, metric) for r in recs if getattr(r, metric) is not None]
             if not ys:
                 continue
+            # Equal budgets share one x: offset the objectives a little so each stays visible.
             x = recs[0].pretrain_flops / 1e12
+            if x > 0:
+                x += (i - 1) * 0.015 * result.settings["budget_flops"] / 1e12
             ax.scatter([x] * len(ys), ys, color=f"C{i}", alpha=0.4, s=18)
             ax.scatter([x], [statistics.fmean(ys)], color=f"C{i}", s=80, marker="D", label=v.label)
         ax.set_xlabel("pretraining compute (TFLOP)")

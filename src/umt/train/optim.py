@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -266,3 +267,17 @@ def build_schedules(cfg: Config, steps_per_epoch: int, world_size: int) -> Sched
     )
     wds = cosine_scheduler(cfg.optim.weight_decay, wd_end, s.epochs, steps_per_epoch)
     return Schedules(lr=lrs, wd=wds)
+
+
+def finetune_param_groups(
+    model: nn.Module, weight_decay: float, layer_decay: float | None
+) -> list[dict[str, Any]]:
+    """The fine-tuning tasks' groups: layer-wise lr decay when ``layer_decay`` is set (the
+    bookkeeping keys dropped), else the plain decay / no-decay split."""
+    if layer_decay is None:
+        return default_param_groups(model, weight_decay)
+    groups = layer_decay_param_groups(model, weight_decay, layer_decay)
+    for g in groups:
+        g.pop("names", None)
+        g.pop("layer_id", None)
+    return groups

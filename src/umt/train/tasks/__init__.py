@@ -2,12 +2,14 @@
 
 ``stage1`` (UMA, ``umt pretrain``), ``video_text`` (stage 2 with ``umt pretrain`` and retrieval
 fine-tuning with ``umt finetune``), ``classify`` (``umt finetune``), ``videomae`` (VideoMAE pixel
-reconstruction, ``umt pretrain`` with a ``videomae`` recipe). The loop
+reconstruction, ``umt pretrain`` with a ``videomae`` recipe), ``detection`` (AVA action
+detection, ``umt finetune`` with a ``finetune-ava`` recipe). The loop
 (:mod:`umt.train.loop`) never names a task.
 """
 
 from umt.train.tasks.base import RunContext, Task
 from umt.train.tasks.classify import ClassifyTask
+from umt.train.tasks.detection import DetectionTask
 from umt.train.tasks.stage1 import Stage1Task
 from umt.train.tasks.video_text import VideoTextTask
 from umt.train.tasks.videomae import VideoMAETask
@@ -18,6 +20,7 @@ TASKS: dict[str, type[Task]] = {
     "stage2": VideoTextTask,
     "finetune-retrieval": VideoTextTask,
     "videomae": VideoMAETask,
+    "finetune-ava": DetectionTask,
 }
 
 
@@ -29,6 +32,7 @@ def task_class(task: str) -> type[Task]:
 __all__ = [
     "TASKS",
     "ClassifyTask",
+    "DetectionTask",
     "RunContext",
     "Stage1Task",
     "Task",

@@ -323,16 +323,9 @@ class ClassifyTask(Task):
         return lines
 
     def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
-        from umt.train.optim import default_param_groups, layer_decay_param_groups
+        from umt.train.optim import finetune_param_groups
 
-        o = self.cfg.optim
-        if o.layer_decay is None:
-            return default_param_groups(model, o.weight_decay)
-        groups = layer_decay_param_groups(model, o.weight_decay, o.layer_decay)
-        for g in groups:
-            g.pop("names", None)
-            g.pop("layer_id", None)
-        return groups
+        return finetune_param_groups(model, self.cfg.optim.weight_decay, self.cfg.optim.layer_decay)
 
     # ---------------------------------------------------------------- training
     def loss(self, model: nn.Module, batch: dict[str, Any], epoch: int) -> torch.Tensor:

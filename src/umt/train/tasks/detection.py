@@ -1,0 +1,409 @@
+"""AVA action detection fine-tuning (``umt finetune`` with a ``finetune-ava`` recipe), as the
+official ``AD/`` code (spec section E).
+
+The model is :class:`umt.models.detection.VideoDetector` (the video ViT with its final norm,
+the fixed sin-cos table interpolated on the fly, RoIAlign on the time-averaged features, max
+over the bins, a linear 80-way head scaled by ``head_init_scale``), its encoder loaded from a
+checkpoint with ``load_backbone`` (a K710 fine-tuned file officially; any stage-1 / stage-2 /
+AVA checkpoint too) or random (``scratch``). Data: :class:`umt.data.detection.AVADataset`.
+
+One micro-batch: per clip, the ground-truth boxes (at most ``model.proposals_per_clip``, a
+random subset when more) jittered (``model.box_jitter``), both drawn from the clip's own seed
+``(seed, epoch, index, BOX_STREAM)``, so a resume replays them exactly -> detector (per-sample
+drop path) -> ``detection_loss`` (class-mean BCE x boxes).
+
+Validation (``eval.every_epochs`` and the last epoch): the detector's boxes at the validation
+keyframes (score >= ``data.box_thresh``), extended by ``model.test_box_ext`` for the RoIs and
+scored ``sigmoid(logit) x box score``; the rows report the detector's own boxes in the original
+frame, normalised as the official ``prepare_for_ava_detection``; frame-mAP@0.5 over the label
+map's classes, excluded keyframes removed (:func:`umt.evaluate.detection.frame_map`). As the
+official, it runs on the main process only (the other ranks wait and receive its numbers).
+``val_map`` (percent) picks ``<run>/best/``. The end writes ``<run>/test/results.json`` (mAP,
+per-class AP) and ``<run>/test/detections.csv`` (AVA detection rows) for the last weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from umt.config import ConfigError, DetectionConfig
+from umt.train.tasks.base import Task, not_none, resolve_init
+
+BOX_STREAM = 5
+DROP_PATH_STREAM = 2
+
+
+def synthetic_detection_root(cfg: DetectionConfig) -> Path:
+    """Where the built-in synthetic detection set lives: ``data.synthetic_root``, else
+    ``$UMT_HOME/synthetic-detection``, else ``~/.cache/umt/synthetic-detection``."""
+    if cfg.data.synthetic_root:
+        return Path(cfg.data.synthetic_root)
+    home = os.environ.get("UMT_HOME")
+    base = Path(home) if home else Path.home() / ".cache" / "umt"
+    return base / "synthetic-detection"
+
+
+def build_detector(cfg: DetectionConfig) -> nn.Module:
+    """The detector of ``cfg`` with random weights (seeded by the run seed)."""
+    from umt.models import create_model
+
+    m, d = cfg.model, cfg.data
+    kw = not_none(
+        patch_size=m.patch_size,
+        embed_dim=m.embed_dim,
+        depth=m.depth,
+        num_heads=m.num_heads,
+        mlp_ratio=m.mlp_ratio,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed)
+        model = create_model(
+            m.name,
+            img_size=d.input_size,
+            num_frames=d.num_frames,
+            tubelet_size=m.tubelet_size,
+            drop_path_rate=m.drop_path_rate,
+            num_classes=m.num_classes,
+            init_scale=m.head_init_scale,
+            **kw,
+        )
+    if m.grad_checkpointing:
+        model.set_grad_checkpointing(m.grad_checkpointing)
+    return model
+
+
+class DetectionTask(Task):
+    """``umt finetune`` with a ``finetune-ava`` recipe: AVA action detection."""
+
+    name = "finetune-ava"
+    loss_name = "loss"
+    best_metric = "val_map"
+    resume_ignored = Task.resume_ignored | {
+        "model.init",
+        "model.init_recipe",
+        "data.val_list",
+        "data.val_boxes",
+        "data.label_map",
+        "data.excluded",
+    }
+
+    cfg: DetectionConfig
+
+    # ---------------------------------------------------------------- building
+    def check(self) -> None:
+        m, d = self.cfg.model, self.cfg.data
+        if m.init is None:
+            raise ConfigError(
+                f"recipe '{self.cfg.recipe}' needs model.init: the checkpoint whose encoder the "
+                "detector starts from (officially the K710 fine-tuned b16/l16_ptk710_ftk710_"
+                "f8_res224.pth), or model.init=scratch"
+            )
+        if m.init not in ("scratch", "auto") and not Path(m.init).exists():
+            raise FileNotFoundError(f"model.init: no such file or folder {m.init}")
+        if self.cfg.dist.strategy == "fsdp":
+            raise ConfigError("dist.strategy: fsdp is not supported for detection (use ddp)")
+        if d.train_list is None:
+            return  # the synthetic set brings every file
+        if not Path(d.train_list).is_file():
+            raise FileNotFoundError(f"data.train_list: no such file {d.train_list}")
+        if d.val_list is not None:
+            if not Path(d.val_list).is_file():
+                raise FileNotFoundError(f"data.val_list: no such file {d.val_list}")
+            if d.label_map is None:
+                raise ConfigError(
+                    "data.label_map: required with data.val_list (the evaluated classes, e.g. "
+                    "ava_action_list_v2.2_for_activitynet_2019.pbtxt)"
+                )
+        for key in ("label_map", "val_boxes", "excluded"):
+            value = getattr(d, key)
+            if value is not None and not Path(value).is_file():
+                raise ConfigError(f"data.{key}: no such file {value}")
+
+    def _files(self) -> dict[str, Any]:
+        """The annotation files: the config's, or the synthetic set's (made by rank 0)."""
+        d = self.cfg.data
+        if d.train_list is not None:
+            return {
+                "train": d.train_list,
+                "val": d.val_list,
+                "val_boxes": d.val_boxes,
+                "label_map": d.label_map,
+                "excluded": d.excluded,
+                "root": d.root or None,
+            }
+        from umt.data.synth_detection import ensure_detection_dataset
+        from umt.train.distributed import barrier
+
+        root = synthetic_detection_root(self.cfg)
+        if self.ctx.info.is_main:
+            ensure_detection_dataset(root)
+        barrier()
+        return {
+            "train": str(root / "train.csv"),
+            "val": d.val_list or str(root / "val.csv"),
+            "val_boxes": d.val_boxes or str(root / "val_boxes.csv"),
+            "label_map": d.label_map or str(root / "label_map.pbtxt"),
+            "excluded": d.excluded or str(root / "excluded.csv"),
+            "root": str(root / "videos"),
+        }
+
+    def _dataset(self, train: bool) -> Any:
+        from umt.data.detection import AVADataset
+
+        d, f = self.cfg.data, self.files
+        return AVADataset(
+            f["train"] if train else f["val"],
+            f["root"],
+            train=train,
+            boxes=None if train else f["val_boxes"],
+            box_thresh=d.box_thresh,
+            num_frames=d.num_frames,
+            sampling_rate=d.sampling_rate,
+            short_side=d.short_side,
+            input_size=d.input_size,
+            flip=d.flip,
+            color_jitter=d.color_jitter,
+            num_classes=self.cfg.model.num_classes,
+            fps=d.fps,
+            seed=self.cfg.train.seed,
+        )
+
+    def build_data(self) -> Any:
+        self.files = self._files()
+        return self._dataset(train=True)
+
+    def collate(self) -> Any:
+        from umt.data.detection import collate_detection
+
+        return collate_detection
+
+    def build_model(self) -> nn.Module:
+        cfg = self.cfg
+        path, self.init_desc = resolve_init(cfg)
+        model = build_detector(cfg)
+        self.init_notes: list[str] = []
+        if path is not None:
+            self.init_notes = model.load_backbone(path)
+        if cfg.model.compile:
+            for block in model.blocks:
+                block.compile()
+        self.loss_calls = 0
+        return model.to(self.ctx.device)
+
+    def export_model(self, model: nn.Module) -> nn.Module:
+        from umt.train.distributed import unwrap
+
+        return unwrap(model)
+
+    def describe(self, model: nn.Module) -> list[str]:
+        net = self.export_model(model)
+        cfg, d = self.cfg, self.cfg.data
+        n_params = sum(p.numel() for p in net.parameters())
+        return [
+            f"detector {cfg.model.name} ({net.embed_dim} wide x {len(net.blocks)} deep, "
+            f"{net.num_classes} classes): {n_params / 1e6:.2f}M params; {d.num_frames} frames "
+            f"every {d.sampling_rate} around the keyframe, short side {d.short_side}, crop "
+            f"{d.input_size}; layer decay {cfg.optim.layer_decay}",
+            f"weights {self.init_desc}"
+            + (f" ({'; '.join(self.init_notes)})" if self.init_notes else ""),
+            f"validation: {self.files['val'] or 'none'} (boxes {self.files['val_boxes'] or 'GT'}"
+            f" >= {d.box_thresh})",
+        ]
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        from umt.train.optim import finetune_param_groups
+
+        return finetune_param_groups(model, self.cfg.optim.weight_decay, self.cfg.optim.layer_decay)
+
+    # ---------------------------------------------------------------- training
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        dev = self.ctx.device
+        out = dict(batch)
+        out["video"] = batch["video"].to(dev, non_blocking=True)
+        return out
+
+    def proposals(
+        self, batch: dict[str, Any], epoch: int
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Training proposals of a batch: per clip the sampled, jittered GT boxes (drawn from
+        the clip's seed) and their targets ``[sum n_i, classes]``."""
+        from umt.data import make_generator, sample_seed
+        from umt.models.detection import jitter_boxes, sample_boxes
+
+        m = self.cfg.model
+        boxes, targets = [], []
+        for i, index in enumerate(batch["index"].tolist()):
+            gen = make_generator(sample_seed(self.cfg.train.seed, epoch, index, BOX_STREAM))
+            b, lab = batch["boxes"][i], batch["labels"][i]
+            keep = sample_boxes(b.shape[0], m.proposals_per_clip, gen)
+            jittered = jitter_boxes(
+                b[keep], batch["image_size"][i], gen, tuple(m.box_jitter)
+            )  # [n, 4]
+            boxes.append(jittered.to(self.ctx.device))
+            targets.append(lab[keep])
+        return boxes, torch.cat(targets, dim=0).to(self.ctx.device)
+
+    def loss(self, model: nn.Module, batch: dict[str, Any], epoch: int) -> torch.Tensor:
+        from umt.data import sample_seed
+        from umt.masking import per_sample_uniform
+        from umt.models.detection import detection_loss
+
+        cfg = self.cfg
+        self.loss_calls += 1
+        video = batch["video"]  # [B, 3, T, H, W]
+        boxes, targets = self.proposals(batch, epoch)
+        noise = None
+        if model.training and cfg.model.drop_path_rate > 0:
+            seeds = [
+                sample_seed(cfg.train.seed, epoch, i, DROP_PATH_STREAM)
+                for i in batch["index"].tolist()
+            ]
+            depth = len(self.export_model(model).blocks)
+            noise = per_sample_uniform(seeds, (depth, 2), video.device)  # [B, depth, 2]
+        amp = self.ctx.amp_dtype
+        with torch.autocast(video.device.type, dtype=amp, enabled=amp is not None):
+            logits = model(video, boxes, noise)  # [K, classes]
+        return detection_loss(logits.float(), targets)
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluates(self, epoch: int | None) -> bool:
+        if not self.files.get("val"):
+            return False
+        if epoch is None:
+            return True
+        return (
+            epoch + 1
+        ) % self.cfg.eval.every_epochs == 0 or epoch + 1 == self.cfg.schedule.epochs
+
+    @torch.no_grad()
+    def run_validation(self, model: nn.Module) -> tuple[Any, Any, int]:
+        """Score the validation keyframes with ``model`` (plain, not DDP): ``(DetectionResult,
+        detections AVABoxes, unreadable videos)``."""
+        from umt.data.detection import collate_detection
+        from umt.evaluate.detection import (
+            AVABoxes,
+            detections_from_scores,
+            frame_map,
+            pixel_boxes_to_normalised,
+            read_exclusions,
+            read_groundtruth_csv,
+            read_label_map,
+        )
+        from umt.models.detection import detection_scores, extend_boxes
+
+        f, cfg = self.files, self.cfg
+        if not hasattr(self, "val_set"):
+            self.val_set = self._dataset(train=False)
+        loader = torch.utils.data.DataLoader(
+            self.val_set,
+            batch_size=cfg.eval.batch_size or cfg.train.batch_size,
+            shuffle=False,
+            num_workers=cfg.data.num_workers,
+            collate_fn=collate_detection,
+        )
+        was_training = model.training
+        model.eval()
+        dev, amp = self.ctx.device, self.ctx.amp_dtype
+        ext = tuple(cfg.model.test_box_ext)
+        parts, skipped = [], 0
+        try:
+            for batch in loader:
+                skipped += len(batch["faults"])
+                if batch["video"] is None or not any(b.shape[0] for b in batch["boxes"]):
+                    continue
+                rois = [
+                    extend_boxes(b, size, ext).to(dev)
+                    for b, size in zip(batch["boxes"], batch["image_size"])
+                ]
+                with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
+                    logits = model(batch["video"].to(dev, non_blocking=True), rois)
+                scores = detection_scores(logits.float().cpu(), torch.cat(batch["box_scores"]))
+                start = 0
+                for i, b in enumerate(batch["boxes"]):
+                    n = b.shape[0]
+                    if n == 0:
+                        continue
+                    (h, w), (h0, w0) = batch["image_size"][i], batch["orig_size"][i]
+                    orig = b.numpy() * np.array([w0 / w, h0 / h, w0 / w, h0 / h])
+                    parts.append(
+                        detections_from_scores(
+                            batch["video_id"][i],
+                            batch["timestamp"][i],
+                            pixel_boxes_to_normalised(orig, w0, h0),
+                            scores[start : start + n].numpy(),
+                        )
+                    )
+                    start += n
+        finally:
+            model.train(was_training)
+        detections = AVABoxes.concatenate(parts)
+        result = frame_map(
+            read_groundtruth_csv(f["val"]),
+            detections,
+            read_label_map(f["label_map"]),
+            read_exclusions(f["excluded"]) if f.get("excluded") else None,
+        )
+        return result, detections, skipped
+
+    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float] | None:
+        from umt.train.distributed import broadcast_str, unwrap
+
+        metrics = None
+        if self.ctx.info.is_main:
+            result, detections, skipped = self.run_validation(unwrap(model))
+            self.last_eval = (self.loss_calls, result, detections, skipped)
+            metrics = {
+                "val_map": 100.0 * result.mean_ap,
+                "val_keyframes": float(len(self.val_set)),
+                "val_detections": float(result.num_detections),
+            }
+            if skipped:
+                metrics["val_skipped_videos"] = float(skipped)
+        text = broadcast_str(json.dumps(metrics) if metrics is not None else None)
+        return json.loads(text) if text else None
+
+    def finish(self, model: nn.Module, out: Path, best: Path | None) -> list[str]:
+        """The validation of the last weights (reused when nothing was trained since the last
+        one), written to ``<run>/test/``: ``results.json`` and ``detections.csv``."""
+        if not self.files.get("val"):
+            return ["no validation keyframes (data.val_list): no detection results"]
+        if not self.ctx.info.is_main:
+            return []
+        from umt.evaluate.detection import OFFICIAL_MAP_KEY, write_detections_csv
+        from umt.train.distributed import unwrap
+
+        last = getattr(self, "last_eval", None)
+        if last is not None and last[0] == self.loss_calls:
+            _, result, detections, skipped = last
+        else:
+            result, detections, skipped = self.run_validation(unwrap(model))
+        test_dir = out / "test"
+        test_dir.mkdir(parents=True, exist_ok=True)
+        summary = {
+            "mAP": 100.0 * result.mean_ap,
+            OFFICIAL_MAP_KEY: result.mean_ap,
+            "per_class_AP": {name: 100.0 * ap for name, ap in result.ap_by_name.items()},
+            "num_groundtruth_per_class": {
+                result.class_names[c]: n for c, n in result.num_groundtruth_per_class.items()
+            },
+            "num_keyframes": len(self.val_set),
+            "num_detections": result.num_detections,
+            "skipped_videos": skipped,
+            "weights": "last",
+        }
+        (test_dir / "results.json").write_text(json.dumps(summary, indent=1))
+        write_detections_csv(test_dir / "detections.csv", detections)
+        self.test_result = result
+        return [
+            f"AVA frame-mAP@0.5 (last weights): {100.0 * result.mean_ap:.2f}% over "
+            f"{len(result.average_precision)} classes, {len(self.val_set)} keyframes"
+            + (f"; {skipped} unreadable video(s) skipped" if skipped else ""),
+            f"test results: {test_dir}",
+        ]
