@@ -64,6 +64,7 @@ def extract_features(
     """Features and labels of every clip of ``dataset`` (items with ``video`` and ``label``;
     unreadable clips are skipped by the dataset's collate): ``([N, D], [N])`` on the CPU."""
     from umt.data import collate_videos
+    from umt.evaluate.classification import _autocast
 
     device = torch.device(device)
     was_training = encoder.training
@@ -75,10 +76,7 @@ def extract_features(
     try:
         for batch in loader:
             video = batch["video"].to(device)
-            if autocast_dtype is not None:
-                with torch.autocast(device.type, dtype=autocast_dtype):
-                    f = clip_features(encoder, video)
-            else:
+            with _autocast(device, autocast_dtype):
                 f = clip_features(encoder, video)
             feats.append(f.cpu())
             labels.append(batch["label"].cpu())
