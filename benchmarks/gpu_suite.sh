@@ -3,7 +3,9 @@
 # against the official fixtures, model timings, the stage-1 step at the paper's UMT-B/16 size
 # (batch 64, 8x224, CLIP-B/16 teacher, bf16) with and without torch.compile, and the UMT-B/16
 # fine-tuning step (16 videos x 2 clips, 8x224, bf16 and fp16) with evaluation throughput, and the
-# UMT-B/16 stage-2 step (32 pairs, 4x224, CLIP-B/16 teacher, BERT-base; bf16 and fp16).
+# UMT-B/16 stage-2 step (32 pairs, 4x224, CLIP-B/16 teacher, BERT-base; bf16 and fp16), and the
+# downstream steps at UMT-B/16 size: video QA and multiple choice (12x224, batch 32, BERT-base)
+# and AVA detection (8x224, batch 8).
 # Usage (repo root, with umt importable): bash benchmarks/gpu_suite.sh [OUT_DIR]
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -22,6 +24,7 @@ run "$PY" finetune_step.py --device cuda --preset umt-b16 --steps 20 --precision
 run "$PY" finetune_step.py --device cuda --preset umt-b16 --steps 20 --precision fp16 --impl umt --decode
 run "$PY" stage2_step.py --device cuda --preset umt-b16 --steps 10 --precision bf16 --impl both
 run "$PY" stage2_step.py --device cuda --preset umt-b16 --steps 10 --precision fp16
+run "$PY" downstream_step.py --device cuda --preset umt-b16 --steps 10 --precision bf16
 run "$PY" search_latency.py --threads 16 --rerank
 grep -h '^{' "$OUT/gpu_suite.log" > "$OUT/gpu_suite.jsonl" || true
 echo "results: $OUT/gpu_suite.log, $OUT/gpu_suite.jsonl"

@@ -1,5 +1,6 @@
 """The default `umt pretrain` (built-in teacher, then a probe that shows what the student learnt)
-and `umt demo` end to end. Slow: they train a teacher and several tiny models."""
+and `umt demo` end to end. Heavy (minutes: they train a teacher and several tiny models): left out
+of the default suite, run them with ``pytest -m heavy``."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def umt_home(synthetic, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_default_run_distils_the_builtin_teacher_and_learns(umt_home, tmp_path):
     """`umt pretrain` with the default recipe: it trains the built-in teacher (none is cached),
     distils it, and its k-NN probe beats the same student at random init by a clear margin."""
@@ -55,6 +57,7 @@ def test_default_run_distils_the_builtin_teacher_and_learns(umt_home, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_demo_quick_compares_four_pretrainings(umt_home, tmp_path):
     """`umt demo --quick`, shortened: the four pretrainings at equal FLOPs, the same fine-tuning,
     a table, findings, JSON and a plot. Reuses the teacher the default run cached."""

@@ -7,6 +7,7 @@ command line live in ``umt.train`` and ``umt.cli`` and are not imported here.
 from umt.models import (
     BertTextEncoder,
     CLIPTeacher,
+    UMTVideoQA,
     UMTVideoText,
     VideoViT,
     create_model,
@@ -24,6 +25,7 @@ __all__ = [
     "BertTextEncoder",
     "CLIPTeacher",
     "Tokenizer",
+    "UMTVideoQA",
     "UMTVideoText",
     "VideoViT",
     "create_model",

@@ -10,6 +10,8 @@ import os
 import sys
 from typing import Any
 
+from umt.cli_qa import add_ask, add_evaluate_mc, add_evaluate_qa
+
 
 # --------------------------------------------------------------------------- convert
 def _add_convert(sub: argparse._SubParsersAction) -> None:
@@ -672,7 +674,8 @@ def _evaluate_count(minimum: int):
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="test a model: the official multi-view classification test, text-video retrieval",
+        help="test a model: the official multi-view classification test, text-video retrieval, "
+        "AVA frame-mAP, video QA, multiple choice",
     )
     tasks = p.add_subparsers(dest="evaluate_command", metavar="TASK")
     c = tasks.add_parser(
@@ -762,6 +765,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     c.set_defaults(handler=_run_evaluate_classification)
     _add_evaluate_retrieval(tasks)
     _add_evaluate_ava(tasks)
+    add_evaluate_qa(tasks)
+    add_evaluate_mc(tasks)
     p.set_defaults(handler=lambda args: (p.print_help(), 0)[1])
 
 
@@ -1486,6 +1491,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Unmasked Teacher: train and use training-efficient video foundation models.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_ask(sub)
     _add_classify(sub)
     _add_convert(sub)
     _add_data(sub)

@@ -407,8 +407,11 @@ class VideoTextLossConfig:
 
 @dataclass
 class RetrievalEvalConfig:
-    """Text-video retrieval evaluation (ITC, then ITM re-ranking of the top ``k_test``)."""
+    """Text-video retrieval evaluation (ITC, then ITM re-ranking of the top ``k_test``), or with
+    ``protocol: mc`` multiple choice (MSRVTT-MC: ``data.val_list`` holds ``{"video", "caption":
+    [options], "answer": index}``; each option scored 0.7 softmax(ITM) + 0.3 softmax(ITC))."""
 
+    protocol: Literal["retrieval", "mc"] = "retrieval"
     every_epochs: int = 1
     k_test: int = 128
     num_frames: int | None = None  # null = data.num_frames
@@ -450,6 +453,91 @@ class VideoTextConfig(_Serialisable):
     )
     train: TrainConfig = field(default_factory=TrainConfig)
     dist: DistConfig = field(default_factory=DistConfig)
+
+
+# --------------------------------------------------------------------------- video QA
+@dataclass
+class QAModelConfig(VideoTextModelConfig):
+    """The QA model: the stage-2 video encoder, its BERT as the question encoder and an answer
+    decoder (``decoder_layers``; null = the text layers above ``fusion_layer``, the official
+    3 for B/16 and 5 for L/16) initialised from the fusion layers. ``init``: a stage-2 checkpoint
+    (umt's or official), an official QA checkpoint, or umt's QA checkpoint."""
+
+    decoder_layers: int | None = None
+
+
+@dataclass
+class QATextConfig(TextEncoderConfig):
+    """Questions of ``max_length`` tokens (official ``max_q_len`` 25); answers of
+    ``answer_max_length`` (``max_a_len`` 5) written as ``answer + " " + eos`` (official)."""
+
+    max_length: int = 25
+    answer_max_length: int = 5
+    eos: str = "[SEP]"
+
+
+@dataclass
+class QADataConfig(VideoDataConfig):
+    """QA annotations (``train_list``, ``val_list``, ``test_list``): the official JSON
+    (``{"video", "question", "answer", "question_id"}``) or the raw MSRVTT-QA / MSVD-QA /
+    ActivityNet-QA releases (``format``); ``answer_list``: the JSON list of candidate answers
+    ranked at test. ``train_list: null``: the built-in synthetic QA set."""
+
+    format: Literal["auto", "umt", "msrvtt-qa", "msvd-qa", "anet-qa"] = "auto"
+    answer_list: str | None = None
+    num_frames: int = 12
+    sampling: Literal["rand", "middle", "segments", "sparse"] = "rand"
+    rrc_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    flip: bool = True
+    val_list: str | None = None
+    val_root: str = ""
+    test_list: str | None = None  # tested at the end (null: val_list)
+    test_root: str = ""
+
+
+@dataclass
+class QAEvalConfig:
+    """Answer-list ranking: the ``k_test`` answers likeliest by their first token are re-scored
+    by the whole decoder; exact-match accuracy."""
+
+    every_epochs: int = 1
+    k_test: int = 128
+    num_frames: int | None = None  # null = data.num_frames
+    batch_size: int | None = None  # null = train.batch_size
+    test_best: bool = True
+
+
+@dataclass
+class QAConfig(_Serialisable):
+    """Open-ended video QA fine-tuning (``umt finetune`` with a ``finetune-qa`` recipe)."""
+
+    recipe: str = "umt-tiny-synthetic-qa"
+    task: Literal["finetune-qa"] = "finetune-qa"
+    model: QAModelConfig = field(default_factory=QAModelConfig)
+    text: QATextConfig = field(default_factory=QATextConfig)
+    data: QADataConfig = field(default_factory=QADataConfig)
+    eval: QAEvalConfig = field(default_factory=QAEvalConfig)
+    optim: VideoTextOptimConfig = field(default_factory=VideoTextOptimConfig)
+    schedule: ScheduleConfig = field(
+        default_factory=lambda: ScheduleConfig(
+            epochs=8, warmup_epochs=1, kind="cosine_floor", lr_floor=0.01
+        )
+    )
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+
+
+def _validate_qa(cfg: QAConfig) -> None:
+    if cfg.text.answer_max_length < 3:
+        raise ConfigError("text.answer_max_length: must be >= 3 ([CLS], a token, [SEP])")
+    if cfg.text.max_length < 2:
+        raise ConfigError("text.max_length: must be >= 2")
+    if cfg.eval.k_test < 1:
+        raise ConfigError("eval.k_test: must be >= 1")
+    if cfg.eval.every_epochs < 1:
+        raise ConfigError("eval.every_epochs: must be >= 1")
+    if cfg.model.decoder_layers is not None and cfg.model.decoder_layers < 1:
+        raise ConfigError("model.decoder_layers: must be >= 1, or null")
 
 
 # --------------------------------------------------------------------------- VideoMAE
@@ -609,7 +697,7 @@ def _validate_detection(cfg: DetectionConfig) -> None:
         raise ConfigError("data.fps: must be > 0, or null (the video's frame rate)")
 
 
-AnyConfig = Config | FinetuneConfig | VideoTextConfig | VideoMAEConfig | DetectionConfig
+AnyConfig = Config | FinetuneConfig | VideoTextConfig | VideoMAEConfig | DetectionConfig | QAConfig
 CONFIG_CLASSES: dict[str, type] = {
     "pretrain": Config,
     "finetune": FinetuneConfig,
@@ -617,6 +705,7 @@ CONFIG_CLASSES: dict[str, type] = {
     "finetune-retrieval": VideoTextConfig,
     "videomae": VideoMAEConfig,
     "finetune-ava": DetectionConfig,
+    "finetune-qa": QAConfig,
 }
 # The command that runs each task.
 TASK_COMMANDS: dict[str, str] = {
@@ -626,6 +715,7 @@ TASK_COMMANDS: dict[str, str] = {
     "finetune-retrieval": "finetune",
     "videomae": "pretrain",
     "finetune-ava": "finetune",
+    "finetune-qa": "finetune",
 }
 
 
@@ -865,6 +955,8 @@ def validate(cfg: AnyConfig) -> None:
         _validate_video_text(cfg)
     elif isinstance(cfg, DetectionConfig):
         _validate_detection(cfg)
+    elif isinstance(cfg, QAConfig):
+        _validate_qa(cfg)
     else:
         if not 0.0 <= cfg.mask.ratio < 1.0:
             raise ConfigError(f"mask.ratio: must be in [0, 1), got {cfg.mask.ratio}")

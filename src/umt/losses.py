@@ -1,7 +1,8 @@
 """Losses of UMT. Stage 1: the unmasked-token alignment (UMA) loss; classification fine-tuning:
 the soft-target cross-entropy for mixup / cutmix / label-smoothed targets; stage 2 (video-text):
 the contrastive (VTC, with a differentiable all-gather), matching (VTM, hard negatives) and
-masked-language-modelling (MLM) losses of the official ``MM/models/criterions.py``."""
+masked-language-modelling (MLM) losses of the official ``MM/models/criterions.py``; video QA:
+the answer decoder's per-answer NLL and its answer-weighted loss (``MM/models/umt_qa.py``)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ __all__ = [
     "mask_tokens",
     "mlm_loss",
     "reconstruction_loss",
+    "answer_token_nll",
+    "qa_answer_loss",
 ]
 
 UMA_KINDS = ("l2", "mse", "smooth_l1")
@@ -510,3 +513,24 @@ def reconstruction_loss(
             f"target {tuple(target.shape)}"
         )
     return F.mse_loss(pred.float(), picked.float())
+
+
+def answer_token_nll(logits: torch.Tensor, answer_ids: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """Each answer's next-token cross-entropy summed over its tokens (the official
+    ``BertLMHeadModel`` loss with ``reduction="none"``).
+
+    ``logits [N, La, V]`` (position ``j`` predicts token ``j + 1``), ``answer_ids [N, La]``
+    (``[CLS] answer [SEP] ...``; ``pad_id`` tokens are not predicted) -> ``[N]``.
+    """
+    targets = answer_ids[:, 1:].masked_fill(answer_ids[:, 1:] == pad_id, -100)  # [N, La-1]
+    shifted = logits[:, :-1]  # [N, La-1, V]
+    ce = F.cross_entropy(shifted.transpose(1, 2), targets, reduction="none")  # [N, La-1]
+    return ce.sum(1)
+
+
+def qa_answer_loss(nll: torch.Tensor, weights: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """The official QA training loss: ``sum(weight * NLL) / batch_size`` over every (question,
+    answer) pair; ``weights [N]`` = the share of annotators who gave that answer."""
+    if nll.shape != weights.shape:
+        raise ValueError(f"{tuple(nll.shape)} answer losses but {tuple(weights.shape)} weights")
+    return (weights.to(nll.dtype) * nll).sum() / max(int(batch_size), 1)

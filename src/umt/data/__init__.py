@@ -106,6 +106,19 @@ _EXPORTS = {
         "BicubicResizedCrop",
         "BicubicResize",
     ],
+    "qa": [
+        "QAEntry",
+        "MCEntry",
+        "load_qa_annotations",
+        "load_answer_list",
+        "answers_with_weights",
+        "load_mc_annotations",
+        "QADataset",
+        "collate_qa",
+        "MCDataset",
+        "collate_mc",
+    ],
+    "synth_qa": ["write_synthetic_qa", "ensure_synthetic_qa", "synthetic_qa_chance"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 

@@ -1,5 +1,5 @@
 """UMT models: the video ViT student, the CLIP teacher, the BERT text encoder, the stage-2
-video-text model, the VideoMAE pretraining model, the registry and checkpoint loading.
+video-text model, the video QA model, the VideoMAE pretraining model, the registry and checkpoint loading.
 
 Importing this package pulls in no trainer and no video decoder.
 """
@@ -17,6 +17,7 @@ from umt.models.clip_teacher import CLIPTeacher
 from umt.models.detection import VideoDetector
 from umt.models.registry import create_model, list_models, model_config, register_model
 from umt.models.text_bert import BertTextEncoder, load_bert
+from umt.models.video_qa import UMTVideoQA, load_video_qa
 from umt.models.video_text import UMTVideoText
 from umt.models.video_vit import VideoViT
 from umt.models.videomae import VideoMAE
@@ -24,6 +25,7 @@ from umt.models.videomae import VideoMAE
 __all__ = [
     "BertTextEncoder",
     "CLIPTeacher",
+    "UMTVideoQA",
     "UMTVideoText",
     "VideoDetector",
     "VideoMAE",
@@ -36,6 +38,7 @@ __all__ = [
     "load_checkpoint",
     "load_student",
     "load_teacher",
+    "load_video_qa",
     "model_config",
     "read_state_dict",
     "register_model",

@@ -279,6 +279,8 @@ def detect_checkpoint(sd: dict[str, torch.Tensor], path: str = "<state dict>") -
     """Name the layout of a state dict from its tensor names (see the module docstring)."""
     keys = set(sd)
     if any(k.startswith("vision_encoder.") for k in keys):
+        if any(k.startswith("text_decoder.") for k in keys):  # a QA model: an answer decoder
+            return CheckpointInfo(path, "umt-qa", ["video-qa", "student"], ["a video QA model"])
         if "text_encoder.word_embed.weight" in keys:  # umt's own UMTVideoText names
             teacher = any(k.startswith("teacher.") for k in keys)
             parts = ["video-text", "student"] + (["teacher"] if teacher else [])
@@ -1022,6 +1024,8 @@ def _native_config(path: str | Path) -> tuple[dict[str, Any], str] | None:
 
 
 def _native_kind(cfg: dict[str, Any]) -> str:
+    if "vision" in cfg and "text" in cfg and "decoder_layers" in cfg:
+        return "video-qa"
     if "vision" in cfg and "text" in cfg:
         return "video-text"
     if "encoder" in cfg and "decoder_embed_dim" in cfg:
@@ -1034,7 +1038,7 @@ _NATIVE_CLASSES: dict[str, type[nn.Module]] = {
     "student": VideoViT,
     "teacher": CLIPTeacher,
 }
-_PARTS = ("auto", "video-text", "student", "teacher")
+_PARTS = ("auto", "video-text", "video-qa", "student", "teacher")
 
 
 def save_pretrained(model: nn.Module, out_dir: str | Path) -> Path:
@@ -1055,9 +1059,12 @@ def save_pretrained(model: nn.Module, out_dir: str | Path) -> Path:
 def load_checkpoint(
     path: str | Path, part: str = "auto", strict: bool = True, **overrides: Any
 ) -> nn.Module:
-    """Load a model from any known layout (``part``: auto, video-text, student or teacher).
+    """Load a model from any known layout (``part``: auto, video-text, video-qa, student or
+    teacher).
 
-    ``auto`` picks the whole video-text model (``UMTVideoText``) when the file holds one (an
+    ``auto`` picks the whole video QA model (:class:`umt.models.video_qa.UMTVideoQA`, through
+    :func:`umt.models.video_qa.load_video_qa`) when the file holds an answer decoder, the whole
+    video-text model (``UMTVideoText``) when it holds one (an
     official stage-2 file with ``text_encoder.*``, or umt's own saved one), else the student when
     it holds one, else the teacher; ``student`` / ``teacher`` take that part alone. ``overrides``
     are the model's constructor arguments (for a video-text model: flat names, see the module
@@ -1113,6 +1120,11 @@ def _open(path: str | Path, part: str) -> _Source:
             _check_args(VideoViT, list(encoder), f"{where} (encoder)", ValueError)
             sd = _strip(sd, "encoder.")
             return _Source(path, sd, (encoder, f"{where} (encoder)"), "umt", "student")
+        if which == "video-qa":
+            if part not in ("auto", "video-qa", "student"):
+                raise _error(f"{where} describes a video QA model, not a {part}")
+            pick = "student" if part == "student" else None
+            return _Source(path, sd, native, "umt", which, pick=pick)
         _check_args(_NATIVE_CLASSES[which], list(config), where, ValueError)
         if which == "video-text" and part in ("student", "teacher"):
             if part == "teacher" and not config.get("teacher"):
@@ -1123,6 +1135,8 @@ def _open(path: str | Path, part: str) -> _Source:
         return _Source(path, sd, native, "umt", which)
     info = _detect(path, sd)
     which = info.parts[0] if part == "auto" else part
+    if which == "student" and "video-qa" in info.parts:  # the QA model's own video encoder
+        return _Source(path, sd, None, info.kind, "video-qa", pick="student")
     if which not in info.parts:
         what = {"teacher": "no CLIP teacher", "student": "no student"}.get(
             which, "no text encoder (not a whole video-text model)"
@@ -1134,6 +1148,13 @@ def _open(path: str | Path, part: str) -> _Source:
 def _load_source(
     src: _Source, strict: bool, overrides: dict[str, Any]
 ) -> tuple[nn.Module, dict[str, Any], list[str]]:
+    if src.which == "video-qa":
+        from umt.models.video_qa import load_video_qa
+
+        model, notes = load_video_qa(src.path, **overrides)
+        if src.pick == "student":
+            return model.vision_encoder, model.model_config["vision"], []
+        return model, model.model_config, []
     if src.which == "video-text":
         _split_vt_overrides(overrides)  # refuses unknown names before any work
         if src.native is not None:

@@ -58,12 +58,18 @@ class BertAttention(nn.Module):
         x: torch.Tensor,
         key_mask: torch.Tensor | None,
         context: torch.Tensor | None = None,
+        causal: bool = False,
     ) -> torch.Tensor:
         """``x [B, L, C]``, ``key_mask [B, L_k]`` bool (True = attend) or None, ``context
-        [B, L_k, C_kv]`` or None -> ``[B, L, C]``."""
+        [B, L_k, C_kv]`` or None -> ``[B, L, C]``. ``causal``: token ``i`` attends to tokens
+        ``<= i`` only (a decoder's self-attention; combined with ``key_mask``)."""
         src = x if context is None else context
         q, k, v = self._split(self.q(x)), self._split(self.k(src)), self._split(self.v(src))
         mask = key_mask[:, None, None, :] if key_mask is not None else None  # [B, 1, 1, L_k]
+        if causal:
+            n = x.shape[1]
+            tri = torch.ones(n, n, dtype=torch.bool, device=x.device).tril()  # [L, L]
+            mask = tri if mask is None else mask & tri  # [B, 1, L, L]
         p = self.attn_dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # [B, h, L, D]
         y = y.transpose(1, 2).flatten(2)  # [B, L, C]
@@ -82,8 +88,10 @@ class BertLayer(nn.Module):
         dropout: float,
         attn_dropout: float,
         cross_dim: int | None,
+        causal: bool = False,
     ) -> None:
         super().__init__()
+        self.causal = causal
         self.self_attn = BertAttention(dim, num_heads, dim, eps, dropout, attn_dropout)
         self.cross_attn = (
             BertAttention(dim, num_heads, cross_dim, eps, dropout, attn_dropout)
@@ -103,7 +111,7 @@ class BertLayer(nn.Module):
         vision_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``x [B, L, C]`` -> ``[B, L, C]``; ``vision [B, N, C_v]`` for a fusion layer."""
-        x = self.self_attn(x, key_mask)
+        x = self.self_attn(x, key_mask, causal=self.causal)
         if self.cross_attn is not None:
             if vision is None:
                 raise ValueError("a fusion layer needs the video tokens (vision_embeds)")
@@ -155,6 +163,8 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
         encoder_width: width of the video tokens the cross-attention reads.
         mlm_head: build the masked-LM head (tied to the word embeddings).
         pad_token_id: the padding row of the word embeddings.
+        is_decoder: causal self-attention in every layer (the QA answer decoder, the official
+            ``BertLMHeadModel``); its LM head is ``mlm_head``.
     """
 
     def __init__(
@@ -173,6 +183,7 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
         encoder_width: int = 768,
         mlm_head: bool = True,
         pad_token_id: int = 0,
+        is_decoder: bool = False,
     ) -> None:
         super().__init__()
         if not 0 <= fusion_layer <= num_layers:
@@ -187,6 +198,7 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
         self.fusion_layer = fusion_layer
         self.encoder_width = encoder_width
         self.max_position_embeddings = max_position_embeddings
+        self.is_decoder = bool(is_decoder)
         self.grad_checkpointing = False
 
         self.word_embed = nn.Embedding(vocab_size, hidden_size, padding_idx=pad_token_id)
@@ -203,6 +215,7 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
                 dropout,
                 attention_dropout,
                 encoder_width if i >= fusion_layer else None,
+                causal=self.is_decoder,
             )
             for i in range(num_layers)
         )
@@ -299,7 +312,8 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
         return self.forward_fusion(x, attention_mask, vision_embeds, vision_mask)
 
     def extra_repr(self) -> str:
-        return f"fusion_layer={self.fusion_layer}, encoder_width={self.encoder_width}"
+        dec = ", is_decoder=True" if self.is_decoder else ""
+        return f"fusion_layer={self.fusion_layer}, encoder_width={self.encoder_width}{dec}"
 
 
 # --------------------------------------------------------------------------- conversion

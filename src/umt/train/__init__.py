@@ -28,8 +28,10 @@ def pretrain(cfg: Config, echo: Callable[[str], None] | None = None) -> RunResul
 
 def finetune(cfg: Config, echo: Callable[[str], None] | None = None) -> RunResult:
     """Fine-tuning as ``cfg`` says: classification (:class:`umt.train.tasks.ClassifyTask`) or,
-    for a ``finetune-retrieval`` recipe, text-video retrieval
-    (:class:`umt.train.tasks.VideoTextTask`)."""
+    for a ``finetune-retrieval`` recipe, text-video retrieval or multiple choice
+    (:class:`umt.train.tasks.VideoTextTask`), ``finetune-ava`` AVA detection
+    (:class:`umt.train.tasks.DetectionTask`), ``finetune-qa`` open-ended video QA
+    (:class:`umt.train.tasks.QATask`)."""
     from umt.train.tasks import task_class
 
     return train(cfg, task_class(cfg.task), echo)

@@ -3,7 +3,8 @@
 ``stage1`` (UMA, ``umt pretrain``), ``video_text`` (stage 2 with ``umt pretrain`` and retrieval
 fine-tuning with ``umt finetune``), ``classify`` (``umt finetune``), ``videomae`` (VideoMAE pixel
 reconstruction, ``umt pretrain`` with a ``videomae`` recipe), ``detection`` (AVA action
-detection, ``umt finetune`` with a ``finetune-ava`` recipe). The loop
+detection, ``umt finetune`` with a ``finetune-ava`` recipe), ``video_qa`` (open-ended video QA,
+``umt finetune`` with a ``finetune-qa`` recipe). The loop
 (:mod:`umt.train.loop`) never names a task.
 """
 
@@ -11,6 +12,7 @@ from umt.train.tasks.base import RunContext, Task
 from umt.train.tasks.classify import ClassifyTask
 from umt.train.tasks.detection import DetectionTask
 from umt.train.tasks.stage1 import Stage1Task
+from umt.train.tasks.video_qa import QATask
 from umt.train.tasks.video_text import VideoTextTask
 from umt.train.tasks.videomae import VideoMAETask
 
@@ -21,6 +23,7 @@ TASKS: dict[str, type[Task]] = {
     "finetune-retrieval": VideoTextTask,
     "videomae": VideoMAETask,
     "finetune-ava": DetectionTask,
+    "finetune-qa": QATask,
 }
 
 
@@ -33,6 +36,7 @@ __all__ = [
     "TASKS",
     "ClassifyTask",
     "DetectionTask",
+    "QATask",
     "RunContext",
     "Stage1Task",
     "Task",

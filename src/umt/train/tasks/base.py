@@ -45,6 +45,17 @@ def resolve_init(cfg: Any) -> tuple[str | None, str]:
     return init, f"from {init}"
 
 
+def load_best_weights(net: nn.Module, best: Path | None, enabled: bool, strict: bool = True) -> str:
+    """Load ``best/model.safetensors`` (the best-validation export) into ``net`` when ``enabled``
+    and present; returns which weights ``net`` now holds, for the test's report line."""
+    if not enabled or best is None or not (best / "model.safetensors").is_file():
+        return "the last weights"
+    from safetensors.torch import load_model
+
+    load_model(net, str(best / "model.safetensors"), strict=strict)
+    return f"the best-validation weights ({best})"
+
+
 @dataclass
 class RunContext:
     """What the loop decided before building the task: processes, device, precision."""

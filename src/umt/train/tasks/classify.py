@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from umt.config import ConfigError, FinetuneConfig, parse_views
-from umt.train.tasks.base import Task, not_none, resolve_init
+from umt.train.tasks.base import Task, load_best_weights, not_none, resolve_init
 
 MIXUP_STREAM = 3
 DROP_PATH_STREAM = 2
@@ -417,12 +417,7 @@ class ClassifyTask(Task):
 
         cfg, d = self.cfg, self.cfg.data
         net = unwrap(model)
-        which = "the last weights"
-        if cfg.eval.test_best and best is not None and (best / "model.safetensors").is_file():
-            from safetensors.torch import load_file
-
-            net.load_state_dict(load_file(str(best / "model.safetensors")))
-            which = f"the best-validation weights ({best})"
+        which = load_best_weights(net, best, cfg.eval.test_best)
         clips, crops = parse_views(cfg.eval.test_views)
         dataset = MultiViewDataset(
             self.test_list, num_clips=clips, num_crops=crops, normalize=False, **self._eval_data()

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from umt.config import ConfigError, VideoTextConfig
-from umt.train.tasks.base import Task, not_none, resolve_init
+from umt.train.tasks.base import Task, load_best_weights, not_none, resolve_init
 
 VTM_STREAM = 4
 MLM_STREAM = 5
@@ -197,7 +197,6 @@ class VideoTextTask(Task):
     """``umt pretrain`` with a stage-2 recipe; ``umt finetune`` with a retrieval recipe."""
 
     loss_name = "loss"
-    best_metric = "val_r_mean"
     resume_sections = ("model", "text", "data", "teacher", "mask", "loss")
     resume_ignored = Task.resume_ignored | {
         "model.init",
@@ -221,6 +220,15 @@ class VideoTextTask(Task):
     @property
     def stage2(self) -> bool:
         return self.cfg.task == "stage2"
+
+    @property
+    def multiple_choice(self) -> bool:
+        """Validation / test by multiple choice (MSRVTT-MC) instead of retrieval."""
+        return self.cfg.eval.protocol == "mc"
+
+    @property
+    def best_metric(self) -> str:  # type: ignore[override]
+        return "val_mc_acc" if self.multiple_choice else "val_r_mean"
 
     # ---------------------------------------------------------------- building
     def check(self) -> None:
@@ -266,7 +274,15 @@ class VideoTextTask(Task):
 
             root = ensure_synthetic(cfg, self.ctx.info)
             sources = [dict(anno=str(root / "train.json"), root=str(root), media="video")]
-            if self.val_list is None:
+            if self.val_list is None and self.multiple_choice:
+                from umt.data.synth_qa import ensure_synthetic_qa
+                from umt.train.distributed import barrier
+
+                if self.ctx.info.is_main:
+                    ensure_synthetic_qa(root)
+                barrier()
+                self.val_list, self.val_root = str(ensure_synthetic_qa(root)["mc_val"]), ""
+            elif self.val_list is None:
                 self.val_list, self.val_root = str(root / "val.json"), str(root)
         self.test_list = d.test_list or self.val_list
         self.test_root = d.test_root if d.test_list else self.val_root
@@ -507,6 +523,22 @@ class VideoTextTask(Task):
             lines.append(f"training pairs: {sizes}")
         return lines
 
+    def _mc_test(self, net: nn.Module, which: str, out: Path) -> list[str]:
+        from umt.evaluate.multiple_choice import write_mc_predictions
+
+        result = self._mc(net, self.test_list, self.test_root)
+        test_dir = out / "test"
+        test_dir.mkdir(parents=True, exist_ok=True)
+        (test_dir / "results.json").write_text(json.dumps(result.summary(), indent=1))
+        write_mc_predictions(test_dir / "predictions.jsonl", result)
+        self.test_result = result
+        return [
+            f"multiple-choice test ({which}) on {self.test_list}: accuracy "
+            f"{result.accuracy:.2f}% of {result.num_questions} questions (0.7 ITM + 0.3 ITC)"
+            + (f"; {len(result.faults)} unreadable videos" if result.faults else ""),
+            f"test results: {test_dir}",
+        ]
+
     def _train_sizes(self) -> str:
         return ""
 
@@ -577,13 +609,42 @@ class VideoTextTask(Task):
         finally:
             net.train(was_training)
 
+    def _mc(self, net: nn.Module, anno: str, root: str) -> Any:
+        from umt.data.qa import MCDataset
+        from umt.evaluate.multiple_choice import evaluate_mc
+
+        cfg, d = self.cfg, self.cfg.data
+        dataset = MCDataset(
+            anno,
+            root=root or None,
+            num_frames=cfg.eval.num_frames or d.num_frames,
+            input_size=d.input_size,
+            mean=d.mean_std,
+        )
+        was_training = net.training
+        try:
+            return evaluate_mc(
+                net,
+                dataset,
+                self._tokenizer(),
+                max_text_len=cfg.text.max_length,
+                batch_size=cfg.eval.batch_size or cfg.train.batch_size,
+                num_workers=d.num_workers,
+                amp_dtype=self.ctx.amp_dtype,
+            )
+        finally:
+            net.train(was_training)
+
     def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float] | None:
-        """Retrieval on ``data.val_list``: rank 0 computes, every rank returns its numbers (the
-        loop's best-checkpoint export is collective)."""
+        """Retrieval (or multiple choice) on ``data.val_list``: rank 0 computes, every rank
+        returns its numbers (the loop's best-checkpoint export is collective)."""
         from umt.train.distributed import broadcast_str, unwrap
 
         out = None
-        if self.ctx.info.is_main:
+        if self.ctx.info.is_main and self.multiple_choice:
+            res = self._mc(unwrap(model).model, self.val_list, self.val_root)
+            out = {"val_mc_acc": float(res.accuracy)}
+        elif self.ctx.info.is_main:
             res = self._retrieval(unwrap(model).model, self.val_list, self.val_root).metrics
             keys = ("t2v_r1", "t2v_r5", "t2v_r10", "v2t_r1", "v2t_r5", "v2t_r10", "r_mean")
             out = {f"val_{k}": float(res[k]) for k in keys if k in res}
@@ -600,16 +661,11 @@ class VideoTextTask(Task):
         lines: list[str] = []
         if self.ctx.info.is_main:
             net = unwrap(model).model
-            which = "the last weights"
-            if (
-                self.cfg.eval.test_best
-                and best is not None
-                and (best / "model.safetensors").is_file()
-            ):
-                from safetensors.torch import load_model
-
-                load_model(net, str(best / "model.safetensors"), strict=False)
-                which = f"the best-validation weights ({best})"
+            which = load_best_weights(net, best, self.cfg.eval.test_best, strict=False)
+            if self.multiple_choice:
+                lines += self._mc_test(net, which, out)
+                barrier()
+                return lines
             from umt.evaluate.retrieval import write_predictions
 
             result = self._retrieval(net, self.test_list, self.test_root)

@@ -1,0 +1,394 @@
+"""Open-ended video QA fine-tuning (``umt finetune`` with a ``finetune-qa`` recipe).
+
+One micro-batch, as the official ``multi_modality/tasks/vqa.py`` ``train`` and ``UMT_QA.forward``:
+the clip's every token -> the question through the BERT (fusion layers cross-attending to the
+video) -> each question's states repeated once per distinct answer -> the answer decoder,
+teacher-forced on ``[CLS] answer [SEP] [SEP]`` -> per-answer summed NLL, weighted by the share of
+annotators who gave that answer, summed and divided by the number of questions. Validation and
+test rank the answer list (``eval.k_test``) and score exact-match accuracy
+(:mod:`umt.evaluate.qa`); the best validation accuracy is kept.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from umt.config import ConfigError, QAConfig
+from umt.train.tasks.base import Task, load_best_weights, not_none, resolve_init
+from umt.train.tasks.video_text import DROPOUT_STREAM, resolve_text_weights, vocab_source
+
+
+class QATrainModule(nn.Module):
+    """The QA model and its loss as one ``forward`` (so DDP / FSDP hooks run)."""
+
+    state_prefix = "model."
+
+    def __init__(self, model: nn.Module, pad_id: int) -> None:
+        super().__init__()
+        self.model = model
+        self.pad_id = int(pad_id)
+
+    def forward(
+        self,
+        video: torch.Tensor,
+        question_ids: torch.Tensor,
+        question_mask: torch.Tensor,
+        answer_ids: torch.Tensor,
+        answer_mask: torch.Tensor,
+        counts: torch.Tensor,
+        weights: torch.Tensor,
+    ) -> torch.Tensor:
+        """``video [B, 3, T, H, W]``, questions ``[B, Lq]``, answers ``[N, La]`` with ``counts
+        [B]`` and ``weights [N]`` -> the weighted answer loss (a scalar)."""
+        from umt.losses import qa_answer_loss
+
+        nll = self.model(
+            video, question_ids, question_mask, answer_ids, answer_mask, counts, self.pad_id
+        )  # [N]
+        return qa_answer_loss(nll, weights, video.shape[0])
+
+
+class QACollate:
+    """Batches of QA items with questions and answers tokenised (in the loader workers)."""
+
+    def __init__(self, tokenizer: Any, max_length: int, answer_max_length: int, eos: str) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.answer_max_length = answer_max_length
+        self.eos = eos
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        from umt.data.qa import collate_qa
+        from umt.evaluate.qa import tokenize_answers
+
+        batch = collate_qa(samples)
+        batch["question_ids"], batch["question_mask"] = self.tokenizer(
+            batch["question"], max_length=self.max_length
+        )
+        batch["answer_ids"], batch["answer_mask"] = tokenize_answers(
+            self.tokenizer, batch["answers"], self.answer_max_length, self.eos
+        )
+        return batch
+
+
+class QATask(Task):
+    """``umt finetune`` with a QA recipe."""
+
+    name = "finetune-qa"
+    loss_name = "loss"
+    best_metric = "val_acc"
+    resume_sections = ("model", "text", "data")
+    resume_ignored = Task.resume_ignored | {
+        "model.init",
+        "model.init_recipe",
+        "text.weights",
+        "text.grad_checkpointing",
+        "data.val_list",
+        "data.val_root",
+        "data.test_list",
+        "data.test_root",
+    }
+
+    cfg: QAConfig
+
+    # ---------------------------------------------------------------- building
+    def check(self) -> None:
+        cfg, d = self.cfg, self.cfg.data
+        self.text_path = resolve_text_weights(cfg.text.weights, cfg.recipe)
+        if cfg.model.init is None:
+            raise ConfigError(
+                f"recipe '{cfg.recipe}' needs model.init: the stage-2 checkpoint to fine-tune "
+                "(umt's or an official multimodal file; an official or umt QA checkpoint also "
+                "works); pass --init PATH, or --init scratch for random weights"
+            )
+        init = cfg.model.init
+        if init not in ("scratch", "auto") and not Path(init).exists():
+            raise FileNotFoundError(f"model.init: no such file or folder {init}")
+        for key in ("train_list", "val_list", "test_list", "answer_list"):
+            value = getattr(d, key)
+            if value is not None and not Path(value).is_file():
+                raise FileNotFoundError(f"data.{key}: no such file {value}")
+        if d.train_list is not None and d.answer_list is None and (d.val_list or d.test_list):
+            raise ConfigError(
+                "data.answer_list: the JSON list of candidate answers is needed to evaluate "
+                "(the official msrvtt_qa_answer_list.json / anet_qa_answer_list.json / "
+                "msvd_qa_answer_list.json)"
+            )
+
+    def _synthetic(self) -> dict[str, Path]:
+        from umt.data.synth_qa import ensure_synthetic_qa
+        from umt.train.data import ensure_synthetic
+        from umt.train.distributed import barrier
+
+        root = ensure_synthetic(self.cfg, self.ctx.info)
+        if self.ctx.info.is_main:
+            ensure_synthetic_qa(root)
+        barrier()
+        return ensure_synthetic_qa(root)
+
+    def _entries(self, path: str, root: str) -> list[Any]:
+        from umt.data.qa import load_qa_annotations
+
+        return load_qa_annotations(path, root=root or None, fmt=self.cfg.data.format)
+
+    def build_data(self) -> Any:
+        from umt.data.qa import QADataset, load_answer_list
+
+        cfg, d = self.cfg, self.cfg.data
+        train_list, root = d.train_list, d.root
+        self.val_list, self.val_root = d.val_list, d.val_root
+        answers = d.answer_list
+        if train_list is None:
+            files = self._synthetic()
+            train_list, root = str(files["train"]), ""
+            if self.val_list is None:
+                self.val_list, self.val_root = str(files["val"]), ""
+            answers = answers or str(files["answer_list"])
+        self.test_list = d.test_list or self.val_list
+        self.test_root = d.test_root if d.test_list else self.val_root
+        self.answer_list = load_answer_list(answers) if answers else None
+        self.answer_source = answers
+        entries = self._entries(train_list, root)
+        self.num_train = len(entries)
+        return QADataset(
+            entries,
+            num_frames=d.num_frames,
+            sampling=d.sampling,
+            input_size=d.input_size,
+            train=True,
+            rrc_scale=tuple(d.rrc_scale),
+            flip=d.flip,
+            mean=d.mean_std,
+            seed=cfg.train.seed,
+        )
+
+    def _tokenizer(self) -> Any:
+        if not hasattr(self, "tokenizer"):
+            from umt.text import Tokenizer
+
+            self.tokenizer = Tokenizer.from_pretrained(vocab_source(self.text_path))
+        return self.tokenizer
+
+    def collate(self) -> Any:
+        t = self.cfg.text
+        return QACollate(self._tokenizer(), t.max_length, t.answer_max_length, t.eos)
+
+    def _scratch_model(self) -> tuple[nn.Module, list[str]]:
+        """A QA model from the registry's video sizes and the BERT tower's weights (its
+        masked-LM head, if the file has one, starts the decoder's LM head)."""
+        from umt.models import model_config
+        from umt.models.text_bert import load_bert
+        from umt.models.video_text import UMTVideoText
+
+        cfg, m, d = self.cfg, self.cfg.model, self.cfg.data
+        vision = {
+            **model_config(m.name),
+            **not_none(
+                patch_size=m.patch_size,
+                embed_dim=m.embed_dim,
+                depth=m.depth,
+                num_heads=m.num_heads,
+                mlp_ratio=m.mlp_ratio,
+            ),
+            "img_size": d.input_size,
+            "num_frames": d.num_frames,
+            "tubelet_size": m.tubelet_size,
+            "drop_path_rate": m.drop_path_rate,
+            "weight_init": "xavier",
+            "align_layers": 0,
+        }
+        notes: list[str] = []
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings(record=True) as said:
+            warnings.simplefilter("always")
+            torch.manual_seed(cfg.train.seed)
+            bert = load_bert(
+                self.text_path,
+                fusion_layer=cfg.text.fusion_layer,
+                encoder_width=int(vision.get("embed_dim", 768)),
+            )
+            vt = UMTVideoText(vision=vision, text=dict(bert._hub_mixin_config))
+            vt.text_encoder.load_state_dict(bert.state_dict())
+            from umt.models.video_qa import UMTVideoQA
+
+            model, dec_notes = UMTVideoQA.from_video_text(vt, decoder_layers=m.decoder_layers)
+        notes += [str(w.message).split(": ", 1)[-1] for w in said]
+        notes += [f"newly initialised: {n}" for n in dec_notes]
+        return model, notes
+
+    def build_model(self) -> nn.Module:
+        from umt.models.video_qa import load_video_qa
+
+        cfg, m, d = self.cfg, self.cfg.model, self.cfg.data
+        path, self.init_desc = resolve_init(cfg)
+        if path is None:
+            model, self.notes = self._scratch_model()
+        else:
+            model, self.notes = load_video_qa(
+                path,
+                num_frames=d.num_frames,
+                img_size=d.input_size,
+                decoder_layers=m.decoder_layers,
+                drop_path_rate=m.drop_path_rate,
+            )
+        if m.grad_checkpointing:
+            model.vision_encoder.set_grad_checkpointing(m.grad_checkpointing)
+        if cfg.text.grad_checkpointing:
+            model.text_encoder.set_grad_checkpointing(True)
+            model.text_decoder.set_grad_checkpointing(True)
+        if m.compile:
+            for block in model.vision_encoder.blocks:
+                block.compile()
+        tok = self._tokenizer()
+        if tok.vocab_size > model.text_encoder.vocab_size:
+            raise ValueError(
+                f"{self.text_path}: its vocabulary has {tok.vocab_size} tokens but the text "
+                f"tower {model.text_encoder.vocab_size}; give the tokenizer of that model"
+            )
+        return QATrainModule(model, tok.pad_id).to(self.ctx.device)
+
+    def export_model(self, model: nn.Module) -> nn.Module:
+        from umt.train.distributed import unwrap
+
+        return unwrap(model).model
+
+    def export_files(self) -> dict[str, bytes]:
+        """The vocabulary and the answer list beside the weights: ``umt ask`` needs both."""
+        files: dict[str, bytes] = {}
+        folder = vocab_source(self.text_path)
+        for name in ("vocab.txt", "tokenizer.json"):
+            if (folder / name).is_file():
+                files[name] = (folder / name).read_bytes()
+                break
+        if self.answer_list is not None:
+            files["answer_list.json"] = json.dumps(self.answer_list, indent=0).encode()
+        t = self.cfg.text
+        settings = {
+            "question_max_length": t.max_length,
+            "answer_max_length": t.answer_max_length,
+            "eos": t.eos,
+            "k_test": self.cfg.eval.k_test,
+        }
+        files["qa.json"] = json.dumps(settings, indent=1).encode()
+        return files
+
+    def describe(self, model: nn.Module) -> list[str]:
+        net = self.export_model(model)
+        cfg, d = self.cfg, self.cfg.data
+        v, t = net.vision_encoder, net.text_encoder
+        n = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        lines = [
+            f"video {cfg.model.name} ({v.embed_dim} wide x {len(v.blocks)} deep) + question "
+            f"encoder ({t.hidden_size} wide, fusion from layer {t.fusion_layer}) + answer "
+            f"decoder ({net.text_decoder.num_layers} layers): {n / 1e6:.2f}M trainable params; "
+            f"{d.num_frames} frames of {d.input_size}px; questions of {cfg.text.max_length} "
+            f"tokens, answers of {cfg.text.answer_max_length}",
+            f"weights {self.init_desc}" + (f" ({'; '.join(self.notes)})" if self.notes else ""),
+            f"training questions: {self.num_train}",
+        ]
+        if self.answer_list is not None:
+            lines.append(
+                f"answer list: {len(self.answer_list)} answers ({self.answer_source}); "
+                f"k_test {cfg.eval.k_test}"
+            )
+        return lines
+
+    # ---------------------------------------------------------------- training
+    def loss(self, model: nn.Module, batch: dict[str, Any], epoch: int) -> torch.Tensor:
+        from umt.data import sample_seed
+        from umt.evaluate.classification import _autocast
+
+        indices = batch["index"]
+        first = int(indices[0]) if len(indices) else 0
+        step_seed = sample_seed(self.cfg.train.seed, epoch, first, len(indices))
+        torch.manual_seed(sample_seed(step_seed, 0, 0, DROPOUT_STREAM))  # exact resumes
+        with _autocast(self.ctx.device, self.ctx.amp_dtype):
+            return model(
+                batch["video"],
+                batch["question_ids"],
+                batch["question_mask"],
+                batch["answer_ids"],
+                batch["answer_mask"],
+                batch["counts"],
+                batch["weights"],
+            )
+
+    # ---------------------------------------------------------------- evaluation
+    def evaluates(self, epoch: int | None) -> bool:
+        if self.val_list is None or self.answer_list is None:
+            return False
+        return epoch is None or (epoch + 1) % self.cfg.eval.every_epochs == 0
+
+    def _evaluate(self, net: nn.Module, anno: str, root: str) -> Any:
+        from umt.data.qa import QADataset
+        from umt.evaluate.qa import evaluate_qa
+
+        cfg, d = self.cfg, self.cfg.data
+        dataset = QADataset(
+            self._entries(anno, root),
+            num_frames=cfg.eval.num_frames or d.num_frames,
+            input_size=d.input_size,
+            train=False,
+            mean=d.mean_std,
+        )
+        was_training = net.training
+        try:
+            return evaluate_qa(
+                net,
+                dataset,
+                self._tokenizer(),
+                self.answer_list,
+                k_test=cfg.eval.k_test,
+                question_max_length=cfg.text.max_length,
+                answer_max_length=cfg.text.answer_max_length,
+                eos=cfg.text.eos,
+                batch_size=cfg.eval.batch_size or cfg.train.batch_size,
+                num_workers=d.num_workers,
+                amp_dtype=self.ctx.amp_dtype,
+            )
+        finally:
+            net.train(was_training)
+
+    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float] | None:
+        """Exact-match accuracy on ``data.val_list``: rank 0 computes, every rank returns it."""
+        from umt.train.distributed import broadcast_str, unwrap
+
+        out = None
+        if self.ctx.info.is_main:
+            res = self._evaluate(unwrap(model).model, self.val_list, self.val_root)
+            out = {"val_acc": float(res.accuracy)}
+            out.update({f"val_acc_{k}": float(v) for k, v in res.per_type.items()})
+        return json.loads(broadcast_str(json.dumps(out)))
+
+    def finish(self, model: nn.Module, out: Path, best: Path | None) -> list[str]:
+        """Accuracy on ``data.test_list`` with the best-validation weights (``eval.test_best``)."""
+        if self.test_list is None or self.answer_list is None:
+            return ["no QA test list (data.test_list / data.val_list) or answer list: no test"]
+        from umt.evaluate.qa import write_qa_predictions
+        from umt.train.distributed import barrier, unwrap
+
+        lines: list[str] = []
+        if self.ctx.info.is_main:
+            net = unwrap(model).model
+            which = load_best_weights(net, best, self.cfg.eval.test_best, strict=False)
+            result = self._evaluate(net, self.test_list, self.test_root)
+            test_dir = out / "test"
+            test_dir.mkdir(parents=True, exist_ok=True)
+            (test_dir / "results.json").write_text(json.dumps(result.summary(), indent=1))
+            write_qa_predictions(test_dir / "predictions.jsonl", result)
+            types = ", ".join(f"{k} {v:.1f}" for k, v in result.per_type.items())
+            lines.append(
+                f"QA test ({which}) on {self.test_list}: exact-match accuracy "
+                f"{result.accuracy:.2f}% of {result.num_questions} questions"
+                + (f" ({types})" if types else "")
+                + (f"; {len(result.faults)} unreadable videos" if result.faults else "")
+            )
+            lines.append(f"test results: {test_dir}")
+            self.test_result = result
+        barrier()
+        return lines
