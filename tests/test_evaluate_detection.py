@@ -595,3 +595,29 @@ def test_umt_evaluate_ava_on_the_synthetic_set(tmp_path):
     res = run(str(root / "val.csv"), str(bad), *lm)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
     assert "bad.csv:1" in res.stderr
+
+
+def test_chance_frame_map_is_random_scores_on_the_same_rows():
+    """Every row a true positive: any order scores 1. With a wrong-class row per GT row, the
+    chance level is the mean of seeded random-score mAPs, reproducible, below the true order."""
+    from umt.evaluate.detection import chance_frame_map
+
+    gt = AVABoxes(
+        ["a", "a", "b", "b"], [1, 1, 1, 1],
+        [[0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9], [0.1, 0.1, 0.4, 0.4], [0.5, 0.5, 0.9, 0.9]],
+        [1, 2, 2, 1],
+    )  # fmt: skip
+    assert chance_frame_map(gt, gt, seeds=5) == (1.0, 0.0)
+    wrong = AVABoxes(gt.video_ids, gt.timestamps, gt.boxes, 3 - gt.action_ids, [0.1] * 4)
+    both = AVABoxes.concatenate(
+        [AVABoxes(gt.video_ids, gt.timestamps, gt.boxes, gt.action_ids, [0.9] * 4), wrong]
+    )
+    mean, std = chance_frame_map(gt, both, seeds=8)
+    assert (mean, std) == chance_frame_map(gt, both, seeds=8)
+    draws = []
+    for s in range(8):
+        scores = np.random.default_rng(s).random(len(both))
+        table = AVABoxes(both.video_ids, both.timestamps, both.boxes, both.action_ids, scores)
+        draws.append(frame_map(gt, table).mean_ap)
+    assert mean == pytest.approx(np.mean(draws)) and std == pytest.approx(np.std(draws))
+    assert frame_map(gt, both).mean_ap > mean

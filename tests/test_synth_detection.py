@@ -13,13 +13,18 @@ from umt.data.synth_detection import (
 )
 
 
-def _lane_mask(frame, colour, box, width):
-    """Pixels of ``colour`` in the actor's lane (a third of the width around its box)."""
-    lane = int(((box[0] + box[2]) / 2) // (width / 3))
-    cols = slice(int(lane * width / 3), int((lane + 1) * width / 3))
-    hit = (frame[:, cols] == np.array(colour, dtype=np.uint8)).all(-1)
+def _region_mask(frame, colour, region):
+    """Pixels of ``colour`` inside ``region`` (x1, y1, x2, y2, inclusive): ``(ys, xs)``."""
+    x1, y1, x2, y2 = (int(round(v)) for v in region)
+    hit = (frame[y1 : y2 + 1, x1 : x2 + 1] == np.array(colour, dtype=np.uint8)).all(-1)
     ys, xs = np.nonzero(hit)
-    return ys, xs + cols.start
+    return ys + y1, xs + x1
+
+
+def _path(track, pad=1.0):
+    """The rectangle an actor covers over the clip (the union of its boxes), grown by ``pad``."""
+    t = np.asarray(track)
+    return [t[:, 0].min() - pad, t[:, 1].min() - pad, t[:, 2].max() + pad, t[:, 3].max() + pad]
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -29,39 +34,40 @@ def test_actors_boxes_and_actions_match_the_pixels(seed):
     frames, actors = render_detection_clip(16, 96, 128, np.random.default_rng(seed))
     assert frames.shape == (16, 96, 128, 3) and 2 <= len(actors) <= 3
     key = 8
-    boxes = [a["box"] for a in actors]
-    for i, a in enumerate(boxes):  # no two boxes overlap
-        for b in boxes[i + 1 :]:
+    paths = [_path(a["track"]) for a in actors]
+    for i, a in enumerate(paths):  # no two actors ever meet: their paths are apart
+        for b in paths[i + 1 :]:
             assert a[2] < b[0] or b[2] < a[0] or a[3] < b[1] or b[3] < a[1]
-    for actor in actors:
-        box, actions = actor["box"], actor["actions"]
+    for actor, path in zip(actors, paths):
+        box, actions, track = actor["box"], actor["actions"], np.asarray(actor["track"])
         assert 1 <= actions[0] <= 5 and set(actions[1:]) <= {6}
-        colour = next(
-            c
-            for c in _COLOURS
-            if _lane_mask(frames[key], c, box, 128)[0].size
-            and np.allclose(
-                [
-                    _lane_mask(frames[key], c, box, 128)[1].min(),
-                    _lane_mask(frames[key], c, box, 128)[0].min(),
-                ],
-                box[:2],
-                atol=1.5,
-            )
-        )
-        ys, xs = _lane_mask(frames[key], colour, box, 128)
-        # The box is the drawn extent at the keyframe.
-        assert abs(xs.min() - box[0]) <= 1.5 and abs(xs.max() - box[2]) <= 1.5
-        assert abs(ys.min() - box[1]) <= 1.5 and abs(ys.max() - box[3]) <= 1.5
-        # The motion class is what the object's centre does between the first and last frame.
-        y0, x0 = _lane_mask(frames[0], colour, box, 128)
-        y1, x1 = _lane_mask(frames[-1], colour, box, 128)
+        assert track.shape == (16, 4) and np.allclose(track[key], box)
+        assert 0 <= min(track[:, :2].ravel()) and track[:, 2].max() <= 127
+        assert track[:, 3].max() <= 95  # the whole path inside the frame
+        colour = next(c for c in _COLOURS if _region_mask(frames[key], c, box)[0].size > 20)
+        for t in range(16):  # every frame: the drawn extent is the track's box
+            ys, xs = _region_mask(frames[t], colour, path)
+            x1, y1, x2, y2 = track[t]
+            assert abs(xs.min() - x1) <= 1.5 and abs(xs.max() - x2) <= 1.5
+            assert abs(ys.min() - y1) <= 1.5 and abs(ys.max() - y2) <= 1.5
+        # The motion class is what the object's centre does between the first and last frame,
+        # over about 0.35-0.45 of the short side.
+        y0, x0 = _region_mask(frames[0], colour, path)
+        y1, x1 = _region_mask(frames[-1], colour, path)
         dx, dy = x1.mean() - x0.mean(), y1.mean() - y0.mean()
         expected = {1: (-1, 0), 2: (1, 0), 3: (0, -1), 4: (0, 1), 5: (0, 0)}[actions[0]]
         assert np.sign(round(dx / 3)) == expected[0] and np.sign(round(dy / 3)) == expected[1]
-        areas = [_lane_mask(f, colour, box, 128)[0].size for f in frames]
+        if actions[0] != 5:
+            assert 0.3 * 96 < abs(dx) + abs(dy) < 0.5 * 96
+        areas = [_region_mask(f, colour, path)[0].size for f in frames]
         pulsing = (max(areas) - min(areas)) / max(areas) > 0.3
         assert pulsing == (6 in actions)
+
+
+def test_tiny_frames_still_hold_two_actors():
+    for seed in range(40):
+        frames, actors = render_detection_clip(16, 48, 48, np.random.default_rng(seed))
+        assert frames.shape == (16, 48, 48, 3) and len(actors) >= 2
 
 
 def test_written_set_is_ava_format(tmp_path):

@@ -627,7 +627,7 @@ class DetectionDataConfig:
     label_map: str | None = None  # the evaluated classes (AVA .pbtxt)
     excluded: str | None = None  # excluded keyframes (CSV video,ts)
     root: str = ""  # folder of <video_id>.mp4 files (default: the GT CSV's folder)
-    synthetic_root: str | None = None  # default: $UMT_HOME/synthetic-detection
+    synthetic_root: str | None = None  # default: $UMT_HOME/synthetic-detection-v2
     num_frames: int = 8
     sampling_rate: int = 8
     input_size: int = 224  # training crop

@@ -58,6 +58,7 @@ __all__ = [
     "AlphActionClip",
     "frame_map",
     "frame_map_from_files",
+    "chance_frame_map",
     "read_groundtruth_csv",
     "read_detections_csv",
     "write_detections_csv",
@@ -968,6 +969,35 @@ def frame_map(
         num_detections=num_detections,
         iou_threshold=iou,
     )
+
+
+def chance_frame_map(
+    groundtruth: AVABoxes,
+    detections: AVABoxes,
+    label_map: Mapping[int, str] | None = None,
+    excluded: Iterable[tuple[str, int]] | None = None,
+    iou: float = 0.5,
+    seeds: int = 20,
+) -> tuple[float, float]:
+    """The chance level of ``detections``: :func:`frame_map` with every row's score replaced by
+    a uniform random number (same boxes, same classes), mean and standard deviation over the
+    draws of ``numpy.random.default_rng(s)``, ``s = 0 .. seeds - 1``. Returns ``(mean, std)``
+    as fractions (NaN when no class has ground truth)."""
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    maps = []
+    for s in range(seeds):
+        scores = np.random.default_rng(s).random(len(detections))
+        shuffled = AVABoxes(
+            detections.video_ids,
+            detections.timestamps,
+            detections.boxes,
+            detections.action_ids,
+            scores,
+            detections.person_ids,
+        )
+        maps.append(frame_map(groundtruth, shuffled, label_map, excluded, iou).mean_ap)
+    return float(np.mean(maps)), float(np.std(maps))
 
 
 def frame_map_from_files(

@@ -19,7 +19,9 @@ frame, normalised as the official ``prepare_for_ava_detection``; frame-mAP@0.5 o
 map's classes, excluded keyframes removed (:func:`umt.evaluate.detection.frame_map`). As the
 official, it runs on the main process only (the other ranks wait and receive its numbers).
 ``val_map`` (percent) picks ``<run>/best/``. The end writes ``<run>/test/results.json`` (mAP,
-per-class AP) and ``<run>/test/detections.csv`` (AVA detection rows) for the last weights.
+per-class AP, and for small validation sets (the synthetic one) the chance level: the mAP of uniform
+random scores on the same detection rows, mean and std over 20 draws, :func:`umt.evaluate.detection.chance_frame_map`) and
+``<run>/test/detections.csv`` (AVA detection rows) for the last weights.
 """
 
 from __future__ import annotations
@@ -38,16 +40,19 @@ from umt.train.tasks.base import Task, not_none, resolve_init
 
 BOX_STREAM = 5
 DROP_PATH_STREAM = 2
+CHANCE_SEEDS = 20  # random-score draws for the chance level written beside the mAP
+CHANCE_MAX_ROWS = 50_000  # ... computed for validation sets up to this many detection rows
 
 
 def synthetic_detection_root(cfg: DetectionConfig) -> Path:
     """Where the built-in synthetic detection set lives: ``data.synthetic_root``, else
-    ``$UMT_HOME/synthetic-detection``, else ``~/.cache/umt/synthetic-detection``."""
+    ``$UMT_HOME/synthetic-detection-v2``, else ``~/.cache/umt/synthetic-detection-v2`` (v2: the
+    set's second geometry; a folder of the first one is left as it is)."""
     if cfg.data.synthetic_root:
         return Path(cfg.data.synthetic_root)
     home = os.environ.get("UMT_HOME")
     base = Path(home) if home else Path.home() / ".cache" / "umt"
-    return base / "synthetic-detection"
+    return base / "synthetic-detection-v2"
 
 
 def build_detector(cfg: DetectionConfig) -> nn.Module:
@@ -376,7 +381,14 @@ class DetectionTask(Task):
             return ["no validation keyframes (data.val_list): no detection results"]
         if not self.ctx.info.is_main:
             return []
-        from umt.evaluate.detection import OFFICIAL_MAP_KEY, write_detections_csv
+        from umt.evaluate.detection import (
+            OFFICIAL_MAP_KEY,
+            chance_frame_map,
+            read_exclusions,
+            read_groundtruth_csv,
+            read_label_map,
+            write_detections_csv,
+        )
         from umt.train.distributed import unwrap
 
         last = getattr(self, "last_eval", None)
@@ -384,11 +396,23 @@ class DetectionTask(Task):
             _, result, detections, skipped = last
         else:
             result, detections, skipped = self.run_validation(unwrap(model))
+        f = self.files
+        chance = chance_std = None
+        if len(detections) <= CHANCE_MAX_ROWS:  # small sets (on AVA val 20 more mAPs are long)
+            chance, chance_std = chance_frame_map(
+                read_groundtruth_csv(f["val"]),
+                detections,
+                read_label_map(f["label_map"]),
+                read_exclusions(f["excluded"]) if f.get("excluded") else None,
+                seeds=CHANCE_SEEDS,
+            )
         test_dir = out / "test"
         test_dir.mkdir(parents=True, exist_ok=True)
         summary = {
             "mAP": 100.0 * result.mean_ap,
             OFFICIAL_MAP_KEY: result.mean_ap,
+            "chance_mAP": None if chance is None else 100.0 * chance,
+            "chance_mAP_std": None if chance_std is None else 100.0 * chance_std,
             "per_class_AP": {name: 100.0 * ap for name, ap in result.ap_by_name.items()},
             "num_groundtruth_per_class": {
                 result.class_names[c]: n for c, n in result.num_groundtruth_per_class.items()
@@ -404,6 +428,12 @@ class DetectionTask(Task):
         return [
             f"AVA frame-mAP@0.5 (last weights): {100.0 * result.mean_ap:.2f}% over "
             f"{len(result.average_precision)} classes, {len(self.val_set)} keyframes"
+            + (
+                ""
+                if chance is None
+                else f"; random scores on the same boxes: {100.0 * chance:.2f} +- "
+                f"{100.0 * chance_std:.2f}% ({CHANCE_SEEDS} draws)"
+            )
             + (f"; {skipped} unreadable video(s) skipped" if skipped else ""),
             f"test results: {test_dir}",
         ]
