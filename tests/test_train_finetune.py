@@ -301,6 +301,7 @@ def test_two_gloo_processes_equal_one_with_double_batch(synthetic, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_default_finetune_command_learns(synthetic, tmp_path):
     """`umt finetune` with no arguments: the built-in recipe, no pretraining run in this folder
     (so from scratch, and it says so), ends with the multi-view test well above chance (1/12)."""
