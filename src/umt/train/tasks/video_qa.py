@@ -20,8 +20,13 @@ import torch
 from torch import nn
 
 from umt.config import ConfigError, QAConfig
-from umt.train.tasks.base import Task, load_best_weights, not_none, resolve_init
-from umt.train.tasks.video_text import DROPOUT_STREAM, resolve_text_weights, vocab_source
+from umt.train.tasks.base import Task, load_best_weights, resolve_init
+from umt.train.tasks.video_text import (
+    DROPOUT_STREAM,
+    resolve_text_weights,
+    video_encoder_args,
+    vocab_source,
+)
 
 
 class QATrainModule(nn.Module):
@@ -182,27 +187,11 @@ class QATask(Task):
     def _scratch_model(self) -> tuple[nn.Module, list[str]]:
         """A QA model from the registry's video sizes and the BERT tower's weights (its
         masked-LM head, if the file has one, starts the decoder's LM head)."""
-        from umt.models import model_config
         from umt.models.text_bert import load_bert
         from umt.models.video_text import UMTVideoText
 
-        cfg, m, d = self.cfg, self.cfg.model, self.cfg.data
-        vision = {
-            **model_config(m.name),
-            **not_none(
-                patch_size=m.patch_size,
-                embed_dim=m.embed_dim,
-                depth=m.depth,
-                num_heads=m.num_heads,
-                mlp_ratio=m.mlp_ratio,
-            ),
-            "img_size": d.input_size,
-            "num_frames": d.num_frames,
-            "tubelet_size": m.tubelet_size,
-            "drop_path_rate": m.drop_path_rate,
-            "weight_init": "xavier",
-            "align_layers": 0,
-        }
+        cfg, m = self.cfg, self.cfg.model
+        vision = {**video_encoder_args(cfg), "align_layers": 0}
         notes: list[str] = []
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings(record=True) as said:
             warnings.simplefilter("always")

@@ -61,6 +61,30 @@ def resolve_text_weights(weights: str | None, recipe: str) -> Path:
     return path
 
 
+def video_encoder_args(cfg: Any) -> dict[str, Any]:
+    """The :class:`umt.models.video_vit.VideoViT` arguments of a video-text task's new video
+    encoder: the registry's ``model.name`` sizes, the set ``model.*`` sizes, the clip of
+    ``data.*``, xavier init (official)."""
+    from umt.models import model_config
+
+    m, d = cfg.model, cfg.data
+    return {
+        **model_config(m.name),
+        **not_none(
+            patch_size=m.patch_size,
+            embed_dim=m.embed_dim,
+            depth=m.depth,
+            num_heads=m.num_heads,
+            mlp_ratio=m.mlp_ratio,
+        ),
+        "img_size": d.input_size,
+        "num_frames": d.num_frames,
+        "tubelet_size": m.tubelet_size,
+        "drop_path_rate": m.drop_path_rate,
+        "weight_init": "xavier",
+    }
+
+
 def vocab_source(text_path: Path) -> Path:
     """Where the tokenizer's vocabulary is: the BERT folder itself (or a file's folder)."""
     return text_path if text_path.is_dir() else text_path.parent
@@ -342,26 +366,11 @@ class VideoTextTask(Task):
 
     def _new_model(self, teacher: nn.Module | None) -> nn.Module:
         """A video-text model with the registry's vision sizes and the BERT tower's weights."""
-        from umt.models import model_config
         from umt.models.text_bert import load_bert
         from umt.models.video_text import UMTVideoText
 
-        cfg, m, d = self.cfg, self.cfg.model, self.cfg.data
-        vision = {
-            **model_config(m.name),
-            **not_none(
-                patch_size=m.patch_size,
-                embed_dim=m.embed_dim,
-                depth=m.depth,
-                num_heads=m.num_heads,
-                mlp_ratio=m.mlp_ratio,
-            ),
-            "img_size": d.input_size,
-            "num_frames": d.num_frames,
-            "tubelet_size": m.tubelet_size,
-            "drop_path_rate": m.drop_path_rate,
-            "weight_init": "xavier",
-        }
+        cfg, m = self.cfg, self.cfg.model
+        vision = video_encoder_args(cfg)
         if teacher is not None:
             vision.update(
                 align_layers=cfg.teacher.return_layers,
