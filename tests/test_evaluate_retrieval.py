@@ -571,8 +571,8 @@ def test_rerank_full_k_is_full_itm_ranking(tokenizer):
     for key in METRIC_KEYS:
         assert only.metrics[key] == only.metrics[f"{key}_itc"] == res.metrics[f"{key}_itc"]
     assert res.texts_at_max_len == only.texts_at_max_len == 0
-    # every text has >= 2 words: [CLS] w w [SEP] fills 4 tokens
-    common["max_text_len"] = 4
+    # every text has >= 2 words: [CLS] w w fills 3 tokens (the official input: no [SEP])
+    common["max_text_len"] = 3
     short = evaluate_retrieval(model, rset, tokenizer, k_test=0, **common)
     assert short.texts_at_max_len == rset.num_texts
     common["max_text_len"] = 65

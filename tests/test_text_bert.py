@@ -53,25 +53,63 @@ def test_clean_caption_max_words():
 
 
 # --------------------------------------------------------------------------- tokenizer
+def _official_reference(ref, texts, max_length):
+    """What the official BertTokenizer gives a single text: [CLS] + the first max_length - 1
+    word pieces (its build_inputs_with_special_tokens adds no [SEP]), [PAD] after."""
+    pieces = ref(texts, add_special_tokens=False, truncation=True, max_length=max_length - 1)
+    ids = [[ref.cls_token_id, *p] for p in pieces["input_ids"]]
+    return (
+        [i + [ref.pad_token_id] * (max_length - len(i)) for i in ids],
+        [[1] * len(i) + [0] * (max_length - len(i)) for i in ids],
+    )
+
+
 @pytest.mark.parametrize("source", ["folder", "vocab.txt", "tokenizer.json"])
 @pytest.mark.parametrize("max_length", [8, 32])
 @pytest.mark.parametrize("clean", [True, False])
-def test_tokenizer_matches_bert_tokenizer_fast(source, max_length, clean):
+@pytest.mark.parametrize("sep_after_text", [False, True])
+def test_tokenizer_matches_bert_tokenizer_fast(source, max_length, clean, sep_after_text):
     path = _minilm()
-    ours = Tokenizer.from_pretrained(path if source == "folder" else path / source)
+    ours = Tokenizer.from_pretrained(
+        path if source == "folder" else path / source, sep_after_text=sep_after_text
+    )
+    assert ours.sep_after_text is sep_after_text
     ref = transformers.BertTokenizerFast.from_pretrained(str(path))
     texts = [clean_caption(t) for t in CAPTIONS] if clean else CAPTIONS
-    expected = ref(texts, padding="max_length", truncation=True, max_length=max_length)
     ids, mask = ours(CAPTIONS, max_length, clean=clean)
     assert ids.dtype == torch.long and mask.dtype == torch.long
     assert ids.shape == mask.shape == (len(CAPTIONS), max_length)
-    assert ids.tolist() == expected["input_ids"]
-    assert mask.tolist() == expected["attention_mask"]
-    # [CLS] first, [SEP] last real token (kept when cut), [PAD] after
     assert (ids[:, 0] == ours.cls_id).all()
-    lengths = mask.sum(1)
-    assert (ids[torch.arange(len(ids)), lengths - 1] == ours.sep_id).all()
     assert (ids[mask == 0] == ours.pad_id).all()
+    lengths = mask.sum(1)
+    last = ids[torch.arange(len(ids)), lengths - 1]
+    if sep_after_text:  # the standard BERT input: [SEP] last (kept when cut)
+        expected = ref(texts, padding="max_length", truncation=True, max_length=max_length)
+        assert ids.tolist() == expected["input_ids"]
+        assert mask.tolist() == expected["attention_mask"]
+        assert (last == ours.sep_id).all()
+    else:  # the official input: no [SEP] at all, a cut text keeps max_length - 1 pieces
+        expected_ids, expected_mask = _official_reference(ref, texts, max_length)
+        assert ids.tolist() == expected_ids
+        assert mask.tolist() == expected_mask
+        assert not (ids == ours.sep_id).any()
+        assert lengths.max() == max_length  # the long caption is cut with no [SEP] kept
+    assert (lengths > 1).sum() >= len(CAPTIONS) - 1  # only the empty caption is [CLS] alone
+
+
+def test_tokenizer_pairs_keep_both_seps():
+    path = _minilm()
+    ref = transformers.BertTokenizerFast.from_pretrained(str(path))
+    first, second = ["a man rides a bike", "one two"], ["down the hill fast", "three"]
+    for sep_after_text in (False, True):
+        tok = Tokenizer.from_pretrained(path, sep_after_text=sep_after_text)
+        for length in (6, 16):
+            ids, mask = tok(first, length, pairs=second)
+            expected = ref(first, second, padding="max_length", truncation=True, max_length=length)
+            assert ids.tolist() == expected["input_ids"]
+            assert mask.tolist() == expected["attention_mask"]
+    with pytest.raises(ValueError, match="pairs"):
+        tok(first, 8, pairs=second[:1])
 
 
 def test_tokenizer_special_ids_and_vocab():
@@ -95,7 +133,7 @@ def test_tokenizer_small_vocab_ids_come_from_the_vocab(tmp_path):
     words = ["[UNK]", "x", "[PAD]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "##s", "sat"]
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(words) + "\n", encoding="utf-8")
-    tok = Tokenizer.from_pretrained(vocab)
+    tok = Tokenizer.from_pretrained(vocab, sep_after_text=True)
     assert (tok.pad_id, tok.cls_id, tok.sep_id, tok.mask_id) == (2, 3, 4, 5)
     ref = transformers.BertTokenizerFast.from_pretrained(str(tmp_path))
     texts = ["The cats sat", "the dog sat on the cats cats cats"]
@@ -106,6 +144,10 @@ def test_tokenizer_small_vocab_ids_come_from_the_vocab(tmp_path):
     assert ids.tolist() == expected["input_ids"]
     assert mask.tolist() == expected["attention_mask"]
     assert ids[0].tolist() == [3, 6, 7, 8, 9, 4, 2]
+    official = Tokenizer.from_pretrained(vocab)  # the default: the official [CLS] X
+    ids, mask = official(texts, 7)
+    assert ids.tolist() == [[3, 6, 7, 8, 9, 2, 2], [3, 6, 0, 9, 0, 6, 7]]  # dog, on: [UNK]
+    assert mask.tolist() == [[1, 1, 1, 1, 1, 0, 0], [1] * 7]
 
 
 def test_tokenizer_errors(tmp_path):
@@ -386,8 +428,9 @@ def test_minilm_matches_hf_and_gets_a_new_head():
     assert not any("cross-attention" in str(w.message) for w in rec)
     assert ours.num_layers == 6 and ours.hidden_size == 384 and ours.vocab_size == 30522
     assert ours.layers[0].self_attn.num_heads == 12
+    assert ours.sep_after_text  # a sentence-transformers model: read [CLS] X [SEP]
     hf = transformers.BertModel.from_pretrained(str(path)).eval()
-    tok = Tokenizer.from_pretrained(path)
+    tok = Tokenizer.from_pretrained(path, sep_after_text=ours.sep_after_text)
     ids, mask = tok(
         [
             "A man is playing a guitar on the stage.",

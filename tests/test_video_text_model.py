@@ -377,3 +377,53 @@ def test_mlm_logits_at_masked_positions_give_the_same_loss():
     g_part = torch.autograd.grad(part, model.text_encoder.word_embed.weight)[0]
     torch.testing.assert_close(part, full)
     torch.testing.assert_close(g_part, g_full)
+
+
+def test_text_convention_is_recorded_and_followed(tmp_path):
+    """How the text tower reads a single text is a property of the model: saved, read back, and
+    every tokenizer made for the model follows it; a saved head count cannot be overridden."""
+    from umt.evaluate.retrieval import resolve_tokenizer
+
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "man", "rides", "bike"]
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(words + [f"w{i}" for i in range(60 - len(words))]) + "\n")
+    official = _model(teacher=False)
+    assert official.text_encoder.sep_after_text is False  # the official family's default
+    standard = UMTVideoText(VISION, {**TEXT, "sep_after_text": True}, embed_dim=16)
+    for name, model, expected in (
+        ("official", official, [2, 5, 6, 7, 8, 0]),
+        ("standard", standard, [2, 5, 6, 7, 8, 3]),
+    ):
+        umt.save_pretrained(model, tmp_path / name)
+        saved = json.loads((tmp_path / name / "config.json").read_text())
+        assert saved["text"]["sep_after_text"] is (name == "standard")
+        again = load_checkpoint(tmp_path / name)
+        assert again.text_encoder.sep_after_text is (name == "standard")
+        tok = resolve_tokenizer(tmp_path / name, again, vocab)
+        ids, _ = tok(["A man rides bike"], max_length=6)
+        assert ids[0].tolist() == expected
+        cut, _ = tok(["a man rides bike a man"], max_length=4)  # cut: [SEP] kept only if read
+        assert cut[0].tolist() == ([2, 5, 6, 3] if name == "standard" else [2, 5, 6, 7])
+    with pytest.raises(ValueError, match="stores text_num_heads=4"):
+        load_checkpoint(tmp_path / "official", text_num_heads=2)
+    with pytest.raises(ValueError, match="stores num_heads=4"):
+        load_checkpoint(tmp_path / "official", num_heads=2)
+    assert isinstance(load_checkpoint(tmp_path / "official", num_heads=4), UMTVideoText)
+
+
+def test_sentence_model_folders_read_texts_with_sep(tmp_path):
+    """load_bert records the convention from the folder: a sentence-transformers model (the
+    bundled MiniLM) was trained on [CLS] X [SEP]; a plain BERT (bert-base-uncased, as the
+    official recipes start from) is fine-tuned on the official [CLS] X."""
+    from umt.models.text_bert import BertTextEncoder, load_bert, trained_with_sep
+
+    plain = tmp_path / "plain"
+    BertTextEncoder(**TEXT, encoder_width=32).save_pretrained(plain)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert load_bert(plain, fusion_layer=2, encoder_width=32).sep_after_text is False
+        (plain / "modules.json").write_text("[]")
+        assert trained_with_sep(plain) and trained_with_sep(plain / "model.safetensors")
+        assert load_bert(plain, fusion_layer=2, encoder_width=32).sep_after_text is True
+        forced = load_bert(plain, fusion_layer=2, encoder_width=32, sep_after_text=False)
+        assert forced.sep_after_text is False

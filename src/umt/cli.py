@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any
 
-from umt.cli_qa import add_ask, add_evaluate_mc, add_evaluate_qa
+from umt.cli_qa import add_ask, add_evaluate_mc, add_evaluate_qa, model_sizes, size_options
 
 
 # --------------------------------------------------------------------------- convert
@@ -810,7 +810,7 @@ def _add_evaluate_retrieval(tasks: argparse._SubParsersAction) -> None:
         "--max-text-len",
         type=_evaluate_count(3),
         default=32,
-        help="tokens per text, [CLS] and [SEP] included (default: 32)",
+        help="tokens per text, [CLS] included (default: 32)",
     )
     r.add_argument(
         "--paragraph", action="store_true", help="join each video's sentences into one text"
@@ -842,6 +842,7 @@ def _add_evaluate_retrieval(tasks: argparse._SubParsersAction) -> None:
         help="autocast dtype (auto: fp16 on CUDA as the official test, none on CPU)",
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    size_options(r)
     r.set_defaults(handler=_run_evaluate_retrieval)
 
 
@@ -941,6 +942,7 @@ def _run_evaluate_retrieval(args: argparse.Namespace) -> int:
             num_workers=args.workers,
             backend=args.backend,
             progress=not args.no_progress,
+            sizes=model_sizes(args),
         )
     print(json.dumps(result, default=float))
     return 0

@@ -43,6 +43,48 @@ def _device_amp(args: argparse.Namespace) -> tuple[Any, Any]:
     return device, _amp_dtype(args.amp, device)
 
 
+def size_options(p: argparse.ArgumentParser) -> None:
+    """The sizes an official multimodal or QA file does not store (as ``umt convert`` takes
+    them); umt's own checkpoints store them."""
+    g = p.add_argument_group(
+        "sizes an official file does not store (umt checkpoints keep theirs; assumed sizes are "
+        "said on stderr)"
+    )
+    g.add_argument(
+        "--num-heads", type=_count(1), default=None, help="video attention heads (width / 64)"
+    )
+    g.add_argument(
+        "--text-num-heads", type=_count(1), default=None, help="text attention heads (width / 64)"
+    )
+    g.add_argument(
+        "--img-size", type=_count(1), default=None, help="input resolution (official: 224)"
+    )
+
+
+def qa_text_options(p: argparse.ArgumentParser) -> None:
+    """How questions and answers are written and ranked (default: the checkpoint's ``qa.json``,
+    else the official 128 / 25 / 5)."""
+    p.add_argument("--k-test", type=_count(1), default=None, help="re-ranked answers (128)")
+    p.add_argument("--max-question-len", type=_count(3), default=None, help="tokens (25)")
+    p.add_argument("--max-answer-len", type=_count(3), default=None, help="tokens (5)")
+
+
+def qa_text_settings(args: argparse.Namespace, saved: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's QA settings with :func:`qa_text_options` given on the command line."""
+    given = {
+        "k_test": args.k_test,
+        "question_max_length": args.max_question_len,
+        "answer_max_length": args.max_answer_len,
+    }
+    return {**saved, **{k: v for k, v in given.items() if v is not None}}
+
+
+def model_sizes(args: argparse.Namespace) -> dict[str, int]:
+    """The :func:`size_options` given on the command line."""
+    names = ("num_heads", "text_num_heads", "img_size")
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
 def _caught(note, said: list) -> None:
     for caught in said:
         note(f"warning: {caught.message}")
@@ -83,7 +125,9 @@ def add_ask(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--tokenizer", default=None, metavar="PATH", help="vocab.txt or its folder")
     p.add_argument("--json", action="store_true", help="one JSON object per line and question")
+    qa_text_options(p)
     _common_device(p)
+    size_options(p)
     p.set_defaults(handler=run_ask)
 
 
@@ -119,9 +163,11 @@ def run_ask(args: argparse.Namespace) -> int:
     device, amp = _device_amp(args)
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
-        loaded = load_qa_model(checkpoint, args.num_frames, args.answers, args.tokenizer)
+        loaded = load_qa_model(
+            checkpoint, args.num_frames, args.answers, args.tokenizer, **model_sizes(args)
+        )
     _caught(note, said)
-    s = loaded.settings
+    s = qa_text_settings(args, loaded.settings)
     results = ask(
         loaded.model,
         loaded.tokenizer,
@@ -185,15 +231,14 @@ def add_evaluate_qa(tasks: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--num-frames", type=_count(1), default=None, help="frames (default: the checkpoint's)"
     )
-    q.add_argument("--k-test", type=_count(1), default=None, help="re-ranked answers (128)")
-    q.add_argument("--max-question-len", type=_count(3), default=None, help="tokens (25)")
-    q.add_argument("--max-answer-len", type=_count(3), default=None, help="tokens (5)")
+    qa_text_options(q)
     q.add_argument("--batch-size", type=_count(1), default=16, help="questions per pass")
     q.add_argument("--predictions", default=None, metavar="FILE.jsonl", help="per-question output")
     q.add_argument("--tokenizer", default=None, metavar="PATH", help="vocab.txt or its folder")
     q.add_argument("--workers", type=_count(0), default=4, help="decoding processes")
     _common_device(q)
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    size_options(q)
     q.set_defaults(handler=run_evaluate_qa)
 
 
@@ -209,9 +254,11 @@ def run_evaluate_qa(args: argparse.Namespace) -> int:
     device, amp = _device_amp(args)
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
-        loaded = load_qa_model(args.checkpoint, args.num_frames, args.answer_list, args.tokenizer)
+        loaded = load_qa_model(
+            args.checkpoint, args.num_frames, args.answer_list, args.tokenizer, **model_sizes(args)
+        )
     _caught(note, said)
-    s = loaded.settings
+    s = qa_text_settings(args, loaded.settings)
     enc = loaded.model.vision_encoder
     dataset = QADataset(entries, num_frames=enc.num_frames, input_size=enc.img_size, train=False)
     dataset.source = str(args.annotations)
@@ -221,9 +268,9 @@ def run_evaluate_qa(args: argparse.Namespace) -> int:
         dataset,
         loaded.tokenizer,
         loaded.answers,
-        k_test=args.k_test or int(s["k_test"]),
-        question_max_length=args.max_question_len or int(s["question_max_length"]),
-        answer_max_length=args.max_answer_len or int(s["answer_max_length"]),
+        k_test=int(s["k_test"]),
+        question_max_length=int(s["question_max_length"]),
+        answer_max_length=int(s["answer_max_length"]),
         eos=str(s["eos"]),
         batch_size=args.batch_size,
         num_workers=args.workers,
@@ -272,6 +319,7 @@ def add_evaluate_mc(tasks: argparse._SubParsersAction) -> None:
     m.add_argument("--workers", type=_count(0), default=4, help="decoding processes")
     _common_device(m)
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
+    size_options(m)
     m.set_defaults(handler=run_evaluate_mc)
 
 
@@ -288,7 +336,7 @@ def run_evaluate_mc(args: argparse.Namespace) -> int:
     device, amp = _device_amp(args)
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
-        model = load_video_text(args.checkpoint, args.num_frames)
+        model = load_video_text(args.checkpoint, args.num_frames, **model_sizes(args))
     _caught(note, said)
     tokenizer = resolve_tokenizer(args.checkpoint, model, args.tokenizer)
     dataset = MCDataset(

@@ -345,7 +345,7 @@ class TextEncoderConfig:
 
     weights: str | None = None
     fusion_layer: int = 9  # B: 9 of 12; L: 19 of 24
-    max_length: int = 32  # tokens per caption, [CLS] and [SEP] included
+    max_length: int = 32  # tokens per caption, [CLS] included (and [SEP], for a tower read so)
     grad_checkpointing: bool = True
     # The caption's pooled feature: "cls" (official) or "mean" over its tokens (towers trained
     # with mean pooling: the MiniLM of the tiny recipes has an uninformative [CLS] state).
@@ -529,7 +529,7 @@ class QAConfig(_Serialisable):
 
 def _validate_qa(cfg: QAConfig) -> None:
     if cfg.text.answer_max_length < 3:
-        raise ConfigError("text.answer_max_length: must be >= 3 ([CLS], a token, [SEP])")
+        raise ConfigError("text.answer_max_length: must be >= 3 ([CLS], a token, the eos)")
     if cfg.text.max_length < 2:
         raise ConfigError("text.max_length: must be >= 2")
     if cfg.eval.k_test < 1:
@@ -1019,7 +1019,7 @@ def _validate_video_text(cfg: VideoTextConfig) -> None:
     if not any(getattr(cfg.loss, k) for k in ("uma", "vtc", "vtm", "mlm")):
         raise ConfigError("loss: every weight is 0; nothing would be trained")
     if cfg.text.max_length < 3:
-        raise ConfigError("text.max_length: must be >= 3 ([CLS], a token, [SEP])")
+        raise ConfigError("text.max_length: must be >= 3")
     if cfg.text.fusion_layer < 0:
         raise ConfigError("text.fusion_layer: must be >= 0")
     if not 0.0 < cfg.model.temp <= 0.5:

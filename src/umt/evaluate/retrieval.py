@@ -640,6 +640,7 @@ def run_retrieval(
     backend: str = "auto",
     progress: bool = True,
     out: Callable[[str], None] | None = print,
+    sizes: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """``umt evaluate retrieval CHECKPOINT ANNOTATIONS.json``: load, evaluate, print, return.
 
@@ -647,8 +648,10 @@ def run_retrieval(
     :func:`umt.load_checkpoint`, its position table built for ``num_frames``; the teacher is
     dropped). ``tokenizer``: a vocab folder / file (default: see :func:`resolve_tokenizer`). ``amp``: ``auto`` (float16 on CUDA, as
     the official test; none on CPU), ``fp16``, ``bf16`` or ``none``. ``out`` prints the tables
-    (None: silent). Returns :meth:`RetrievalResult.summary` plus ``checkpoint``,
-    ``annotations`` and ``predictions`` (the file written or None).
+    (None: silent). ``sizes``: what an official file does not store (``num_heads``,
+    ``text_num_heads``, ``img_size``; see :func:`load_video_text`). Returns
+    :meth:`RetrievalResult.summary` plus ``checkpoint``, ``annotations`` and ``predictions``
+    (the file written or None).
     """
     from umt.data.retrieval import load_retrieval_annotations
 
@@ -657,7 +660,7 @@ def run_retrieval(
     if num_frames < 1:
         raise ValueError(f"num_frames must be at least 1, got {num_frames}")
     if max_text_len < 2:
-        raise ValueError(f"max_text_len must be at least 2 ([CLS] and [SEP]), got {max_text_len}")
+        raise ValueError(f"max_text_len must be at least 2 ([CLS] and a token), got {max_text_len}")
     rset = load_retrieval_annotations(
         annotations, root=root, paragraph=paragraph, multi_vision_gt=multi_vision_gt
     )
@@ -668,7 +671,7 @@ def run_retrieval(
     else:
         dev = torch.device(device)
     amp_dtype = _amp_dtype(amp, dev)
-    model = load_video_text(checkpoint, num_frames)
+    model = load_video_text(checkpoint, num_frames, **(sizes or {}))
     tok = resolve_tokenizer(checkpoint, model, tokenizer)
     model.to(dev)
     result = evaluate_retrieval(
@@ -733,14 +736,32 @@ def _check_writable(path: Path) -> None:
         raise ValueError(f"{path}: cannot write the predictions file here; choose a writable path")
 
 
-def load_video_text(checkpoint: str | os.PathLike, num_frames: int | None = None) -> nn.Module:
+def load_video_text(
+    checkpoint: str | os.PathLike, num_frames: int | None = None, **sizes: int
+) -> nn.Module:
     """The UMTVideoText of ``checkpoint`` with its position table for ``num_frames`` frames
     (None: the checkpoint's), without its CLIP teacher (retrieval, search and zero-shot
-    classification never use it); refuses other models in one line."""
+    classification never use it); refuses other models in one line. ``sizes``: what an official
+    file does not store (``num_heads``, ``text_num_heads``, ``img_size``; assumed sizes are
+    reported with an :class:`umt.models.checkpoints.AssumedSizeWarning`); umt's own
+    checkpoints store them and refuse other values."""
     from umt.models import load_checkpoint
 
-    sizes = {"num_frames": num_frames} if num_frames is not None else {}
-    model = load_checkpoint(checkpoint, **sizes)
+    if num_frames is not None:
+        sizes["num_frames"] = num_frames
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        model = load_checkpoint(checkpoint, **sizes)
+    for caught in said:  # the teacher is dropped below: what was assumed of it does not matter
+        message = str(caught.message)
+        if "assumed:" in message:
+            head, _, rest = message.partition("assumed: ")
+            items, _, tail = rest.partition("; give them")
+            kept = [i for i in items.split("; ") if not i.startswith("teacher_")]
+            if not kept:
+                continue
+            message = f"{head}assumed: {'; '.join(kept)}; give them{tail}"
+        warnings.warn(message, caught.category, stacklevel=2)
     if not all(hasattr(model, name) for name in ("encode_text", "encode_vision", "itm_logits")):
         raise ValueError(
             f"{checkpoint}: not a video-text model ({type(model).__name__}); this needs a "
@@ -765,7 +786,8 @@ def resolve_tokenizer(
     ``tokenizer`` (a folder with ``vocab.txt`` / ``tokenizer.json``, or such a file) when given;
     else :data:`TOKENIZER_FILES` in the checkpoint's folder; else the bundled
     ``bert-base-uncased`` vocabulary (:func:`umt.text.minilm_dir`, the official one). Refuses
-    a vocabulary larger than ``model``'s text encoder's.
+    a vocabulary larger than ``model``'s text encoder's. Texts are written as the model's text
+    tower reads them (its ``sep_after_text``; the official ``[CLS] X`` without a model).
     """
     from umt.text import Tokenizer, minilm_dir
 
@@ -782,8 +804,11 @@ def resolve_tokenizer(
             f"{checkpoint}: no tokenizer vocabulary found (none beside the checkpoint and the "
             "bundled bert-base-uncased vocab is not installed); pass --tokenizer DIR_OR_VOCAB"
         )
-    tok = Tokenizer.from_pretrained(source)
-    vocab = getattr(getattr(model, "text_encoder", None), "vocab_size", None)
+    text_encoder = getattr(model, "text_encoder", None)
+    tok = Tokenizer.from_pretrained(
+        source, sep_after_text=bool(getattr(text_encoder, "sep_after_text", False))
+    )
+    vocab = getattr(text_encoder, "vocab_size", None)
     if vocab is not None and tok.vocab_size > vocab:
         raise ValueError(
             f"{source}: the tokenizer has {tok.vocab_size} tokens but the model's text encoder "

@@ -79,11 +79,13 @@ def load_qa_model(
     num_frames: int | None = None,
     answers: str | os.PathLike | None = None,
     tokenizer: str | os.PathLike | None = None,
+    **sizes: int,
 ) -> LoadedQA:
     """A QA checkpoint (umt's folder, an official QA ``.pth``, or a stage-2 model) with its
     tokenizer, answer list (``answers``, a JSON list, else the ``answer_list.json`` beside the
     checkpoint) and text settings (``qa.json`` beside it, else the official 25 / 5 / [SEP] /
-    128)."""
+    128). ``sizes``: what an official file does not store (``num_heads``, ``text_num_heads``,
+    ``img_size``; :func:`umt.models.video_qa.load_video_qa` warns of those it assumed)."""
     from umt.data.qa import load_answer_list
     from umt.evaluate.retrieval import resolve_tokenizer
     from umt.models.video_qa import load_video_qa, read_answer_list
@@ -91,7 +93,7 @@ def load_qa_model(
     path = Path(checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    model, notes = load_video_qa(path, num_frames=num_frames)
+    model, notes = load_video_qa(path, num_frames=num_frames, **sizes)
     if answers is not None:
         answer_list = load_answer_list(answers)
     else:

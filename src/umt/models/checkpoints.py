@@ -769,6 +769,18 @@ def _video_text_from_config(
             raise _error(f"{where}: {name!r} must be a JSON object of model arguments")
     if teacher and not config.get("teacher"):
         raise _error(f"{where} describes a video-text model without a teacher; drop teacher_*")
+    stored = (
+        ("num_heads", vision, config["vision"]),
+        ("text_num_heads", text, config["text"]),
+        ("teacher_heads", teacher, config.get("teacher") or {}),
+    )
+    for flag, given, saved in stored:  # the weights cannot tell a wrong head count
+        key = flag.split("_", 1)[1] if flag != "num_heads" else flag
+        if key in given and key in saved and int(given[key]) != int(saved[key]):
+            raise _error(
+                f"{where} stores {flag}={saved[key]}; a umt checkpoint keeps its sizes "
+                f"({flag}={given[key]} is for official files that do not store them)"
+            )
     cfg = {
         **config,
         **top,
@@ -1046,10 +1058,12 @@ def save_pretrained(model: nn.Module, out_dir: str | Path) -> Path:
 
     The folder reloads with :func:`load_checkpoint` (or ``VideoViT.from_pretrained``) alone.
     """
-    if not isinstance(model, (VideoViT, CLIPTeacher, UMTVideoText)):
+    from umt.models.video_qa import UMTVideoQA
+
+    if not isinstance(model, (VideoViT, CLIPTeacher, UMTVideoText, UMTVideoQA)):
         raise TypeError(f"cannot save a {type(model).__name__}")
     out_dir = Path(out_dir)
-    if isinstance(model, UMTVideoText):
+    if isinstance(model, (UMTVideoText, UMTVideoQA)):
         model.save_pretrained(out_dir, config=model.model_config)
     else:
         model.save_pretrained(out_dir)
@@ -1083,7 +1097,8 @@ def _warn_assumed(path: str | Path, kind: str, assumed: list[str]) -> None:
         warnings.warn(
             _clean(
                 f"{path}: {kind} checkpoint: sizes it does not store were assumed: "
-                f"{'; '.join(assumed)}; pass them as keyword arguments if they differ"
+                f"{'; '.join(assumed)}; give them if they differ (keyword arguments; on the "
+                "command line --num-heads, --text-num-heads, --num-frames, --img-size)"
             ),
             AssumedSizeWarning,
             stacklevel=3,
@@ -1149,12 +1164,12 @@ def _load_source(
     src: _Source, strict: bool, overrides: dict[str, Any]
 ) -> tuple[nn.Module, dict[str, Any], list[str]]:
     if src.which == "video-qa":
-        from umt.models.video_qa import load_video_qa
+        from umt.models.video_qa import read_video_qa
 
-        model, notes = load_video_qa(src.path, **overrides)
+        model, _, assumed = read_video_qa(src.path, **overrides)
         if src.pick == "student":
-            return model.vision_encoder, model.model_config["vision"], []
-        return model, model.model_config, []
+            return model.vision_encoder, model.model_config["vision"], assumed
+        return model, model.model_config, assumed
     if src.which == "video-text":
         _split_vt_overrides(overrides)  # refuses unknown names before any work
         if src.native is not None:
@@ -1210,7 +1225,7 @@ def convert_checkpoint(
     prefix = "teacher_" if target == "teacher" and source.which == "video-text" else ""
     if img_size is not None:
         overrides[prefix + "img_size"] = img_size
-    if num_frames is not None and target in ("student", "video-text"):
+    if num_frames is not None and target in ("student", "video-text", "video-qa"):
         overrides["num_frames"] = num_frames
     if num_heads is not None:
         overrides[prefix + "heads" if target == "teacher" else "num_heads"] = num_heads
@@ -1221,10 +1236,10 @@ def convert_checkpoint(
     lines = [f"source: {src}", f"format: {kind}"]
     if isinstance(model, UMTVideoText):
         lines += _video_text_report(model)
-        flags = (
-            "--num-heads / --num-frames / --img-size (video), text_num_heads= / teacher_heads= "
-            "in Python"
-        )
+        flags = "--num-heads / --num-frames / --img-size (video), --text-num-heads, --teacher-heads"
+    elif target == "video-qa":
+        lines += _video_qa_report(model)
+        flags = "--num-heads / --num-frames / --img-size (video), --text-num-heads"
     elif isinstance(model, VideoViT):
         what = "classifier" if model.head is not None else "student encoder"
         lines += [
@@ -1259,6 +1274,20 @@ def convert_checkpoint(
     return "\n".join(_clean(line) for line in lines)
 
 
+def _video_qa_report(model: nn.Module) -> list[str]:
+    v, t, d = model.vision_encoder, model.text_encoder, model.text_decoder
+    return [
+        "model: UMT video QA: video ViT + BERT question encoder + answer decoder",
+        f"video: width {v.embed_dim}, depth {len(v.blocks)}, heads {v.blocks[0].attn.num_heads}, "
+        f"patch {v.patch_size}, tubelet {v.tubelet_size}; {v.num_frames} frames of {v.img_size}px",
+        f"question encoder: width {t.hidden_size}, layers {t.num_layers}, heads "
+        f"{t.layers[0].self_attn.num_heads}, cross-attention to the video from layer "
+        f"{t.fusion_layer}, vocab {t.vocab_size}",
+        f"answer decoder: {d.num_layers} layers (causal, cross-attending to the question)",
+        "texts: " + ("[CLS] X [SEP]" if t.sep_after_text else "[CLS] X (the official tokenizer)"),
+    ]
+
+
 def _video_text_report(model: UMTVideoText) -> list[str]:
     v, t = model.vision_encoder, model.text_encoder
     k = len(v.align_indices)
@@ -1271,6 +1300,7 @@ def _video_text_report(model: UMTVideoText) -> list[str]:
         f"{t.layers[0].self_attn.num_heads}, cross-attention from layer {t.fusion_layer}, "
         f"vocab {t.vocab_size}, masked-LM head: {'yes' if t.mlm_head is not None else 'no'}",
         f"joint space: {model.embed_dim}-d, temperature {model.temp.detach().item():.4g}",
+        "texts: " + ("[CLS] X [SEP]" if t.sep_after_text else "[CLS] X (the official tokenizer)"),
     ]
     if model.teacher is None:
         lines.append("teacher: none")

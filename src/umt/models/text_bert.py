@@ -165,6 +165,11 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
         pad_token_id: the padding row of the word embeddings.
         is_decoder: causal self-attention in every layer (the QA answer decoder, the official
             ``BertLMHeadModel``); its LM head is ``mlm_head``.
+        sep_after_text: the tower reads a single text as ``[CLS] X [SEP]`` (trained the standard
+            BERT way, e.g. the MiniLM sentence model) instead of the official UMT tokenizer's
+            ``[CLS] X`` (False: the official family and every tower converted from an official
+            file). Saved with the model; tokenizers of the model follow it
+            (:meth:`umt.text.Tokenizer.from_pretrained`).
     """
 
     def __init__(
@@ -184,6 +189,7 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
         mlm_head: bool = True,
         pad_token_id: int = 0,
         is_decoder: bool = False,
+        sep_after_text: bool = False,
     ) -> None:
         super().__init__()
         if not 0 <= fusion_layer <= num_layers:
@@ -199,6 +205,7 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
         self.encoder_width = encoder_width
         self.max_position_embeddings = max_position_embeddings
         self.is_decoder = bool(is_decoder)
+        self.sep_after_text = bool(sep_after_text)
         self.grad_checkpointing = False
 
         self.word_embed = nn.Embedding(vocab_size, hidden_size, padding_idx=pad_token_id)
@@ -313,7 +320,8 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
 
     def extra_repr(self) -> str:
         dec = ", is_decoder=True" if self.is_decoder else ""
-        return f"fusion_layer={self.fusion_layer}, encoder_width={self.encoder_width}{dec}"
+        sep = ", sep_after_text=True" if self.sep_after_text else ""
+        return f"fusion_layer={self.fusion_layer}, encoder_width={self.encoder_width}{dec}{sep}"
 
 
 # --------------------------------------------------------------------------- conversion
@@ -511,6 +519,20 @@ def _bert_files(path: Path) -> tuple[Path, Path | None]:
     return weights, cfg if cfg.is_file() else None
 
 
+SENTENCE_MODEL_FILES = ("sentence_bert_config.json", "modules.json")
+
+
+def trained_with_sep(path: str | Path) -> bool:
+    """Whether the BERT at ``path`` reads a single text as ``[CLS] X [SEP]``: a
+    sentence-transformers model (its folder holds ``sentence_bert_config.json`` or
+    ``modules.json``; e.g. the bundled MiniLM, trained and used that way). A plain BERT checkpoint
+    (``bert-base-uncased``, as the official recipes start from) is fine-tuned on the official
+    tokenizer's ``[CLS] X``."""
+    folder = Path(path)
+    folder = folder if folder.is_dir() else folder.parent
+    return any((folder / name).is_file() for name in SENTENCE_MODEL_FILES)
+
+
 def load_bert(
     path: str | Path, fusion_layer: int, encoder_width: int, **overrides: Any
 ) -> BertTextEncoder:
@@ -523,6 +545,7 @@ def load_bert(
     ``mlm_head=False``, ``dropout``). What the file lacks is newly initialised as BERT does
     (normal, std 0.02) and reported with a ``UserWarning``: the cross-attention blocks (never in
     a HuggingFace file) and the masked-LM head (absent from a ``BertModel`` file).
+    ``sep_after_text`` (unless overridden) is :func:`trained_with_sep` of the folder.
     """
     from umt.models.checkpoints import AssumedSizeWarning, read_state_dict
 
@@ -563,6 +586,7 @@ def load_bert(
         )
     cfg.update(fusion_layer=fusion_layer, encoder_width=encoder_width)
     cfg.setdefault("mlm_head", True)
+    cfg["sep_after_text"] = trained_with_sep(path)
     cfg.update(overrides)
     try:
         model = BertTextEncoder(**cfg)

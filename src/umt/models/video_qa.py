@@ -13,8 +13,8 @@ Mirrors the official ``multi_modality/models/umt_qa.py`` ``UMT_QA``:
   ``fusion_layer + i``, the decoder's embeddings as the text embeddings and its LM head as the
   pretrained masked-LM head (the official ``has_decoder`` initialisation).
 
-Training is teacher-forced language modelling of ``[CLS] answer [SEP] [SEP]`` (the official answer
-text is ``answer + " [SEP]"``), one decoder row per (question, answer) pair, weighted by how often
+Training is teacher-forced language modelling of ``[CLS] answer [SEP]`` (the official answer
+text ``answer + " [SEP]"`` through the official tokenizer, which adds no ``[SEP]`` of its own), one decoder row per (question, answer) pair, weighted by how often
 the annotators gave the answer (:func:`umt.losses.qa_answer_loss`). Inference ranks a fixed answer
 list (:meth:`UMTVideoQA.rank_answers`): the probability of each answer's first token from one
 decoder step keeps the top ``k``, whose full sequences are then scored by the decoder.
@@ -100,6 +100,7 @@ class UMTVideoQA(
             "is_decoder": True,
         }
         self.text_decoder = BertTextEncoder(**dcfg)
+        tcfg["sep_after_text"] = t.sep_after_text  # recorded: how the tower reads a text
         self._config = {"vision": vcfg, "text": tcfg, "decoder_layers": n_dec}
         self._hub_mixin_config = self.model_config
 
@@ -354,12 +355,30 @@ def load_video_qa(
     * umt's QA folder (``config.json`` with ``decoder_layers`` + ``model.safetensors``);
     * a stage-2 checkpoint (umt's or official): :meth:`UMTVideoQA.from_video_text`.
     * an official QA checkpoint (``text_decoder.*``): sizes from the shapes; head width 64
-      unless ``num_heads`` / ``text_num_heads`` are given.
+      unless ``num_heads`` / ``text_num_heads`` are given, 12 frames of 224 px (the official QA
+      input) unless ``num_frames`` / ``img_size`` are given. Every size assumed is reported
+      with an :class:`umt.models.checkpoints.AssumedSizeWarning`.
 
     ``num_frames`` / ``img_size`` re-size the video position table (as fine-tuning at another
     length does); ``overrides`` go to :func:`umt.models.checkpoints.load_checkpoint` for a
     stage-2 file (e.g. ``drop_path_rate``).
     """
+    from umt.models.checkpoints import _warn_assumed
+
+    model, notes, assumed = read_video_qa(path, num_frames, img_size, decoder_layers, **overrides)
+    _warn_assumed(path, "official QA", assumed)
+    return model, notes
+
+
+def read_video_qa(
+    path: str | Path,
+    num_frames: int | None = None,
+    img_size: int | None = None,
+    decoder_layers: int | None = None,
+    **overrides: Any,
+) -> tuple[UMTVideoQA, list[str], list[str]]:
+    """:func:`load_video_qa` returning ``(model, notes, assumed sizes)`` instead of warning
+    about the sizes it assumed (``umt convert`` lists them in its report)."""
     from umt.models.checkpoints import (
         _native_config,
         _resize_learned_pos,
@@ -380,8 +399,15 @@ def load_video_qa(
         for key in ("drop_path_rate",):
             if key in overrides:
                 vision[key] = overrides.pop(key)
+        text = dict(cfg.get("text") or {})
+        for flag, saved in (("num_heads", vision), ("text_num_heads", text)):
+            if flag in overrides and int(overrides[flag]) == int(saved.get("num_heads", -1)):
+                overrides.pop(flag)  # the stored value, given again
         if overrides:
-            raise TypeError(f"load_video_qa: unknown arguments {', '.join(overrides)}")
+            raise ValueError(
+                f"{where} describes a umt QA model, which stores its sizes: "
+                f"{', '.join(overrides)} cannot be set"
+            )
         try:
             model = UMTVideoQA(vision, cfg["text"], cfg.get("decoder_layers"))
         except (TypeError, ValueError, KeyError) as err:
@@ -397,7 +423,7 @@ def load_video_qa(
                 f"{path}: the weights do not fit {where} (missing {missing[:3]}, unexpected "
                 f"{unexpected[:3]})"
             )
-        return model, [f"umt QA model from {path}"]
+        return model, [f"umt QA model from {path}"], []
     if native is None:
         sd = read_state_dict(path)
         if is_qa_state_dict(sd):
@@ -407,9 +433,10 @@ def load_video_qa(
         vt_over["num_frames"] = num_frames
     if img_size is not None:
         vt_over["img_size"] = img_size
-    vt = load_checkpoint(path, part="video-text", **vt_over)
+    vt = load_checkpoint(path, part="video-text", **vt_over)  # warns of its own assumptions
     model, notes = UMTVideoQA.from_video_text(vt, decoder_layers=decoder_layers)
-    return model, [f"from the stage-2 model {path}"] + [f"newly initialised: {n}" for n in notes]
+    notes = [f"from the stage-2 model {path}"] + [f"newly initialised: {n}" for n in notes]
+    return model, notes, []
 
 
 def _official_qa(
@@ -418,9 +445,9 @@ def _official_qa(
     num_frames: int | None,
     img_size: int | None,
     overrides: dict[str, Any],
-) -> tuple[UMTVideoQA, list[str]]:
+) -> tuple[UMTVideoQA, list[str], list[str]]:
     """An official QA checkpoint: sizes from the shapes, head width 64 (official), 12 frames and
-    224 px (the official QA input) unless given."""
+    224 px (the official QA input) unless given. Returns ``(model, notes, assumed)``."""
     from umt.models.checkpoints import _infer_layout
 
     try:
@@ -452,14 +479,19 @@ def _official_qa(
         except ValueError as err:
             raise ValueError(f"{path}: {err}") from None
         vcfg.update(num_frames=f0, img_size=i0)
-    else:
+    else:  # a fixed sin-cos table: the file does not tell the clip it was made for
         vcfg.update(num_frames=num_frames or 12, img_size=img_size or 224)
-        if num_frames is None or img_size is None:
-            assumed.append("12 frames of 224 px (the official QA input)")
+        if num_frames is None:
+            assumed.append("num_frames=12 (the official QA input)")
+        if img_size is None:
+            assumed.append("img_size=224 (the official QA input)")
     if "drop_path_rate" in overrides:
         vcfg["drop_path_rate"] = overrides.pop("drop_path_rate")
     if overrides:
-        raise TypeError(f"load_video_qa: unknown arguments {', '.join(overrides)}")
+        raise ValueError(
+            f"{path}: an official QA checkpoint takes num_heads, text_num_heads, num_frames and "
+            f"img_size, not {', '.join(overrides)}"
+        )
     text = {k: v for k, v in tcfg.items() if k != "mlm_head"}
     model = UMTVideoQA(vcfg, text, decoder_layers=dcfg["num_layers"])
     missing, unexpected = model.load_state_dict(ours, strict=False)
@@ -468,7 +500,7 @@ def _official_qa(
             f"{path}: the official QA weights do not fit (missing {missing[:3]}, unexpected "
             f"{unexpected[:3]})"
         )
-    return model, [f"official QA checkpoint {path} (assumed: {'; '.join(assumed)})"]
+    return model, [f"official QA checkpoint {path}"], assumed
 
 
 def read_answer_list(folder: str | Path) -> list[str] | None:

@@ -80,6 +80,7 @@ class UMTVideoText(
                 f"{vision_width}"
             )
         self.text_encoder = BertTextEncoder(**tcfg)
+        tcfg["sep_after_text"] = self.text_encoder.sep_after_text  # recorded with the model
         text_width = self.text_encoder.hidden_size
         self.embed_dim = embed_dim
         self.vision_proj = nn.Linear(vision_width, embed_dim)

@@ -320,7 +320,7 @@ def text_embeddings(names: list[tuple[str, str]]) -> torch.Tensor:
         probe = json.loads((path / "config.json").read_text())
         layers = int(probe.get("num_hidden_layers", 6))
         bert = load_bert(path, fusion_layer=layers, encoder_width=1, mlm_head=False).eval()
-    tok = Tokenizer.from_pretrained(path)
+    tok = Tokenizer.from_pretrained(path, sep_after_text=bert.sep_after_text)
     texts = [t.format(colour=c, shape=s) for c, s in names for t in TEMPLATES]
     ids, mask = tok(texts, max_length=16)
     with torch.no_grad():

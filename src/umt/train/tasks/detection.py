@@ -31,7 +31,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -294,9 +293,8 @@ class DetectionTask(Task):
         from umt.data.detection import collate_detection
         from umt.evaluate.detection import (
             AVABoxes,
-            detections_from_scores,
+            batch_detections,
             frame_map,
-            pixel_boxes_to_normalised,
             read_exclusions,
             read_groundtruth_csv,
             read_label_map,
@@ -330,22 +328,7 @@ class DetectionTask(Task):
                 with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
                     logits = model(batch["video"].to(dev, non_blocking=True), rois)
                 scores = detection_scores(logits.float().cpu(), torch.cat(batch["box_scores"]))
-                start = 0
-                for i, b in enumerate(batch["boxes"]):
-                    n = b.shape[0]
-                    if n == 0:
-                        continue
-                    (h, w), (h0, w0) = batch["image_size"][i], batch["orig_size"][i]
-                    orig = b.numpy() * np.array([w0 / w, h0 / h, w0 / w, h0 / h])
-                    parts.append(
-                        detections_from_scores(
-                            batch["video_id"][i],
-                            batch["timestamp"][i],
-                            pixel_boxes_to_normalised(orig, w0, h0),
-                            scores[start : start + n].numpy(),
-                        )
-                    )
-                    start += n
+                parts.append(batch_detections(batch, scores.numpy()))
         finally:
             model.train(was_training)
         detections = AVABoxes.concatenate(parts)

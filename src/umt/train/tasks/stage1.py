@@ -284,6 +284,7 @@ def teacher_targets(
     data_norm: str = "imagenet",
     teacher_norm: str = "imagenet",
     mask_kind: str = "attention",
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The frozen teacher's side of one batch, without gradients: its class-token attention
     picks the kept tokens (semantic mask from the per-sample ``seeds``), and its projected
@@ -292,7 +293,8 @@ def teacher_targets(
 
     ``mask_kind`` (the paper's ablation): ``attention`` (UMT's semantic masking), ``random``
     (each frame keeps the same number of tokens, uniformly at random) or ``tube`` (the same
-    random positions in every frame)."""
+    random positions in every frame). A given ``mask`` [B, N] (True = dropped) is used instead
+    of drawing one (a test feeding another implementation's draw)."""
     if mask_kind not in ("attention", "random", "tube"):
         raise ValueError(f"mask kind {mask_kind!r} is not attention, random or tube")
     with torch.no_grad():
@@ -300,6 +302,10 @@ def teacher_targets(
 
         def choose_mask(cls_attn: torch.Tensor) -> torch.Tensor:  # [B,T,HW] -> [B,N]
             b, t, hw = cls_attn.shape
+            if mask is not None:
+                if mask.shape != (b, t * hw):
+                    raise ValueError(f"given mask {tuple(mask.shape)}, want {(b, t * hw)}")
+                return mask.to(device=cls_attn.device, dtype=torch.bool)
             if mask_kind == "tube":
                 uniform = per_sample_uniform(seeds, (1, hw)).to(cls_attn.device)  # [B,1,HW]
                 return tube_mask(b, t, hw, mask_ratio, uniform=uniform, device=cls_attn.device)
@@ -309,9 +315,9 @@ def teacher_targets(
             return semantic_mask(weights.float(), mask_ratio=mask_ratio, uniform=uniform)
 
         # The teacher's last block past the class-token attention runs on the kept tokens only.
-        hidden, _, mask = teacher.forward_masked(tvideo, choose_mask)  # [K,B,N_vis,width], [B,N]
+        hidden, _, chosen = teacher.forward_masked(tvideo, choose_mask)  # [K,B,N_vis,width], [B,N]
         targets = teacher.project(hidden)  # ln_post + proj: [K,B,N_vis,C]
-    return targets, mask
+    return targets, chosen
 
 
 def compute_loss(

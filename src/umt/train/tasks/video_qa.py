@@ -3,7 +3,7 @@
 One micro-batch, as the official ``multi_modality/tasks/vqa.py`` ``train`` and ``UMT_QA.forward``:
 the clip's every token -> the question through the BERT (fusion layers cross-attending to the
 video) -> each question's states repeated once per distinct answer -> the answer decoder,
-teacher-forced on ``[CLS] answer [SEP] [SEP]`` -> per-answer summed NLL, weighted by the share of
+teacher-forced on ``[CLS] answer [SEP] [PAD]...`` -> per-answer summed NLL, weighted by the share of
 annotators who gave that answer, summed and divided by the number of questions. Validation and
 test rank the answer list (``eval.k_test``) and score exact-match accuracy
 (:mod:`umt.evaluate.qa`); the best validation accuracy is kept.
@@ -24,6 +24,7 @@ from umt.train.tasks.base import Task, load_best_weights, resolve_init
 from umt.train.tasks.video_text import (
     DROPOUT_STREAM,
     resolve_text_weights,
+    tower_tokenizer,
     video_encoder_args,
     vocab_source,
 )
@@ -173,16 +174,9 @@ class QATask(Task):
             seed=cfg.train.seed,
         )
 
-    def _tokenizer(self) -> Any:
-        if not hasattr(self, "tokenizer"):
-            from umt.text import Tokenizer
-
-            self.tokenizer = Tokenizer.from_pretrained(vocab_source(self.text_path))
-        return self.tokenizer
-
     def collate(self) -> Any:
         t = self.cfg.text
-        return QACollate(self._tokenizer(), t.max_length, t.answer_max_length, t.eos)
+        return QACollate(self.tokenizer, t.max_length, t.answer_max_length, t.eos)
 
     def _scratch_model(self) -> tuple[nn.Module, list[str]]:
         """A QA model from the registry's video sizes and the BERT tower's weights (its
@@ -233,12 +227,7 @@ class QATask(Task):
         if m.compile:
             for block in model.vision_encoder.blocks:
                 block.compile()
-        tok = self._tokenizer()
-        if tok.vocab_size > model.text_encoder.vocab_size:
-            raise ValueError(
-                f"{self.text_path}: its vocabulary has {tok.vocab_size} tokens but the text "
-                f"tower {model.text_encoder.vocab_size}; give the tokenizer of that model"
-            )
+        tok = self.tokenizer = tower_tokenizer(self.text_path, model.text_encoder)
         return QATrainModule(model, tok.pad_id).to(self.ctx.device)
 
     def export_model(self, model: nn.Module) -> nn.Module:
@@ -330,7 +319,7 @@ class QATask(Task):
             return evaluate_qa(
                 net,
                 dataset,
-                self._tokenizer(),
+                self.tokenizer,
                 self.answer_list,
                 k_test=cfg.eval.k_test,
                 question_max_length=cfg.text.max_length,

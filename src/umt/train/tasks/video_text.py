@@ -90,6 +90,24 @@ def vocab_source(text_path: Path) -> Path:
     return text_path if text_path.is_dir() else text_path.parent
 
 
+def tower_tokenizer(text_path: Path, text_encoder: nn.Module) -> Any:
+    """The :class:`umt.text.Tokenizer` of a built model: the vocabulary of ``text.weights``,
+    texts written as the model's text tower reads them (its ``sep_after_text``: the official
+    ``[CLS] X``, or ``[CLS] X [SEP]`` for a tower trained so); refuses a vocabulary larger than
+    the tower's."""
+    from umt.text import Tokenizer
+
+    tok = Tokenizer.from_pretrained(
+        vocab_source(text_path), sep_after_text=bool(text_encoder.sep_after_text)
+    )
+    if tok.vocab_size > text_encoder.vocab_size:
+        raise ValueError(
+            f"{text_path}: its vocabulary has {tok.vocab_size} tokens but the text "
+            f"tower {text_encoder.vocab_size}; give the tokenizer of that model"
+        )
+    return tok
+
+
 # --------------------------------------------------------------------------- the module
 class VideoTextTrainModule(nn.Module):
     """Makes one micro-batch's losses the ``forward`` of a module, so DDP / FSDP hooks run.
@@ -120,10 +138,17 @@ class VideoTextTrainModule(nn.Module):
         image: bool,
         seeds: Sequence[int],
         step_seed: int,
+        draws: dict[str, torch.Tensor] | None = None,
     ) -> dict[str, torch.Tensor]:
         """Losses of one micro-batch: ``video`` [B, 3, T, H, W] (T = 1 for images), captions
         ``input_ids`` / ``attention_mask`` [B, L], ``sample_ids`` [B]; ``seeds`` one per sample
-        (mask and drop path), ``step_seed`` for the VTM and MLM draws."""
+        (mask and drop path), ``step_seed`` for the VTM and MLM draws.
+
+        ``draws`` (optional) gives this step's random draws instead of drawing them, e.g. those
+        recorded from another implementation: ``mask`` [B, N] bool (the semantic mask, True =
+        dropped), ``neg_video`` / ``neg_text`` [B] (the VTM hard negatives: a video for each
+        text, a text for each video), ``mlm_input_ids`` / ``mlm_labels`` [B, L] (the MLM
+        masking, labels -100 where not masked). A key left out is drawn as usual."""
         from umt import losses
         from umt.data import sample_seed
         from umt.train.tasks.stage1 import (
@@ -134,6 +159,7 @@ class VideoTextTrainModule(nn.Module):
 
         lc = self.loss_cfg
         model = self.model
+        given = {k: v.to(video.device) for k, v in (draws or {}).items()}
         model.clamp_temp()
         temp = model.temp
         noise = None
@@ -145,7 +171,7 @@ class VideoTextTrainModule(nn.Module):
         if lc.uma > 0:
             ratio = self.mask_cfg.image_ratio if image else self.mask_cfg.video_ratio
             targets, mask = teacher_targets(
-                model.teacher, video, seeds, ratio, self.teacher_img_size
+                model.teacher, video, seeds, ratio, self.teacher_img_size, mask=given.get("mask")
             )  # the official stage 2 feeds the teacher the ImageNet-normalised frames
             vision_embeds, pooled, aligned = model.encode_vision_aligned(video, mask, noise)
             parts["uma"] = losses.uma_loss(
@@ -163,9 +189,11 @@ class VideoTextTrainModule(nn.Module):
             )
         if lc.vtm > 0:
             gen = torch.Generator().manual_seed(sample_seed(step_seed, 0, 0, VTM_STREAM))
-            with torch.no_grad():
-                sim = losses.video_text_similarity(vision_feat.float(), text_feat.float(), temp)
-            if lc.vtm_hard_negatives:
+            if "neg_video" in given:
+                neg_video, neg_text = given["neg_video"], given["neg_text"]
+            elif lc.vtm_hard_negatives:
+                with torch.no_grad():
+                    sim = losses.video_text_similarity(vision_feat.float(), text_feat.float(), temp)
                 neg_video, neg_text = losses.hard_negatives(sim.cpu(), sample_ids.cpu(), gen)
             else:
                 neg_video, neg_text = losses.random_negatives(sample_ids.cpu(), gen)
@@ -178,16 +206,19 @@ class VideoTextTrainModule(nn.Module):
             )
             parts["vtm"] = losses.vtm_loss(model.itm_logits(t3, m3, v3).float())
         if lc.mlm > 0:
-            gen = torch.Generator().manual_seed(sample_seed(step_seed, 0, 0, MLM_STREAM))
-            masked_ids, labels = losses.mask_tokens(
-                input_ids.cpu(),
-                vocab_size=model.text_encoder.vocab_size,
-                mask_id=self.special["mask"],
-                pad_id=self.special["pad"],
-                cls_id=self.special["cls"],
-                prob=lc.mlm_prob,
-                generator=gen,
-            )
+            if "mlm_input_ids" in given:
+                masked_ids, labels = given["mlm_input_ids"], given["mlm_labels"]
+            else:
+                gen = torch.Generator().manual_seed(sample_seed(step_seed, 0, 0, MLM_STREAM))
+                masked_ids, labels = losses.mask_tokens(
+                    input_ids.cpu(),
+                    vocab_size=model.text_encoder.vocab_size,
+                    mask_id=self.special["mask"],
+                    pad_id=self.special["pad"],
+                    cls_id=self.special["cls"],
+                    prob=lc.mlm_prob,
+                    generator=gen,
+                )
             labels = labels.to(video.device)
             masked = labels != -100  # the head runs on the masked tokens only: same loss
             logits = model.mlm_logits(
@@ -354,15 +385,8 @@ class VideoTextTask(Task):
             dataset.media_sizes, batch_size, world_size, rank, seed=seed, with_epoch=True
         )
 
-    def _tokenizer(self) -> Any:
-        if not hasattr(self, "tokenizer"):
-            from umt.text import Tokenizer
-
-            self.tokenizer = Tokenizer.from_pretrained(vocab_source(self.text_path))
-        return self.tokenizer
-
     def collate(self) -> Any:
-        return CaptionCollate(self._tokenizer(), self.cfg.text.max_length)
+        return CaptionCollate(self.tokenizer, self.cfg.text.max_length)
 
     def _new_model(self, teacher: nn.Module | None) -> nn.Module:
         """A video-text model with the registry's vision sizes and the BERT tower's weights."""
@@ -428,7 +452,7 @@ class VideoTextTask(Task):
         if m.compile:
             for block in model.vision_encoder.blocks:
                 block.compile()
-        tok = self._tokenizer()
+        tok = self.tokenizer = tower_tokenizer(self.text_path, model.text_encoder)
         if tok.vocab_size != model.text_encoder.vocab_size:
             raise ValueError(
                 f"{self.text_path}: its vocabulary has {tok.vocab_size} tokens but the text "
@@ -575,6 +599,7 @@ class VideoTextTask(Task):
                 batch["media"] == "image",
                 seeds,
                 step_seed,
+                draws=batch.get("draws"),  # given draws (tests): see VideoTextTrainModule
             )
         # Kept as tensors: read (a device sync) only when a step is logged.
         self.last_parts = {k: v.detach() for k, v in parts.items() if k != "loss"}
@@ -603,7 +628,7 @@ class VideoTextTask(Task):
             return evaluate_retrieval(
                 net,
                 rset,
-                self._tokenizer(),
+                self.tokenizer,
                 num_frames=cfg.eval.num_frames or d.num_frames,
                 k_test=cfg.eval.k_test,
                 max_text_len=cfg.text.max_length,
@@ -635,7 +660,7 @@ class VideoTextTask(Task):
             return evaluate_mc(
                 net,
                 dataset,
-                self._tokenizer(),
+                self.tokenizer,
                 max_text_len=cfg.text.max_length,
                 batch_size=cfg.eval.batch_size or cfg.train.batch_size,
                 num_workers=d.num_workers,
