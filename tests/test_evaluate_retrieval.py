@@ -708,7 +708,7 @@ def test_run_retrieval_errors(saved_model, synthetic, tmp_path):
     good = _write(tmp_path / "good.json", entries)
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    with pytest.raises(ValueError, match="cannot create the predictions folder"):
+    with pytest.raises(ValueError, match="a_file is a file, not a folder"):
         run_retrieval(saved_model, good, predictions=blocker / "p.jsonl", **common)
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         run_retrieval(tmp_path / "none", good, **common)

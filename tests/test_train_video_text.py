@@ -87,18 +87,24 @@ def test_tiny_stage2_trains_saves_a_whole_model_and_tests_retrieval(synthetic, t
 
 
 def test_stage2_resume_equals_straight(synthetic, tmp_path):
-    """4 steps straight == 2 steps + resume + 2 (masks, drop path, VTM and MLM draws all from
-    per-sample / per-batch seeds)."""
-    straight = pretrain(s2_config(synthetic, tmp_path / "a"))
-    pretrain(s2_config(synthetic, tmp_path / "b", "train.max_steps=2"))
-    second = pretrain(s2_config(synthetic, tmp_path / "b", "train.resume=auto"))
+    """4 steps straight == 2 steps + resume + 2, bit for bit: every loss part and every weight
+    (masks, drop path, VTM and MLM draws all from per-sample / per-batch seeds; no CPU kernel
+    that sums in a racing order, see test_reliability_determinism.py). Batch 8: the VTM text
+    negatives are above the size where PyTorch's CPU index_put goes parallel."""
+    straight = pretrain(s2_config(synthetic, tmp_path / "a", "train.batch_size=8"))
+    pretrain(s2_config(synthetic, tmp_path / "b", "train.batch_size=8", "train.max_steps=2"))
+    second = pretrain(
+        s2_config(synthetic, tmp_path / "b", "train.batch_size=8", "train.resume=auto")
+    )
     assert second.first_step == 2
-    losses_b = [r["loss"] for r in _losses(tmp_path / "b")]
-    assert losses_b == pytest.approx(straight.losses, rel=1e-6, abs=1e-7)
+    keys = ("loss", "uma", "vtc", "vtm", "mlm", "temp")
+    recs_a, recs_b = _losses(tmp_path / "a"), _losses(tmp_path / "b")
+    assert [r["loss"] for r in recs_b] == straight.losses
+    assert [[r[k] for k in keys] for r in recs_b] == [[r[k] for k in keys] for r in recs_a]
     a = load_file(str(tmp_path / "a" / "checkpoints" / "step_000004" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "checkpoints" / "step_000004" / "model.safetensors"))
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
+    assert a.keys() == b.keys()
+    assert [k for k in a if not torch.equal(a[k], b[k])] == []
 
 
 def _image_set(synthetic: Path, folder: Path, n: int = 16) -> Path:

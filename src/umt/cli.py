@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from typing import Any
 
@@ -100,9 +101,9 @@ checkpoints/step_NNNNNN/ (safetensors + JSON, keep-last-N; each loads with umt.l
 {extra_outputs}tensorboard/ when installed. A new run never reuses a folder that holds a run
 (--resume or --overwrite say what to do with it).
 
-SIGTERM or Ctrl-C: the run finishes its step, writes a checkpoint and exits with 143 / 130
-(a second Ctrl-C stops at once). Exit 1: data or environment failure; 2: bad arguments or
-config; 3: the loss diverged.
+SIGTERM or Ctrl-C: the run finishes its step (or stops its validation / end-of-run test at
+once), writes a checkpoint and exits with 143 / 130 (a second Ctrl-C stops at once).
+Exit 1: data or environment failure; 2: bad arguments or config; 3: the loss diverged.
 """
 
 _PRETRAIN_EXAMPLES = """\
@@ -426,7 +427,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             settings = dataclasses.replace(settings, **{key: getattr(args, key)})
     out = Path(args.output_dir or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(out.iterdir()) and not (out / "progress.json").is_file():
         raise FileExistsError(f"{out}: exists and is not empty; pick another --output-dir")
     print(f"umt demo: {'quick, ' if args.quick else ''}seeds {list(settings.seeds)} -> {out}")
     result = run_demo(out, settings, say=lambda m: print(m, flush=True))
@@ -557,7 +558,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     )
     shd.add_argument("--prefix", default="shard", help="shard file name prefix (default: shard)")
     shd.set_defaults(handler=_run_data_shards)
-    p.set_defaults(handler=lambda args: (p.print_help(), 0)[1])
+    p.set_defaults(handler=lambda args: _no_subcommand(p))
 
 
 def _run_data_check(args: argparse.Namespace) -> int:
@@ -767,7 +768,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     _add_evaluate_ava(tasks)
     add_evaluate_qa(tasks)
     add_evaluate_mc(tasks)
-    p.set_defaults(handler=lambda args: (p.print_help(), 0)[1])
+    p.set_defaults(handler=lambda args: _no_subcommand(p))
 
 
 def _add_evaluate_retrieval(tasks: argparse._SubParsersAction) -> None:
@@ -977,6 +978,7 @@ def _evaluate_classification(args: argparse.Namespace) -> int:
         write_predictions,
     )
     from umt.models import load_checkpoint
+    from umt.outputs import check_writable
 
     if args.backend not in ("auto", "pyav") and args.backend not in available_backends():
         raise ValueError(
@@ -985,6 +987,8 @@ def _evaluate_classification(args: argparse.Namespace) -> int:
         )
     if not Path(args.checkpoint).exists():
         raise FileNotFoundError(f"{args.checkpoint}: checkpoint not found")
+    if args.predictions is not None:  # before the (long) test, not after it
+        check_writable(args.predictions, "predictions file")
     world = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if args.device == "auto":
@@ -1074,7 +1078,6 @@ def _evaluate_classification(args: argparse.Namespace) -> int:
         )
         if args.predictions is not None:
             predictions = Path(args.predictions)
-            predictions.parent.mkdir(parents=True, exist_ok=True)
             written = [
                 write_predictions(result, predictions),
                 write_per_class_csv(result, predictions.with_suffix(".per_class.csv")),
@@ -1194,6 +1197,9 @@ def _add_classify(sub: argparse._SubParsersAction) -> None:
         choices=["auto", "none", "fp16", "bf16"],
         help="autocast dtype (auto: fp16 on CUDA, none on CPU)",
     )
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bar (--zero-shot class names)"
+    )
     p.set_defaults(handler=_run_classify)
 
 
@@ -1279,12 +1285,13 @@ def _zero_shot_classify(args: argparse.Namespace, note) -> int:
 
     from umt.data.retrieval import RetrievalVideoDataset
     from umt.infer.classify import resolve_device
-    from umt.infer.search import zero_shot_classify
+    from umt.infer.search import class_text_features, zero_shot_classify
+    from umt.textfile import read_text
 
     labels = Path(args.zero_shot)
     if not labels.is_file():
         raise FileNotFoundError(f"--zero-shot {labels}: file not found")
-    names = [n.strip() for n in labels.read_text().splitlines() if n.strip()]
+    names = [n.strip() for n in read_text(labels).splitlines() if n.strip()]
     if len(names) < 2:
         raise ValueError(f"--zero-shot {labels}: needs at least two class names, one per line")
     device = resolve_device(args.device)
@@ -1296,6 +1303,9 @@ def _zero_shot_classify(args: argparse.Namespace, note) -> int:
         input_size=args.input_size or enc.img_size,
         normalize=True,
     )
+    classes = class_text_features(
+        model, tokenizer, names, device=device, progress=not args.no_progress
+    )
     failed = 0
     for i in range(len(dataset)):
         sample = dataset[i]
@@ -1303,7 +1313,9 @@ def _zero_shot_classify(args: argparse.Namespace, note) -> int:
             failed += 1
             note(f"{sample['path']}: cannot classify: {sample['fault']}")
             continue
-        probs = zero_shot_classify(model, tokenizer, sample["video"][None], names, device=device)[0]
+        probs = zero_shot_classify(
+            model, tokenizer, sample["video"][None], names, device=device, class_features=classes
+        )[0]
         top = probs.topk(min(args.top_k, len(names)))
         preds = [(names[j], float(p)) for p, j in zip(top.values.tolist(), top.indices.tolist())]
         if args.json:
@@ -1368,10 +1380,12 @@ def _run_embed(args: argparse.Namespace) -> int:
 
     from umt.infer.classify import resolve_device
     from umt.infer.search import embed_videos, list_videos
+    from umt.outputs import check_writable
 
     def note(message: str) -> None:
         print(f"umt embed: {message}", file=sys.stderr)
 
+    check_writable(args.output, "index folder", folder=True)  # before the model loads
     videos = list_videos(args.videos)
     device = resolve_device(args.device)
     model, _ = _load_video_text(args.checkpoint, args.num_frames, note)
@@ -1437,12 +1451,18 @@ def _run_search(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from umt.infer.classify import resolve_device
-    from umt.infer.search import load_index, search
+    from umt.infer.search import check_model, check_queries, load_index, search
 
     def note(message: str) -> None:
         print(f"umt search: {message}", file=sys.stderr)
 
+    check_queries(args.queries)
     index = load_index(args.index)
+    if index.settings["version"] < 2:
+        note(
+            f"{args.index}: an index of an older umt, without model fingerprint or chunk "
+            "checksums (not verified); umt embed --overwrite rebuilds it with them"
+        )
     checkpoint = args.checkpoint or index.settings.get("checkpoint")
     if not checkpoint or not Path(checkpoint).exists():
         raise FileNotFoundError(
@@ -1450,11 +1470,7 @@ def _run_search(args: argparse.Namespace) -> int:
         )
     device = resolve_device(args.device)
     model, tokenizer = _load_video_text(checkpoint, index.settings["num_frames"], note)
-    if int(model.embed_dim) != int(index.settings["embed_dim"]):
-        raise ValueError(
-            f"{checkpoint}: its joint space is {model.embed_dim}-d, the index's "
-            f"{index.settings['embed_dim']}-d: search with the model that made the index"
-        )
+    check_model(index, model, checkpoint)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     results = search(
@@ -1529,28 +1545,66 @@ def _error_exit_code(err: BaseException) -> int | None:
     return None
 
 
+_WORKER_ERROR = re.compile(r"Caught (\w+) in DataLoader worker process \d+\.\s")
+_ERRNO_TEXT = re.compile(r"\[Errno \d+\] (?P<strerror>[^:]+): '(?P<filename>.*)'$")
+
+
+def _worker_error_text(err: BaseException) -> str | None:
+    """The original message of an exception a DataLoader worker raised (torch re-raises it in
+    the main process with "Caught X in DataLoader worker process N. Original Traceback ..." as
+    its message); None when ``err`` did not come from a worker."""
+    text = str(err.args[0]) if err.args else ""
+    if not _WORKER_ERROR.match(text):
+        return None
+    block = text.rsplit("Traceback (most recent call last):", 1)[-1].splitlines()
+    rest = [line for line in block if line.strip()]
+    start = next((i for i, line in enumerate(rest) if not line[:1].isspace()), None)
+    if start is None:
+        return None
+    name, _, message = "\n".join(rest[start:]).partition(": ")
+    message = message.strip()
+    if isinstance(err, KeyError) and len(message) > 1 and message[0] == message[-1] in "'\"":
+        message = message[1:-1]
+    errno_text = _ERRNO_TEXT.match(message)
+    if errno_text:  # an OSError: "FILE: reason", as for one raised in this process
+        message = f"{errno_text['filename']}: {errno_text['strerror']}"
+    return message or name.rsplit(".", 1)[-1]
+
+
 def _one_line(err: BaseException) -> str:
-    """The error as one printable line (control characters escaped)."""
+    """The error as one printable line (control characters escaped); an error raised in a
+    DataLoader worker reads as it would have without workers."""
     text = str(err) if not isinstance(err, KeyError) else str(err.args[0] if err.args else err)
     if isinstance(err, OSError) and err.filename and err.strerror:
         text = f"{err.filename}: {err.strerror}"
+    text = _worker_error_text(err) or text
     text = " ".join(text.split()) or type(err).__name__
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _no_subcommand(parser: argparse.ArgumentParser) -> int:
+    """A command group given without its subcommand: the help on stderr, exit code 2 (a usage
+    error, as argparse's own), so scripts do not take it for success."""
+    parser.print_help(sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     if getattr(args, "handler", None) is None:
-        parser.print_help()
-        return 0
+        return _no_subcommand(parser)
     try:
         code = int(args.handler(args) or 0)
     except Exception as err:  # noqa: BLE001 - user and environment errors: one line, no traceback
-        code = _error_exit_code(err)
-        if code is None:
-            raise
-        print(f"umt {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        if type(err).__name__ in ("TeacherStopped", "DemoStopped"):  # SIGTERM / Ctrl-C
+            print(f"umt {args.command}: {_one_line(err)}", file=sys.stderr)
+            code = err.exit_code
+        else:
+            code = _error_exit_code(err)
+            if code is None:
+                raise
+            print(f"umt {args.command}: error: {_one_line(err)}", file=sys.stderr)
     if args.command in ("pretrain", "finetune") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # A torchrun worker: end without the interpreter teardown that can abort gloo runs.
         from umt.train.distributed import exit_process

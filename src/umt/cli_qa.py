@@ -242,14 +242,24 @@ def add_evaluate_qa(tasks: argparse._SubParsersAction) -> None:
     q.set_defaults(handler=run_evaluate_qa)
 
 
+def _unread(faults: list[tuple[int, str, str]]) -> str:
+    """The note naming the videos an evaluation could not read (at most 5, then a count)."""
+    paths = sorted({path for _, path, _ in faults})
+    shown = ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if len(paths) > 5 else "")
+    return f"{len(faults)} questions on {len(paths)} unreadable video(s), counted as wrong: {shown}"
+
+
 def run_evaluate_qa(args: argparse.Namespace) -> int:
     import warnings
 
     from umt.data.qa import QADataset, load_qa_annotations
     from umt.evaluate.qa import evaluate_qa, write_qa_predictions
     from umt.infer.qa import load_qa_model
+    from umt.outputs import check_writable
 
     note = _note("evaluate")
+    if args.predictions:  # before the (long) evaluation, not after it
+        check_writable(args.predictions, "predictions file")
     entries = load_qa_annotations(args.annotations, root=args.root, fmt=args.format)
     device, amp = _device_amp(args)
     with warnings.catch_warnings(record=True) as said:
@@ -284,7 +294,7 @@ def run_evaluate_qa(args: argparse.Namespace) -> int:
     for t, acc in result.per_type.items():
         print(f"  {t:<16} {acc:6.2f}%")
     if result.faults:
-        note(f"{len(result.faults)} videos could not be read (their questions count as wrong)")
+        note(_unread(result.faults))
     if args.predictions:
         write_qa_predictions(args.predictions, result)
     print(json.dumps(result.summary()))
@@ -329,10 +339,13 @@ def run_evaluate_mc(args: argparse.Namespace) -> int:
     from umt.data.qa import MCDataset
     from umt.evaluate.multiple_choice import evaluate_mc, write_mc_predictions
     from umt.evaluate.retrieval import load_video_text, resolve_tokenizer
+    from umt.outputs import check_writable
 
     note = _note("evaluate")
     if not Path(args.annotations).is_file():
         raise FileNotFoundError(f"{args.annotations}: no such annotation file")
+    if args.predictions:  # before the (long) evaluation, not after it
+        check_writable(args.predictions, "predictions file")
     device, amp = _device_amp(args)
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
@@ -360,7 +373,7 @@ def run_evaluate_mc(args: argparse.Namespace) -> int:
         "(0.7 ITM + 0.3 ITC)"
     )
     if result.faults:
-        note(f"{len(result.faults)} videos could not be read (their questions count as wrong)")
+        note(_unread(result.faults))
     if args.predictions:
         write_mc_predictions(args.predictions, result)
     print(json.dumps(result.summary()))

@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 import yaml
 
+from umt.textfile import read_text
+
 DEFAULT_RECIPE = "umt-tiny-synthetic"
 DEFAULT_FINETUNE_RECIPE = "umt-tiny-synthetic-ft"
 
@@ -828,7 +830,7 @@ def _read_recipe(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, An
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise FileNotFoundError(f"config file not found: {name_or_path}")
-        text = path.read_text()
+        text = read_text(path)
     else:
         res = resources.files("umt") / "configs" / f"{name_or_path}.yaml"
         if not res.is_file():

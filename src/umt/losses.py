@@ -404,9 +404,15 @@ def vtm_pairs(
             f"vtm_pairs: want [{b}] negative indices, got {tuple(neg_video_for_text.shape)} and "
             f"{tuple(neg_text_for_video.shape)}"
         )
-    vision = torch.cat([vision_embeds, vision_embeds[neg_video_for_text], vision_embeds], dim=0)
-    text = torch.cat([text_embeds, text_embeds, text_embeds[neg_text_for_video]], dim=0)
-    mask = torch.cat([text_mask, text_mask, text_mask[neg_text_for_video]], dim=0)
+    # index_select, not x[idx]: the backward of advanced indexing is index_put_(accumulate=True),
+    # which on CPU adds with parallel float atomics (2+ threads, >= 32768 elements), so a
+    # negative drawn 3+ times sums its gradients in a racing order and runs differ in the last
+    # bits; index_select's backward (index_add_) adds in index order, deterministically.
+    neg_video = vision_embeds.index_select(0, neg_video_for_text.to(vision_embeds.device))
+    neg_text = neg_text_for_video.to(text_embeds.device)
+    vision = torch.cat([vision_embeds, neg_video, vision_embeds], dim=0)
+    text = torch.cat([text_embeds, text_embeds, text_embeds.index_select(0, neg_text)], dim=0)
+    mask = torch.cat([text_mask, text_mask, text_mask.index_select(0, neg_text)], dim=0)
     return vision, text, mask
 
 

@@ -51,6 +51,7 @@ from umt.data.sampling import (
     sample_indices,
     sample_seed,
 )
+from umt.textfile import read_text
 
 __all__ = [
     "VideoRecord",
@@ -141,7 +142,7 @@ def detect_format(path: str | os.PathLike) -> str:
 def _read_json_list(path: Path) -> list[Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
-    raw = path.read_text(encoding="utf-8")
+    raw = read_text(path)
     try:
         if path.suffix.lower() == ".jsonl":
             data = [json.loads(line) for line in raw.splitlines() if line.strip()]
@@ -182,7 +183,7 @@ def _parse_list(path: Path, root: Path) -> list[VideoRecord]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
     records = []
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()
     data_lines = [
         (n, line.strip())
         for n, line in enumerate(lines, 1)
@@ -253,7 +254,7 @@ def _load_label_map(labels: str | os.PathLike | dict | None, path: Path) -> dict
     )
     for cand in candidates:
         if cand.is_file():
-            data = json.loads(cand.read_text(encoding="utf-8"))
+            data = json.loads(read_text(cand))
             if isinstance(data, list):  # a list of names: index = position
                 return {str(name): i for i, name in enumerate(data)}
             return {str(k): int(v) for k, v in data.items()}
@@ -580,9 +581,12 @@ class VideoDataset(Dataset):
 
     ``__getitem__(i)`` returns ``{"video": float [3, T, S, S], "label": int, "caption": str,
     "index": i, "path": str, "faults": [(path, reason)], ...}`` ("label"/"caption" only when
-    annotated). A broken sample is replaced by another one chosen from
-    ``(seed, epoch, index, attempt)``, at most ``max_retries`` times; each is warned about once,
-    counted in ``self.faults`` and reported in the sample's ``"faults"``.
+    annotated). In training (``substitute``, default ``train``) a broken sample is replaced by
+    another one chosen from ``(seed, epoch, index, attempt)``, at most ``max_retries`` times;
+    each is counted in ``self.faults`` and reported in the sample's ``"faults"``. In evaluation
+    a broken sample is never replaced (a score must be of the listed videos): it comes back as
+    ``{"index", "record_index", "path", "fault": reason, "faults": [(path, reason)]}`` with
+    no ``"video"``, and :func:`collate_videos` leaves it out of the batch.
 
     Args:
         annotations: annotation file path or a list of :class:`VideoRecord`.
@@ -609,6 +613,7 @@ class VideoDataset(Dataset):
         max_seconds: sample only from the first ``max_seconds`` of a longer video (the official
             DiDeMo ``trimmed30`` is ``max_seconds=30``); needs the frame rate, so it does not
             apply to folders of extracted frames.
+        substitute: replace a broken sample by another (default: ``train``; see above).
     """
 
     def __init__(
@@ -641,6 +646,7 @@ class VideoDataset(Dataset):
         image_repeat: int = 1,
         num_sample: int = 1,
         max_seconds: float | None = None,
+        substitute: bool | None = None,
     ) -> None:
         self.source, self.records = _read_records(annotations, format, root, labels, "VideoDataset")
         if num_sample < 1:
@@ -673,6 +679,7 @@ class VideoDataset(Dataset):
             max_seconds,
         )
         self.train = train
+        self.substitute = bool(train if substitute is None else substitute)
         # None: the training draw or the validation view; else the test views, segment-major.
         self.views: list[ClipView | None] = (
             [None]
@@ -726,6 +733,14 @@ class VideoDataset(Dataset):
                 self.faults.record(record.path, reason)
                 faults.append((record.path, reason))
                 self.faults.check()
+                if not self.substitute:
+                    return {
+                        "index": index,
+                        "record_index": current,
+                        "path": record.path,
+                        "fault": reason,
+                        "faults": faults,
+                    }
                 pick = make_generator(sample_seed(self.seed, epoch, index, attempt + 1))
                 current = int(torch.randint(0, len(self.records), (1,), generator=pick).item())
                 continue
@@ -1157,6 +1172,8 @@ def collate_videos(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     Returns ``{"video": [B, 3, T, H, W], "index": long [B], "label": long [B] (when all have
     one), "caption": [str] (when any has one), "path": [str], "skipped": long scalar (faults met
     while making this batch), "faults": [(path, reason)]}`` plus ``view``/``record_index``.
+    An evaluation sample that could not be read (``"fault"``, no ``"video"``) is left out and
+    only listed in ``"faults"``; when no sample is left, ``"video"`` is None.
 
     Samples with repeated clips (``"video"`` ``[R, 3, T, H, W]``, ``num_sample``) are flattened
     as the official ``multiple_samples_collate``: ``B * R`` clips, a sample's repeats next to
@@ -1164,6 +1181,16 @@ def collate_videos(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
     if not samples:
         raise ValueError("collate_videos: empty batch")
+    faults = [tuple(f) for s in samples for f in s.get("faults", ())]
+    samples = [s for s in samples if "fault" not in s]
+    if not samples:
+        return {
+            "video": None,
+            "index": torch.zeros(0, dtype=torch.long),
+            "path": [],
+            "faults": faults,
+            "skipped": torch.tensor(len(faults), dtype=torch.long),
+        }
     if samples[0]["video"].ndim == 5:
         flat = []
         for s in samples:
@@ -1190,7 +1217,6 @@ def collate_videos(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for key in ("view", "record_index", "repeat"):
         if all(key in s for s in samples):
             batch[key] = torch.tensor([int(s[key]) for s in samples], dtype=torch.long)
-    faults = [tuple(f) for s in samples for f in s.get("faults", ())]
     batch["faults"] = faults
     batch["skipped"] = torch.tensor(len(faults), dtype=torch.long)
     return batch

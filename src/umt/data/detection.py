@@ -42,6 +42,7 @@ does; at test the item is ``{"index", "fault"}`` and the collate leaves it out.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from collections.abc import Sequence
@@ -56,6 +57,7 @@ from torch.utils.data import Dataset
 
 from umt.data.faults import FaultCounter, TooManyFaultsError, VideoFault
 from umt.data.sampling import make_generator, sample_seed
+from umt.textfile import read_text
 
 __all__ = [
     "AVA_MEAN",
@@ -93,7 +95,7 @@ class Keyframe:
 
 
 def _rows(path: str | os.PathLike) -> list[tuple[int, list[str]]]:
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(read_text(path, newline=""), newline="") as f:
         reader = csv.reader(f)
         return [
             (reader.line_num, [c.strip() for c in row])

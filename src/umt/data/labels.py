@@ -23,6 +23,8 @@ import json
 import os
 from importlib import resources
 
+from umt.textfile import read_text
+
 __all__ = [
     "DATASETS",
     "CLASS_COUNTS",
@@ -106,11 +108,7 @@ def load_class_names(path: str | os.PathLike) -> list[str]:
     Anything else is refused with a ``ValueError`` naming the file.
     """
     path = os.fspath(path)
-    try:
-        with open(path, encoding="utf-8-sig") as f:
-            text = f.read()
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not a UTF-8 text file; give {_SHAPES}") from None
+    text = read_text(path)
     if path.lower().endswith(".json"):
         return _names_from_json(path, text)
     lines = [line.strip() for line in text.splitlines()]

@@ -44,6 +44,7 @@ from umt.data.faults import FaultCounter, VideoFault
 from umt.data.retrieval import RetrievalVideoDataset
 from umt.data.sampling import SAMPLING_NAMES, make_generator, sample_seed
 from umt.data.video_text import build_caption_transform
+from umt.textfile import read_text
 
 __all__ = [
     "QA_FORMATS",
@@ -121,10 +122,7 @@ def _read_list(path: Path, what: str) -> list[Any]:
     """The entries of a JSON list (or JSONL) file, with one-line errors naming ``path``."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {what} file not found")
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: not a UTF-8 text file ({err.reason})") from None
+    raw = read_text(path)
     if not raw.strip():
         raise ValueError(f"{path}: the file is empty (expected a JSON list of {what} entries)")
     if path.suffix.lower() == ".jsonl":
@@ -342,7 +340,7 @@ def _read_mapping(mapping: str | os.PathLike | dict | None, path: Path) -> dict[
             "pass mapping= (or fmt='msrvtt-qa' if this is MSRVTT-QA)"
         )
     table: dict[int, str] = {}
-    for lineno, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+    for lineno, line in enumerate(read_text(file).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()

@@ -39,6 +39,7 @@ from umt.data.datasets import _PROGRAMMING_ERRORS, VideoDataset, VideoRecord
 from umt.data.faults import VideoFault
 from umt.data.transforms import Compose, Normalize, ToModelLayout, VideoTransform, resolve_mean_std
 from umt.data.video_text import BicubicResize
+from umt.textfile import read_text
 
 __all__ = [
     "RetrievalSet",
@@ -94,8 +95,8 @@ def _read_entries(path: Path) -> list[Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: annotation file not found")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        data = json.loads(read_text(path))
+    except json.JSONDecodeError as err:
         raise ValueError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(data, list):
         raise ValueError(

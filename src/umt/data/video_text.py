@@ -45,6 +45,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -320,6 +321,18 @@ class CaptionDataset(Dataset):
                 for text in caption:
                     records.append(replace(rec, caption=text))
                     entry_of.append(n)
+        empty = [r for r in records if not str(r.caption).strip()]
+        if records and len(empty) == len(records):
+            raise ValueError(
+                f"{self.source}: all {len(records)} captions are empty; a video-text model "
+                "cannot learn from it: fill in the 'caption' fields"
+            )
+        if empty:
+            warnings.warn(
+                f"{self.source}: {len(empty)} of {len(records)} captions are empty (first: "
+                f"{empty[0].listed or empty[0].path}); they train as empty texts",
+                stacklevel=3,
+            )
         return records, entry_of
 
     def _check_media(self) -> None:

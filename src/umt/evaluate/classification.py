@@ -443,7 +443,9 @@ def validate(
     crop). ``batch_size`` counts clips. ``criterion(logits [B, K], labels [B])`` returns the
     batch's mean loss (the official validation uses ``nn.CrossEntropyLoss()``); the result's
     ``loss`` is its mean over all videos. Sharded over ranks and gathered like
-    :func:`evaluate_classification`.
+    :func:`evaluate_classification`. An unreadable video (the dataset not substituting, as
+    ``VideoDataset(train=False)``) is warned about, left out of the scores and named in the
+    result's ``faults``.
     """
     from torch.utils.data import DataLoader, Subset
     from tqdm import tqdm
@@ -478,7 +480,12 @@ def validate(
     try:
         with torch.no_grad():
             for batch in loader:
-                faults.extend(tuple(f) for f in batch.get("faults", ()))
+                for path, reason in batch.get("faults", ()):
+                    warnings.warn(f"skipping video {path}: {reason}", RuntimeWarning, stacklevel=2)
+                    faults.append((path, reason))
+                if batch["video"] is None:  # none of the batch readable
+                    bar.update(len(batch["faults"]))
+                    continue
                 if "label" not in batch:
                     raise ValueError("validate: the dataset's samples have no 'label'")
                 video = batch["video"].to(device, non_blocking=True)
@@ -494,7 +501,7 @@ def validate(
                 if loss is not None:
                     totals["loss"] += float(loss.float()) * int(labels.numel())
                 calls += 1
-                bar.update(int(labels.numel()))
+                bar.update(int(labels.numel()) + len(batch.get("faults", ())))
             if calls < forwards:
                 shape = sample_shape or tuple(dataset[0]["video"].shape)
                 dummy = torch.zeros(1, *shape, device=device)

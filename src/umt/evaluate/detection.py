@@ -40,6 +40,7 @@ Only numpy and the standard library are imported.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -185,6 +186,14 @@ class AVABoxes:
 # ----------------------------------------------------------------------------------------------
 
 
+def _read_text(path: PathLike, newline: str | None = None) -> str:
+    """:func:`umt.textfile.read_text`, imported on use: ``import umt`` loads torch, and this
+    module stays numpy-only."""
+    from umt.textfile import read_text as read
+
+    return read(path, newline)
+
+
 def _parse_int(text: str, what: str, where: str) -> int:
     try:
         return int(text.strip())
@@ -215,7 +224,7 @@ def _read_ava_csv(path: PathLike, groundtruth: bool) -> AVABoxes:
         if groundtruth
         else "video_id,timestamp,x1,y1,x2,y2,action_id[,person_id],score"
     )
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(_read_text(path, newline=""), newline="") as f:
         reader = csv.reader(f)
         for row in reader:
             where = f"{os.fspath(path)}:{reader.line_num}"
@@ -314,7 +323,7 @@ def read_exclusions(path: PathLike) -> set[FrameKey]:
     Blank lines are skipped; any other line must have exactly two columns (as the official).
     """
     excluded: set[FrameKey] = set()
-    with open(path, newline="", encoding="utf-8") as f:
+    with io.StringIO(_read_text(path, newline=""), newline="") as f:
         reader = csv.reader(f)
         for row in reader:
             where = f"{os.fspath(path)}:{reader.line_num}"
@@ -347,7 +356,7 @@ _ID_KEYS = ("id", "label_id")
 
 def _pbtxt_tokens(path: PathLike) -> list[tuple[str, str, int]]:
     tokens: list[tuple[str, str, int]] = []
-    with open(path, encoding="utf-8") as f:
+    with io.StringIO(_read_text(path)) as f:
         for lineno, line in enumerate(f, start=1):
             pos = 0
             text = line.rstrip("\n")
@@ -502,8 +511,7 @@ def alphaction_xywh_to_xyxy(
 
 def _load_json(path: PathLike) -> Any:
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(_read_text(path))
     except json.JSONDecodeError as e:
         raise ValueError(f"{os.fspath(path)}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
 

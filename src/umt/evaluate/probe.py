@@ -75,6 +75,8 @@ def extract_features(
     feats, labels = [], []
     try:
         for batch in loader:
+            if batch["video"] is None:  # no clip of this batch readable (named in "faults")
+                continue
             video = batch["video"].to(device)
             with _autocast(device, autocast_dtype):
                 f = clip_features(encoder, video)

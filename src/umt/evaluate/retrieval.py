@@ -42,6 +42,7 @@ from torch import nn
 
 from umt.data.retrieval import RetrievalSet
 from umt.evaluate.classification import _autocast, _model_device
+from umt.outputs import check_writable
 
 __all__ = [
     "METRIC_KEYS",
@@ -665,7 +666,7 @@ def run_retrieval(
         annotations, root=root, paragraph=paragraph, multi_vision_gt=multi_vision_gt
     )
     if predictions is not None:
-        _check_writable(Path(predictions))
+        check_writable(predictions, "predictions file")
     if str(device) == "auto":
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
@@ -721,19 +722,6 @@ def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     if amp not in table:
         raise ValueError(f"amp must be auto, fp16, bf16 or none, not {amp!r}")
     return table[amp]
-
-
-def _check_writable(path: Path) -> None:
-    """Refuse an unwritable predictions path before the (long) evaluation runs."""
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(
-            f"{path}: cannot create the predictions folder ({err.strerror or err})"
-        ) from None
-    if path.is_dir() or not os.access(folder, os.W_OK):
-        raise ValueError(f"{path}: cannot write the predictions file here; choose a writable path")
 
 
 def load_video_text(

@@ -3,7 +3,8 @@ zero-shot classification ranks class names (``umt classify --zero-shot``).
 
 The index is a folder::
 
-    index.json                 settings (checkpoint, frames, size, widths) and the video count
+    index.json                 settings (checkpoint, a fingerprint of the model's weights,
+                               frames, size, widths), the video count and each chunk's sha256
     videos.txt                 the videos, one path per line, in index order
     chunks/chunk_000000.safetensors
                                per-frame video features [n, T, D] (l2-normalised, float16) of
@@ -26,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -37,11 +39,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from umt.textfile import read_text
+
 __all__ = [
     "VIDEO_EXTENSIONS",
     "ZERO_SHOT_TEMPLATES",
     "Hit",
     "VideoIndex",
+    "check_model",
+    "check_queries",
+    "class_text_features",
+    "model_fingerprint",
     "list_videos",
     "embed_videos",
     "load_index",
@@ -50,7 +58,7 @@ __all__ = [
     "zero_shot_classify",
 ]
 
-INDEX_VERSION = 1
+INDEX_VERSION = 2  # 2: model fingerprint and chunk checksums; 1 still reads
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".gif")
 LIST_EXTENSIONS = (".txt", ".csv", ".json", ".jsonl")
 # Prompt templates of zero-shot classification, averaged per class (CLIP-style ensembling).
@@ -92,7 +100,7 @@ def list_videos(inputs: Sequence[str | os.PathLike]) -> list[str]:
 
 def _read_list(path: Path) -> list[str]:
     base = path.parent
-    text = path.read_text()
+    text = read_text(path)
     entries: list[str] = []
     if path.suffix.lower() == ".json":
         try:
@@ -160,11 +168,54 @@ def _chunk_path(root: Path, k: int) -> Path:
     return root / "chunks" / f"chunk_{k:06d}.safetensors"
 
 
+def model_fingerprint(model: Any) -> str:
+    """A short hex digest of a model's weights: every tensor's name and shape and a strided
+    sample of up to 1024 of its values (bit-exact, so the same on any device). Equal for two
+    copies of one checkpoint wherever they lie; different for another model or fine-tune."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        flat = tensor.detach().reshape(-1)
+        sample = flat[:: max(1, flat.numel() // 1024)][:1024].to("cpu", torch.float32)
+        digest.update(f"{name}{tuple(tensor.shape)}".encode())
+        digest.update(sample.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def check_model(index: VideoIndex, model: Any, checkpoint: str | os.PathLike = "") -> None:
+    """Refuse (``ValueError``, one line naming both) a model other than the one that made
+    ``index``: its joint-space width, or its weights' fingerprint, differs. Indexes of
+    version 1 carry no fingerprint: only the width is compared."""
+    given = os.fspath(checkpoint) if checkpoint else "the given model"
+    made_by = index.settings.get("checkpoint") or "another model"
+    if int(model.embed_dim) != int(index.settings["embed_dim"]):
+        raise ValueError(
+            f"{given}: its joint space is {model.embed_dim}-d, the index {index.root}'s "
+            f"{index.settings['embed_dim']}-d (made with {made_by}): search with the model "
+            "that made the index, or re-embed with this one (umt embed --overwrite)"
+        )
+    want = index.settings.get("model_fingerprint")
+    if want is not None and model_fingerprint(model) != want:
+        raise ValueError(
+            f"{given}: not the model that made the index {index.root} (made with {made_by}; "
+            f"weights fingerprint {model_fingerprint(model)}, the index's {want}): search with "
+            "that model (--checkpoint), or re-embed with this one (umt embed --overwrite)"
+        )
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _settings(model: Any, checkpoint: str, num_frames: int, input_size: int, store: bool) -> dict:
     enc = model.vision_encoder
     return {
         "version": INDEX_VERSION,
         "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+        "model_fingerprint": model_fingerprint(model),
         "num_frames": int(num_frames),
         "input_size": int(input_size),
         "embed_dim": int(model.embed_dim),
@@ -201,6 +252,7 @@ def embed_videos(
     settings.update(chunk_size=int(chunk_size), videos=len(videos))
     meta_file, list_file = out / "index.json", out / "videos.txt"
     listing = "\n".join(videos) + "\n"
+    checksums: dict[str, str] = {}  # chunk file name -> sha256, written after each chunk
     if meta_file.is_file() and not overwrite:
         try:
             old = json.loads(meta_file.read_text())
@@ -217,13 +269,14 @@ def embed_videos(
                 f"{out}: holds an index of other videos or settings; pass --overwrite to "
                 "replace it, or another -o folder"
             )
+        checksums = dict(old.get("chunks") or {})
     elif out.exists() and any(out.iterdir()) and not meta_file.is_file() and not overwrite:
         raise FileExistsError(f"{out}: a folder that is not a umt index; give another -o folder")
     (out / "chunks").mkdir(parents=True, exist_ok=True)
     if overwrite:
         for f in (out / "chunks").glob("chunk_*"):
             f.unlink()
-    _atomic_write(meta_file, json.dumps(settings, indent=1).encode())
+    _atomic_write(meta_file, json.dumps({**settings, "chunks": checksums}, indent=1).encode())
     _atomic_write(list_file, listing.encode())
 
     from umt.data.retrieval import RetrievalVideoDataset, collate_retrieval
@@ -231,7 +284,14 @@ def embed_videos(
 
     model = model.eval().to(device)
     n_chunks = (len(videos) + chunk_size - 1) // chunk_size
-    todo = [k for k in range(n_chunks) if not _chunk_path(out, k).is_file()]
+    todo = []
+    for k in range(n_chunks):
+        path = _chunk_path(out, k)
+        if path.is_file() and checksums.get(path.name) == _sha256(path):
+            continue
+        if path.is_file() and path.name in checksums:
+            say(f"{path}: damaged (its checksum differs), embedding it again")
+        todo.append(k)
     resumed = n_chunks - len(todo)
     if resumed:
         say(f"resuming: {resumed} of {n_chunks} chunk(s) already embedded in {out}")
@@ -279,10 +339,12 @@ def embed_videos(
         tmp = _chunk_path(out, k).with_suffix(".tmp")
         try:
             save_file(tensors, str(tmp), metadata=meta)
+            checksums[_chunk_path(out, k).name] = _sha256(tmp)
             os.replace(tmp, _chunk_path(out, k))
         except OSError:
             tmp.unlink(missing_ok=True)
             raise
+        _atomic_write(meta_file, json.dumps({**settings, "chunks": checksums}, indent=1).encode())
         failed_total += len(failures)
         for p, r in failures:
             say(f"skipped {p}: {r}")
@@ -306,7 +368,8 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def load_index(root: str | os.PathLike) -> VideoIndex:
-    """Read an index folder written by :func:`embed_videos` (only its complete chunks)."""
+    """Read an index folder written by :func:`embed_videos`, each chunk checked against the
+    sha256 that ``index.json`` records for it (indexes of version 1 have none)."""
     from safetensors import safe_open
 
     root = Path(root)
@@ -319,8 +382,12 @@ def load_index(root: str | os.PathLike) -> VideoIndex:
         raise ValueError(
             f"{meta_file}: damaged (not JSON); rebuild with umt embed --overwrite"
         ) from None
-    if settings.get("version") != INDEX_VERSION:
-        raise ValueError(f"{root}: index version {settings.get('version')} is not {INDEX_VERSION}")
+    if settings.get("version") not in (1, INDEX_VERSION):
+        raise ValueError(
+            f"{root}: index version {settings.get('version')} is not one this umt reads "
+            f"(1 or {INDEX_VERSION}); rebuild it with umt embed --overwrite"
+        )
+    checksums = settings.get("chunks") if settings["version"] >= 2 else None
     n_chunks = (int(settings["videos"]) + settings["chunk_size"] - 1) // settings["chunk_size"]
     paths: list[str] = []
     feats: list[torch.Tensor] = []
@@ -329,9 +396,14 @@ def load_index(root: str | os.PathLike) -> VideoIndex:
     missing = 0
     for k in range(n_chunks):
         path = _chunk_path(root, k)
-        if not path.is_file():
+        if not path.is_file() or (checksums is not None and path.name not in checksums):
             missing += 1
             continue
+        if checksums is not None and _sha256(path) != checksums[path.name]:
+            raise ValueError(
+                f"{path}: damaged index chunk (its sha256 differs from the one in "
+                f"{meta_file.name}); re-run the same umt embed command: it embeds this chunk again"
+            )
         try:
             with safe_open(str(path), "pt") as f:
                 meta = f.metadata()
@@ -388,6 +460,21 @@ def text_features(
     return feats, embeds, mask
 
 
+def check_queries(queries: Sequence[str]) -> None:
+    """Refuse (``ValueError``) no queries, or one with no words once cleaned as captions are
+    (blank, or punctuation only): it would rank every video by an empty text."""
+    from umt.text import clean_caption
+
+    if not queries:
+        raise ValueError("no query given; give the text to search for")
+    for i, query in enumerate(queries):
+        if not clean_caption(str(query)):
+            raise ValueError(
+                f"query {i + 1} ({query!r}) is empty once cleaned of blanks and punctuation; "
+                "give the words to search for"
+            )
+
+
 def search(
     index: VideoIndex,
     model: Any,
@@ -402,9 +489,12 @@ def search(
 ) -> list[list[Hit]]:
     """The ``top_k`` videos of each query by ITC (mean over frames of the cosine); with
     ``rerank``, the ITC top ``rerank_k`` (default ``top_k``) re-scored by the ITM match logit.
-    ``timings`` (when given) receives the seconds spent per stage."""
+    ``timings`` (when given) receives the seconds spent per stage. A blank query, or a
+    model other than the index's (:func:`check_model`), is refused."""
     if len(index) == 0:
         raise ValueError(f"{index.root}: the index holds no video")
+    check_queries(queries)
+    check_model(index, model)
     model = model.eval().to(device)
     t0 = time.perf_counter()
     q_feats, q_embeds, q_mask = text_features(model, tokenizer, queries, max_length, device)
@@ -469,6 +559,47 @@ def _tokens_for(index: VideoIndex, model: Any, rows: Sequence[int], device: Any)
 
 
 # --------------------------------------------------------------------------- zero-shot
+ZERO_SHOT_BATCH = 256  # prompts per text forward
+
+
+def class_text_features(
+    model: Any,
+    tokenizer: Any,
+    class_names: Sequence[str],
+    templates: Sequence[str] = ZERO_SHOT_TEMPLATES,
+    max_length: int = 32,
+    device: torch.device | str = "cpu",
+    batch_size: int = ZERO_SHOT_BATCH,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Each class's text feature ``[K, D]`` (float32, on the CPU): the l2-normalised mean of
+    its prompts' normalised features (``templates``). Prompts go through the text encoder
+    ``batch_size`` at a time (whole classes per batch, at least one); only the features are
+    kept, so memory grows with ``K x D``, not with the text states. ``progress`` shows a bar
+    on stderr."""
+    if not templates:
+        raise ValueError("zero-shot classification needs at least one prompt template")
+    model = model.eval().to(device)
+    per_batch = max(1, int(batch_size) // len(templates))
+    out = torch.empty(len(class_names), int(model.embed_dim), dtype=torch.float32)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(class_names), desc="class names", unit="class")
+    for start in range(0, len(class_names), per_batch):
+        names = class_names[start : start + per_batch]
+        prompts = [t.format(name) for name in names for t in templates]
+        f, _, _ = text_features(model, tokenizer, prompts, max_length, device)
+        f = f.reshape(len(names), len(templates), -1).mean(1)
+        out[start : start + len(names)] = F.normalize(f, dim=-1).cpu()
+        if bar is not None:
+            bar.update(len(names))
+    if bar is not None:
+        bar.close()
+    return out
+
+
 def zero_shot_classify(
     model: Any,
     tokenizer: Any,
@@ -477,18 +608,19 @@ def zero_shot_classify(
     templates: Sequence[str] = ZERO_SHOT_TEMPLATES,
     max_length: int = 32,
     device: torch.device | str = "cpu",
+    class_features: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Class probabilities ``[B, num_classes]`` of videos ``[B, 3, T, H, W]`` (normalised)
     from class names alone: each class's text feature is the mean of its prompts' normalised
-    features (``templates``), the score the mean over frames of the cosine, divided by the
+    features (``templates``; :func:`class_text_features`, or ``class_features`` computed
+    once for many videos), the score the mean over frames of the cosine, divided by the
     model's learnt temperature, softmax over the classes."""
     model = model.eval().to(device)
-    class_feats = []
-    for name in class_names:
-        prompts = [t.format(name) for t in templates]
-        f, _, _ = text_features(model, tokenizer, prompts, max_length, device)
-        class_feats.append(F.normalize(f.mean(0), dim=-1))
-    classes = torch.stack(class_feats)  # [K, D]
+    if class_features is None:
+        class_features = class_text_features(
+            model, tokenizer, class_names, templates, max_length, device
+        )
+    classes = class_features.to(device)  # [K, D]
     with torch.no_grad():
         _, pooled = model.encode_vision(video.to(device))
         v = F.normalize(model.vision_features(pooled).float(), dim=-1)  # [B, T, D]

@@ -27,6 +27,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Callable
@@ -110,6 +111,80 @@ class TeacherRecipe:
 
 class TeacherCacheError(RuntimeError):
     """The cached teacher cannot be made or read (the message names the folder)."""
+
+
+class TeacherStopped(RuntimeError):
+    """SIGTERM / Ctrl-C while the teacher was trained (its progress kept, the message says
+    where) or waited for; ``exit_code`` is 143 / 130."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 130 if signum == signal.SIGINT else 143
+
+
+WAIT_REPORT_S = 30.0  # while waiting for another process's teacher: a line this often
+
+
+def partial_path(folder: Path) -> Path:
+    """Where an interrupted training of the teacher of ``folder`` keeps its progress."""
+    return folder.parent / f".{folder.name}.partial.pt"
+
+
+def _holder(lock_path: Path) -> str:
+    """Who holds the lock, as the holder wrote it (``process 123, step 300/1000``)."""
+    try:
+        text = " ".join(lock_path.read_text().split())
+    except OSError:
+        text = ""
+    return text or "another process"
+
+
+def _lock(lock: Any, lock_path: Path, say: Callable[[str], None]) -> None:
+    """Take the teacher's lock; while another process holds it, say so at once and then every
+    :data:`WAIT_REPORT_S` seconds (who, its progress, how long)."""
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        pass
+    t0 = time.monotonic()
+    say(
+        f"built-in teacher: waiting for {_holder(lock_path)} to finish training it (lock "
+        f"{lock_path}); the wait is not training time"
+    )
+    next_report = t0 + WAIT_REPORT_S
+    try:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.2)
+            if time.monotonic() >= next_report:
+                say(
+                    f"  still waiting for {_holder(lock_path)} "
+                    f"({time.monotonic() - t0:.0f}s so far)"
+                )
+                next_report += WAIT_REPORT_S
+    except KeyboardInterrupt:
+        raise TeacherStopped(
+            f"interrupted while waiting for {_holder(lock_path)} to train the built-in teacher; "
+            "nothing to keep: run the same command again",
+            signal.SIGINT,
+        ) from None
+    say(f"built-in teacher: waited {time.monotonic() - t0:.0f}s for {lock_path}")
+
+
+def _mark_holder(lock: Any, text: str) -> None:
+    """Write who holds the lock (and how far it is) into the lock file, for waiters to read."""
+    try:
+        lock.seek(0)
+        lock.truncate(0)
+        lock.write(text)
+        lock.flush()
+    except OSError:
+        pass  # only informative
 
 
 def recipe_from_config(cfg: Any) -> TeacherRecipe:
@@ -210,24 +285,37 @@ def ensure_builtin_teacher(
             "UMT_HOME to a writable folder"
         ) from None
     with lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        _lock(lock, lock_path, say)
         problem = "retrain requested" if retrain else check_cached(folder, recipe)
         if problem is None:
             return folder, describe(folder, "cached")
+        _mark_holder(lock, f"process {os.getpid()}")
         if folder.exists():
             say(f"built-in teacher at {folder}: {problem}; training it again")
         else:
             say(f"built-in teacher: none cached for this recipe; training it ({folder})")
         t0 = time.time()
-        _build(recipe, synthetic_root, folder, say)
+
+        def progress(step: int) -> None:
+            _mark_holder(lock, f"process {os.getpid()}, step {step}/{recipe.steps}")
+
+        _build(recipe, synthetic_root, folder, say, progress)
         return folder, describe(folder, f"trained now in {time.time() - t0:.0f}s")
 
 
-def _build(recipe: TeacherRecipe, synthetic_root: Path, folder: Path, say) -> None:
+def _build(
+    recipe: TeacherRecipe,
+    synthetic_root: Path,
+    folder: Path,
+    say: Callable[[str], None],
+    progress: Callable[[int], None] | None = None,
+) -> None:
     """Train into a temporary sibling folder, then swap it in (a crash leaves no half cache)."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
-        report = train_teacher(recipe, synthetic_root, tmp, say)
+        report = train_teacher(
+            recipe, synthetic_root, tmp, say, keep=partial_path(folder), progress=progress
+        )
         (tmp / REPORT).write_text(json.dumps(report, indent=1))
         (tmp / RECIPE).write_text(json.dumps(recipe.to_dict(), indent=1))
         (tmp / CHECKSUM).write_text(f"{_sha256(tmp / WEIGHTS)}  {WEIGHTS}\n")
@@ -236,6 +324,7 @@ def _build(recipe: TeacherRecipe, synthetic_root: Path, folder: Path, say) -> No
             os.rename(folder, old)
             shutil.rmtree(old, ignore_errors=True)
         os.rename(tmp, folder)
+        partial_path(folder).unlink(missing_ok=True)  # its progress is in the cache now
     except OSError as err:
         raise TeacherCacheError(
             f"cannot write the built-in teacher to {folder} ({err.strerror or err}); free some "
@@ -387,13 +476,151 @@ def zero_shot(
     }
 
 
+def _teacher_steps(
+    recipe: TeacherRecipe,
+    model: LockedTextCLIP,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    frames: torch.Tensor,
+    objects: torch.Tensor,
+    text: torch.Tensor,
+    losses: list[float],
+    start: int,
+    stopper: Any,
+    say: Callable[[str], None],
+    keep: Path | None,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Steps ``start`` .. ``recipe.steps`` of :func:`train_teacher`; a stop signal ends them
+    after the current step (its state saved to ``keep``) with :class:`TeacherStopped`."""
+    from umt.losses import vtc_loss
+
+    model.train()
+    for step in range(start, recipe.steps):
+        if stopper.requested:
+            _stop(recipe, model, opt, gen, losses, step, stopper.signum, keep)
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, recipe)
+        idx = torch.randint(len(frames), (recipe.batch_size,), generator=gen)
+        tmpl = torch.randint(len(TEMPLATES), (recipe.batch_size,), generator=gen)
+        x = augment(frames[idx], recipe.img_size, recipe.crop_scales, gen)
+        x = _normalize(x, recipe.norm)  # [B, 3, size, size]
+        img = model.image.encode_image(x)  # [B, D]
+        txt = model.text_proj(text[objects[idx], tmpl])  # [B, D]
+        with torch.no_grad():
+            model.temp.clamp_(0.001, 0.5)
+        loss = vtc_loss(img, txt, objects[idx], model.temp, gather=False)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        if (step + 1) % 100 == 0 or step == 0:
+            say(f"  teacher step {step + 1}/{recipe.steps}: contrastive loss {losses[-1]:.4f}")
+            if progress is not None:
+                progress(step + 1)
+
+
+def _stop(
+    recipe: TeacherRecipe,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    losses: list[float],
+    step: int,
+    signum: int,
+    keep: Path | None,
+) -> None:
+    """Save the state after ``step`` steps to ``keep`` (atomically) and raise
+    :class:`TeacherStopped` saying where."""
+    name = signal.Signals(signum).name
+    where = (
+        f"stopped by {name} while training the built-in teacher after step {step}/{recipe.steps}"
+    )
+    if keep is None or step == 0:
+        raise TeacherStopped(f"{where}; nothing to keep: run the same command again", signum)
+    state = {
+        "recipe": recipe.to_dict(),
+        "step": step,
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "generator": gen.get_state(),
+        "losses": losses,
+    }
+    tmp = keep.with_name(keep.name + ".tmp")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, keep)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise TeacherStopped(
+            f"{where}; its progress could not be kept ({keep}: {err.strerror or err})", signum
+        ) from None
+    raise TeacherStopped(
+        f"{where}; its progress is kept in {keep}: run the same command again to continue from "
+        "there",
+        signum,
+    )
+
+
+def _load_partial(
+    keep: Path,
+    recipe: TeacherRecipe,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    losses: list[float],
+    say: Callable[[str], None],
+) -> int:
+    """Continue from the progress an interrupted training kept in ``keep``; returns its step
+    (0 when it is unreadable or of another recipe: it is then ignored, and overwritten later)."""
+    try:
+        state = torch.load(keep, map_location="cpu", weights_only=True)
+        if state["recipe"] != recipe.to_dict():
+            raise ValueError("made with another recipe")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        losses[:] = list(state["losses"])
+        step = int(state["step"])
+    except Exception as err:  # noqa: BLE001 - a kept state that does not fit: start over
+        say(f"built-in teacher: ignoring {keep} ({type(err).__name__}: {err}); starting over")
+        return 0
+    say(f"built-in teacher: continuing an interrupted training from step {step} ({keep})")
+    return step
+
+
 def train_teacher(
-    recipe: TeacherRecipe, synthetic_root: Path, out: Path, say: Callable[[str], None]
+    recipe: TeacherRecipe,
+    synthetic_root: Path,
+    out: Path,
+    say: Callable[[str], None],
+    keep: Path | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Train the teacher of ``recipe`` on the synthetic set in ``synthetic_root`` and write it
     to ``out`` (``model.safetensors`` + ``config.json``, a frozen :class:`CLIPTeacher`); return
-    the report (losses, zero-shot accuracies, time)."""
-    from umt.losses import vtc_loss
+    the report (losses, zero-shot accuracies, time). SIGTERM / Ctrl-C stop it after the current
+    step: with ``keep``, the state of that step is saved there (and continued from by the next
+    call) before :class:`TeacherStopped` is raised. ``progress(step)`` hears every 100 steps."""
+    from umt.train.loop import Stopper
+
+    stopper = Stopper()
+    stopper.install()
+    try:
+        return _train_teacher(recipe, synthetic_root, out, say, keep, progress, stopper)
+    finally:
+        stopper.restore()
+
+
+def _train_teacher(
+    recipe: TeacherRecipe,
+    synthetic_root: Path,
+    out: Path,
+    say: Callable[[str], None],
+    keep: Path | None,
+    progress: Callable[[int], None] | None,
+    stopper: Any,
+) -> dict[str, Any]:
     from umt.models.checkpoints import save_pretrained
     from umt.models.clip_teacher import CLIPTeacher
 
@@ -419,26 +646,12 @@ def train_teacher(
         f"  {len(frames)} train frames of {len(names)} objects x {len(TEMPLATES)} caption "
         f"templates (MiniLM, locked); {recipe.steps} steps of {recipe.batch_size}"
     )
-    losses = []
-    model.train()
-    for step in range(recipe.steps):
-        for group in opt.param_groups:
-            group["lr"] = _lr_at(step, recipe)
-        idx = torch.randint(len(frames), (recipe.batch_size,), generator=gen)
-        tmpl = torch.randint(len(TEMPLATES), (recipe.batch_size,), generator=gen)
-        x = augment(frames[idx], recipe.img_size, recipe.crop_scales, gen)
-        x = _normalize(x, recipe.norm)  # [B, 3, size, size]
-        img = model.image.encode_image(x)  # [B, D]
-        txt = model.text_proj(text[objects[idx], tmpl])  # [B, D]
-        with torch.no_grad():
-            model.temp.clamp_(0.001, 0.5)
-        loss = vtc_loss(img, txt, objects[idx], model.temp, gather=False)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if (step + 1) % 100 == 0 or step == 0:
-            say(f"  teacher step {step + 1}/{recipe.steps}: contrastive loss {losses[-1]:.4f}")
+    losses: list[float] = []
+    start = 0
+    if keep is not None and keep.is_file():
+        start = _load_partial(keep, recipe, model, opt, gen, losses, say)
+    _teacher_steps(recipe, model, opt, gen, frames, objects, text, losses, start, stopper,
+                   say, keep, progress)  # fmt: skip
     model.eval()
     report = {
         "loss_first": losses[0],
@@ -455,6 +668,8 @@ def train_teacher(
         f"{zs['shape_acc']:.1%}, object {zs['object_acc']:.1%} (chance "
         f"{zs['colour_chance']:.0%} / {zs['shape_chance']:.0%} / {zs['object_chance']:.0%})"
     )
+    if stopper.requested:  # during the zero-shot test: keep the finished steps
+        _stop(recipe, model, opt, gen, losses, recipe.steps, stopper.signum, keep)
     # A run picks its K (teacher.return_layers) when it loads the teacher.
     frozen = CLIPTeacher(**recipe.clip_sizes(), return_layers=1)
     frozen.load_state_dict(model.image.state_dict())

@@ -14,24 +14,30 @@ A checkpoint is a folder ``<output>/checkpoints/step_000123/``::
     COMPLETE               written last; a folder without it is ignored
 
 It is written under ``step_000123.tmp/`` and renamed when complete, so an interrupted write
-never hides the previous checkpoint; a failed write (disk full) removes its ``.tmp`` folder.
+never hides the previous checkpoint; a failed write (disk full) removes its ``.tmp`` folder and
+raises an ``OSError`` naming the file (safetensors' own error included). :func:`staged_dir` does
+the same for any folder of outputs (``best/``, a run's ``test/``).
 Pruning removes a checkpoint's ``COMPLETE`` marker before its files, so a half-deleted
 checkpoint is never taken for a complete one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import random
 import re
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -159,9 +165,81 @@ def set_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> Non
         np.random.set_state((name, key, pos, has_gauss, cached))
 
 
+# --------------------------------------------------------------------------- atomic writes
+_OS_ERROR_CODE = re.compile(r"(?:os error|code:)\s*(\d+)")
+
+
+def write_file(path: str | Path, write: Callable[[Path], Any]) -> None:
+    """``write(path)``; any failure to write (an ``OSError`` that names no file, safetensors'
+    ``SafetensorError``) is raised as an ``OSError`` naming ``path`` with its errno (28: full)."""
+    path = Path(path)
+    try:
+        write(path)
+    except OSError as err:
+        if not err.filename:
+            err.filename = str(path)
+        raise
+    except SafetensorError as err:
+        found = _OS_ERROR_CODE.search(str(err))
+        code = int(found.group(1)) if found else errno.EIO
+        raise OSError(code, os.strerror(code), str(path)) from None
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def staged_dir(final: str | Path) -> Iterator[Path]:
+    """Write a folder's files into ``<final>.tmp/`` (yielded), then make them durable and put
+    them in place of ``final`` by renames: readers see the old folder or the new one whole,
+    never a torn file beside a complete one. On any failure the ``.tmp`` folder is removed,
+    ``final`` is left as it was and the error raised (an ``OSError``'s file named under
+    ``final``)."""
+    final = Path(final)
+    tmp = final.with_name(final.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        tmp.mkdir(parents=True)
+        yield tmp
+        for f in tmp.iterdir():  # durable before the rename publishes them
+            if f.is_file():
+                write_file(f, _fsync)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        name = getattr(err, "filename", None)
+        if isinstance(err, OSError) and isinstance(name, str) and name.startswith(str(tmp)):
+            err.filename = str(final) + name[len(str(tmp)) :]
+        raise
+    if final.exists():
+        old = final.with_name(final.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        final.rename(old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+
+
+def write_outputs(folder: str | Path, writers: dict[str, Callable[[Path], Any]]) -> Path:
+    """Write the files of ``folder`` (``name -> writer(path)``) all or nothing, in place of
+    what was there (:func:`staged_dir`); a failure raises an ``OSError`` naming the file."""
+    with staged_dir(folder) as tmp:
+        for name, write in writers.items():
+            write_file(tmp / name, write)
+    return Path(folder)
+
+
 # --------------------------------------------------------------------------- save / load
 def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=1))
+    write_file(path, lambda p: p.write_text(json.dumps(obj, indent=1)))
+
+
+def _write_tensors(path: Path, tensors: dict[str, torch.Tensor], **metadata: str) -> None:
+    write_file(path, lambda p: save_file(tensors, str(p), metadata=metadata or None))
 
 
 def save_checkpoint(
@@ -179,7 +257,7 @@ def save_checkpoint(
     """Write ``root/step_{state.step:06d}`` atomically (rank 0 writes; all ranks must call it,
     FSDP gathers are collective). Keeps the newest ``keep_last`` complete checkpoints.
     ``model_config`` (the model's constructor arguments) is written as ``config.json``. A failed
-    write removes its partial ``.tmp`` folder and re-raises."""
+    write removes its partial ``.tmp`` folder and raises an ``OSError`` naming the file."""
     weights = model_state(model)
     optim_sd = optimizer_state(model, optimizer)
     if not is_main:
@@ -188,19 +266,10 @@ def save_checkpoint(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{state.step:06d}"
-    tmp = root / f"step_{state.step:06d}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    with staged_dir(final) as tmp:
         _write_checkpoint(
             tmp, weights, optim_sd, state, config_yaml, model_config, ema_weights, extra_files
         )
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if final.exists():
-        _remove_checkpoint(final)
-    os.replace(tmp, final)
     prune(root, keep_last)
     return final
 
@@ -215,17 +284,16 @@ def _write_checkpoint(
     ema_weights: dict[str, torch.Tensor] | None = None,
     extra_files: dict[str, bytes] | None = None,
 ) -> None:
-    tmp.mkdir()
     for name, data in (extra_files or {}).items():  # e.g. the tokenizer's vocab.txt
-        (tmp / name).write_bytes(data)
+        write_file(tmp / name, lambda p, data=data: p.write_bytes(data))
     if ema_weights is not None:
-        save_file(ema_weights, str(tmp / "ema.safetensors"))
-    save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        _write_tensors(tmp / "ema.safetensors", ema_weights)
+    _write_tensors(tmp / "model.safetensors", weights, format="pt")
     opt_tensors, opt_meta = _split_optimizer(optim_sd)
-    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
+    _write_tensors(tmp / "optimizer.safetensors", opt_tensors)
     _write_json(tmp / "optimizer.json", opt_meta)
     rng_tensors, rng_meta = rng_state()
-    save_file(rng_tensors, str(tmp / "rng.safetensors"))
+    _write_tensors(tmp / "rng.safetensors", rng_tensors)
     _write_json(
         tmp / "state.json",
         {
@@ -237,13 +305,11 @@ def _write_checkpoint(
             "extra": state.extra,
         },
     )
-    (tmp / "config.yaml").write_text(config_yaml)
+    write_file(tmp / "config.yaml", lambda p: p.write_text(config_yaml))
     if model_config is not None:
         _write_json(tmp / "config.json", model_config)
-    for f in tmp.iterdir():  # make the contents durable before the rename publishes them
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
-    (tmp / COMPLETE).write_text(str(state.step))
+    write_file(tmp / COMPLETE, lambda p: p.write_text(str(state.step)))  # the folder is only
+    # published (renamed) after every file in it is durable (staged_dir)
 
 
 def save_export(
@@ -255,29 +321,19 @@ def save_export(
     extra_files: dict[str, bytes] | None = None,
 ) -> Path | None:
     """Write ``model`` as a loadable folder (``model.safetensors`` + ``config.json`` +
-    ``info.json`` + ``extra_files``), replacing ``out`` atomically. All ranks call it (FSDP
-    gathers)."""
+    ``info.json`` + ``extra_files``), replacing ``out`` atomically (:func:`staged_dir`). All
+    ranks call it (FSDP gathers)."""
     weights = model_state(model)
     if not is_main:
         return None
     out = Path(out)
-    tmp = out.with_name(out.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
-        tmp.mkdir(parents=True)
-        save_file(weights, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    with staged_dir(out) as tmp:
+        _write_tensors(tmp / "model.safetensors", weights, format="pt")
         if model_config is not None:
             _write_json(tmp / "config.json", model_config)
         _write_json(tmp / "info.json", info or {})
         for name, data in (extra_files or {}).items():
-            (tmp / name).write_bytes(data)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+            write_file(tmp / name, lambda p, data=data: p.write_bytes(data))
     return out
 
 

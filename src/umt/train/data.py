@@ -20,13 +20,26 @@ def synthetic_root(cfg: Config) -> Path:
     return base / "synthetic"
 
 
+def synthetic_write_error(err: OSError, root: Path) -> OSError:
+    """One line (an ``OSError``, exit code 1) for a synthetic set that cannot be written to
+    ``root`` (a read-only or full ``UMT_HOME``): the path, the reason and the remedy."""
+    where = err.filename or root
+    return OSError(
+        f"cannot write the synthetic data set under {root} ({where}: {err.strerror or err}); "
+        "set UMT_HOME to a writable folder, or data.synthetic_root=DIR"
+    )
+
+
 def ensure_synthetic(cfg: Config, info: DistInfo) -> Path:
     """The synthetic set's folder, made on first use by rank 0 (the others wait)."""
     from umt import data as umt_data
 
     root = synthetic_root(cfg)
     if info.is_main:
-        umt_data.ensure_synthetic_dataset(root)
+        try:
+            umt_data.ensure_synthetic_dataset(root)
+        except OSError as err:
+            raise synthetic_write_error(err, root) from None
     barrier()
     return root
 

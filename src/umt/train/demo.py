@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import statistics
 import time
 from collections.abc import Callable
@@ -116,6 +118,7 @@ def step_flops(cfg: Any) -> float:
 def _common(out: Path, seed: int) -> list[str]:
     return [
         f"train.output_dir={out}",
+        "train.resume=auto",  # a demo continued after a stop continues its interrupted run
         f"train.seed={seed}",
         "train.progress=false",
         "train.plot=false",
@@ -164,26 +167,105 @@ def finetune_config(init: str, settings: DemoSettings, seed: int, out: Path) -> 
     )
 
 
+class DemoStopped(RuntimeError):
+    """SIGTERM / Ctrl-C stopped the demo; the message says what is kept and how to continue;
+    ``exit_code`` is 143 / 130."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 130 if signum == signal.SIGINT else 143
+
+
+PROGRESS = "progress.json"  # the settings and the finished runs of a demo, to continue it
+
+
+def _stopped(signum: int, where: str, out: Path) -> DemoStopped:
+    return DemoStopped(
+        f"stopped by {signal.Signals(signum).name} {where}; the finished runs are kept in "
+        f"{out / PROGRESS}: run the same command (same options and --output-dir {out}) to "
+        "continue",
+        signum,
+    )
+
+
 def _run(cfg: Any, log_file: Path) -> Any:
-    """One training run, everything it prints going to ``log_file``."""
+    """One training run, everything it prints going to ``log_file`` (appended: a continued run
+    keeps the log of its interrupted part); a stopped run raises :class:`DemoStopped`."""
     import contextlib
 
     from umt.train.loop import train
     from umt.train.tasks import task_class
 
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "w") as fh, contextlib.redirect_stdout(fh):
-        return train(cfg, task_class(cfg.task), echo=lambda line: print(line, file=fh, flush=True))
+    with open(log_file, "a") as fh, contextlib.redirect_stdout(fh):
+        res = train(cfg, task_class(cfg.task), echo=lambda line: print(line, file=fh, flush=True))
+    if res.stop_signal is not None:
+        out = log_file.parent.parent
+        raise _stopped(
+            res.stop_signal, f"in the run {cfg.train.output_dir} (its log: {log_file})", out
+        )
+    return res
+
+
+def load_progress(out: Path, settings: DemoSettings) -> list[RunRecord]:
+    """The runs an interrupted demo in ``out`` finished (none for a new demo); refused when it
+    was started with other settings."""
+    path = out / PROGRESS
+    if not path.is_file():
+        return []
+    try:
+        saved = json.loads(path.read_text())
+        records = [RunRecord(**r) for r in saved["runs"]]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: unreadable ({err}); use another --output-dir") from None
+    now = json.loads(json.dumps(asdict(settings)))
+    if saved.get("settings") != now:
+        raise ValueError(
+            f"{out}: holds a demo started with other settings ({saved.get('settings')}); "
+            "continue it with the same options or choose another --output-dir"
+        )
+    return records
+
+
+def _save_progress(out: Path, settings: DemoSettings, records: list[RunRecord]) -> None:
+    tmp = out / (PROGRESS + ".tmp")
+    tmp.write_text(
+        json.dumps({"settings": asdict(settings), "runs": [asdict(r) for r in records]}, indent=1)
+    )
+    os.replace(tmp, out / PROGRESS)
 
 
 def run_demo(out: Path, settings: DemoSettings, say: Callable[[str], None] = print) -> DemoResult:
     """Run the whole comparison into ``out``; write ``demo.json``, ``demo.md`` and
-    ``demo.png``; return the result."""
+    ``demo.png``; return the result. Each finished run is recorded in ``out/progress.json``: a
+    demo stopped by SIGTERM / Ctrl-C (:class:`DemoStopped`) continues, when run again into the
+    same ``out`` with the same settings, from there (its interrupted run from its checkpoint)."""
+    from umt.train.loop import Stopper
+
+    out.mkdir(parents=True, exist_ok=True)
+    done = load_progress(out, settings)
+    _save_progress(out, settings, done)
+    if done:
+        say(f"continuing the demo in {out}: {len(done)} run(s) already finished")
+    stopper = Stopper()  # between the runs (each run, and the teacher, handle their own)
+    stopper.install()
+    try:
+        return _run_demo(out, settings, say, done, stopper)
+    finally:
+        stopper.restore()
+
+
+def _run_demo(
+    out: Path,
+    settings: DemoSettings,
+    say: Callable[[str], None],
+    done: list[RunRecord],
+    stopper: Any,
+) -> DemoResult:
     from umt.train.builtin_teacher import read_report, recipe_from_config, teacher_dir
     from umt.train.tasks.stage1 import build_teacher
 
     t0 = time.time()
-    out.mkdir(parents=True, exist_ok=True)
     base = pretrain_config(VARIANTS[0], 1, 0, out / "unused", settings.teacher_steps)
     _, teacher_line = build_teacher(base, log=say)  # trains it first when not cached
     say(teacher_line)
@@ -210,8 +292,21 @@ def run_demo(out: Path, settings: DemoSettings, say: Callable[[str], None] = pri
     random_probe: dict[int, tuple[float, float]] = {}
     for seed in settings.seeds:
         for v in VARIANTS:
-            rec = RunRecord(v.key, seed)
             run_dir = out / f"{v.key}-seed{seed}"
+            kept = next((r for r in done if (r.variant, r.seed) == (v.key, seed)), None)
+            if kept is not None:
+                result.runs.append(kept)
+                probe_file = run_dir / "pretrain" / "probe.json"
+                if v.key == "umt-attention" and probe_file.is_file():
+                    probe = json.loads(probe_file.read_text())["summary"]
+                    random_probe[seed] = (
+                        probe.get("probe_acc_random_init"),
+                        probe.get("linear_probe_acc_random_init"),
+                    )
+                continue
+            if stopper.requested:
+                raise _stopped(stopper.signum, f"before the run {run_dir}", out)
+            rec = RunRecord(v.key, seed)
             init = "scratch"
             if v.recipe is not None:
                 cfg = pretrain_config(
@@ -237,6 +332,7 @@ def run_demo(out: Path, settings: DemoSettings, say: Callable[[str], None] = pri
             rec.finetune_top1 = test["top1"] / 100.0
             rec.finetune_seconds = round(fres.wall_s, 1)
             result.runs.append(rec)
+            _save_progress(out, settings, result.runs)
             say(
                 f"  seed {seed} {v.label:<28} pretrain {rec.pretrain_steps:>4} steps "
                 f"{rec.pretrain_seconds:>5.0f}s  probe {_pct(rec.probe_acc)}  fine-tune top-1 "

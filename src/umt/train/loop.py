@@ -9,11 +9,12 @@ are applied here, outside the model code.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,13 +78,40 @@ def resolve_precision(cfg: Config, device: torch.device) -> tuple[torch.dtype | 
 
 
 # --------------------------------------------------------------------------- signals
+class StopRequested(BaseException):
+    """Raised by :class:`Stopper` when a stop signal arrives inside an interruptible phase
+    (validation, the end-of-run test): a BaseException, so no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int, phase: str) -> None:
+        super().__init__(f"{signal.Signals(signum).name} during {phase}")
+        self.signum, self.phase = signum, phase
+
+
 class Stopper:
     """SIGTERM (schedulers, ``docker stop``) and a first Ctrl-C set a flag checked after each
-    step: the loop saves a checkpoint and stops. A second Ctrl-C interrupts at once."""
+    step: the loop saves a checkpoint and stops. A second Ctrl-C interrupts at once. Inside
+    :meth:`interruptible` (a phase that changes no training state) the first signal raises
+    :class:`StopRequested` at once, so a preemption's grace period is not spent validating."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
         self._old: dict[int, Any] = {}
+        self._phase: str | None = None
+
+    @contextlib.contextmanager
+    def interruptible(self, phase: str, enabled: bool = True) -> Iterator[None]:
+        """Within this block a stop signal raises :class:`StopRequested` (``enabled=False``,
+        e.g. with several processes that must stay in step: only the flag is set)."""
+        if not enabled:
+            yield
+            return
+        if self.signum is not None:
+            raise StopRequested(self.signum, phase)
+        self._phase = phase
+        try:
+            yield
+        finally:
+            self._phase = None
 
     @property
     def requested(self) -> bool:
@@ -101,6 +129,9 @@ class Stopper:
             raise KeyboardInterrupt
         if self.signum is None:
             self.signum = signum
+            if self._phase is not None:
+                phase, self._phase = self._phase, None
+                raise StopRequested(signum, phase)
             if signum == signal.SIGINT:
                 print(
                     "\ninterrupt: stopping after this step with a checkpoint "
@@ -242,7 +273,14 @@ def train(
     t_start = time.time()
     info = init_distributed(cfg)
     try:
-        return _Run(cfg, task_cls, info, echo or (lambda s: print(s, flush=True)), t_start).run()
+        run = _Run(cfg, task_cls, info, echo or (lambda s: print(s, flush=True)), t_start)
+        try:
+            return run.run()
+        except BaseException as err:
+            run._remove_failed_start()
+            if isinstance(err, OSError) and run.wrote(err):
+                raise run.write_error(err, "run output", staged=False) from None
+            raise
     finally:
         cleanup()
 
@@ -258,7 +296,9 @@ class _Run:
         self.task = task_cls(cfg, RunContext(info=info, amp_dtype=amp))
         self.amp = amp
         self.last_ckpt: Path | None = None
-        self.created_dir = False
+        self.created_dir = False  # this run made its folder
+        self.new_run_dir = False  # its folder held no run before this one
+        self.stop_phase: str | None = None  # where a stop signal interrupted the run, if not a step
 
     # ---------------------------------------------------------------- set-up
     def _data(self) -> None:
@@ -311,7 +351,9 @@ class _Run:
         cfg = self.cfg
         if cfg.train.output_dir is not None:
             out = Path(cfg.train.output_dir)
+            held = out.is_dir() and any(out.iterdir())
             self.created_dir = runs.prepare_run_dir(out, bool(resume), cfg.train.overwrite)
+            self.new_run_dir = not held or (cfg.train.overwrite and not resume)
             return out
         if resume == "auto":
             found = runs.latest_run_dir(cfg.recipe)
@@ -328,8 +370,34 @@ class _Run:
             if first is not None and first.parent.name == "checkpoints":
                 return first.parent.parent
         out = runs.claim_new_run_dir(cfg.recipe)
-        self.created_dir = True
+        self.created_dir = self.new_run_dir = True
         return out
+
+    def _resume_source(self) -> Path | None:
+        """The checkpoint a resume will continue from (read-only; before anything is built):
+        the task builds its model from it instead of ``model.init``, which a requeued run
+        may no longer have."""
+        cfg = self.cfg
+        resume = cfg.train.resume
+        if not resume:
+            return None
+        if resume == "auto" and cfg.train.output_dir is None:
+            found = runs.latest_run_dir(cfg.recipe)
+            candidates = ckpt.resume_candidates(str(found[0]), "") if found else []
+        else:
+            try:
+                candidates = ckpt.resume_candidates(
+                    resume, Path(cfg.train.output_dir or "") / "checkpoints"
+                )
+            except FileNotFoundError:
+                return None  # _resume says so
+        for path in candidates:  # the one _resume will take: the newest readable
+            try:
+                ckpt.read_checkpoint(path, with_optimizer=False)
+            except (ckpt.CorruptCheckpointError, FileNotFoundError):
+                continue
+            return path
+        return None
 
     def _resume(self) -> ckpt.TrainState:
         """Load the newest usable checkpoint; an unreadable one falls back to the one before."""
@@ -381,6 +449,7 @@ class _Run:
 
     def _setup(self) -> None:
         cfg, info, task = self.cfg, self.info, self.task
+        task.ctx.resume_from = self._resume_source()
         task.check()
         self._data()  # a bad list or shard set is refused before anything is built or written
         self.out = self._output_dir()
@@ -472,11 +541,7 @@ class _Run:
                 extra_files=self.extra_files,
             )
         except OSError as err:
-            raise RunError(
-                f"{runs.describe_os_error(err, f'checkpoint step_{state.step:06d}')}; its partial "
-                f"files were removed. Last complete checkpoint: {self.last_ckpt or 'none'}; "
-                "resume from it with --resume auto"
-            ) from None
+            raise self.write_error(err, f"checkpoint step_{state.step:06d}") from None
         self.last_ckpt = path or (self.ckpt_root / f"step_{state.step:06d}")
         barrier()
 
@@ -488,6 +553,11 @@ class _Run:
         faults = FaultCounter()  # videos the dataset skipped, reported through the batches
         step = self.state.step
         epoch, batch_in_epoch = self.state.epoch, self.state.batch_in_epoch
+        self.final_step, self.faults = step, faults
+        state = self.state  # the state of the last completed step, what a stop saves
+        pending = state.extra.get("pending_eval")
+        if pending is not None and not self._validate(state, pending, logger, stopper):
+            return  # a stop interrupted the validation a previous stop had interrupted
         while step < self.total_steps and not stopper.requested:
             if batch_in_epoch >= self.batches_per_epoch:  # saved at an epoch's end
                 epoch, batch_in_epoch = epoch + 1, 0
@@ -557,23 +627,23 @@ class _Run:
                             **task.step_metrics(),
                         }
                     )
+                self.final_step = step
+                state = ckpt.TrainState(
+                    step=step,
+                    epoch=epoch,
+                    batch_in_epoch=batch_in_epoch,
+                    extra={
+                        "clips_per_batch_all_ranks": cfg.train.batch_size * info.world_size,
+                        "world_size": info.world_size,
+                        "loss": out["loss"],
+                    },
+                )
                 stop = all_reduce_sum_int(int(stopper.requested), info.device) > 0
                 if stop and not stopper.requested:
                     stopper.signum = signal.SIGTERM  # another rank was signalled
                 at_end = step >= self.total_steps
                 if at_end or stop or step % cfg.train.checkpoint_every == 0:
-                    self._save(
-                        ckpt.TrainState(
-                            step=step,
-                            epoch=epoch,
-                            batch_in_epoch=batch_in_epoch,
-                            extra={
-                                "clips_per_batch_all_ranks": cfg.train.batch_size * info.world_size,
-                                "world_size": info.world_size,
-                                "loss": out["loss"],
-                            },
-                        )
-                    )
+                    self._save(state)
                 if at_end or stop:
                     finished_epoch = False
                     break
@@ -582,21 +652,52 @@ class _Run:
                     # the data does; a shard stream has no end of its own).
                     break
             if finished_epoch:
-                if self.task.evaluates(epoch):
-                    self._evaluate(step, epoch, logger)
+                if self.task.evaluates(epoch) and not self._validate(state, epoch, logger, stopper):
+                    return
                 epoch, batch_in_epoch = epoch + 1, 0
-        if step >= self.total_steps and self.evaluated_at != step and self.task.evaluates(None):
-            self._evaluate(step, epoch, logger)  # the run ended inside an epoch
-        self.final_step = step
-        self.faults = faults
+        if (
+            step >= self.total_steps
+            and self.evaluated_at != step
+            and not stopper.requested
+            and self.task.evaluates(None)
+        ):
+            self._validate(state, epoch, logger, stopper)  # the run ended inside an epoch
+
+    def _validate(
+        self, state: ckpt.TrainState, epoch: int, logger: RunLogger, stopper: Stopper
+    ) -> bool:
+        """Validate after ``epoch`` at ``state`` (the last completed step); False when a stop
+        signal came: ``state`` is then saved (if it is not already), and when the signal
+        interrupted the validation it is marked so that the resumed run validates first."""
+        redone = state.extra.pop("pending_eval", None) is not None
+        try:
+            self._evaluate(state.step, epoch, logger, stopper)
+        except (StopRequested, RuntimeError):
+            if not stopper.requested:
+                raise  # a RuntimeError of its own, not a worker killed by the stop signal
+            state.extra["pending_eval"] = epoch
+            self._save(state)
+            self.stop_phase = f"validation of epoch {epoch} (a resumed run validates it first)"
+            return False
+        stop = all_reduce_sum_int(int(stopper.requested), self.info.device) > 0
+        if not stop:
+            return True
+        stopper.signum = stopper.signum or signal.SIGTERM  # another rank was signalled
+        saved = self.last_ckpt is not None and self.last_ckpt.name == f"step_{state.step:06d}"
+        if redone or not saved:
+            self._save(state)
+        return False
 
     # ---------------------------------------------------------------- validation
     def _eval_model(self) -> torch.nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
-    def _evaluate(self, step: int, epoch: int, logger: RunLogger) -> None:
-        """The task's validation; a new best (``task.best_metric``) is exported to ``best/``."""
-        metrics = self.task.evaluate(self._eval_model(), epoch)
+    def _evaluate(self, step: int, epoch: int, logger: RunLogger, stopper: Stopper) -> None:
+        """The task's validation; a new best (``task.best_metric``) is exported to ``best/``.
+        A stop signal interrupts the validation itself (one process), never the export."""
+        logger.write(f"validating after epoch {epoch} (step {step})")
+        with stopper.interruptible("validation", enabled=self.info.world_size == 1):
+            metrics = self.task.evaluate(self._eval_model(), epoch)
         self.evaluated_at = step
         if not metrics:
             return
@@ -612,16 +713,15 @@ class _Run:
                 is_main=self.main, extra_files=self.extra_files,
             )  # fmt: skip
         except OSError as err:
-            raise RunError(runs.describe_os_error(err, str(self.out / "best"))) from None
+            raise self.write_error(err, "the best-validation export best/") from None
         barrier()
 
     def run(self) -> RunResult:
-        try:
-            self._setup()
-        except BaseException:
-            self._remove_failed_start()
-            raise
+        self._setup()  # a failure here or before the first checkpoint: train() cleans up
         self._announce()
+        # Training time starts now: not the set-up (which may wait for another process to
+        # train the built-in teacher, or train it).
+        self.t_start = time.time()
         cfg = self.cfg
         result = RunResult(
             output_dir=self.out,
@@ -647,27 +747,60 @@ class _Run:
             ) from None
         finally:
             logger.close()
+        try:  # the handlers stay until the end-of-run work is done: a stop there is said too
+            result = self._finish(result, stopper)
+            lines = self._final(stopper, result)
+        finally:
             stopper.restore()
-        result = self._finish(result, stopper)
-        for line in self._final(stopper):
+        for line in lines:
             if self.main:
                 self.say(line)
         return result
 
     def _stopped_line(self, how: str, step: int) -> str:
+        if self.stop_phase:
+            how = f"{how} during the {self.stop_phase}"
         if self.last_ckpt is not None:
             return f"{how} after step {step}; last checkpoint: {self.last_ckpt}"
         return f"{how} after step {step}; no checkpoint was written"
 
-    def _remove_failed_start(self) -> None:
-        """A run that fails before its first step leaves no folder it created behind."""
-        if not (self.main and self.created_dir):
-            return
+    def wrote(self, err: OSError) -> bool:
+        """Whether ``err`` is a failed write into this run's folder."""
         out = getattr(self, "out", None)
-        if out is not None and out.is_dir() and ckpt.latest_checkpoint(out / "checkpoints") is None:
-            import shutil
+        name = err.filename if isinstance(err.filename, str) else None
+        return (
+            out is not None
+            and name is not None
+            and Path(name).resolve().is_relative_to(out.resolve())
+        )
 
+    def write_error(self, err: OSError, what: str, staged: bool = True) -> RunError:
+        """One line for a failed write (a full disk): the file, why, (``staged``: it was
+        written under a ``.tmp`` name) that no partial file is left, and the last complete
+        checkpoint to resume from."""
+        return RunError(
+            runs.describe_os_error(err, what)
+            + ("; its partial files were removed" if staged else "")
+            + f". Last complete checkpoint: {self.last_ckpt or 'none'}"
+            + ("; resume from it with --resume auto" if self.last_ckpt else "")
+        )
+
+    def _remove_failed_start(self) -> None:
+        """A run that fails before its first checkpoint (in its set-up or its first steps,
+        data errors included) leaves no folder that would block running it again: a folder it
+        made is removed, one that was empty is emptied again."""
+        out = getattr(self, "out", None)
+        if not (self.main and self.new_run_dir) or out is None or not out.is_dir():
+            return
+        if ckpt.latest_checkpoint(out / "checkpoints") is not None:
+            return
+        import shutil
+
+        if self.created_dir:
             shutil.rmtree(out, ignore_errors=True)
+            return
+        for entry in out.iterdir():
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
 
     def _finish(self, result: RunResult, stopper: Stopper) -> RunResult:
         step, out = self.final_step, self.out
@@ -696,13 +829,37 @@ class _Run:
             self.say(f"checkpoint: {self.last_ckpt}")
         return result
 
-    def _final(self, stopper: Stopper) -> list[str]:
-        """The task's end-of-run work (e.g. the multi-view test), on every rank; skipped when
-        the run was stopped early."""
-        if stopper.requested:
+    def _final(self, stopper: Stopper, result: RunResult) -> list[str]:
+        """The task's end-of-run work (e.g. the multi-view test, the probe), on every rank;
+        skipped when the run was stopped early. A stop signal during it ends it at once (one
+        process) with a line saying how to redo it; the training's checkpoint is complete."""
+        if result.interrupted:
             return []
         best = self.out / "best" if self.best is not None else None
-        return self.task.finish(self._eval_model(), self.out, best) or []
+        try:
+            with stopper.interruptible("the end-of-run work", enabled=self.info.world_size == 1):
+                lines = self.task.finish(self._eval_model(), self.out, best) or []
+        except (StopRequested, RuntimeError):
+            if not stopper.requested:
+                raise  # a RuntimeError of its own, not a worker killed by the stop signal
+        else:
+            if not stopper.requested:
+                return lines
+            name = signal.Signals(stopper.signum).name  # several processes: it finished
+            result.stop_signal = stopper.signum
+            return [*lines, f"{name} received during the end-of-run evaluation; it finished"]
+        result.interrupted, result.stop_signal = True, stopper.signum
+        name = signal.Signals(stopper.signum).name
+        where = (
+            f"checkpoint {self.last_ckpt} holds the finished training"
+            if self.last_ckpt is not None
+            else "no checkpoint was written"
+        )
+        return [
+            f"stopped by {name} during the end-of-run evaluation (test / probe) after step "
+            f"{self.final_step}; {where}; run the same command with --resume auto "
+            "(train.resume=auto) to do the end-of-run evaluation again",
+        ]
 
 
 def main_entry(cfg: Config, task_cls: type[Task], command: str) -> int:

@@ -17,7 +17,22 @@ from umt.train import checkpoint as ckpt
 
 RUNS = Path("runs")
 # What a run writes into its folder (removed by --overwrite; anything else there is refused).
-RUN_FILES = ("checkpoints", "metrics.jsonl", "config.yaml", "loss_curve.png", "tensorboard")
+RUN_FILES = (
+    "checkpoints",
+    "metrics.jsonl",
+    "config.yaml",
+    "loss_curve.png",
+    "tensorboard",
+    "best",
+    "test",
+    "probe.json",
+    # what an interrupted staged write of best/ or test/ can leave (train.checkpoint.staged_dir)
+    "best.tmp",
+    "best.old",
+    "test.tmp",
+    "test.old",
+)
+"""What a run writes in its folder: ``--overwrite`` removes these and refuses anything else."""
 
 
 class RunFolderError(RuntimeError):

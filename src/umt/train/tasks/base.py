@@ -25,10 +25,14 @@ def not_none(**kw: Any) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if v is not None}
 
 
-def resolve_init(cfg: Any) -> tuple[str | None, str]:
+def resolve_init(cfg: Any, resume_from: Path | None = None) -> tuple[str | None, str]:
     """Where a task's weights start, from ``cfg.model.init`` (a path, ``scratch`` or ``auto``:
     the latest `umt pretrain` run of ``cfg.model.init_recipe``): ``(checkpoint path or None
-    for scratch, a sentence saying where the weights start)``."""
+    for scratch, a sentence saying where the weights start)``. A resumed run
+    (``resume_from``, the loop's choice) starts from its own checkpoint, not from
+    ``model.init``, which it never reads."""
+    if resume_from is not None:
+        return str(resume_from), f"from the checkpoint this run resumes ({resume_from})"
     init = cfg.model.init
     if init == "scratch":
         return None, "from scratch (random init)"
@@ -62,6 +66,9 @@ class RunContext:
 
     info: DistInfo
     amp_dtype: torch.dtype | None = None  # autocast dtype (None = float32)
+    # The checkpoint a resume continues from (set before Task.check): the model is built from
+    # it; model.init is neither needed nor read.
+    resume_from: Path | None = None
 
     @property
     def device(self) -> torch.device:
@@ -95,6 +102,12 @@ class Task:
     def __init__(self, cfg: Config, ctx: RunContext) -> None:
         self.cfg = cfg
         self.ctx = ctx
+
+    @property
+    def reads_init(self) -> bool:
+        """Whether the model starts from ``model.init`` (a resumed run builds it from its own
+        checkpoint instead: ``model.init`` is then neither checked nor read)."""
+        return self.ctx.resume_from is None
 
     # ---------------------------------------------------------------- building
     def check(self) -> None:

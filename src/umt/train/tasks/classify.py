@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from umt.config import ConfigError, FinetuneConfig, parse_views
+from umt.textfile import read_text
 from umt.train.tasks.base import Task, load_best_weights, not_none, resolve_init
 
 MIXUP_STREAM = 3
@@ -82,7 +83,7 @@ def _head_rows(
     ``(rows, note)``; ``rows`` None keeps a freshly initialised head."""
     if label_map:
         try:
-            rows = json.loads(Path(label_map).read_text())
+            rows = json.loads(read_text(label_map))
         except (OSError, json.JSONDecodeError) as err:
             raise ValueError(f"model.init_label_map: cannot read {label_map} ({err})") from None
         if not (isinstance(rows, list) and all(isinstance(r, int) for r in rows)):
@@ -120,7 +121,14 @@ def read_init_checkpoint(
     info = detect_checkpoint(sd, str(path))
     if "student" not in info.parts:
         raise ValueError(f"{path}: a {info.kind} checkpoint holds no video encoder")
-    weights, _ = student_state_dict(sd, info.kind)
+    try:
+        weights, _ = student_state_dict(sd, info.kind)
+    except ValueError as err:
+        what = f" ({', '.join(info.notes)})" if info.notes else ""
+        raise ValueError(
+            f"{path}: a {info.kind} checkpoint{what}, not one to start from ({err}); give "
+            "--init a stage-1 / stage-2 pretraining or a fine-tuned classification checkpoint"
+        ) from None
     if not encoder_only:
         return weights, info.kind
     for k in [k for k in weights if k.startswith(("align_heads.", "pool_norm.", "norm."))]:
@@ -214,15 +222,15 @@ class ClassifyTask(Task):
     # ---------------------------------------------------------------- building
     def check(self) -> None:
         m = self.cfg.model
-        if m.init is None:
+        if self.reads_init and m.init is None:
             raise ConfigError(
                 f"recipe '{self.cfg.recipe}' needs model.init: the checkpoint to fine-tune (a "
                 "stage-1, stage-2 or fine-tuned UMT file, official or umt's), or "
                 "model.init=scratch to start from random weights"
             )
-        if m.init not in ("scratch", "auto") and not Path(m.init).exists():
+        if self.reads_init and m.init not in ("scratch", "auto") and not Path(m.init).exists():
             raise FileNotFoundError(f"model.init: no such file or folder {m.init}")
-        if m.init_label_map and not Path(m.init_label_map).is_file():
+        if self.reads_init and m.init_label_map and not Path(m.init_label_map).is_file():
             raise FileNotFoundError(f"model.init_label_map: no such file {m.init_label_map}")
 
     def _lists(self) -> tuple[Any, Any, Any]:
@@ -272,7 +280,7 @@ class ClassifyTask(Task):
 
     def build_model(self) -> nn.Module:
         cfg = self.cfg
-        path, self.init_desc = resolve_init(cfg)
+        path, self.init_desc = resolve_init(cfg, self.ctx.resume_from)
         self.init_notes: list[str] = []
         if path is None:
             model = build_classifier(cfg)
@@ -280,7 +288,8 @@ class ClassifyTask(Task):
             weights, kind = read_init_checkpoint(path)
             model = build_classifier(cfg, table_from_checkpoint="pos_embed" in weights)
             self.init_notes = [f"a {kind} checkpoint"]
-            self.init_notes += load_init_weights(model, weights, path, cfg.model.init_label_map)
+            label_map = cfg.model.init_label_map if self.reads_init else None
+            self.init_notes += load_init_weights(model, weights, path, label_map)
         if cfg.model.compile:
             for block in model.blocks:
                 block.compile()
@@ -380,7 +389,7 @@ class ClassifyTask(Task):
     def _eval_batch(self) -> int:
         return self.cfg.eval.batch_size or self.cfg.train.batch_size
 
-    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float] | None:
+    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, Any] | None:
         from umt.data import VideoDataset
         from umt.evaluate.classification import validate
 
@@ -397,9 +406,16 @@ class ClassifyTask(Task):
             num_workers=d.num_workers,
             autocast_dtype=self.ctx.amp_dtype,
         )
-        out = {"val_top1": res.top1, "val_top5": res.top5, "val_videos": res.num_videos}
+        out: dict[str, Any] = {
+            "val_top1": res.top1,
+            "val_top5": res.top5,
+            "val_videos": res.num_videos,
+        }
         if res.loss is not None and math.isfinite(res.loss):
             out["val_loss"] = res.loss
+        if res.faults:  # left out of the scores, never replaced: named in the log
+            out["val_skipped_videos"] = len(res.faults)
+            out["val_skipped"] = sorted({path for path, _ in res.faults})
         return out
 
     def finish(self, model: nn.Module, out: Path, best: Path | None) -> list[str]:
@@ -438,13 +454,16 @@ class ClassifyTask(Task):
             + (f"; {len(result.skipped)} unreadable video(s) skipped" if result.skipped else "")
         ]
         if self.ctx.info.is_main:
-            test_dir = out / "test"
-            test_dir.mkdir(parents=True, exist_ok=True)
-            (test_dir / "results.json").write_text(json.dumps(summary, indent=1))
-            write_predictions(result, test_dir / "predictions.jsonl")
-            write_per_class_csv(result, test_dir / "per_class.csv")
+            from umt.train.checkpoint import write_outputs
+
+            files = {
+                "results.json": lambda p: p.write_text(json.dumps(summary, indent=1)),
+                "predictions.jsonl": lambda p: write_predictions(result, p),
+                "per_class.csv": lambda p: write_per_class_csv(result, p),
+            }
             if result.num_classes <= 50:
-                write_confusion_png(result, test_dir / "confusion.png")
+                files["confusion.png"] = lambda p: write_confusion_png(result, p)
+            test_dir = write_outputs(out / "test", files)  # all or nothing
             lines.append(f"test results: {test_dir}")
         self.test_result = result
         return lines

@@ -103,13 +103,13 @@ class DetectionTask(Task):
     # ---------------------------------------------------------------- building
     def check(self) -> None:
         m, d = self.cfg.model, self.cfg.data
-        if m.init is None:
+        if self.reads_init and m.init is None:
             raise ConfigError(
                 f"recipe '{self.cfg.recipe}' needs model.init: the checkpoint whose encoder the "
                 "detector starts from (officially the K710 fine-tuned b16/l16_ptk710_ftk710_"
                 "f8_res224.pth), or model.init=scratch"
             )
-        if m.init not in ("scratch", "auto") and not Path(m.init).exists():
+        if self.reads_init and m.init not in ("scratch", "auto") and not Path(m.init).exists():
             raise FileNotFoundError(f"model.init: no such file or folder {m.init}")
         if self.cfg.dist.strategy == "fsdp":
             raise ConfigError("dist.strategy: fsdp is not supported for detection (use ddp)")
@@ -143,11 +143,15 @@ class DetectionTask(Task):
                 "root": d.root or None,
             }
         from umt.data.synth_detection import ensure_detection_dataset
+        from umt.train.data import synthetic_write_error
         from umt.train.distributed import barrier
 
         root = synthetic_detection_root(self.cfg)
         if self.ctx.info.is_main:
-            ensure_detection_dataset(root)
+            try:
+                ensure_detection_dataset(root)
+            except OSError as err:
+                raise synthetic_write_error(err, root) from None
         barrier()
         return {
             "train": str(root / "train.csv"),
@@ -190,7 +194,7 @@ class DetectionTask(Task):
 
     def build_model(self) -> nn.Module:
         cfg = self.cfg
-        path, self.init_desc = resolve_init(cfg)
+        path, self.init_desc = resolve_init(cfg, self.ctx.resume_from)
         model = build_detector(cfg)
         self.init_notes: list[str] = []
         if path is not None:
@@ -389,8 +393,6 @@ class DetectionTask(Task):
                 read_exclusions(f["excluded"]) if f.get("excluded") else None,
                 seeds=CHANCE_SEEDS,
             )
-        test_dir = out / "test"
-        test_dir.mkdir(parents=True, exist_ok=True)
         summary = {
             "mAP": 100.0 * result.mean_ap,
             OFFICIAL_MAP_KEY: result.mean_ap,
@@ -405,8 +407,15 @@ class DetectionTask(Task):
             "skipped_videos": skipped,
             "weights": "last",
         }
-        (test_dir / "results.json").write_text(json.dumps(summary, indent=1))
-        write_detections_csv(test_dir / "detections.csv", detections)
+        from umt.train.checkpoint import write_outputs
+
+        test_dir = write_outputs(  # all or nothing
+            out / "test",
+            {
+                "results.json": lambda p: p.write_text(json.dumps(summary, indent=1)),
+                "detections.csv": lambda p: write_detections_csv(p, detections),
+            },
+        )
         self.test_result = result
         return [
             f"AVA frame-mAP@0.5 (last weights): {100.0 * result.mean_ap:.2f}% over "

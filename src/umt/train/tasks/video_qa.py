@@ -107,14 +107,14 @@ class QATask(Task):
     def check(self) -> None:
         cfg, d = self.cfg, self.cfg.data
         self.text_path = resolve_text_weights(cfg.text.weights, cfg.recipe)
-        if cfg.model.init is None:
+        if self.reads_init and cfg.model.init is None:
             raise ConfigError(
                 f"recipe '{cfg.recipe}' needs model.init: the stage-2 checkpoint to fine-tune "
                 "(umt's or an official multimodal file; an official or umt QA checkpoint also "
                 "works); pass --init PATH, or --init scratch for random weights"
             )
         init = cfg.model.init
-        if init not in ("scratch", "auto") and not Path(init).exists():
+        if self.reads_init and init not in ("scratch", "auto") and not Path(init).exists():
             raise FileNotFoundError(f"model.init: no such file or folder {init}")
         for key in ("train_list", "val_list", "test_list", "answer_list"):
             value = getattr(d, key)
@@ -208,7 +208,7 @@ class QATask(Task):
         from umt.models.video_qa import load_video_qa
 
         cfg, m, d = self.cfg, self.cfg.model, self.cfg.data
-        path, self.init_desc = resolve_init(cfg)
+        path, self.init_desc = resolve_init(cfg, self.ctx.resume_from)
         if path is None:
             model, self.notes = self._scratch_model()
         else:
@@ -355,10 +355,15 @@ class QATask(Task):
             net = unwrap(model).model
             which = load_best_weights(net, best, self.cfg.eval.test_best, strict=False)
             result = self._evaluate(net, self.test_list, self.test_root)
-            test_dir = out / "test"
-            test_dir.mkdir(parents=True, exist_ok=True)
-            (test_dir / "results.json").write_text(json.dumps(result.summary(), indent=1))
-            write_qa_predictions(test_dir / "predictions.jsonl", result)
+            from umt.train.checkpoint import write_outputs
+
+            test_dir = write_outputs(  # all or nothing
+                out / "test",
+                {
+                    "results.json": lambda p: p.write_text(json.dumps(result.summary(), indent=1)),
+                    "predictions.jsonl": lambda p: write_qa_predictions(p, result),
+                },
+            )
             types = ", ".join(f"{k} {v:.1f}" for k, v in result.per_type.items())
             lines.append(
                 f"QA test ({which}) on {self.test_list}: exact-match accuracy "

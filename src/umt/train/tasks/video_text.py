@@ -294,7 +294,7 @@ class VideoTextTask(Task):
 
             check_teacher_setting(cfg)
         init = cfg.model.init
-        if init is None:
+        if self.reads_init and init is None:
             what = (
                 "the stage-1 checkpoint its video encoder starts from (umt's or the official "
                 "b16_ptk710_f8_res224.pth)"
@@ -305,7 +305,7 @@ class VideoTextTask(Task):
                 f"recipe '{cfg.recipe}' needs model.init: {what}; pass --init PATH, or "
                 "--init scratch for random weights"
             )
-        if init not in ("scratch", "auto") and not Path(init).exists():
+        if self.reads_init and init not in ("scratch", "auto") and not Path(init).exists():
             raise FileNotFoundError(f"model.init: no such file or folder {init}")
         for key in ("val_list", "test_list"):
             value = getattr(cfg.data, key)
@@ -438,7 +438,7 @@ class VideoTextTask(Task):
             from umt.train.tasks.stage1 import build_teacher
 
             teacher, self.teacher_desc = build_teacher(cfg, "cpu")
-        path, self.init_desc = resolve_init(cfg)
+        path, self.init_desc = resolve_init(cfg, self.ctx.resume_from)
         if self.stage2 or path is None:
             model = self._new_model(teacher)
             if path is not None:
@@ -560,10 +560,15 @@ class VideoTextTask(Task):
         from umt.evaluate.multiple_choice import write_mc_predictions
 
         result = self._mc(net, self.test_list, self.test_root)
-        test_dir = out / "test"
-        test_dir.mkdir(parents=True, exist_ok=True)
-        (test_dir / "results.json").write_text(json.dumps(result.summary(), indent=1))
-        write_mc_predictions(test_dir / "predictions.jsonl", result)
+        from umt.train.checkpoint import write_outputs
+
+        test_dir = write_outputs(  # all or nothing
+            out / "test",
+            {
+                "results.json": lambda p: p.write_text(json.dumps(result.summary(), indent=1)),
+                "predictions.jsonl": lambda p: write_mc_predictions(p, result),
+            },
+        )
         self.test_result = result
         return [
             f"multiple-choice test ({which}) on {self.test_list}: accuracy "
@@ -704,10 +709,15 @@ class VideoTextTask(Task):
 
             result = self._retrieval(net, self.test_list, self.test_root)
             res = result.metrics
-            test_dir = out / "test"
-            test_dir.mkdir(parents=True, exist_ok=True)
-            (test_dir / "results.json").write_text(json.dumps(result.summary(), indent=1))
-            write_predictions(test_dir / "predictions.jsonl", result)
+            from umt.train.checkpoint import write_outputs
+
+            test_dir = write_outputs(  # all or nothing
+                out / "test",
+                {
+                    "results.json": lambda p: p.write_text(json.dumps(result.summary(), indent=1)),
+                    "predictions.jsonl": lambda p: write_predictions(p, result),
+                },
+            )
             lines.append(
                 f"retrieval test ({which}) on {self.test_list}: text->video R@1/5/10 "
                 f"{res['t2v_r1']:.2f}/{res['t2v_r5']:.2f}/{res['t2v_r10']:.2f}, video->text "

@@ -1,0 +1,306 @@
+"""A stop at any moment (issue 18): real SIGTERM / SIGINT sent to a real ``umt`` process while it
+validates, while it runs the end-of-run test, while it trains the built-in teacher; each saves
+what can be resumed, says where in one line, exits 143 / 130 without a traceback, and the resumed
+run continues. And a process waiting for another to train the teacher says so."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from train_helpers import run_cli
+from umt.train import checkpoint as ckpt
+
+# A tiny classifier (as tests/test_train_finetune.py) validated after each of 2 epochs of 3 steps.
+TINY_FT = [
+    "model.embed_dim=64",
+    "model.depth=2",
+    "model.num_heads=2",
+    "data.num_frames=2",
+    "data.input_size=48",
+    "data.short_side=48",
+    "train.batch_size=4",
+    "train.progress=false",
+    "train.plot=false",
+    "train.tensorboard=false",
+    "schedule.epochs=2",
+    "schedule.steps_per_epoch=3",
+    "eval.val_every_epochs=1",
+    "eval.test_views=2x2",
+]
+
+
+def _long_list(synthetic: Path, path: Path, repeats: int = 20) -> Path:
+    """The synthetic val clips ``repeats`` times over: validation (~4 s) and the end-of-run test
+    (~7 s) last long enough to be interrupted in the middle."""
+    rows = [line.split() for line in (synthetic / "val.csv").read_text().splitlines() if line]
+    path.write_text("".join(f"{synthetic / v} {c}\n" for _ in range(repeats) for v, c in rows))
+    return path
+
+
+def _spawn(args: list[str], cwd: Path, log: Path, **env: str) -> subprocess.Popen:
+    """``python -m umt ARGS`` in its own process group; stdout to ``log``, stderr beside it."""
+    environ = dict(os.environ, OMP_NUM_THREADS="1", **env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "umt", *args],
+        cwd=cwd,
+        env=environ,
+        stdout=open(log, "w"),  # noqa: SIM115 (the child holds it)
+        stderr=open(log.with_suffix(".err"), "w"),  # noqa: SIM115
+        start_new_session=True,
+    )
+
+
+def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if log.is_file() and text in log.read_text():
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared in {log} (exit {proc.poll()})")
+
+
+def _end(proc: subprocess.Popen, log: Path) -> tuple[int, str, str]:
+    rc = proc.wait(timeout=240)
+    return rc, log.read_text(), log.with_suffix(".err").read_text()
+
+
+def _state(step_dir: Path) -> dict:
+    return json.loads((step_dir / "state.json").read_text())
+
+
+@pytest.mark.slow
+def test_stops_during_validation_and_the_final_test_save_and_resume(synthetic, tmp_path):
+    out = tmp_path / "run"
+    long = _long_list(synthetic, tmp_path / "long.csv")
+    args = [
+        "finetune",
+        *TINY_FT,
+        f"data.synthetic_root={synthetic}",
+        f"data.val_list={long}",
+        f"train.output_dir={out}",
+    ]
+    # 1. SIGTERM to the process group while epoch 0 is validated (after step 3, before any
+    # periodic checkpoint): the step's state is saved and marked to validate again.
+    log = tmp_path / "first.log"
+    proc = _spawn(args, tmp_path, log)
+    _wait_for(out / "metrics.jsonl", '"step": 3,', proc)  # step 3 done: validation starts
+    time.sleep(0.5)  # inside the validation loop (about 4 s)
+    os.killpg(proc.pid, signal.SIGTERM)
+    rc, stdout, stderr = _end(proc, log)
+    assert rc == 143, stderr[-3000:]
+    assert "Traceback" not in stderr and "epoch 0 (step 3): val_top1" not in stdout  # cut short
+    step3 = out / "checkpoints" / "step_000003"
+    assert ckpt.latest_checkpoint(out / "checkpoints") == step3
+    assert _state(step3)["extra"]["pending_eval"] == 0
+    stopped = [line for line in stdout.splitlines() if line.startswith("stopped by")]
+    assert stopped == [
+        f"stopped by SIGTERM during the validation of epoch 0 (a resumed run validates it first) "
+        f"after step 3; last checkpoint: {step3}"
+    ]
+    # 2. Resumed, it validates epoch 0 first, trains on; Ctrl-C during the end-of-run test.
+    log = tmp_path / "second.log"
+    proc = _spawn([*args, "--resume", "auto"], tmp_path, log)
+    _wait_for(log, "checkpoint: ", proc)  # training done; the multi-view test starts
+    time.sleep(1.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    rc, stdout, stderr = _end(proc, log)
+    assert rc == 130, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    lines = stdout.splitlines()
+    assert "validating after epoch 0 (step 3)" in lines
+    assert any(line.startswith("epoch 0 (step 3): val_top1") for line in lines)
+    assert any(line.startswith("epoch 1 (step 6): val_top1") for line in lines)
+    step6 = out / "checkpoints" / "step_000006"
+    assert lines[-1] == (
+        f"stopped by SIGINT during the end-of-run evaluation (test / probe) after step 6; "
+        f"checkpoint {step6} holds the finished training; run the same command with --resume "
+        "auto (train.resume=auto) to do the end-of-run evaluation again"
+    )
+    assert not (out / "test" / "results.json").exists()
+    recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs if "val_top1" in r] == [3, 6]  # each validation once
+    assert [r["step"] for r in recs if "loss" in r and "val_loss" not in r] == [1, 2, 3, 4, 5, 6]
+    # 3. Resumed once more: nothing left to train, the test is done.
+    res = run_cli([*args, "--resume", "auto"], tmp_path, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((out / "test" / "results.json").read_text())["videos"] == 1200
+
+
+# --------------------------------------------------------------------------- the built-in teacher
+TEACHER = [
+    "teacher.width=32",
+    "teacher.layers=2",
+    "teacher.heads=2",
+    "teacher.output_dim=16",
+    "teacher.img_size=32",
+    "teacher.builtin_steps=600",
+]
+
+
+def _home(synthetic: Path, home: Path) -> Path:
+    """A UMT_HOME whose synthetic set is the session's (its teacher cache empty)."""
+    home.mkdir()
+    (home / "synthetic").symlink_to(synthetic, target_is_directory=True)
+    return home
+
+
+@pytest.mark.slow
+def test_sigterm_while_the_teacher_trains_keeps_its_progress_and_continues(
+    synthetic, tmp_path, monkeypatch
+):
+    from umt.config import load_config
+    from umt.train.builtin_teacher import partial_path, recipe_from_config, teacher_dir
+
+    home = _home(synthetic, tmp_path / "home")
+    log = tmp_path / "teacher.log"
+    proc = _spawn(["teacher", "train", *TEACHER], tmp_path, log, UMT_HOME=str(home))
+    _wait_for(log, "teacher step 1/600", proc)
+    time.sleep(1.5)
+    os.killpg(proc.pid, signal.SIGTERM)
+    rc, stdout, stderr = _end(proc, log)
+    assert rc == 143, stderr[-3000:]
+    folder = teacher_dir(recipe_from_config(load_config(None, TEACHER)), home / "teachers")
+    assert "Traceback" not in stderr and not folder.exists()  # no half cache
+    keep = partial_path(folder)
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith(
+        "umt teacher: stopped by SIGTERM while training the built-in teacher "
+    ), line
+    assert line.endswith(
+        f"its progress is kept in {keep}: run the same command again to continue from there"
+    )
+    step = int(line.split("after step ")[1].split("/")[0])
+    assert 0 < step < 600 and keep.is_file()
+    monkeypatch.setenv("UMT_HOME", str(home))
+    res = run_cli(["teacher", "train", *TEACHER], tmp_path, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"continuing an interrupted training from step {step} ({keep})" in res.stdout
+    assert "teacher step 1/600" not in res.stdout and not keep.exists()
+    # The continued teacher is the one an uninterrupted training makes, to the bit.
+    other = _home(synthetic, tmp_path / "other")
+    monkeypatch.setenv("UMT_HOME", str(other))
+    res = run_cli(["teacher", "train", *TEACHER], tmp_path, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    again = other / "teachers" / folder.name
+    assert (again / "checksum.sha256").read_text() == (folder / "checksum.sha256").read_text()
+
+
+def _hold_lock(lock: Path, seconds: float, text: str) -> subprocess.Popen:
+    """A helper process that holds the teacher's lock (as a training process does) and says so."""
+    code = (
+        "import fcntl, sys, time\n"
+        f"fh = open({str(lock)!r}, 'a+')\n"
+        "fcntl.flock(fh, fcntl.LOCK_EX)\n"
+        f"fh.truncate(0); fh.write({text!r}); fh.flush()\n"
+        "print('locked', flush=True)\n"
+        f"time.sleep({seconds})\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_waiting_for_another_process_s_teacher_is_said_and_not_training_time(
+    synthetic, tmp_path, monkeypatch
+):
+    from train_helpers import TINY
+    from umt.config import load_config
+    from umt.train.builtin_teacher import recipe_from_config, teacher_dir
+
+    home = _home(synthetic, tmp_path / "home")
+    monkeypatch.setenv("UMT_HOME", str(home))
+    args = [
+        *TINY,
+        "teacher.weights=builtin",
+        "teacher.builtin_steps=3",
+        "probe.enabled=false",
+        "train.max_steps=2",
+        f"train.output_dir={tmp_path / 'run'}",
+    ]
+    folder = teacher_dir(recipe_from_config(load_config(None, args)))
+    folder.parent.mkdir(parents=True)
+    lock = folder.parent / f".{folder.name}.lock"
+    holder = _hold_lock(lock, 6.0, "process 4242, step 300/1000")
+    t0 = time.time()
+    res = run_cli(["pretrain", *args], tmp_path, timeout=240)
+    holder.wait(timeout=30)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = res.stdout.splitlines()
+    assert (
+        f"built-in teacher: waiting for process 4242, step 300/1000 to finish training it (lock "
+        f"{lock}); the wait is not training time"
+    ) in lines
+    assert any(line.startswith("built-in teacher: waited ") for line in lines)
+    assert "teacher: built-in synthetic-world CLIP (trained now" in res.stdout  # then it trained
+    # The run's training time starts after its set-up: the 6 s wait is not in it.
+    recs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert time.time() - t0 > 6 and recs[-1]["time"] < 6, recs
+
+
+def test_a_long_wait_for_the_teacher_s_lock_is_reported_periodically(
+    synthetic, tmp_path, monkeypatch
+):
+    from umt.train import builtin_teacher as bt
+
+    recipe = bt.TeacherRecipe(
+        img_size=32, width=32, layers=2, heads=2, output_dim=16, steps=2, batch_size=8,
+        warmup_steps=1,
+    )  # fmt: skip
+    folder = bt.teacher_dir(recipe, tmp_path)
+    tmp_path.mkdir(exist_ok=True)
+    lock = tmp_path / f".{folder.name}.lock"
+    monkeypatch.setattr(bt, "WAIT_REPORT_S", 0.5)
+    holder = _hold_lock(lock, 2.5, "process 4242, step 700/1000")
+    lines: list[str] = []
+    bt.ensure_builtin_teacher(recipe, synthetic, root=tmp_path, log=lines.append)
+    holder.wait(timeout=30)
+    assert lines[0].startswith("built-in teacher: waiting for process 4242, step 700/1000 ")
+    still = [x for x in lines if x.startswith("  still waiting for process 4242, step 700/1000 (")]
+    assert 2 <= len(still) <= 6, lines
+    assert any(x.startswith("built-in teacher: waited ") for x in lines)
+    assert bt.check_cached(folder, recipe) is None
+
+
+# --------------------------------------------------------------------------- umt demo
+@pytest.mark.slow
+@pytest.mark.heavy
+def test_a_stopped_demo_keeps_its_runs_and_continues(synthetic, tmp_path, monkeypatch):
+    home = _home(synthetic, tmp_path / "home")
+    out = tmp_path / "demo"
+    args = ["demo", "--quick", "--budget-steps", "6", "--finetune-epochs", "1"]
+    args += ["--teacher-steps", "20", "--output-dir", str(out)]
+    log = tmp_path / "demo.log"
+    proc = _spawn(args, tmp_path, log, UMT_HOME=str(home))
+    _wait_for(log, "pretraining budget:", proc, timeout=600)
+    metrics = out / "umt-attention-seed0" / "pretrain" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while not metrics.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGTERM)  # inside the first pretraining
+    rc, stdout, stderr = _end(proc, log)
+    assert rc == 143, stderr[-3000:]
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("umt demo: stopped by SIGTERM ") and "Traceback" not in stderr
+    assert line.endswith(f"--output-dir {out}) to continue")
+    assert json.loads((out / "progress.json").read_text())["runs"] == []
+    monkeypatch.setenv("UMT_HOME", str(home))
+    res = run_cli(args, tmp_path, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads((out / "demo.json").read_text())
+    assert {r["variant"] for r in result["runs"]} == {
+        "umt-attention",
+        "umt-random",
+        "videomae",
+        "none",
+    }
+    assert "resumed from" in (out / "umt-attention-seed0" / "pretrain.log").read_text()
