@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from umt.cli import main as cli_main
 from umt.config import load_config
@@ -247,3 +248,31 @@ def test_check_writable_refuses_a_read_only_mount(tmp_path):
             check_writable(folder / "index", "index folder", folder=True)
     finally:
         subprocess.run(["umount", str(folder)], check=False)
+
+
+class _UndecodableSet(torch.utils.data.Dataset):
+    """Every item is a video that cannot be decoded (a worker raises VideoDecodeError)."""
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i: int):
+        from umt.data.decode import VideoDecodeError
+
+        raise VideoDecodeError("clip.mp4", "cannot open as a video container")
+
+
+def test_worker_error_torch_cannot_rebuild_is_still_one_line():
+    """VideoDecodeError takes two arguments, so torch re-raises it from a worker as a
+    RuntimeError: the CLI still treats it as the data error it is, in the same one line."""
+    from umt.cli import _error_exit_code, _one_line
+    from umt.data.decode import VideoDecodeError
+
+    direct = VideoDecodeError("clip.mp4", "cannot open as a video container")
+    loader = torch.utils.data.DataLoader(_UndecodableSet(), num_workers=1)
+    with pytest.raises(RuntimeError, match="Caught VideoDecodeError") as caught:
+        next(iter(loader))
+    err = caught.value
+    assert not isinstance(err, VideoDecodeError)  # what torch gives: not the original type
+    assert _error_exit_code(err) == _error_exit_code(direct) == 1
+    assert _one_line(err) == _one_line(direct)

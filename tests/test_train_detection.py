@@ -277,3 +277,25 @@ def test_missing_label_map_is_a_config_error_before_any_work(small_set, tmp_path
     assert not out.exists()
     with pytest.raises(ConfigError, match="model.init"):
         finetune(tiny_cfg(small_set, out, "model.init=null"))
+
+
+def test_validation_leaves_out_and_names_unreadable_videos(small_set, tmp_path):
+    """An unreadable validation video is left out, counted and named in the metrics and the
+    test results: never replaced by another video."""
+    import shutil
+
+    from umt.train import finetune
+
+    data = tmp_path / "set"
+    shutil.copytree(small_set, data)
+    val_ids = sorted({line.split(",")[0] for line in (data / "val.csv").read_text().splitlines()})
+    broken = next(p for p in (data / "videos").iterdir() if p.stem == val_ids[0])
+    broken.write_bytes(b"\x00" * 300)  # a real file that is no video
+    out = tmp_path / "run"
+    finetune(tiny_cfg(data, out, "schedule.epochs=1"), echo=lambda s: None)
+    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if "val_map" in r]
+    assert val and val[-1]["val_skipped_videos"] == 1
+    assert val[-1]["val_skipped"] == [str(broken)]
+    res = json.loads((out / "test" / "results.json").read_text())
+    assert [v["path"] for v in res["skipped_videos"]] == [str(broken)]

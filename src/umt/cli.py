@@ -1542,10 +1542,22 @@ def _error_exit_code(err: BaseException) -> int | None:
         "TeacherCacheError",
     ):
         return 1
+    caught = _WORKER_ERROR.match(str(err.args[0])) if err.args else None
+    if isinstance(err, RuntimeError) and caught:  # torch could not rebuild the worker's error
+        return _WORKER_ERROR_CODES.get(caught.group(1))
     return None
 
 
 _WORKER_ERROR = re.compile(r"Caught (\w+) in DataLoader worker process \d+\.\s")
+_WORKER_ERROR_CODES = {
+    **dict.fromkeys(("TooManyFaultsError", "VideoDecodeError", "PermissionError", "OSError"), 1),
+    **dict.fromkeys(
+        ("FileNotFoundError", "FileExistsError", "IsADirectoryError", "NotADirectoryError"), 2
+    ),
+    **dict.fromkeys(("ValueError", "KeyError", "ConfigError", "UnicodeDecodeError"), 2),
+}
+"""Exit codes of user errors raised in a DataLoader worker that torch re-raises as a
+RuntimeError (an exception type it cannot rebuild from its message)."""
 _ERRNO_TEXT = re.compile(r"\[Errno \d+\] (?P<strerror>[^:]+): '(?P<filename>.*)'$")
 
 

@@ -291,9 +291,9 @@ class DetectionTask(Task):
         ) % self.cfg.eval.every_epochs == 0 or epoch + 1 == self.cfg.schedule.epochs
 
     @torch.no_grad()
-    def run_validation(self, model: nn.Module) -> tuple[Any, Any, int]:
+    def run_validation(self, model: nn.Module) -> tuple[Any, Any, list[dict[str, str]]]:
         """Score the validation keyframes with ``model`` (plain, not DDP): ``(DetectionResult,
-        detections AVABoxes, unreadable videos)``."""
+        detections AVABoxes, the unreadable videos left out)``."""
         from umt.data.detection import collate_detection
         from umt.evaluate.detection import (
             AVABoxes,
@@ -319,10 +319,10 @@ class DetectionTask(Task):
         model.eval()
         dev, amp = self.ctx.device, self.ctx.amp_dtype
         ext = tuple(cfg.model.test_box_ext)
-        parts, skipped = [], 0
+        parts, skipped = [], {}
         try:
             for batch in loader:
-                skipped += len(batch["faults"])
+                skipped.update((str(path), str(reason)) for path, reason in batch["faults"])
                 if batch["video"] is None or not any(b.shape[0] for b in batch["boxes"]):
                     continue
                 rois = [
@@ -342,9 +342,9 @@ class DetectionTask(Task):
             read_label_map(f["label_map"]),
             read_exclusions(f["excluded"]) if f.get("excluded") else None,
         )
-        return result, detections, skipped
+        return result, detections, [{"path": p, "reason": skipped[p]} for p in sorted(skipped)]
 
-    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float] | None:
+    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, Any] | None:
         from umt.train.distributed import broadcast_str, unwrap
 
         metrics = None
@@ -356,8 +356,9 @@ class DetectionTask(Task):
                 "val_keyframes": float(len(self.val_set)),
                 "val_detections": float(result.num_detections),
             }
-            if skipped:
-                metrics["val_skipped_videos"] = float(skipped)
+            if skipped:  # left out, counted and named (never replaced by other videos)
+                metrics["val_skipped_videos"] = float(len(skipped))
+                metrics["val_skipped"] = [v["path"] for v in skipped]
         text = broadcast_str(json.dumps(metrics) if metrics is not None else None)
         return json.loads(text) if text else None
 
@@ -426,6 +427,12 @@ class DetectionTask(Task):
                 else f"; random scores on the same boxes: {100.0 * chance:.2f} +- "
                 f"{100.0 * chance_std:.2f}% ({CHANCE_SEEDS} draws)"
             )
-            + (f"; {skipped} unreadable video(s) skipped" if skipped else ""),
+            + (
+                f"; {len(skipped)} unreadable video(s) skipped: "
+                + ", ".join(v["path"] for v in skipped[:3])
+                + (", ..." if len(skipped) > 3 else "")
+                if skipped
+                else ""
+            ),
             f"test results: {test_dir}",
         ]
