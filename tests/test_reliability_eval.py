@@ -11,21 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from train_helpers import TINY_FT as TINY_FT_BASE
 from umt.cli import main as cli_main
 from umt.config import load_config
 from umt.train import finetune
 
 TINY_FT = [
-    "model.embed_dim=64",
-    "model.depth=2",
-    "model.num_heads=2",
-    "data.num_frames=2",
-    "data.input_size=48",
-    "data.short_side=48",
-    "train.batch_size=4",
-    "train.progress=false",
-    "train.plot=false",
-    "train.tensorboard=false",
+    *TINY_FT_BASE,
     "schedule.epochs=1",
     "schedule.steps_per_epoch=2",
     "eval.test_views=1x1",

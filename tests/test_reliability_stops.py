@@ -15,21 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from train_helpers import TINY_FT as TINY_FT_BASE
 from train_helpers import run_cli
 from umt.train import checkpoint as ckpt
 
-# A tiny classifier (as tests/test_train_finetune.py) validated after each of 2 epochs of 3 steps.
+# The tiny classifier validated after each of 2 epochs of 3 steps.
 TINY_FT = [
-    "model.embed_dim=64",
-    "model.depth=2",
-    "model.num_heads=2",
-    "data.num_frames=2",
-    "data.input_size=48",
-    "data.short_side=48",
-    "train.batch_size=4",
-    "train.progress=false",
-    "train.plot=false",
-    "train.tensorboard=false",
+    *TINY_FT_BASE,
     "schedule.epochs=2",
     "schedule.steps_per_epoch=3",
     "eval.val_every_epochs=1",

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 import umt
 from official_fixtures import load_case
+from train_helpers import TINY_FT as TINY_FT_BASE
 from train_helpers import TORCHRUN_2, run_cli
 from umt.config import ConfigError, load_config
 from umt.train import finetune
@@ -22,18 +23,8 @@ from umt.train.tasks.classify import (
     read_init_checkpoint,
 )
 
-# A tiny classifier run on the synthetic set (12 classes), fast on 2 cores.
 TINY_FT = [
-    "model.embed_dim=64",
-    "model.depth=2",
-    "model.num_heads=2",
-    "data.num_frames=2",
-    "data.input_size=48",
-    "data.short_side=48",
-    "train.batch_size=4",
-    "train.progress=false",
-    "train.plot=false",
-    "train.tensorboard=false",
+    *TINY_FT_BASE,
     "schedule.epochs=2",
     "schedule.steps_per_epoch=3",
     "eval.test_views=2x2",

@@ -6,8 +6,48 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from umt.config import Config, load_config
+
+# A tiny classifier on the synthetic set (12 classes), fast on 2 cores: the fine-tuning tests'
+# sizes, each test adding its schedule and evaluation.
+TINY_FT = [
+    "model.embed_dim=64",
+    "model.depth=2",
+    "model.num_heads=2",
+    "data.num_frames=2",
+    "data.input_size=48",
+    "data.short_side=48",
+    "train.batch_size=4",
+    "train.progress=false",
+    "train.plot=false",
+    "train.tensorboard=false",
+]
+
+
+def tiny_video_text(seed: int = 0) -> Any:
+    """A tiny random UMTVideoText (bert-base-uncased vocabulary, no MLM head) in eval mode."""
+    import torch
+
+    from umt.models import UMTVideoText
+
+    torch.manual_seed(seed)
+    return UMTVideoText(
+        vision=dict(img_size=48, patch_size=16, num_frames=2, embed_dim=32, depth=1, num_heads=2),
+        text=dict(
+            vocab_size=30522,
+            hidden_size=32,
+            num_layers=2,
+            num_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=32,
+            fusion_layer=1,
+            mlm_head=False,
+        ),  # fmt: skip
+        embed_dim=16,
+    ).eval()
+
 
 # Small enough for a step in well under a second on 2 CPU cores.
 TINY = [
