@@ -11,7 +11,8 @@ import re
 import sys
 from typing import Any
 
-from umt.cli_qa import add_ask, add_evaluate_mc, add_evaluate_qa, model_sizes, size_options
+from umt.cli_options import count_at_least, model_sizes, size_options
+from umt.cli_qa import add_ask, add_evaluate_mc, add_evaluate_qa
 
 
 # --------------------------------------------------------------------------- convert
@@ -659,19 +660,6 @@ def _evaluate_views(text: str) -> tuple[int, int]:
     return int(match[1]), int(match[2])
 
 
-def _evaluate_count(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return value
-
-    return parse
-
-
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
@@ -702,25 +690,25 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--labels", default=None, help="SSv2 label-name -> index JSON")
     c.add_argument(
         "--num-frames",
-        type=_evaluate_count(1),
+        type=count_at_least(1),
         default=None,
         help="frames per clip (default: the checkpoint's config, else the official 8)",
     )
     c.add_argument(
         "--input-size",
-        type=_evaluate_count(1),
+        type=count_at_least(1),
         default=None,
         help="model input size / img_size (default: the checkpoint's config, else 224)",
     )
     c.add_argument(
         "--num-heads",
-        type=_evaluate_count(1),
+        type=count_at_least(1),
         default=None,
         help="attention heads, for files that do not store them (default: width / 64)",
     )
     c.add_argument(
         "--short-side",
-        type=_evaluate_count(1),
+        type=count_at_least(1),
         default=None,
         help="resize the short side to this before cropping (default: the input size)",
     )
@@ -740,18 +728,18 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     c.add_argument(
         "--frame-stride",
-        type=_evaluate_count(1),
+        type=count_at_least(1),
         default=4,
         help="frame step of --sampling dense (default: 4)",
     )
     c.add_argument(
         "--batch-size",
-        type=_evaluate_count(1),
+        type=count_at_least(1),
         default=4,
         help="VIDEOS per forward pass (each brings CLIPS x CROPS views; default: 4)",
     )
     c.add_argument(
-        "--workers", type=_evaluate_count(0), default=4, help="decoding processes (default: 4)"
+        "--workers", type=count_at_least(0), default=4, help="decoding processes (default: 4)"
     )
     c.add_argument("--predictions", default=None, metavar="FILE.jsonl", help="per-video output")
     c.add_argument("--backend", default="auto", choices=["auto", "pyav", "torchcodec", "decord"])
@@ -799,17 +787,17 @@ def _add_evaluate_retrieval(tasks: argparse._SubParsersAction) -> None:
     r.add_argument("annotations", metavar="ANNOTATIONS.json", help="retrieval test annotations")
     r.add_argument("--root", default=None, help="prefix for relative video paths")
     r.add_argument(
-        "--num-frames", type=_evaluate_count(1), default=4, help="frames per video (default: 4)"
+        "--num-frames", type=count_at_least(1), default=4, help="frames per video (default: 4)"
     )
     r.add_argument(
         "--k-test",
-        type=_evaluate_count(0),
+        type=count_at_least(0),
         default=128,
         help="ITM re-ranks the top K of each query (default: 128; 0: ITC only)",
     )
     r.add_argument(
         "--max-text-len",
-        type=_evaluate_count(3),
+        type=count_at_least(3),
         default=32,
         help="tokens per text, [CLS] included (default: 32)",
     )
@@ -817,7 +805,7 @@ def _add_evaluate_retrieval(tasks: argparse._SubParsersAction) -> None:
         "--paragraph", action="store_true", help="join each video's sentences into one text"
     )
     r.add_argument(
-        "--batch-size", type=_evaluate_count(1), default=32, help="videos per forward pass"
+        "--batch-size", type=count_at_least(1), default=32, help="videos per forward pass"
     )
     r.add_argument("--predictions", default=None, metavar="FILE.jsonl", help="per-query output")
     r.add_argument(
@@ -833,7 +821,7 @@ def _add_evaluate_retrieval(tasks: argparse._SubParsersAction) -> None:
         help="vocab.txt / tokenizer.json (or their folder); default: beside the checkpoint, "
         "else the bert-base-uncased vocabulary",
     )
-    r.add_argument("--workers", type=_evaluate_count(0), default=4, help="decoding processes")
+    r.add_argument("--workers", type=count_at_least(0), default=4, help="decoding processes")
     r.add_argument("--backend", default="auto", choices=["auto", "pyav", "torchcodec", "decord"])
     r.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda:1, ...")
     r.add_argument(
@@ -1366,7 +1354,7 @@ def _add_embed(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="also store the video tokens, so --rerank needs no decoding (large: N x C per video)",
     )
-    p.add_argument("--workers", type=_evaluate_count(0), default=2, help="decoding processes")
+    p.add_argument("--workers", type=count_at_least(0), default=2, help="decoding processes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing index")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda[:N]")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -1438,7 +1426,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         "--checkpoint", default=None, help="the model (default: the one the index was made with)"
     )
     p.add_argument(
-        "--max-text-len", type=_evaluate_count(3), default=32, help="tokens per query (default 32)"
+        "--max-text-len", type=count_at_least(3), default=32, help="tokens per query (default 32)"
     )
     p.add_argument("--json", action="store_true", help="one JSON object per query")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu, cuda[:N]")
@@ -1451,7 +1439,7 @@ def _run_search(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from umt.infer.classify import resolve_device
-    from umt.infer.search import check_model, check_queries, load_index, search
+    from umt.infer.search import check_queries, load_index, search
 
     def note(message: str) -> None:
         print(f"umt search: {message}", file=sys.stderr)
@@ -1470,7 +1458,6 @@ def _run_search(args: argparse.Namespace) -> int:
         )
     device = resolve_device(args.device)
     model, tokenizer = _load_video_text(checkpoint, index.settings["num_frames"], note)
-    check_model(index, model, checkpoint)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     results = search(
@@ -1484,6 +1471,7 @@ def _run_search(args: argparse.Namespace) -> int:
         max_length=args.max_text_len,
         device=device,
         timings=timings,
+        checkpoint=checkpoint,
     )
     per_query = (time.perf_counter() - t0) / len(args.queries)
     for query, hits in zip(args.queries, results):
@@ -1524,40 +1512,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _error_exit_code(err: BaseException) -> int | None:
-    """Exit code of an error a user or the environment caused (None: a bug, let it raise).
-    2: bad arguments, config or input files; 1: data or environment failures."""
-    from umt.data.decode import VideoDecodeError
-    from umt.data.faults import TooManyFaultsError
-
-    if isinstance(err, (TooManyFaultsError, VideoDecodeError, PermissionError)):
-        return 1
-    if isinstance(err, (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError)):
-        return 2
-    if isinstance(err, (ValueError, KeyError)):
-        return 2
-    if isinstance(err, OSError) or type(err).__name__ in (
-        "RunError",
-        "RunFolderError",
-        "TeacherCacheError",
-    ):
-        return 1
-    caught = _WORKER_ERROR.match(str(err.args[0])) if err.args else None
-    if isinstance(err, RuntimeError) and caught:  # torch could not rebuild the worker's error
-        return _WORKER_ERROR_CODES.get(caught.group(1))
-    return None
-
-
-_WORKER_ERROR = re.compile(r"Caught (\w+) in DataLoader worker process \d+\.\s")
-_WORKER_ERROR_CODES = {
-    **dict.fromkeys(("TooManyFaultsError", "VideoDecodeError", "PermissionError", "OSError"), 1),
+_EXIT_CODES = {
+    **dict.fromkeys(("TooManyFaultsError", "VideoDecodeError", "PermissionError"), 1),
     **dict.fromkeys(
         ("FileNotFoundError", "FileExistsError", "IsADirectoryError", "NotADirectoryError"), 2
     ),
-    **dict.fromkeys(("ValueError", "KeyError", "ConfigError", "UnicodeDecodeError"), 2),
+    **dict.fromkeys(("ValueError", "KeyError", "UnicodeDecodeError", "ConfigError"), 2),
+    **dict.fromkeys(("OSError", "RunError", "RunFolderError", "TeacherCacheError"), 1),
 }
-"""Exit codes of user errors raised in a DataLoader worker that torch re-raises as a
-RuntimeError (an exception type it cannot rebuild from its message)."""
+"""Exit codes of the errors a user or the environment causes (1: data or environment, 2: bad
+arguments, config or input files), by class name, in order of precedence: an error takes the
+code of the first entry that is one of its classes."""
+_WORKER_ERROR = re.compile(r"Caught (\w+) in DataLoader worker process \d+\.\s")
+
+
+def _error_exit_code(err: BaseException) -> int | None:
+    """Exit code of an error a user or the environment caused (None: a bug, let it raise).
+    2: bad arguments, config or input files; 1: data or environment failures. An error torch
+    re-raises from a DataLoader worker as a RuntimeError (a type it cannot rebuild from its
+    message) is judged by the type the worker raised."""
+    names = [cls.__name__ for cls in type(err).__mro__]
+    caught = _WORKER_ERROR.match(str(err.args[0])) if err.args else None
+    if isinstance(err, RuntimeError) and caught:
+        names.insert(0, caught.group(1))
+    return next((code for name, code in _EXIT_CODES.items() if name in names), None)
+
+
 _ERRNO_TEXT = re.compile(r"\[Errno \d+\] (?P<strerror>[^:]+): '(?P<filename>.*)'$")
 
 

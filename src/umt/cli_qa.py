@@ -9,13 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from umt.cli_options import count_at_least, model_sizes, size_options
+
 DEFAULT_QA_RECIPE = "umt-tiny-synthetic-qa"
-
-
-def _count(minimum: int):
-    from umt.cli import _evaluate_count  # the same integer parser as the other commands
-
-    return _evaluate_count(minimum)
 
 
 def _common_device(p: argparse.ArgumentParser) -> None:
@@ -43,30 +39,12 @@ def _device_amp(args: argparse.Namespace) -> tuple[Any, Any]:
     return device, _amp_dtype(args.amp, device)
 
 
-def size_options(p: argparse.ArgumentParser) -> None:
-    """The sizes an official multimodal or QA file does not store (as ``umt convert`` takes
-    them); umt's own checkpoints store them."""
-    g = p.add_argument_group(
-        "sizes an official file does not store (umt checkpoints keep theirs; assumed sizes are "
-        "said on stderr)"
-    )
-    g.add_argument(
-        "--num-heads", type=_count(1), default=None, help="video attention heads (width / 64)"
-    )
-    g.add_argument(
-        "--text-num-heads", type=_count(1), default=None, help="text attention heads (width / 64)"
-    )
-    g.add_argument(
-        "--img-size", type=_count(1), default=None, help="input resolution (official: 224)"
-    )
-
-
 def qa_text_options(p: argparse.ArgumentParser) -> None:
     """How questions and answers are written and ranked (default: the checkpoint's ``qa.json``,
     else the official 128 / 25 / 5)."""
-    p.add_argument("--k-test", type=_count(1), default=None, help="re-ranked answers (128)")
-    p.add_argument("--max-question-len", type=_count(3), default=None, help="tokens (25)")
-    p.add_argument("--max-answer-len", type=_count(3), default=None, help="tokens (5)")
+    p.add_argument("--k-test", type=count_at_least(1), default=None, help="re-ranked answers (128)")
+    p.add_argument("--max-question-len", type=count_at_least(3), default=None, help="tokens (25)")
+    p.add_argument("--max-answer-len", type=count_at_least(3), default=None, help="tokens (5)")
 
 
 def qa_text_settings(args: argparse.Namespace, saved: dict[str, Any]) -> dict[str, Any]:
@@ -77,12 +55,6 @@ def qa_text_settings(args: argparse.Namespace, saved: dict[str, Any]) -> dict[st
         "answer_max_length": args.max_answer_len,
     }
     return {**saved, **{k: v for k, v in given.items() if v is not None}}
-
-
-def model_sizes(args: argparse.Namespace) -> dict[str, int]:
-    """The :func:`size_options` given on the command line."""
-    names = ("num_heads", "text_num_heads", "img_size")
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
 def _caught(note, said: list) -> None:
@@ -119,9 +91,12 @@ def add_ask(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--answers", default=None, metavar="ANSWERS.json", help="the candidate answers (a list)"
     )
-    p.add_argument("--top-k", type=_count(1), default=3, help="answers shown (default: 3)")
+    p.add_argument("--top-k", type=count_at_least(1), default=3, help="answers shown (default: 3)")
     p.add_argument(
-        "--num-frames", type=_count(1), default=None, help="frames (default: the checkpoint's)"
+        "--num-frames",
+        type=count_at_least(1),
+        default=None,
+        help="frames (default: the checkpoint's)",
     )
     p.add_argument("--tokenizer", default=None, metavar="PATH", help="vocab.txt or its folder")
     p.add_argument("--json", action="store_true", help="one JSON object per line and question")
@@ -229,13 +204,16 @@ def add_evaluate_qa(tasks: argparse._SubParsersAction) -> None:
         "--format", default="auto", choices=["auto", "umt", "msrvtt-qa", "msvd-qa", "anet-qa"]
     )
     q.add_argument(
-        "--num-frames", type=_count(1), default=None, help="frames (default: the checkpoint's)"
+        "--num-frames",
+        type=count_at_least(1),
+        default=None,
+        help="frames (default: the checkpoint's)",
     )
     qa_text_options(q)
-    q.add_argument("--batch-size", type=_count(1), default=16, help="questions per pass")
+    q.add_argument("--batch-size", type=count_at_least(1), default=16, help="questions per pass")
     q.add_argument("--predictions", default=None, metavar="FILE.jsonl", help="per-question output")
     q.add_argument("--tokenizer", default=None, metavar="PATH", help="vocab.txt or its folder")
-    q.add_argument("--workers", type=_count(0), default=4, help="decoding processes")
+    q.add_argument("--workers", type=count_at_least(0), default=4, help="decoding processes")
     _common_device(q)
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     size_options(q)
@@ -321,12 +299,14 @@ def add_evaluate_mc(tasks: argparse._SubParsersAction) -> None:
     m.add_argument("checkpoint", help="video-text model: official multimodal .pth or umt's folder")
     m.add_argument("annotations", metavar="ANNOTATIONS.json", help="multiple-choice annotations")
     m.add_argument("--root", default=None, help="prefix for relative video paths")
-    m.add_argument("--num-frames", type=_count(1), default=12, help="frames (default: 12)")
-    m.add_argument("--max-text-len", type=_count(3), default=32, help="tokens per option (32)")
-    m.add_argument("--batch-size", type=_count(1), default=8, help="questions per pass")
+    m.add_argument("--num-frames", type=count_at_least(1), default=12, help="frames (default: 12)")
+    m.add_argument(
+        "--max-text-len", type=count_at_least(3), default=32, help="tokens per option (32)"
+    )
+    m.add_argument("--batch-size", type=count_at_least(1), default=8, help="questions per pass")
     m.add_argument("--predictions", default=None, metavar="FILE.jsonl", help="per-question output")
     m.add_argument("--tokenizer", default=None, metavar="PATH", help="vocab.txt or its folder")
-    m.add_argument("--workers", type=_count(0), default=4, help="decoding processes")
+    m.add_argument("--workers", type=count_at_least(0), default=4, help="decoding processes")
     _common_device(m)
     m.add_argument("--no-progress", action="store_true", help="no progress bar")
     size_options(m)

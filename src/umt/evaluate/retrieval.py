@@ -734,22 +734,21 @@ def load_video_text(
     reported with an :class:`umt.models.checkpoints.AssumedSizeWarning`); umt's own
     checkpoints store them and refuse other values."""
     from umt.models import load_checkpoint
+    from umt.models.checkpoints import AssumedSizeWarning, warn_assumed
 
     if num_frames is not None:
         sizes["num_frames"] = num_frames
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         model = load_checkpoint(checkpoint, **sizes)
-    for caught in said:  # the teacher is dropped below: what was assumed of it does not matter
-        message = str(caught.message)
-        if "assumed:" in message:
-            head, _, rest = message.partition("assumed: ")
-            items, _, tail = rest.partition("; give them")
-            kept = [i for i in items.split("; ") if not i.startswith("teacher_")]
-            if not kept:
-                continue
-            message = f"{head}assumed: {'; '.join(kept)}; give them{tail}"
-        warnings.warn(message, caught.category, stacklevel=2)
+    for caught in said:
+        warning = caught.message
+        if isinstance(warning, AssumedSizeWarning) and warning.assumed:
+            # The teacher is dropped below: what was assumed of it does not matter.
+            kept = [a for a in warning.assumed if not a.startswith("teacher_")]
+            warn_assumed(warning.path, warning.kind, kept)
+        else:
+            warnings.warn(warning, stacklevel=2)
     if not all(hasattr(model, name) for name in ("encode_text", "encode_vision", "itm_logits")):
         raise ValueError(
             f"{checkpoint}: not a video-text model ({type(model).__name__}); this needs a "

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from umt.textfile import read_text
+from umt.utils.files import sha256_file
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -194,20 +195,13 @@ def check_model(index: VideoIndex, model: Any, checkpoint: str | os.PathLike = "
             "that made the index, or re-embed with this one (umt embed --overwrite)"
         )
     want = index.settings.get("model_fingerprint")
-    if want is not None and model_fingerprint(model) != want:
+    got = model_fingerprint(model) if want is not None else None
+    if got != want:
         raise ValueError(
             f"{given}: not the model that made the index {index.root} (made with {made_by}; "
-            f"weights fingerprint {model_fingerprint(model)}, the index's {want}): search with "
+            f"weights fingerprint {got}, the index's {want}): search with "
             "that model (--checkpoint), or re-embed with this one (umt embed --overwrite)"
         )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _settings(model: Any, checkpoint: str, num_frames: int, input_size: int, store: bool) -> dict:
@@ -287,7 +281,7 @@ def embed_videos(
     todo = []
     for k in range(n_chunks):
         path = _chunk_path(out, k)
-        if path.is_file() and checksums.get(path.name) == _sha256(path):
+        if path.is_file() and checksums.get(path.name) == sha256_file(path):
             continue
         if path.is_file() and path.name in checksums:
             say(f"{path}: damaged (its checksum differs), embedding it again")
@@ -339,7 +333,7 @@ def embed_videos(
         tmp = _chunk_path(out, k).with_suffix(".tmp")
         try:
             save_file(tensors, str(tmp), metadata=meta)
-            checksums[_chunk_path(out, k).name] = _sha256(tmp)
+            checksums[_chunk_path(out, k).name] = sha256_file(tmp)
             os.replace(tmp, _chunk_path(out, k))
         except OSError:
             tmp.unlink(missing_ok=True)
@@ -399,7 +393,7 @@ def load_index(root: str | os.PathLike) -> VideoIndex:
         if not path.is_file() or (checksums is not None and path.name not in checksums):
             missing += 1
             continue
-        if checksums is not None and _sha256(path) != checksums[path.name]:
+        if checksums is not None and sha256_file(path) != checksums[path.name]:
             raise ValueError(
                 f"{path}: damaged index chunk (its sha256 differs from the one in "
                 f"{meta_file.name}); re-run the same umt embed command: it embeds this chunk again"
@@ -486,15 +480,17 @@ def search(
     max_length: int = 32,
     device: torch.device | str = "cpu",
     timings: dict[str, float] | None = None,
+    checkpoint: str | os.PathLike = "",
 ) -> list[list[Hit]]:
     """The ``top_k`` videos of each query by ITC (mean over frames of the cosine); with
     ``rerank``, the ITC top ``rerank_k`` (default ``top_k``) re-scored by the ITM match logit.
     ``timings`` (when given) receives the seconds spent per stage. A blank query, or a
-    model other than the index's (:func:`check_model`), is refused."""
+    model other than the index's (:func:`check_model`; ``checkpoint`` names the model in its
+    message), is refused."""
     if len(index) == 0:
         raise ValueError(f"{index.root}: the index holds no video")
     check_queries(queries)
-    check_model(index, model)
+    check_model(index, model, checkpoint)
     model = model.eval().to(device)
     t0 = time.perf_counter()
     q_feats, q_embeds, q_mask = text_features(model, tokenizer, queries, max_length, device)

@@ -51,10 +51,11 @@ import difflib
 import inspect
 import json
 import math
+import os
 import pickle
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ from umt.models.video_vit import VideoViT
 
 __all__ = [
     "AssumedSizeWarning",
+    "warn_assumed",
     "CheckpointInfo",
     "read_state_dict",
     "detect_checkpoint",
@@ -89,7 +91,14 @@ _FIX = "re-download it or pick another checkpoint"
 
 
 class AssumedSizeWarning(UserWarning):
-    """A size the checkpoint does not store (heads, frames, resolution, ...) was assumed."""
+    """A size the checkpoint does not store (heads, frames, resolution, ...) was assumed.
+
+    Made by :func:`warn_assumed`, it carries ``path``, ``kind`` and ``assumed`` (the list of
+    ``name=value (why)`` items), so a caller can re-state it for the parts it keeps."""
+
+    path: str = ""
+    kind: str = ""
+    assumed: tuple[str, ...] = ()
 
 
 @dataclass
@@ -428,7 +437,7 @@ def load_student(path: str | Path, strict: bool = True, **overrides: Any) -> Vid
     Sizes taken from official defaults are reported with an :class:`AssumedSizeWarning`.
     """
     model, _, kind, assumed = _load_any(path, "student", strict, overrides)
-    _warn_assumed(path, kind, assumed)
+    warn_assumed(path, kind, assumed)
     return model
 
 
@@ -638,7 +647,7 @@ def load_teacher(path: str | Path, strict: bool = True, **overrides: Any) -> CLI
     and return_layers are reported with an :class:`AssumedSizeWarning`.
     """
     model, _, kind, assumed = _load_any(path, "teacher", strict, overrides)
-    _warn_assumed(path, kind, assumed)
+    warn_assumed(path, kind, assumed)
     return model
 
 
@@ -1088,21 +1097,26 @@ def load_checkpoint(
     with an :class:`AssumedSizeWarning`.
     """
     model, _, kind, assumed = _load_any(path, part, strict, overrides)
-    _warn_assumed(path, kind, assumed)
+    warn_assumed(path, kind, assumed)
     return model
 
 
-def _warn_assumed(path: str | Path, kind: str, assumed: list[str]) -> None:
-    if assumed:
-        warnings.warn(
-            _clean(
-                f"{path}: {kind} checkpoint: sizes it does not store were assumed: "
-                f"{'; '.join(assumed)}; give them if they differ (keyword arguments; on the "
-                "command line --num-heads, --text-num-heads, --num-frames, --img-size)"
-            ),
-            AssumedSizeWarning,
-            stacklevel=3,
+def warn_assumed(
+    path: str | os.PathLike, kind: str, assumed: Sequence[str], stacklevel: int = 3
+) -> None:
+    """Say (an :class:`AssumedSizeWarning`) which sizes of the ``kind`` checkpoint at ``path``
+    were assumed, and how to give them; nothing when none were."""
+    if not assumed:
+        return
+    warning = AssumedSizeWarning(
+        _clean(
+            f"{path}: {kind} checkpoint: sizes it does not store were assumed: "
+            f"{'; '.join(assumed)}; give them if they differ (keyword arguments; on the "
+            "command line --num-heads, --text-num-heads, --num-frames, --img-size)"
         )
+    )
+    warning.path, warning.kind, warning.assumed = os.fspath(path), kind, tuple(assumed)
+    warnings.warn(warning, stacklevel=stacklevel)
 
 
 @dataclass

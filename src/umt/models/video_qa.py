@@ -363,10 +363,10 @@ def load_video_qa(
     length does); ``overrides`` go to :func:`umt.models.checkpoints.load_checkpoint` for a
     stage-2 file (e.g. ``drop_path_rate``).
     """
-    from umt.models.checkpoints import _warn_assumed
+    from umt.models.checkpoints import warn_assumed
 
     model, notes, assumed = read_video_qa(path, num_frames, img_size, decoder_layers, **overrides)
-    _warn_assumed(path, "official QA", assumed)
+    warn_assumed(path, "official QA", assumed)
     return model, notes
 
 

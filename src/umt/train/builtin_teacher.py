@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from umt.utils.files import sha256_file
+
 BUILTIN = "builtin"  # the teacher.weights value that asks for this teacher
 TEMPLATES = (
     "a {colour} {shape}",
@@ -216,14 +218,6 @@ def teacher_dir(recipe: TeacherRecipe, root: Path | None = None) -> Path:
     return (root or cache_root()) / f"synthetic-clip-{recipe.key()}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check_cached(folder: Path, recipe: TeacherRecipe) -> str | None:
     """Why ``folder`` is not a usable cached teacher of ``recipe`` (None: it is)."""
     if not folder.is_dir():
@@ -237,7 +231,7 @@ def check_cached(folder: Path, recipe: TeacherRecipe) -> str | None:
         return "made with another recipe"
     if not checksum or not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
         return "incomplete"
-    if _sha256(folder / WEIGHTS) != checksum[0]:
+    if sha256_file(folder / WEIGHTS) != checksum[0]:
         return f"corrupt ({WEIGHTS} does not match its checksum)"
     return None
 
@@ -318,7 +312,7 @@ def _build(
         )
         (tmp / REPORT).write_text(json.dumps(report, indent=1))
         (tmp / RECIPE).write_text(json.dumps(recipe.to_dict(), indent=1))
-        (tmp / CHECKSUM).write_text(f"{_sha256(tmp / WEIGHTS)}  {WEIGHTS}\n")
+        (tmp / CHECKSUM).write_text(f"{sha256_file(tmp / WEIGHTS)}  {WEIGHTS}\n")
         if folder.exists():
             old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
             os.rename(folder, old)

@@ -1,0 +1,1 @@
+"""Small leaf helpers shared across umt (nothing of umt imported, no torch)."""
