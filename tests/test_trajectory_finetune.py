@@ -19,11 +19,11 @@ import torch
 from safetensors.torch import load_file
 
 import umt.masking
+from train_helpers import loop_step
 from umt.config import load_config
 from umt.data.transforms import MixParams
-from umt.train.distributed import DistInfo, all_reduce_mean, wrap_model
+from umt.train.distributed import DistInfo, wrap_model
 from umt.train.optim import build_optimizer, build_schedules, scaled_lrs
-from umt.train.step import train_step
 from umt.train.tasks.base import RunContext
 from umt.train.tasks.classify import ClassifyTask
 
@@ -181,15 +181,7 @@ def test_six_official_fine_tuning_steps(case, monkeypatch):
             "repeat": repeat,
         }
         assert batch["video"].shape[0] == b
-        out = train_step(
-            model,
-            optimizer,
-            [task.to_device(batch)],
-            lambda m, mb, _e=epoch: task.loss(m, mb, _e),
-            cfg.optim.clip_grad,
-            None,
-            all_reduce_mean,
-        )
+        out = loop_step(task, model, optimizer, batch, epoch, cfg.optim.clip_grad)
         want = float(io["loss"][k])
         assert abs(out["loss"] - want) <= 1e-5 * abs(want), (k, out["loss"], want)
 

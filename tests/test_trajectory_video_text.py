@@ -27,6 +27,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from train_helpers import loop_step
 from umt.config import load_config
 from umt.masking import num_kept_per_frame
 from umt.models.checkpoints import load_checkpoint
@@ -34,7 +35,6 @@ from umt.models.video_text import UMTVideoText
 from umt.train.distributed import DistInfo, wrap_model
 from umt.train.loop import resolve_precision
 from umt.train.optim import build_optimizer, build_schedules, scaled_lrs
-from umt.train.step import train_step
 from umt.train.tasks.base import RunContext
 from umt.train.tasks.video_text import VideoTextTask, VideoTextTrainModule
 
@@ -157,13 +157,7 @@ class Trajectory:
             batch = self.batch(i)
             epoch = i // per_epoch
             lrs.append(schedules.apply(optimizer, i))
-            out = train_step(
-                model,
-                optimizer,
-                [task.to_device(batch)],
-                lambda m, mb, _e=epoch: task.loss(m, mb, _e),
-                cfg.optim.clip_grad,
-            )
+            out = loop_step(task, model, optimizer, batch, epoch, cfg.optim.clip_grad)
             parts.append({**task.step_metrics(), "loss": out["loss"]})
         return parts, lrs
 

@@ -122,3 +122,20 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 240, launcher: list[str
     env.setdefault("OMP_NUM_THREADS", "1")
     cmd = (launcher or [sys.executable, "-m", "umt"]) + args
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def loop_step(task: Any, model: Any, optimizer: Any, batch: dict, epoch: int, clip_grad: Any):
+    """One optimizer step on ``batch`` as the training loop takes it (``train_step`` around
+    ``task.loss``, one micro-batch, no grad scaler): its ``{"loss", "grad_norm"}``."""
+    from umt.train.distributed import all_reduce_mean
+    from umt.train.step import train_step
+
+    return train_step(
+        model,
+        optimizer,
+        [task.to_device(batch)],
+        lambda m, mb, _e=epoch: task.loss(m, mb, _e),
+        clip_grad,
+        None,
+        all_reduce_mean,
+    )
