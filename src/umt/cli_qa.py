@@ -32,11 +32,11 @@ def _note(command: str):
 
 
 def _device_amp(args: argparse.Namespace) -> tuple[Any, Any]:
-    from umt.evaluate.retrieval import _amp_dtype
     from umt.infer.classify import resolve_device
+    from umt.utils.device import resolve_amp
 
     device = resolve_device(args.device)
-    return device, _amp_dtype(args.amp, device)
+    return device, resolve_amp(args.amp, device)
 
 
 def qa_text_options(p: argparse.ArgumentParser) -> None:

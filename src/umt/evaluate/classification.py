@@ -28,13 +28,14 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from umt.utils.device import maybe_autocast, model_device
 
 __all__ = [
     "ClassificationResult",
@@ -76,18 +77,6 @@ def _gather(obj: Any) -> list[Any]:
 def _unwrap(model: nn.Module) -> nn.Module:
     """The module inside DistributedDataParallel (its forward would sync buffers)."""
     return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    return torch.device("cpu")
-
-
-def _autocast(device: torch.device, dtype: torch.dtype | None):
-    if dtype is None:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def topk_correct(scores: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
@@ -285,7 +274,7 @@ def evaluate_classification(
     net = _unwrap(model)
     num_classes = getattr(net, "num_classes", None)
     _check_labels(dataset.records, dataset.source, num_classes if num_classes else None)
-    device = torch.device(device) if device is not None else _model_device(net)
+    device = torch.device(device) if device is not None else model_device(net)
     views = dataset.num_views
     shard = list(range(rank, len(dataset), world))
     loader = DataLoader(
@@ -323,12 +312,12 @@ def evaluate_classification(
                 calls += 1
                 if batch["video"] is None:  # nothing usable: keep in step with the other ranks
                     if world > 1:
-                        with _autocast(device, autocast_dtype):
+                        with maybe_autocast(device, autocast_dtype):
                             net(dummy)
                     bar.update(len(batch["faults"]))
                     continue
                 video = normalise(batch["video"].to(device, non_blocking=True))
-                with _autocast(device, autocast_dtype):
+                with maybe_autocast(device, autocast_dtype):
                     out = net(video)
                 count = len(batch["path"])
                 logits = out.float().reshape(count, views, -1).cpu()
@@ -339,7 +328,7 @@ def evaluate_classification(
                 index_list.append(batch["frame_indices"])
                 bar.update(count + len(batch["faults"]))
             for _ in range(forwards - calls):  # a shorter shard: throw-away forward calls
-                with _autocast(device, autocast_dtype):
+                with maybe_autocast(device, autocast_dtype):
                     net(dummy)
     finally:
         bar.close()
@@ -454,7 +443,7 @@ def validate(
 
     rank, world = _rank_world()
     net = _unwrap(model)
-    device = torch.device(device) if device is not None else _model_device(net)
+    device = torch.device(device) if device is not None else model_device(net)
     shard = list(range(rank, len(dataset), world))
     loader = DataLoader(
         Subset(dataset, shard),
@@ -491,7 +480,7 @@ def validate(
                 video = batch["video"].to(device, non_blocking=True)
                 labels = batch["label"].to(device)
                 sample_shape = tuple(video.shape[1:])
-                with _autocast(device, autocast_dtype):
+                with maybe_autocast(device, autocast_dtype):
                     logits = net(video)
                     loss = criterion(logits, labels) if criterion is not None else None
                 logits = logits.float()
@@ -506,7 +495,7 @@ def validate(
                 shape = sample_shape or tuple(dataset[0]["video"].shape)
                 dummy = torch.zeros(1, *shape, device=device)
                 for _ in range(forwards - calls):
-                    with _autocast(device, autocast_dtype):
+                    with maybe_autocast(device, autocast_dtype):
                         net(dummy)
     finally:
         bar.close()

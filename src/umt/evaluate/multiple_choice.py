@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from umt.evaluate.classification import _autocast, _model_device
 from umt.evaluate.retrieval import _bar
+from umt.utils.device import maybe_autocast, model_device
 
 __all__ = ["MCResult", "mc_option_scores", "score_options", "evaluate_mc", "write_mc_predictions"]
 
@@ -63,7 +63,7 @@ def score_options(
 ) -> torch.Tensor:
     """Scores ``[Q, O]`` of ``options`` (``Q`` lists of ``O`` captions) for ``video [Q, 3, T,
     H, W]`` with a :class:`umt.models.video_text.UMTVideoText`."""
-    device = _model_device(model)
+    device = model_device(model)
     q = len(options)
     o = len(options[0])
     if any(len(opts) != o for opts in options):
@@ -71,7 +71,7 @@ def score_options(
     flat = [text for opts in options for text in opts]
     ids, mask = tokenizer(flat, max_length=max_text_len)
     ids, mask = ids.to(device), mask.to(device)
-    with _autocast(device, amp_dtype):
+    with maybe_autocast(device, amp_dtype):
         vision_embeds, pooled = model.encode_vision(video.to(device))  # [Q, N, C], [Q, T, C]
         vision_feat = model.vision_features(pooled)  # [Q, T, D]
         text_embeds, text_pooled = model.encode_text(ids, mask)  # [Q*O, L, C], [Q*O, C]
@@ -114,7 +114,7 @@ def evaluate_mc(
     from umt.data.qa import collate_mc
 
     model.eval()
-    device = _model_device(model)
+    device = model_device(model)
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,

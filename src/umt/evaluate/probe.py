@@ -64,7 +64,7 @@ def extract_features(
     """Features and labels of every clip of ``dataset`` (items with ``video`` and ``label``;
     unreadable clips are skipped by the dataset's collate): ``([N, D], [N])`` on the CPU."""
     from umt.data import collate_videos
-    from umt.evaluate.classification import _autocast
+    from umt.utils.device import maybe_autocast
 
     device = torch.device(device)
     was_training = encoder.training
@@ -78,7 +78,7 @@ def extract_features(
             if batch["video"] is None:  # no clip of this batch readable (named in "faults")
                 continue
             video = batch["video"].to(device)
-            with _autocast(device, autocast_dtype):
+            with maybe_autocast(device, autocast_dtype):
                 f = clip_features(encoder, video)
             feats.append(f.cpu())
             labels.append(batch["label"].cpu())

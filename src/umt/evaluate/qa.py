@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from umt.evaluate.classification import _autocast, _model_device
 from umt.evaluate.retrieval import _bar
+from umt.utils.device import maybe_autocast, model_device
 
 __all__ = [
     "QAResult",
@@ -100,10 +100,10 @@ def answer_questions(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rank the answer list for ``Q`` questions about ``video [Q, 3, T, H, W]`` (one clip per
     question): ``(answer indices [Q, k], probabilities [Q, k])``, best first."""
-    device = _model_device(model)
+    device = model_device(model)
     q_ids, q_mask = tokenizer(list(questions), max_length=question_max_length)
     q_ids, q_mask = q_ids.to(device), q_mask.to(device)
-    with _autocast(device, amp_dtype):
+    with maybe_autocast(device, amp_dtype):
         vision = model.encode_vision(video.to(device))  # [Q, N, C]
         states = model.encode_question(q_ids, q_mask, vision)  # [Q, Lq, C]
     return model.rank_answers(
@@ -139,7 +139,7 @@ def evaluate_qa(
     if not answer_list:
         raise ValueError("the answer list is empty")
     model.eval()
-    device = _model_device(model)
+    device = model_device(model)
     a_ids, a_mask = tokenize_answers(tokenizer, answer_list, answer_max_length, eos)
     a_ids, a_mask = a_ids.to(device), a_mask.to(device)
     loader = torch.utils.data.DataLoader(

@@ -41,8 +41,8 @@ import torch
 from torch import nn
 
 from umt.data.retrieval import RetrievalSet
-from umt.evaluate.classification import _autocast, _model_device
 from umt.outputs import check_writable
+from umt.utils.device import maybe_autocast, model_device, resolve_amp
 
 __all__ = [
     "METRIC_KEYS",
@@ -273,7 +273,7 @@ def _encode_texts(
             chunk = list(texts[start : start + TEXT_BATCH])
             ids, mask = tokenizer(chunk, max_length=max_text_len)
             ids, mask = ids.to(device), mask.to(device)
-            with _autocast(device, amp_dtype):
+            with maybe_autocast(device, amp_dtype):
                 text_embeds, pooled = net.encode_text(ids, mask)
                 feat = net.text_features(pooled)
             embeds.append(text_embeds)
@@ -321,7 +321,7 @@ def _encode_videos(
                 if video.dtype == torch.uint8:
                     video = (video.to(torch.float32) / 255.0 - mean) / std
                 index = batch["index"]
-                with _autocast(device, amp_dtype):
+                with maybe_autocast(device, amp_dtype):
                     vision_embeds, pooled = net.encode_vision(video)
                     feat = net.vision_features(pooled)
                 if amp_dtype is not None:  # the fusion layers' K/V projections cast to it anyway
@@ -386,7 +386,7 @@ def _itm_scores(
             memory = vision_embeds[uniq.to(vision_embeds.device)].to(device, non_blocking=True)
             memory = memory[inverse.to(device)]  # [b, N, C]
             rows = texts.to(text_embeds.device)
-            with _autocast(device, amp_dtype):
+            with maybe_autocast(device, amp_dtype):
                 logits = net.itm_logits(text_embeds[rows], text_mask[rows], memory)
             out[start : start + chunk.numel()] = logits[:, 1].float().cpu()
             bar.update(chunk.numel())
@@ -438,7 +438,7 @@ def evaluate_retrieval(
         raise ValueError(
             f"max_text_len {max_text_len} exceeds the text encoder's {positions} positions"
         )
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     if dataset is None:
         size = input_size or int(getattr(model.vision_encoder, "img_size", 224))
         dataset = RetrievalVideoDataset(
@@ -671,7 +671,7 @@ def run_retrieval(
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
         dev = torch.device(device)
-    amp_dtype = _amp_dtype(amp, dev)
+    amp_dtype = resolve_amp(amp, dev)
     model = load_video_text(checkpoint, num_frames, **(sizes or {}))
     tok = resolve_tokenizer(checkpoint, model, tokenizer)
     model.to(dev)
@@ -713,15 +713,6 @@ def run_retrieval(
         "annotations": os.fspath(annotations),
         "predictions": None if written is None else os.fspath(written),
     }
-
-
-def _amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    table = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if amp == "auto":
-        return torch.float16 if device.type == "cuda" else None
-    if amp not in table:
-        raise ValueError(f"amp must be auto, fp16, bf16 or none, not {amp!r}")
-    return table[amp]
 
 
 def load_video_text(

@@ -274,7 +274,7 @@ def embed_videos(
     _atomic_write(list_file, listing.encode())
 
     from umt.data.retrieval import RetrievalVideoDataset, collate_retrieval
-    from umt.evaluate.classification import _autocast
+    from umt.utils.device import maybe_autocast
 
     model = model.eval().to(device)
     n_chunks = (len(videos) + chunk_size - 1) // chunk_size
@@ -314,7 +314,7 @@ def embed_videos(
         for batch in loader:
             failures.extend([p, r] for _, p, r in batch["faults"])
             if batch["video"] is not None:
-                with torch.no_grad(), _autocast(torch.device(device), amp_dtype):
+                with torch.no_grad(), maybe_autocast(torch.device(device), amp_dtype):
                     embeds, pooled = model.encode_vision(batch["video"].to(device))
                     f = F.normalize(model.vision_features(pooled).float(), dim=-1)  # [b, T, D]
                 idx = batch["index"]

@@ -279,13 +279,13 @@ class QATask(Task):
     # ---------------------------------------------------------------- training
     def loss(self, model: nn.Module, batch: dict[str, Any], epoch: int) -> torch.Tensor:
         from umt.data import sample_seed
-        from umt.evaluate.classification import _autocast
+        from umt.utils.device import maybe_autocast
 
         indices = batch["index"]
         first = int(indices[0]) if len(indices) else 0
         step_seed = sample_seed(self.cfg.train.seed, epoch, first, len(indices))
         torch.manual_seed(sample_seed(step_seed, 0, 0, DROPOUT_STREAM))  # exact resumes
-        with _autocast(self.ctx.device, self.ctx.amp_dtype):
+        with maybe_autocast(self.ctx.device, self.ctx.amp_dtype):
             return model(
                 batch["video"],
                 batch["question_ids"],
