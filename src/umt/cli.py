@@ -13,6 +13,7 @@ from typing import Any
 
 from umt.cli_options import count_at_least, model_sizes, size_options
 from umt.cli_qa import add_ask, add_evaluate_mc, add_evaluate_qa
+from umt.errors import InputError
 
 
 # --------------------------------------------------------------------------- convert
@@ -343,7 +344,7 @@ def _run_teacher(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, list(args.overrides), task="pretrain")
     if not hasattr(cfg, "teacher"):
-        raise ValueError(f"recipe {cfg.recipe}: has no teacher section")
+        raise InputError(f"recipe {cfg.recipe}: has no teacher section")
     recipe = recipe_from_config(cfg)
     folder = teacher_dir(recipe)
     if args.teacher_command == "info":
@@ -421,7 +422,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         ("--teacher-steps", args.teacher_steps),
     ):
         if value is not None and value < 1:
-            raise ValueError(f"{flag}: must be at least 1, got {value}")
+            raise InputError(f"{flag}: must be at least 1, got {value}")
     if args.seeds is not None:
         settings = dataclasses.replace(settings, seeds=tuple(range(args.seeds)))
     for key in ("budget_steps", "finetune_epochs", "teacher_steps"):
@@ -871,7 +872,7 @@ def _run_evaluate_ava(args: argparse.Namespace) -> int:
     from umt.evaluate.detection import frame_map_from_files
 
     if not 0.0 < args.iou <= 1.0:
-        raise ValueError(f"--iou: must be in (0, 1], got {args.iou}")
+        raise InputError(f"--iou: must be in (0, 1], got {args.iou}")
     res = frame_map_from_files(
         args.groundtruth, args.detections, args.label_map, args.exclusions, iou=args.iou
     )
@@ -969,7 +970,7 @@ def _evaluate_classification(args: argparse.Namespace) -> int:
     from umt.outputs import check_writable
 
     if args.backend not in ("auto", "pyav") and args.backend not in available_backends():
-        raise ValueError(
+        raise InputError(
             f"--backend {args.backend}: not usable here; use one of: "
             f"{', '.join(available_backends())}"
         )
@@ -1003,14 +1004,14 @@ def _evaluate_classification(args: argparse.Namespace) -> int:
         warnings.simplefilter("always")
         model = load_checkpoint(args.checkpoint, part="student", **overrides)
     if getattr(model, "head", None) is None or not getattr(model, "num_classes", 0):
-        raise ValueError(
+        raise InputError(
             f"{args.checkpoint}: not a classifier (the model has no classification head); "
             "evaluate a fine-tuned checkpoint, not a pretraining one"
         )
     for caught in assumed:
         warnings.showwarning(caught.message, caught.category, caught.filename, caught.lineno)
     if args.short_side is not None and args.short_side < model.img_size:
-        raise ValueError(
+        raise InputError(
             f"--short-side {args.short_side} is smaller than the input size {model.img_size}: "
             "the crops would not fit; give at least the input size"
         )
@@ -1281,7 +1282,7 @@ def _zero_shot_classify(args: argparse.Namespace, note) -> int:
         raise FileNotFoundError(f"--zero-shot {labels}: file not found")
     names = [n.strip() for n in read_text(labels).splitlines() if n.strip()]
     if len(names) < 2:
-        raise ValueError(f"--zero-shot {labels}: needs at least two class names, one per line")
+        raise InputError(f"--zero-shot {labels}: needs at least two class names, one per line")
     device = resolve_device(args.device)
     model, tokenizer = _load_video_text(args.checkpoint, args.num_frames, note)
     enc = model.vision_encoder

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from umt.cli_options import count_at_least, model_sizes, size_options
+from umt.errors import InputError
 
 DEFAULT_QA_RECIPE = "umt-tiny-synthetic-qa"
 
@@ -131,7 +132,7 @@ def run_ask(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"{args.video}: no such video file")
     questions = [q.strip() for q in args.questions]
     if not all(questions):
-        raise ValueError("an empty question was given")
+        raise InputError("an empty question was given")
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_qa_checkpoint()
     if args.checkpoint is None:
         note(f"checkpoint: {checkpoint}")

@@ -23,13 +23,14 @@ from typing import Any, Literal
 
 import yaml
 
+from umt.errors import InputError
 from umt.textfile import read_text
 
 DEFAULT_RECIPE = "umt-tiny-synthetic"
 DEFAULT_FINETUNE_RECIPE = "umt-tiny-synthetic-ft"
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config key or value is not valid; the message names the key."""
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from umt.errors import InputError
+
 __all__ = ["OutputPathError", "check_writable"]
 
 
-class OutputPathError(ValueError):
+class OutputPathError(InputError):
     """An output path that cannot be written (a ValueError: a bad argument, exit code 2)."""
 
 

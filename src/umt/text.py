@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from umt.errors import InputError
+
 __all__ = ["clean_caption", "Tokenizer", "minilm_dir"]
 
 _PUNCT = re.compile(r"[,.'!?\"()*#:;~]")
@@ -70,7 +72,7 @@ class Tokenizer:
         for name in ("[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"):
             idx = backend.token_to_id(name)
             if idx is None:
-                raise ValueError(f"{source}: the vocabulary has no {name} token: not a BERT vocab")
+                raise InputError(f"{source}: the vocabulary has no {name} token: not a BERT vocab")
             ids[name] = idx
         # Special tokens are never split and are dropped by decode (as in BertTokenizer).
         backend.add_special_tokens([AddedToken(n, special=True) for n in ids])
@@ -125,7 +127,7 @@ class Tokenizer:
                 backend.decoder = decoders.WordPiece(prefix="##")
         except Exception as err:  # the tokenizers library raises its own types
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            raise ValueError(f"{path}: not a readable tokenizer vocabulary ({reason})") from None
+            raise InputError(f"{path}: not a readable tokenizer vocabulary ({reason})") from None
         return cls(backend, str(path), sep_after_text=sep_after_text)
 
     def _configure(self, max_length: int) -> None:
@@ -149,12 +151,12 @@ class Tokenizer:
         if isinstance(texts, str):
             texts = [texts]
         if max_length < 2:
-            raise ValueError(f"max_length must be at least 2, not {max_length}")
+            raise InputError(f"max_length must be at least 2, not {max_length}")
         texts = [clean_caption(t) if clean else t for t in texts]
         self._configure(int(max_length))
         if pairs is not None:
             if len(pairs) != len(texts):
-                raise ValueError(f"{len(texts)} texts but {len(pairs)} pairs")
+                raise InputError(f"{len(texts)} texts but {len(pairs)} pairs")
             second = [clean_caption(t) if clean else t for t in pairs]
             enc = self._tok.encode_batch(list(zip(texts, second)))
         else:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from umt.errors import InputError
+
 __all__ = ["NotUtf8Error", "read_text"]
 
 
-class NotUtf8Error(ValueError):
+class NotUtf8Error(InputError):
     """A text file that is not UTF-8 (a ValueError: a bad input file, exit code 2)."""
 
 

@@ -16,6 +16,8 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from umt.errors import InputError
+
 __all__ = [
     "TAIL_FRAMES",
     "CheckReport",
@@ -44,7 +46,7 @@ class CheckReport:
         return f"{self.checked} checked, {len(self.bad)} bad"
 
 
-class CheckOptionError(ValueError):
+class CheckOptionError(InputError):
     """A check option that cannot work (a usage error, not a bad video). Names the option."""
 
     def __init__(self, option: str, problem: str) -> None:

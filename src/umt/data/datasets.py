@@ -51,6 +51,7 @@ from umt.data.sampling import (
     sample_indices,
     sample_seed,
 )
+from umt.errors import InputError
 from umt.textfile import read_text
 
 __all__ = [
@@ -122,17 +123,17 @@ def detect_format(path: str | os.PathLike) -> str:
     if text.lower().endswith((".json", ".jsonl")):
         entries = _read_json_list(Path(text))
         if not entries:
-            raise ValueError(f"{text}: the JSON annotation list is empty")
+            raise InputError(f"{text}: the JSON annotation list is empty")
         first = entries[0]
         if not isinstance(first, dict):
-            raise ValueError(f"{text}: expected a JSON list of objects, got {type(first).__name__}")
+            raise InputError(f"{text}: expected a JSON list of objects, got {type(first).__name__}")
         if "video" in first:
             return "video_text"
         if "image" in first:
             return "image_text"
         if "id" in first:
             return "ssv2"
-        raise ValueError(
+        raise InputError(
             f"{text}: cannot tell the JSON format from keys {sorted(first)}; expected "
             "'video' (video-text), 'image' (image-text) or 'id' (SSv2)"
         )
@@ -149,14 +150,14 @@ def _read_json_list(path: Path) -> list[Any]:
         else:
             data = json.loads(raw)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        raise InputError(f"{path}: not valid JSON ({err})") from None
     if isinstance(data, dict):
         for key in ("annotations", "data", "videos", "items"):
             if isinstance(data.get(key), list):
                 return data[key]
-        raise ValueError(f"{path}: expected a JSON list (or a dict with an 'annotations' list)")
+        raise InputError(f"{path}: expected a JSON list (or a dict with an 'annotations' list)")
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON list, got {type(data).__name__}")
+        raise InputError(f"{path}: expected a JSON list, got {type(data).__name__}")
     return data
 
 
@@ -206,7 +207,7 @@ def _parse_list(path: Path, root: Path) -> list[VideoRecord]:
         if not _is_int(rest[0]):
             if pos == 0:
                 continue  # a header line
-            raise ValueError(f"{path}:{lineno}: label {rest[0]!r} is not an integer")
+            raise InputError(f"{path}:{lineno}: label {rest[0]!r} is not an integer")
         records.append(VideoRecord(_resolve(rel, root), int(rest[0]), listed=rel))
     return records
 
@@ -219,7 +220,7 @@ def _caption_of(entry: dict, path: Path, n: int) -> str | list[str] | None:
                 isinstance(value, list) and value and all(isinstance(v, str) for v in value)
             ):
                 return value
-            raise ValueError(f"{path}: entry {n}: '{key}' must be a string or a list of strings")
+            raise InputError(f"{path}: entry {n}: '{key}' must be a string or a list of strings")
     return None
 
 
@@ -233,11 +234,11 @@ def _label_of(entry: dict, mapping: dict[str, int] | None, path: Path, n: int) -
         return int(value)
     name = str(value).replace("[", "").replace("]", "")
     if mapping is None:
-        raise ValueError(
+        raise InputError(
             f"{path}: entry {n}: label {value!r} is a name but no label mapping was found"
         )
     if name not in mapping:
-        raise ValueError(f"{path}: entry {n}: label {name!r} is not in the label mapping")
+        raise InputError(f"{path}: entry {n}: label {name!r} is not in the label mapping")
     return mapping[name]
 
 
@@ -287,10 +288,10 @@ def _parse_json(
     records = []
     for n, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            raise ValueError(f"{path}: entry {n} is not a JSON object")
+            raise InputError(f"{path}: entry {n} is not a JSON object")
         if fmt == "ssv2":
             if "id" not in entry:
-                raise ValueError(f"{path}: entry {n} has no 'id'")
+                raise InputError(f"{path}: entry {n} has no 'id'")
             vid = str(entry["id"])
             if ext is None:
                 ext = next(
@@ -302,7 +303,7 @@ def _parse_json(
             key = "video" if fmt == "video_text" else "image"
             rel = entry.get(key) or entry.get("video") or entry.get("image") or entry.get("path")
             if not isinstance(rel, str):
-                raise ValueError(f"{path}: entry {n} has no '{key}' path")
+                raise InputError(f"{path}: entry {n} has no '{key}' path")
         records.append(
             VideoRecord(
                 _resolve(rel, root),
@@ -330,18 +331,18 @@ def load_annotations(
     ann = Path(path)
     fmt = detect_format(ann) if format == "auto" else format
     if fmt not in FORMATS:
-        raise ValueError(
+        raise InputError(
             f"unknown annotation format {format!r}; choose from auto, {', '.join(FORMATS)}"
         )
     if fmt == "wds":
-        raise ValueError(f"{ann}: tar shards are streamed with ShardDataset, not listed")
+        raise InputError(f"{ann}: tar shards are streamed with ShardDataset, not listed")
     base = Path(root) if root is not None else ann.parent
     if fmt == "list":
         records = _parse_list(ann, base)
     else:
         records = _parse_json(ann, base, fmt, labels, video_ext)
     if not records:
-        raise ValueError(f"{ann}: no samples in the annotation file")
+        raise InputError(f"{ann}: no samples in the annotation file")
     return records
 
 
@@ -408,7 +409,7 @@ def build_clip_transform(
             mean=mean,
             std=std,
         )
-    raise ValueError(f"augment must be 'pretrain' or 'finetune', got {augment!r}")
+    raise InputError(f"augment must be 'pretrain' or 'finetune', got {augment!r}")
 
 
 # --------------------------------------------------------------------------- clip loading
@@ -428,7 +429,7 @@ class _ClipLoader:
         max_seconds: float | None = None,
     ) -> None:
         if sampling not in SAMPLING_NAMES:
-            raise ValueError(
+            raise InputError(
                 f"sampling must be one of {', '.join(SAMPLING_NAMES)}; got {sampling!r}"
             )
         self.num_frames = num_frames
@@ -442,7 +443,7 @@ class _ClipLoader:
         self.transform = transform
         self.image_repeat = image_repeat
         if max_seconds is not None and not float(max_seconds) > 0:
-            raise ValueError(f"max_seconds must be positive (or None), got {max_seconds}")
+            raise InputError(f"max_seconds must be positive (or None), got {max_seconds}")
         self.max_seconds = None if max_seconds is None else float(max_seconds)
         self._decoder: Any = None
 
@@ -572,7 +573,7 @@ def _read_records(
         return os.fspath(annotations), load_annotations(annotations, format, root, labels)
     records = list(annotations)
     if not records:
-        raise ValueError(f"{who}: no records given")
+        raise InputError(f"{who}: no records given")
     return "<records>", records
 
 
@@ -650,7 +651,7 @@ class VideoDataset(Dataset):
     ) -> None:
         self.source, self.records = _read_records(annotations, format, root, labels, "VideoDataset")
         if num_sample < 1:
-            raise ValueError(f"num_sample must be >= 1, got {num_sample}")
+            raise InputError(f"num_sample must be >= 1, got {num_sample}")
         self.num_sample = int(num_sample)
         if transform is None:
             transform = build_clip_transform(
@@ -820,7 +821,7 @@ class MultiViewDataset(Dataset):
         self.input_size = int(input_size)
         self.short_side = int(short_side or input_size)
         if self.short_side < self.input_size:
-            raise ValueError(
+            raise InputError(
                 f"short side {self.short_side} is smaller than the input size {input_size}; "
                 "use a short side of at least the input size"
             )
@@ -928,7 +929,7 @@ def _expand_urls(urls: str | Sequence[str]) -> list[str]:
         for part in str(item).split("::"):
             out.extend(braceexpand(part))
     if not out:
-        raise ValueError("no tar shards given")
+        raise InputError("no tar shards given")
     return out
 
 
@@ -1082,7 +1083,7 @@ class ShardDataset(IterableDataset):
         world = self._rank_world()[1]
         workers = max(int(num_workers), 1)
         if len(self.urls) < world * workers:
-            raise ValueError(
+            raise InputError(
                 f"{len(self.urls)} shard(s) for {world} process(es) x {workers} worker(s); "
                 "every worker needs at least one shard (use more shards or fewer "
                 "data.num_workers)"
@@ -1180,7 +1181,7 @@ def collate_videos(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     each other, its fields repeated, and ``"repeat"`` ``long [B * R]`` numbering them.
     """
     if not samples:
-        raise ValueError("collate_videos: empty batch")
+        raise InputError("collate_videos: empty batch")
     faults = [tuple(f) for s in samples for f in s.get("faults", ())]
     samples = [s for s in samples if "fault" not in s]
     if not samples:
@@ -1201,7 +1202,7 @@ def collate_videos(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         samples = flat
     shapes = {tuple(s["video"].shape) for s in samples}
     if len(shapes) > 1:
-        raise ValueError(
+        raise InputError(
             f"collate_videos: clips of different shapes {sorted(shapes)} in one batch "
             f"(e.g. images (T=1) mixed with videos); batch them separately"
         )

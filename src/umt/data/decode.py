@@ -40,6 +40,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from umt.errors import InputError, MachineError
+
 VideoSource = str | os.PathLike | bytes | bytearray | memoryview
 
 __all__ = [
@@ -58,7 +60,7 @@ __all__ = [
 ]
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(MachineError):
     """A video could not be probed or decoded. The message names the file and the problem."""
 
     def __init__(self, name: str, problem: str) -> None:
@@ -129,7 +131,7 @@ def source_name(source: VideoSource, name: str | None = None) -> str:
 def _check_indices(indices: Sequence[int], num_frames: int, name: str) -> list[int]:
     out = [int(i) for i in indices]
     if not out:
-        raise ValueError(f"{name}: no frame indices asked for")
+        raise InputError(f"{name}: no frame indices asked for")
     bad = [i for i in out if i < 0 or i >= num_frames]
     if bad:
         raise VideoDecodeError(
@@ -145,7 +147,7 @@ def _stack(frames: list[np.ndarray], layout: str) -> np.ndarray:
     if layout == "TCHW":
         arr = np.ascontiguousarray(arr.transpose(0, 3, 1, 2))
     elif layout != "THWC":
-        raise ValueError(f"layout must be 'THWC' or 'TCHW', got {layout!r}")
+        raise InputError(f"layout must be 'THWC' or 'TCHW', got {layout!r}")
     return arr
 
 
@@ -314,7 +316,7 @@ class PyAVDecoder:
 
     def __init__(self, mode: str = "seek", threads: int = 1) -> None:
         if mode not in ("seek", "all"):
-            raise ValueError(f"PyAV decode mode must be 'seek' or 'all', got {mode!r}")
+            raise InputError(f"PyAV decode mode must be 'seek' or 'all', got {mode!r}")
         self.mode = mode
         self.threads = threads
 
@@ -923,7 +925,7 @@ def get_decoder(name: str = "auto", **kwargs: Any) -> VideoDecoder:
         return TorchCodecDecoder(**kwargs)
     if key in ("decord", "decord2"):
         return DecordDecoder(**kwargs)
-    raise ValueError(
+    raise InputError(
         f"unknown video backend {name!r}; choose from auto, pyav, pyav-all, torchcodec, decord"
     )
 

@@ -57,6 +57,7 @@ from torch.utils.data import Dataset
 
 from umt.data.faults import FaultCounter, TooManyFaultsError, VideoFault
 from umt.data.sampling import make_generator, sample_seed
+from umt.errors import InputError
 from umt.textfile import read_text
 
 __all__ = [
@@ -113,16 +114,16 @@ def read_keyframes(path: str | os.PathLike, num_classes: int | None = None) -> l
     for line, row in _rows(path):
         where = f"{os.fspath(path)}:{line}"
         if len(row) not in (7, 8):
-            raise ValueError(
+            raise InputError(
                 f"{where}: expected 7 or 8 columns (video_id,timestamp,x1,y1,x2,y2,action_id"
                 f"[,person_id]), got {len(row)}"
             )
         try:
             ts, box, action = int(float(row[1])), tuple(float(v) for v in row[2:6]), int(row[6])
         except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
+            raise InputError(f"{where}: {err}") from None
         if num_classes is not None and not 1 <= action <= num_classes:
-            raise ValueError(f"{where}: action id {action} is outside 1..{num_classes}")
+            raise InputError(f"{where}: action id {action} is outside 1..{num_classes}")
         key = (row[0], ts)
         frame = frames.setdefault(key, Keyframe(row[0], ts))
         person = (row[0], ts, row[7] if len(row) == 8 else "", box)
@@ -147,14 +148,14 @@ def read_box_csv(
     for line, row in _rows(path):
         where = f"{os.fspath(path)}:{line}"
         if len(row) not in (7, 8):
-            raise ValueError(
+            raise InputError(
                 f"{where}: expected 7 columns (video_id,timestamp,x1,y1,x2,y2,score), got "
                 f"{len(row)}"
             )
         try:
             ts, box, score = int(float(row[1])), [float(v) for v in row[2:6]], float(row[-1])
         except ValueError as err:
-            raise ValueError(f"{where}: {err}") from None
+            raise InputError(f"{where}: {err}") from None
         if score < threshold:
             continue
         boxes, scores = out.setdefault((row[0], ts), ([], []))
@@ -317,7 +318,7 @@ class AVADataset(Dataset):
         self.source = os.fspath(annotations)
         self.entries = read_keyframes(annotations, num_classes)
         if not self.entries:
-            raise ValueError(f"{self.source}: no keyframes")
+            raise InputError(f"{self.source}: no keyframes")
         self.root = Path(root) if root else Path(annotations).parent
         self.train = bool(train)
         if not self.train and boxes is not None:

@@ -19,6 +19,8 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from umt.errors import MachineError
+
 __all__ = ["VideoFault", "TooManyFaultsError", "FaultCounter", "fault_kind"]
 
 _WARNED_PATHS: set[str] = set()  # files already announced in this process
@@ -43,7 +45,7 @@ class VideoFault(Exception):
         self.reason = reason
 
 
-class TooManyFaultsError(RuntimeError):
+class TooManyFaultsError(MachineError):
     """Too many samples failed: the data (or the ``root`` prefix) is probably wrong."""
 
 

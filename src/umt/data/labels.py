@@ -23,6 +23,7 @@ import json
 import os
 from importlib import resources
 
+from umt.errors import InputError
 from umt.textfile import read_text
 
 __all__ = [
@@ -73,7 +74,7 @@ def class_names(dataset: str) -> list[str]:
     key = str(dataset).strip().lower()
     key = _ALIASES.get(key, key)
     if key not in CLASS_COUNTS:
-        raise ValueError(f"unknown dataset {dataset!r}; class names ship for {', '.join(DATASETS)}")
+        raise InputError(f"unknown dataset {dataset!r}; class names ship for {', '.join(DATASETS)}")
     return list(_packaged(key))
 
 
@@ -115,9 +116,9 @@ def load_class_names(path: str | os.PathLike) -> list[str]:
     while lines and not lines[-1]:
         lines.pop()
     if not lines:
-        raise ValueError(f"{path}: no class names; give {_SHAPES}")
+        raise InputError(f"{path}: no class names; give {_SHAPES}")
     if "" in lines:
-        raise ValueError(
+        raise InputError(
             f"{path}: line {lines.index('') + 1} is empty; every line must name a class "
             "(line i = class index i - 1)"
         )
@@ -128,10 +129,10 @@ def _names_from_json(path: str, text: str) -> list[str]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
+        raise InputError(f"{path}: invalid JSON ({err.msg} at line {err.lineno})") from None
     if isinstance(data, list):
         if not data or not all(isinstance(x, str) and x.strip() for x in data):
-            raise ValueError(f"{path}: a JSON list must hold non-empty class name strings")
+            raise InputError(f"{path}: a JSON list must hold non-empty class name strings")
         return [x.strip() for x in data]
     if isinstance(data, dict) and data:
         names: dict[int, str] = {}
@@ -139,19 +140,19 @@ def _names_from_json(path: str, text: str) -> list[str]:
             if isinstance(index, str) and index.strip().isdigit():
                 index = int(index)
             if not isinstance(index, int) or isinstance(index, bool):
-                raise ValueError(
+                raise InputError(
                     f"{path}: class {name!r} has index {index!r}; a JSON object must map "
                     "each name to an integer index"
                 )
             if index in names:
-                raise ValueError(
+                raise InputError(
                     f"{path}: index {index} is given to both {names[index]!r} and {name!r}"
                 )
             names[index] = name
         missing = sorted(set(range(len(names))) - set(names))
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"{path}: indices must be 0..{len(names) - 1} without gaps; {missing[0]} is missing"
             )
         return [names[i] for i in range(len(names))]
-    raise ValueError(f"{path}: holds a JSON {type(data).__name__}; give {_SHAPES}")
+    raise InputError(f"{path}: holds a JSON {type(data).__name__}; give {_SHAPES}")

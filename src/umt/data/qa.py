@@ -44,6 +44,7 @@ from umt.data.faults import FaultCounter, VideoFault
 from umt.data.retrieval import RetrievalVideoDataset
 from umt.data.sampling import SAMPLING_NAMES, make_generator, sample_seed
 from umt.data.video_text import build_caption_transform
+from umt.errors import InputError
 from umt.textfile import read_text
 
 __all__ = [
@@ -114,7 +115,7 @@ def _json_lines(path: Path, raw: str) -> list[Any]:
         try:
             out.append(json.loads(line))
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: line {lineno}: not valid JSON ({err.msg})") from None
+            raise InputError(f"{path}: line {lineno}: not valid JSON ({err.msg})") from None
     return out
 
 
@@ -124,7 +125,7 @@ def _read_list(path: Path, what: str) -> list[Any]:
         raise FileNotFoundError(f"{path}: {what} file not found")
     raw = read_text(path)
     if not raw.strip():
-        raise ValueError(f"{path}: the file is empty (expected a JSON list of {what} entries)")
+        raise InputError(f"{path}: the file is empty (expected a JSON list of {what} entries)")
     if path.suffix.lower() == ".jsonl":
         data: Any = _json_lines(path, raw)
     else:
@@ -135,36 +136,36 @@ def _read_list(path: Path, what: str) -> list[Any]:
             if len(lines) > 1 and all(line.lstrip().startswith("{") for line in lines):
                 data = _json_lines(path, raw)  # JSON lines under another suffix
             else:
-                raise ValueError(
+                raise InputError(
                     f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})"
                 ) from None
     if not isinstance(data, list):
-        raise ValueError(
+        raise InputError(
             f"{path}: expected a JSON list of {what} entries, got a JSON {type(data).__name__}"
         )
     if not data:
-        raise ValueError(f"{path}: the list is empty (no {what} entries)")
+        raise InputError(f"{path}: the list is empty (no {what} entries)")
     return data
 
 
 def _object(entry: Any, path: Path, n: int) -> dict[str, Any]:
     if not isinstance(entry, dict):
-        raise ValueError(f"{path}: entry {n} is a JSON {type(entry).__name__}, not an object")
+        raise InputError(f"{path}: entry {n} is a JSON {type(entry).__name__}, not an object")
     return entry
 
 
 def _require(entry: dict[str, Any], key: str, path: Path, n: int) -> Any:
     if key not in entry:
-        raise ValueError(f"{path}: entry {n} has no '{key}' (keys: {sorted(entry)})")
+        raise InputError(f"{path}: entry {n} has no '{key}' (keys: {sorted(entry)})")
     return entry[key]
 
 
 def _text(entry: dict[str, Any], key: str, path: Path, n: int) -> str:
     value = _require(entry, key, path, n)
     if not isinstance(value, str):
-        raise ValueError(f"{path}: entry {n}: '{key}' must be a string, got {_short(value)}")
+        raise InputError(f"{path}: entry {n}: '{key}' must be a string, got {_short(value)}")
     if not value.strip():
-        raise ValueError(f"{path}: entry {n}: '{key}' is empty")
+        raise InputError(f"{path}: entry {n}: '{key}' is empty")
     return value
 
 
@@ -172,12 +173,12 @@ def _answers(entry: dict[str, Any], path: Path, n: int) -> list[str]:
     value = _require(entry, "answer", path, n)
     answers = [value] if isinstance(value, str) else value
     if not (isinstance(answers, list) and answers and all(isinstance(a, str) for a in answers)):
-        raise ValueError(
+        raise InputError(
             f"{path}: entry {n}: 'answer' must be a string or a non-empty list of strings, "
             f"got {_short(value)}"
         )
     if any(not a.strip() for a in answers):
-        raise ValueError(f"{path}: entry {n}: 'answer' holds an empty string")
+        raise InputError(f"{path}: entry {n}: 'answer' holds an empty string")
     return list(answers)
 
 
@@ -187,7 +188,7 @@ def _question_id(entry: dict[str, Any], key: str, path: Path, n: int) -> str | i
         return n
     value = entry[key]
     if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValueError(
+        raise InputError(
             f"{path}: entry {n}: '{key}' must be a string or an integer, got {_short(value)}"
         )
     return value
@@ -208,7 +209,7 @@ def _number(value: Any, prefix: str, key: str, path: Path, n: int) -> int:
         text = value[len(prefix) :] if value.startswith(prefix) else value
         if text.isdigit():
             return int(text)
-    raise ValueError(
+    raise InputError(
         f"{path}: entry {n}: '{key}' must be an integer (or '{prefix}<N>'), got {_short(value)}"
     )
 
@@ -260,7 +261,7 @@ def _anet_pair(path: Path) -> tuple[Path, Path]:
                     f"{path}: the matching ActivityNet-QA file {partner.name} is not beside it"
                 )
             return (path, partner) if mine == "_q.json" else (partner, path)
-    raise ValueError(
+    raise InputError(
         f"{path}: ActivityNet-QA files must be named <split>_q.json / <split>_a.json to be "
         "paired; rename it or convert it to the 'umt' format"
     )
@@ -271,7 +272,7 @@ def _detect(path: Path, first: Any) -> str:
         keys = set(first)
         if "video" in keys:
             if "question" not in keys and "caption" in keys:
-                raise ValueError(
+                raise InputError(
                     f"{path}: entries have 'video' and 'caption' but no 'question': a "
                     "multiple-choice or caption file (use load_mc_annotations)"
                 )
@@ -285,7 +286,7 @@ def _detect(path: Path, first: Any) -> str:
     if path.name.endswith(("_q.json", "_a.json")):
         return "anet-qa"
     keys_text = sorted(first) if isinstance(first, dict) else type(first).__name__
-    raise ValueError(
+    raise InputError(
         f"{path}: cannot tell the QA format from entry 0 ({keys_text}); expected 'video' (umt), "
         "'video_id' (MSRVTT-QA / MSVD-QA) or 'video_name' (ActivityNet-QA); pass fmt="
     )
@@ -345,13 +346,13 @@ def _read_mapping(mapping: str | os.PathLike | dict | None, path: Path) -> dict[
             continue
         parts = line.split()
         if len(parts) != 2 or not parts[1].startswith("vid") or not parts[1][3:].isdigit():
-            raise ValueError(f"{file}: line {lineno}: expected '<clip_name> vid<N>', got {line!r}")
+            raise InputError(f"{file}: line {lineno}: expected '<clip_name> vid<N>', got {line!r}")
         number = int(parts[1][3:])
         if number in table:
-            raise ValueError(f"{file}: line {lineno}: vid{number} is listed twice")
+            raise InputError(f"{file}: line {lineno}: vid{number} is listed twice")
         table[number] = parts[0]
     if not table:
-        raise ValueError(f"{file}: the mapping file is empty")
+        raise InputError(f"{file}: the mapping file is empty")
     return table
 
 
@@ -370,7 +371,7 @@ def _load_msvd(
         entry = _object(raw, path, n)
         vid = _number(_require(entry, "video_id", path, n), "vid", "video_id", path, n)
         if vid not in table:
-            raise ValueError(f"{path}: entry {n}: video_id {vid} is not in the MSVD mapping")
+            raise InputError(f"{path}: entry {n}: video_id {vid} is not in the MSVD mapping")
         out.append(
             QAEntry(
                 video=find(table[vid]),
@@ -394,7 +395,7 @@ def _load_anet(path: Path, root: Path | None, video_ext: str | None) -> list[QAE
         _require(entry, "question_id", a_path, n)
         qid = _question_id(entry, "question_id", a_path, n)
         if qid in answers:
-            raise ValueError(
+            raise InputError(
                 f"{a_path}: entry {n}: question_id {qid!r} already answered by entry "
                 f"{answers[qid][0]}"
             )
@@ -407,17 +408,17 @@ def _load_anet(path: Path, root: Path | None, video_ext: str | None) -> list[QAE
         qid = _question_id(entry, "question_id", q_path, n)
         name = _text(entry, "video_name", q_path, n)
         if qid not in answers:
-            raise ValueError(f"{q_path}: entry {n}: question_id {qid!r} has no answer in {a_path}")
+            raise InputError(f"{q_path}: entry {n}: question_id {qid!r} has no answer in {a_path}")
         # video_name is the YouTube id (11 characters); files are named v_<id>.<ext>.
         stem = name if name.startswith("v_") and len(name) == 13 else f"v_{name}"
         if qid in used:
-            raise ValueError(f"{q_path}: entry {n}: question_id {qid!r} is asked twice")
+            raise InputError(f"{q_path}: entry {n}: question_id {qid!r} is asked twice")
         _, ans, kind = answers[qid]
         used.add(qid)
         out.append(QAEntry(find(stem), _text(entry, "question", q_path, n), ans, qid, kind))
     for qid, (n, _, _) in answers.items():
         if qid not in used:
-            raise ValueError(
+            raise InputError(
                 f"{a_path}: entry {n}: question_id {qid!r} has no question in {q_path}"
             )
     return out
@@ -459,7 +460,7 @@ def load_qa_annotations(
     ann = Path(path)
     fmt = fmt.lower().replace("_", "-")
     if fmt != "auto" and fmt not in QA_FORMATS:
-        raise ValueError(f"unknown QA format {fmt!r}; choose from auto, {', '.join(QA_FORMATS)}")
+        raise InputError(f"unknown QA format {fmt!r}; choose from auto, {', '.join(QA_FORMATS)}")
     if fmt == "anet-qa":
         out = _load_anet(ann, Path(root) if root is not None else None, video_ext)
     else:
@@ -479,7 +480,7 @@ def load_qa_annotations(
     for n, entry in enumerate(out):
         first_n = seen.setdefault(entry.question_id, n)
         if first_n != n:
-            raise ValueError(
+            raise InputError(
                 f"{ann}: entry {n}: question_id {entry.question_id!r} repeats entry {first_n}'s"
             )
     return out
@@ -492,9 +493,9 @@ def load_answer_list(path: str | os.PathLike) -> list[str]:
     seen: dict[str, int] = {}
     for n, item in enumerate(items):
         if not isinstance(item, str) or not item.strip():
-            raise ValueError(f"{ann}: entry {n} must be a non-empty string, got {_short(item)}")
+            raise InputError(f"{ann}: entry {n} must be a non-empty string, got {_short(item)}")
         if item in seen:
-            raise ValueError(
+            raise InputError(
                 f"{ann}: entry {n}: answer {item!r} repeats entry {seen[item]} (duplicates "
                 "would split the candidates' scores)"
             )
@@ -508,7 +509,7 @@ def answers_with_weights(answers: Sequence[str]) -> tuple[list[str], list[float]
     if isinstance(answers, str):
         answers = [answers]
     if not answers:
-        raise ValueError("answers_with_weights: no answers")
+        raise InputError("answers_with_weights: no answers")
     counts = Counter(answers)
     distinct = list(dict.fromkeys(answers))
     return distinct, [counts[a] / len(answers) for a in distinct]
@@ -533,18 +534,18 @@ def load_mc_annotations(
             and options
             and all(isinstance(o, str) and o.strip() for o in options)
         ):
-            raise ValueError(
+            raise InputError(
                 f"{ann}: entry {n}: 'caption' must be a non-empty list of option strings, got "
                 f"{_short(options)}"
             )
         answer = _require(entry, "answer", ann, n)
         if isinstance(answer, bool) or not isinstance(answer, int):
-            raise ValueError(
+            raise InputError(
                 f"{ann}: entry {n}: 'answer' must be the integer index of the right option, "
                 f"got {_short(answer)}"
             )
         if not 0 <= answer < len(options):
-            raise ValueError(
+            raise InputError(
                 f"{ann}: entry {n}: 'answer' {answer} is out of range for {len(options)} options"
             )
         out.append(MCEntry(_resolve(video, base), list(options), answer))
@@ -609,13 +610,13 @@ class QADataset(Dataset):
             self.source = "<entries>"
             self.entries = list(annotations)
             if not self.entries:
-                raise ValueError("QADataset: no entries given")
+                raise InputError("QADataset: no entries given")
             bad = next((n for n, e in enumerate(self.entries) if not isinstance(e, QAEntry)), None)
             if bad is not None:
                 raise TypeError(f"QADataset: entry {bad} is not a QAEntry")
         sampling = sampling or ("rand" if train else "middle")
         if sampling not in SAMPLING_NAMES:
-            raise ValueError(
+            raise InputError(
                 f"sampling must be one of {', '.join(SAMPLING_NAMES)}; got {sampling!r}"
             )
         if transform is None:
@@ -711,7 +712,7 @@ def collate_qa(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     :class:`umt.data.FaultCounter` with ``counter.add((p, r) for _, p, r in faults)``.
     """
     if not samples:
-        raise ValueError("collate_qa: empty batch")
+        raise InputError("collate_qa: empty batch")
     good = [s for s in samples if "fault" not in s]
     faults: list[tuple[int, str, str]] = []
     for s in samples:
@@ -767,7 +768,7 @@ class MCDataset(RetrievalVideoDataset):
             source = "<entries>"
             self.entries = list(annotations)
             if not self.entries:
-                raise ValueError("MCDataset: no entries given")
+                raise InputError("MCDataset: no entries given")
         self.option_counts = Counter(e.num_options for e in self.entries)
         super().__init__(
             [VideoRecord(e.video, listed=e.video) for e in self.entries],
@@ -794,7 +795,7 @@ def collate_mc(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     S] (None when none is usable), "options": [[str]] * B, "num_options": long [B], "answer":
     long [B], "index": long [B], "path": [str], "faults": [(index, path, reason)]}``."""
     if not samples:
-        raise ValueError("collate_mc: empty batch")
+        raise InputError("collate_mc: empty batch")
     good = [s for s in samples if "fault" not in s]
     return {
         "video": torch.stack([s["video"] for s in good]) if good else None,

@@ -39,6 +39,7 @@ from umt.data.datasets import _PROGRAMMING_ERRORS, VideoDataset, VideoRecord
 from umt.data.faults import VideoFault
 from umt.data.transforms import Compose, Normalize, ToModelLayout, VideoTransform, resolve_mean_std
 from umt.data.video_text import BicubicResize
+from umt.errors import InputError
 from umt.textfile import read_text
 
 __all__ = [
@@ -97,14 +98,14 @@ def _read_entries(path: Path) -> list[Any]:
     try:
         data = json.loads(read_text(path))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        raise InputError(f"{path}: not valid JSON ({err})") from None
     if not isinstance(data, list):
-        raise ValueError(
+        raise InputError(
             f"{path}: expected a JSON list of {{'video': ..., 'caption': ...}} entries, "
             f"got a JSON {type(data).__name__}"
         )
     if not data:
-        raise ValueError(f"{path}: the annotation list is empty")
+        raise InputError(f"{path}: the annotation list is empty")
     return data
 
 
@@ -129,22 +130,22 @@ def load_retrieval_annotations(
     parsed: list[tuple[list[str], list[str]]] = []  # (videos as listed, captions)
     for n, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            raise ValueError(
+            raise InputError(
                 f"{ann}: entry {n} is a JSON {type(entry).__name__}, not an object with "
                 "'video' and 'caption'"
             )
         if "video" not in entry:
-            raise ValueError(f"{ann}: entry {n} has no 'video' (keys: {sorted(entry)})")
+            raise InputError(f"{ann}: entry {n} has no 'video' (keys: {sorted(entry)})")
         if "caption" not in entry:
-            raise ValueError(f"{ann}: entry {n} has no 'caption' (keys: {sorted(entry)})")
+            raise InputError(f"{ann}: entry {n} has no 'caption' (keys: {sorted(entry)})")
         videos = _strings(entry["video"])
         if videos is None:
-            raise ValueError(
+            raise InputError(
                 f"{ann}: entry {n}: 'video' must be a path or a non-empty list of paths"
             )
         captions = _strings(entry["caption"])
         if captions is None:
-            raise ValueError(
+            raise InputError(
                 f"{ann}: entry {n}: 'caption' must be a string or a non-empty list of strings"
             )
         parsed.append((videos, captions))
@@ -242,7 +243,7 @@ class RetrievalVideoDataset(VideoDataset):
                 v if isinstance(v, VideoRecord) else VideoRecord(os.fspath(v)) for v in videos
             ]
         if not records:
-            raise ValueError("RetrievalVideoDataset: no videos")
+            raise InputError("RetrievalVideoDataset: no videos")
         self.mean, self.std = resolve_mean_std(mean, std)
         self.normalize = bool(normalize)
         steps: list[VideoTransform] = [BicubicResize(input_size)]

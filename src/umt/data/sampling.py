@@ -35,6 +35,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from umt.errors import InputError
+
 SAMPLING_NAMES = ("segments", "sparse", "dense", "ssv2", "rand", "middle")
 """The sampling names :func:`sample_indices` (and the datasets) accept."""
 
@@ -91,14 +93,14 @@ def uniform01(generator: torch.Generator | None) -> float:
 
 def _check_counts(video_frames: int, num_frames: int) -> None:
     if video_frames <= 0:
-        raise ValueError(f"video has no frames (video_frames={video_frames})")
+        raise InputError(f"video has no frames (video_frames={video_frames})")
     if num_frames <= 0:
-        raise ValueError(f"num_frames must be positive, got {num_frames}")
+        raise InputError(f"num_frames must be positive, got {num_frames}")
 
 
 def _check_clip(clip_index: int, num_clips: int) -> None:
     if num_clips <= 0 or not 0 <= clip_index < num_clips:
-        raise ValueError(
+        raise InputError(
             f"test clip {clip_index} of {num_clips}: need num_clips >= 1 and "
             "0 <= clip_index < num_clips"
         )
@@ -199,7 +201,7 @@ def ssv2_indices(
     if clip_index is None:
         return [int(tick / 2.0 + tick * x) for x in range(num_frames)]
     if num_clips not in (1, SSV2_TEST_CLIPS):
-        raise ValueError(
+        raise InputError(
             f"ssv2 sampling has 1 or 2 temporal test views (every 2nd of 2T frames), "
             f"not {num_clips}; use --views 2xK"
         )
@@ -226,10 +228,10 @@ def dense_indices(
     test is :func:`dense_test_indices`.
     """
     if num_frames <= 0 or stride <= 0:
-        raise ValueError(f"num_frames and stride must be positive, got {num_frames}, {stride}")
+        raise InputError(f"num_frames and stride must be positive, got {num_frames}, {stride}")
     n, t = video_frames, num_frames
     if n < t:
-        raise ValueError(f"video has {n} frames, dense sampling needs at least {t}")
+        raise InputError(f"video has {n} frames, dense sampling needs at least {t}")
     if t > 1:
         stride = min(stride, (n - 1) // (t - 1))
     span = (t - 1) * stride + 1
@@ -254,7 +256,7 @@ def dense_test_indices(
     """
     _check_counts(video_frames, num_frames)
     if stride <= 0:
-        raise ValueError(f"stride must be positive, got {stride}")
+        raise InputError(f"stride must be positive, got {stride}")
     _check_clip(clip_index, num_clips)
     span = num_frames * stride
     if num_clips == 1:
@@ -366,7 +368,7 @@ def sample_indices(
     ``train``), exactly like the official ``sample_type="middle"``.
     """
     if sampling not in SAMPLING_NAMES:
-        raise ValueError(f"sampling must be one of {', '.join(SAMPLING_NAMES)}; got {sampling!r}")
+        raise InputError(f"sampling must be one of {', '.join(SAMPLING_NAMES)}; got {sampling!r}")
     if sampling in ("rand", "middle"):
         if train and sampling == "rand":
             return interval_indices(video_frames, num_frames, True, generator)
@@ -400,9 +402,9 @@ def eval_views(num_clips: int = 1, num_crops: int = 1, sampling: str = "sparse")
     Refuses counts the sampling cannot give (ssv2: 1 or 2 temporal views).
     """
     if num_clips <= 0 or num_crops <= 0:
-        raise ValueError(f"num_clips and num_crops must be positive, got {num_clips} x {num_crops}")
+        raise InputError(f"num_clips and num_crops must be positive, got {num_clips} x {num_crops}")
     if sampling == "ssv2" and num_clips not in (1, SSV2_TEST_CLIPS):
-        raise ValueError(
+        raise InputError(
             f"ssv2 sampling has 1 or 2 temporal test views (every 2nd of 2T frames), "
             f"not {num_clips}; use 2 clips"
         )

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from umt.data.datasets import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoRecord, load_annotations
+from umt.errors import InputError
 
 __all__ = ["write_shards", "shard_pattern"]
 
@@ -32,12 +33,12 @@ def _check_sources(records: list[VideoRecord]) -> None:
     for rec in records:
         path = Path(rec.path)
         if path.is_dir():
-            raise ValueError(
+            raise InputError(
                 f"{rec.path}: a folder of extracted frames cannot go into a tar shard; "
                 "list the video or image files instead"
             )
         if path.suffix.lower() not in _MEDIA_EXTENSIONS:
-            raise ValueError(
+            raise InputError(
                 f"{rec.path}: extension {path.suffix or '(none)'!r} is not a video or image "
                 f"extension ShardDataset reads ({', '.join(_MEDIA_EXTENSIONS)})"
             )
@@ -102,15 +103,15 @@ def write_shards(
     from webdataset import ShardWriter
 
     if int(per_shard) < 1:
-        raise ValueError(f"per_shard must be at least 1, got {per_shard}")
+        raise InputError(f"per_shard must be at least 1, got {per_shard}")
     if not prefix or "/" in prefix or os.sep in prefix:
-        raise ValueError(f"prefix must be a plain file name part, got {prefix!r}")
+        raise InputError(f"prefix must be a plain file name part, got {prefix!r}")
     if isinstance(annotations, (str, os.PathLike)):
         records = load_annotations(annotations, format=format, root=root)
     else:
         records = list(annotations)
     if meta is not None and len(meta) != len(records):
-        raise ValueError(f"meta has {len(meta)} entries for {len(records)} records; need one each")
+        raise InputError(f"meta has {len(meta)} entries for {len(records)} records; need one each")
     _check_sources(records)
     out = Path(out_dir)
     if out.is_dir() and glob.glob(
@@ -146,13 +147,13 @@ def shard_pattern(paths: list[Path]) -> str:
     a single shard gives its plain path.
     """
     if not paths:
-        raise ValueError("shard_pattern: no shards given")
+        raise InputError("shard_pattern: no shards given")
     texts = [os.fspath(p) for p in paths]
     if len(texts) == 1:
         return texts[0]
     matches = [re.fullmatch(r"(.*?)(\d+)(\.tar)", t) for t in texts]
     if any(m is None for m in matches):
-        raise ValueError(f"shard_pattern: not numbered .tar shards: {texts[:3]}")
+        raise InputError(f"shard_pattern: not numbered .tar shards: {texts[:3]}")
     heads = {m.group(1) for m in matches if m}
     numbers = [m.group(2) for m in matches if m]
     width = len(numbers[0])
@@ -161,5 +162,5 @@ def shard_pattern(paths: list[Path]) -> str:
         or any(len(n) != width for n in numbers)
         or [int(n) for n in numbers] != list(range(int(numbers[0]), int(numbers[0]) + len(numbers)))
     ):
-        raise ValueError(f"shard_pattern: shards are not consecutive in one folder: {texts[:3]}")
+        raise InputError(f"shard_pattern: shards are not consecutive in one folder: {texts[:3]}")
     return f"{heads.pop()}{{{numbers[0]}..{numbers[-1]}}}.tar"

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from umt.errors import InputError
+
 __all__ = [
     "CLASSES",
     "render_clip",
@@ -223,7 +225,7 @@ def write_synthetic_dataset(
     (240 train / 60 val with the defaults; the last round when there are fewer than 5 rounds).
     """
     if videos <= 0 or frames <= 0 or size < 16:
-        raise ValueError(
+        raise InputError(
             f"need videos > 0, frames > 0 and size >= 16; got {videos}, {frames}, {size}"
         )
     root = Path(out)
@@ -303,12 +305,12 @@ def ensure_synthetic_dataset(
     if marker.is_file():
         found = json.loads(marker.read_text())
         if found != params:
-            raise ValueError(
+            raise InputError(
                 f"{root}: holds a synthetic dataset made with {found}, not {params}; use another root"
             )
         return root
     if root.exists() and any(root.iterdir()):
-        raise ValueError(
+        raise InputError(
             f"{root}: exists and is not a finished synthetic dataset (no .complete marker)"
         )
     root.parent.mkdir(parents=True, exist_ok=True)

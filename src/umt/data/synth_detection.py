@@ -49,6 +49,8 @@ from typing import Any
 
 import numpy as np
 
+from umt.errors import InputError
+
 __all__ = [
     "ACTIONS",
     "render_detection_clip",
@@ -187,7 +189,7 @@ def write_detection_dataset(
     from umt.data.synth import write_video
 
     if videos < 2 or frames < 2 or min(height, width) < 48:
-        raise ValueError(
+        raise InputError(
             f"need videos >= 2, frames >= 2 and frames of at least 48 px; got {videos}, "
             f"{frames}, {height}x{width}"
         )
@@ -241,10 +243,10 @@ def ensure_detection_dataset(root: str | os.PathLike, **params: Any) -> Path:
     if marker.is_file():
         found = json.loads(marker.read_text())
         if found != full:
-            raise ValueError(f"{root}: holds a detection set made with {found}, not {full}")
+            raise InputError(f"{root}: holds a detection set made with {found}, not {full}")
         return root
     if root.exists() and any(root.iterdir()):
-        raise ValueError(f"{root}: exists and is not a finished detection set (no .complete)")
+        raise InputError(f"{root}: exists and is not a finished detection set (no .complete)")
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:

@@ -56,6 +56,7 @@ import numpy as np
 
 from umt.data.qa import QAEntry, load_answer_list, load_qa_annotations
 from umt.data.synth import CLASSES
+from umt.errors import InputError
 
 __all__ = [
     "QA_TYPES",
@@ -125,9 +126,9 @@ def _read_split(root: Path, split: str) -> list[dict[str, Any]]:
     entries = json.loads(path.read_text(encoding="utf-8"))
     for n, entry in enumerate(entries):
         if not isinstance(entry, dict) or not {"video", "caption", "label"} <= set(entry):
-            raise ValueError(f"{path}: entry {n} lacks 'video', 'caption' or 'label'")
+            raise InputError(f"{path}: entry {n} lacks 'video', 'caption' or 'label'")
         if not 0 <= int(entry["label"]) < len(CLASSES):
-            raise ValueError(f"{path}: entry {n}: label {entry['label']} is not a synthetic class")
+            raise InputError(f"{path}: entry {n}: label {entry['label']} is not a synthetic class")
     return entries
 
 
@@ -208,7 +209,7 @@ def write_synthetic_qa(root: str | os.PathLike, seed: int = 0) -> dict[str, Path
     root = Path(root)
     splits = {split: _read_split(root, split) for split in ("train", "val")}
     if not splits["val"]:
-        raise ValueError(f"{root / 'val.json'}: no validation clips to ask about")
+        raise InputError(f"{root / 'val.json'}: no validation clips to ask about")
     paths = _paths(root)
     for split, clips in splits.items():
         _write_json(paths[split], _qa_entries(split, clips))
@@ -272,7 +273,7 @@ def synthetic_qa_chance(
     if isinstance(entries, (str, os.PathLike)):
         entries = load_qa_annotations(entries)
     if not entries:
-        raise ValueError("synthetic_qa_chance: no entries")
+        raise InputError("synthetic_qa_chance: no entries")
     if isinstance(answer_list, (str, os.PathLike)):
         answer_list = load_answer_list(answer_list)
     reference = list(train_entries) if train_entries is not None else list(entries)

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from umt.data.sampling import randint_inclusive, uniform01
+from umt.errors import InputError
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -80,7 +81,7 @@ def resolve_mean_std(
         try:
             return _NAMED[value.lower()]
         except KeyError:
-            raise ValueError(f"unknown normalisation {value!r}; use 'imagenet' or 'clip'") from None
+            raise InputError(f"unknown normalisation {value!r}; use 'imagenet' or 'clip'") from None
 
     if isinstance(mean, str):
         m, s = named(mean)
@@ -89,7 +90,7 @@ def resolve_mean_std(
     if std is not None:
         s = named(std)[1] if isinstance(std, str) else tuple(float(x) for x in std)
     if len(m) != 3 or len(s) != 3:
-        raise ValueError(f"mean and std need 3 values, got {m} and {s}")
+        raise InputError(f"mean and std need 3 values, got {m} and {s}")
     return m, s
 
 
@@ -361,7 +362,7 @@ def parse_rand_augment(config: str) -> dict[str, Any]:
     "increasing": True}`` (timm's RandAugment string; defaults m10, n2, mstd0, inc0)."""
     parts = str(config).strip().split("-")
     if parts[0] != "rand":
-        raise ValueError(
+        raise InputError(
             f"RandAugment config {config!r} must start with 'rand-' (e.g. {RAND_AUGMENT_DEFAULT})"
         )
     out: dict[str, Any] = {
@@ -385,7 +386,7 @@ def parse_rand_augment(config: str) -> dict[str, Any]:
             else:
                 raise ValueError
         except ValueError:
-            raise ValueError(
+            raise InputError(
                 f"RandAugment config {config!r}: cannot read {part!r}; use m<int>, n<int>, "
                 f"mstd<float>, inc<0|1>, e.g. {RAND_AUGMENT_DEFAULT}"
             ) from None
@@ -439,7 +440,7 @@ def _op_args(name: str, level: float, generator: torch.Generator | None) -> tupl
         return (signed(frac * 0.3),)
     if name in ("TranslateXRel", "TranslateYRel"):
         return (signed(frac * 0.45),)
-    raise ValueError(f"unknown RandAugment op {name!r}")
+    raise InputError(f"unknown RandAugment op {name!r}")
 
 
 def _pil_affine(
@@ -506,7 +507,7 @@ class RandAugment(VideoTransform):
     ) -> None:
         super().__init__(generator)
         if interpolation not in ("bicubic", "bilinear", "nearest"):
-            raise ValueError(
+            raise InputError(
                 f"RandAugment interpolation must be bicubic, bilinear or nearest, "
                 f"not {interpolation!r}"
             )
@@ -578,7 +579,7 @@ class RandAugment(VideoTransform):
         elif base == "TranslateYRel":
             matrix = (1.0, 0.0, 0.0, 0.0, 1.0, value * height)
         else:
-            raise ValueError(f"unknown RandAugment op {name!r}")
+            raise InputError(f"unknown RandAugment op {name!r}")
         return _pil_affine(video, matrix, self.interpolation, self.fill)
 
     def __call__(self, video, generator=None, **params):
@@ -617,9 +618,9 @@ class RandomErasing(VideoTransform):
     ) -> None:
         super().__init__(generator)
         if mode not in ("pixel", "rand", "const"):
-            raise ValueError(f"RandomErasing mode must be 'pixel', 'rand' or 'const', got {mode!r}")
+            raise InputError(f"RandomErasing mode must be 'pixel', 'rand' or 'const', got {mode!r}")
         if max_count < 1:
-            raise ValueError(f"RandomErasing max_count must be >= 1, got {max_count}")
+            raise InputError(f"RandomErasing max_count must be >= 1, got {max_count}")
         self.p = p
         self.scale = (float(scale[0]), float(scale[1]))
         self.min_aspect = float(min_aspect)
@@ -740,7 +741,7 @@ class CenterCrop(VideoTransform):
         h, w = video.shape[-2:]
         ch, cw = self.size
         if ch > h or cw > w:
-            raise ValueError(
+            raise InputError(
                 f"centre crop {ch}x{cw} is larger than the {h}x{w} frames; "
                 "resize the short side to at least the crop size"
             )
@@ -762,7 +763,7 @@ class SpatialCrop(VideoTransform):
     def __init__(self, size: int | Sequence[int], num_crops: int = 3, position: int = 0) -> None:
         super().__init__(None)
         if num_crops < 1:
-            raise ValueError(f"num_crops must be positive, got {num_crops}")
+            raise InputError(f"num_crops must be positive, got {num_crops}")
         self.size = _pair(size)
         self.num_crops = int(num_crops)
         self.position = position
@@ -770,10 +771,10 @@ class SpatialCrop(VideoTransform):
     def offsets(self, height: int, width: int, crop_index: int) -> tuple[int, int]:
         """``(top, left)`` of window ``crop_index`` in a ``height x width`` frame."""
         if not 0 <= crop_index < self.num_crops:
-            raise ValueError(f"crop index must be in [0, {self.num_crops}), got {crop_index}")
+            raise InputError(f"crop index must be in [0, {self.num_crops}), got {crop_index}")
         ch, cw = self.size
         if ch > height or cw > width:
-            raise ValueError(
+            raise InputError(
                 f"crop {ch}x{cw} is larger than the {height}x{width} frames; "
                 "resize the short side to at least the crop size"
             )
@@ -860,7 +861,7 @@ class Mixup:
         generator: torch.Generator | None = None,
     ) -> None:
         if num_classes < 1:
-            raise ValueError(f"Mixup needs num_classes >= 1, got {num_classes}")
+            raise InputError(f"Mixup needs num_classes >= 1, got {num_classes}")
         self.num_classes = num_classes
         self.mixup_alpha = mixup_alpha
         self.cutmix_alpha = cutmix_alpha
@@ -874,7 +875,7 @@ class Mixup:
         elsewhere."""
         labels = labels.long().view(-1, 1)
         if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
-            raise ValueError(
+            raise InputError(
                 f"labels must be in [0, {self.num_classes}) for a {self.num_classes}-class "
                 f"Mixup; got {int(labels.min())}..{int(labels.max())}"
             )
@@ -943,7 +944,7 @@ class Mixup:
         self, videos: torch.Tensor, labels: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if labels.shape[0] != videos.shape[0]:
-            raise ValueError(f"Mixup got {videos.shape[0]} videos but {labels.shape[0]} labels")
+            raise InputError(f"Mixup got {videos.shape[0]} videos but {labels.shape[0]} labels")
         params = self.sample(videos.shape[-2], videos.shape[-1], generator)
         return self.apply(videos, labels, params)
 
@@ -1023,10 +1024,10 @@ def build_eval_transform(
     then values scaled to [0, 1] and normalised (ImageNet by default).
     """
     if crop not in ("center", "views", "three"):
-        raise ValueError(f"crop must be 'center', 'views' or 'three', got {crop!r}")
+        raise InputError(f"crop must be 'center', 'views' or 'three', got {crop!r}")
     side = int(short_side or input_size)
     if side < input_size:
-        raise ValueError(
+        raise InputError(
             f"short side {side} is smaller than the crop size {input_size}; "
             "use a short side of at least the input size"
         )

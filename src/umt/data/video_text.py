@@ -74,6 +74,7 @@ from umt.data.transforms import (
     ToModelLayout,
     VideoTransform,
 )
+from umt.errors import InputError
 
 __all__ = [
     "ID_MODES",
@@ -174,7 +175,7 @@ def build_caption_transform(
 # --------------------------------------------------------------------------- one dataset
 def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        raise InputError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
 def _media_of_file(path: str | os.PathLike) -> str:
@@ -184,7 +185,7 @@ def _media_of_file(path: str | os.PathLike) -> str:
         return "video"
     if fmt == "image_text":
         return "image"
-    raise ValueError(
+    raise InputError(
         f"{os.fspath(path)}: not a video-text or image-text JSON list (entries need a 'video' "
         f"or 'image' path and a 'caption'); detected format {fmt!r}"
     )
@@ -261,7 +262,7 @@ class CaptionDataset(Dataset):
             self.source = os.fspath(annotations)
             found = _media_of_file(annotations)
             if media is not None and media != found:
-                raise ValueError(
+                raise InputError(
                     f"{self.source}: entries have '{found}' paths but media={media!r} was given"
                 )
             media = found
@@ -270,7 +271,7 @@ class CaptionDataset(Dataset):
             self.source = "<records>"
             entries = list(annotations)
             if not entries:
-                raise ValueError("CaptionDataset: no records given")
+                raise InputError("CaptionDataset: no records given")
             if media is None:
                 media = "image" if all(r.is_image for r in entries) else "video"
         self.media: str = media
@@ -308,7 +309,7 @@ class CaptionDataset(Dataset):
         for n, rec in enumerate(entries):
             caption = rec.caption
             if caption is None or (isinstance(caption, list) and not caption):
-                raise ValueError(
+                raise InputError(
                     f"{self.source}: entry {n} ({rec.listed or rec.path}) has no caption"
                 )
             if isinstance(caption, str):
@@ -323,7 +324,7 @@ class CaptionDataset(Dataset):
                     entry_of.append(n)
         empty = [r for r in records if not str(r.caption).strip()]
         if records and len(empty) == len(records):
-            raise ValueError(
+            raise InputError(
                 f"{self.source}: all {len(records)} captions are empty; a video-text model "
                 "cannot learn from it: fill in the 'caption' fields"
             )
@@ -339,12 +340,12 @@ class CaptionDataset(Dataset):
         for rec, n in zip(self.records, self.entry_of):
             is_image = rec.path.lower().endswith(IMAGE_EXTENSIONS)
             if self.media == "image" and not is_image:
-                raise ValueError(
+                raise InputError(
                     f"{self.source}: entry {n}: {rec.path} is not an image file (image-text "
                     f"entries need one of {', '.join(IMAGE_EXTENSIONS)})"
                 )
             if self.media == "video" and is_image:
-                raise ValueError(
+                raise InputError(
                     f"{self.source}: entry {n}: {rec.path} is an image; list images in an "
                     "image-text file (key 'image')"
                 )
@@ -399,17 +400,17 @@ def _spec_dict(spec: Mapping[str, Any] | Sequence[Any], n: int) -> dict[str, Any
     if isinstance(spec, Mapping):
         unknown = sorted(set(spec) - set(_SPEC_KEYS))
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"corpus entry {n}: unknown key(s) {unknown}; allowed: {', '.join(_SPEC_KEYS)}"
             )
         if not spec.get("anno"):
-            raise ValueError(f"corpus entry {n}: 'anno' (the annotation file) is required")
+            raise InputError(f"corpus entry {n}: 'anno' (the annotation file) is required")
         return dict(spec)
     if isinstance(spec, (str, os.PathLike)):
         return {"anno": spec}
     items = list(spec)
     if not 1 <= len(items) <= 3:
-        raise ValueError(f"corpus entry {n}: expected [anno, root] or [anno, root, media]")
+        raise InputError(f"corpus entry {n}: expected [anno, root] or [anno, root, media]")
     out: dict[str, Any] = {"anno": items[0]}
     if len(items) > 1:
         out["root"] = items[1]
@@ -443,7 +444,7 @@ class CaptionCorpus(Dataset):
         **options: Any,
     ) -> None:
         if not datasets:
-            raise ValueError("CaptionCorpus: no datasets given")
+            raise InputError("CaptionCorpus: no datasets given")
         built: list[CaptionDataset] = []
         offset = 0
         prepared = []
@@ -586,17 +587,17 @@ class MixedMediaSampler(Sampler):
         with_epoch: bool = True,
     ) -> None:
         if batch_size < 1 or world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(
+            raise InputError(
                 f"need batch_size >= 1 and 0 <= rank < world_size; got {batch_size}, "
                 f"rank {rank} of {world_size}"
             )
         mapping = media.media_ranges if hasattr(media, "media_ranges") else media
         if not mapping:
-            raise ValueError("MixedMediaSampler: no media given")
+            raise InputError("MixedMediaSampler: no media given")
         if any(isinstance(v, int) for v in mapping.values()) and not all(
             isinstance(v, int) for v in mapping.values()
         ):
-            raise ValueError("MixedMediaSampler: give all media as sizes or all as indices")
+            raise InputError("MixedMediaSampler: give all media as sizes or all as indices")
         self.indices: dict[str, torch.Tensor] = {}
         start = 0
         for name, value in mapping.items():
@@ -615,7 +616,7 @@ class MixedMediaSampler(Sampler):
         self.batches_per_rank = sum(self.media_batches.values())
         if self.batches_per_rank == 0:
             sizes = ", ".join(f"{len(t)} {m}" for m, t in self.indices.items())
-            raise ValueError(
+            raise InputError(
                 f"{sizes} item(s): fewer than one step's batch "
                 f"({batch_size} x {world_size} processes) of any medium"
             )
@@ -675,10 +676,10 @@ def collate_captions(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     media is refused (use :class:`MixedMediaSampler`).
     """
     if not samples:
-        raise ValueError("collate_captions: empty batch")
+        raise InputError("collate_captions: empty batch")
     media = {s["media"] for s in samples}
     if len(media) > 1:
-        raise ValueError(
+        raise InputError(
             f"collate_captions: a batch mixes media {sorted(media)}; every batch must be all "
             "videos or all images (sample with MixedMediaSampler)"
         )

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from umt.errors import InputError
 from umt.utils.device import maybe_autocast, model_device
 
 __all__ = [
@@ -103,12 +104,12 @@ def _check_labels(records: Sequence[Any], source: str, num_classes: int | None) 
     for record in records:
         where = getattr(record, "listed", None) or record.path
         if record.label is None:
-            raise ValueError(
+            raise InputError(
                 f"{source}: video {where} has no label; the classification test needs a label "
                 "on every line (path,label)"
             )
         if record.label < 0 or (num_classes is not None and record.label >= num_classes):
-            raise ValueError(
+            raise InputError(
                 f"{source}: video {where} has label {record.label}, but the classifier outputs "
                 f"{num_classes} classes (labels 0..{(num_classes or 0) - 1})"
             )
@@ -269,7 +270,7 @@ def evaluate_classification(
     from umt.data.datasets import collate_views
 
     if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1 video, got {batch_size}")
+        raise InputError(f"batch_size must be at least 1 video, got {batch_size}")
     rank, world = _rank_world()
     net = _unwrap(model)
     num_classes = getattr(net, "num_classes", None)
@@ -395,7 +396,7 @@ def _merge(dataset: Any, parts: list[dict[str, Any]]) -> ClassificationResult:
     classes = scores.shape[-1]
     if labels.numel() and int(labels.max()) >= classes:
         bad = positions[int(labels.argmax())]
-        raise ValueError(
+        raise InputError(
             f"{dataset.source}: video {_listed(dataset, bad)} has label {records[bad].label}, but "
             f"the classifier outputs {classes} classes"
         )
@@ -476,7 +477,7 @@ def validate(
                     bar.update(len(batch["faults"]))
                     continue
                 if "label" not in batch:
-                    raise ValueError("validate: the dataset's samples have no 'label'")
+                    raise InputError("validate: the dataset's samples have no 'label'")
                 video = batch["video"].to(device, non_blocking=True)
                 labels = batch["label"].to(device)
                 sample_shape = tuple(video.shape[1:])
@@ -503,7 +504,7 @@ def validate(
     parts = _gather((totals, faults))
     n = sum(p[0]["videos"] for p in parts)
     if n == 0:
-        raise ValueError("validate: the dataset has no videos")
+        raise InputError("validate: the dataset has no videos")
     return ValidationResult(
         top1=sum(p[0]["top1"] for p in parts) / n * 100.0,
         top5=sum(p[0]["top5"] for p in parts) / n * 100.0,

@@ -51,6 +51,8 @@ from typing import Any
 
 import numpy as np
 
+from umt.errors import InputError
+
 __all__ = [
     "OFFICIAL_MAP_KEY",
     "OFFICIAL_VAL_BOX_THRESHOLD",
@@ -137,7 +139,7 @@ class AVABoxes:
             else np.asarray(self.person_ids, dtype=np.int64).reshape(-1)
         )
         if boxes.ndim != 2 or boxes.shape[1] != 4:
-            raise ValueError(f"boxes must have shape [N, 4], got {tuple(boxes.shape)}")
+            raise InputError(f"boxes must have shape [N, 4], got {tuple(boxes.shape)}")
         lengths = {
             "video_ids": n,
             "timestamps": timestamps.shape[0],
@@ -147,7 +149,7 @@ class AVABoxes:
             "person_ids": person_ids.shape[0],
         }
         if len(set(lengths.values())) != 1:
-            raise ValueError(f"AVABoxes columns differ in length: {lengths}")
+            raise InputError(f"AVABoxes columns differ in length: {lengths}")
         for name, value in (
             ("video_ids", video_ids),
             ("timestamps", timestamps),
@@ -198,16 +200,16 @@ def _parse_int(text: str, what: str, where: str) -> int:
     try:
         return int(text.strip())
     except ValueError:
-        raise ValueError(f"{where}: {what} must be an integer, got {text!r}") from None
+        raise InputError(f"{where}: {what} must be an integer, got {text!r}") from None
 
 
 def _parse_float(text: str, what: str, where: str) -> float:
     try:
         value = float(text.strip())
     except ValueError:
-        raise ValueError(f"{where}: {what} must be a number, got {text!r}") from None
+        raise InputError(f"{where}: {what} must be a number, got {text!r}") from None
     if math.isnan(value):
-        raise ValueError(f"{where}: {what} is NaN")
+        raise InputError(f"{where}: {what} is NaN")
     return value
 
 
@@ -231,20 +233,20 @@ def _read_ava_csv(path: PathLike, groundtruth: bool) -> AVABoxes:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) not in allowed:
-                raise ValueError(
+                raise InputError(
                     f"{where}: expected {' or '.join(map(str, allowed))} columns ({layout}), "
                     f"got {len(row)}: {','.join(row)!r}"
                 )
             video_id = row[0].strip()
             if not video_id:
-                raise ValueError(f"{where}: empty video_id")
+                raise InputError(f"{where}: empty video_id")
             timestamp = _parse_int(row[1], "timestamp", where)
             x1, y1, x2, y2 = (
                 _parse_float(row[2 + k], name, where)
                 for k, name in enumerate(("x1", "y1", "x2", "y2"))
             )
             if groundtruth and (x1 > x2 or y1 > y2):
-                raise ValueError(
+                raise InputError(
                     f"{where}: ground-truth box has x1 > x2 or y1 > y2: {(x1, y1, x2, y2)}"
                 )
             action_id = _parse_int(row[6], "action_id", where)
@@ -330,13 +332,13 @@ def read_exclusions(path: PathLike) -> set[FrameKey]:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != 2:
-                raise ValueError(
+                raise InputError(
                     f"{where}: expected 2 columns (video_id,timestamp), got {len(row)}: "
                     f"{','.join(row)!r}"
                 )
             video_id = row[0].strip()
             if not video_id:
-                raise ValueError(f"{where}: empty video_id")
+                raise InputError(f"{where}: empty video_id")
             excluded.add((video_id, _parse_int(row[1], "timestamp", where)))
     return excluded
 
@@ -365,7 +367,7 @@ def _pbtxt_tokens(path: PathLike) -> list[tuple[str, str, int]]:
                     break
                 m = _PBTXT_TOKEN.match(text, pos)
                 if m is None or m.end() == pos:
-                    raise ValueError(
+                    raise InputError(
                         f"{os.fspath(path)}:{lineno}: cannot parse label map text at "
                         f"{text[pos:].strip()!r}"
                     )
@@ -399,10 +401,10 @@ def read_label_map(path: PathLike) -> dict[int, str]:
         nonlocal i
         if i >= len(tokens):
             last = tokens[-1][2] if tokens else 1
-            raise ValueError(f"{where_file}:{last}: unexpected end of file, expected {what}")
+            raise InputError(f"{where_file}:{last}: unexpected end of file, expected {what}")
         tok = tokens[i]
         if tok[0] != kind or (value is not None and tok[1] != value):
-            raise ValueError(f"{where_file}:{tok[2]}: expected {what}, got {tok[1]!r}")
+            raise InputError(f"{where_file}:{tok[2]}: expected {what}, got {tok[1]!r}")
         i += 1
         return tok
 
@@ -414,7 +416,7 @@ def read_label_map(path: PathLike) -> dict[int, str]:
         fields: dict[str, tuple[str, str, int]] = {}
         while True:
             if i >= len(tokens):
-                raise ValueError(
+                raise InputError(
                     f"{where_file}:{item_line}: item opened here is not closed with '}}'"
                 )
             if tokens[i][:2] == ("punct", "}"):
@@ -424,31 +426,31 @@ def read_label_map(path: PathLike) -> dict[int, str]:
             expect("punct", ":", f"':' after {key_tok[1]!r}")
             if i >= len(tokens) or tokens[i][0] not in ("string", "word"):
                 line = tokens[i][2] if i < len(tokens) else key_tok[2]
-                raise ValueError(f"{where_file}:{line}: field {key_tok[1]!r} has no value")
+                raise InputError(f"{where_file}:{line}: field {key_tok[1]!r} has no value")
             value_tok = tokens[i]
             i += 1
             if key_tok[1] in fields:
-                raise ValueError(
+                raise InputError(
                     f"{where_file}:{key_tok[2]}: field {key_tok[1]!r} given twice in one item"
                 )
             fields[key_tok[1]] = value_tok
         id_tok = next((fields[k] for k in _ID_KEYS if k in fields), None)
         if id_tok is None:
-            raise ValueError(f"{where_file}:{item_line}: item has no 'id' (or 'label_id')")
+            raise InputError(f"{where_file}:{item_line}: item has no 'id' (or 'label_id')")
         if id_tok[0] != "word":
-            raise ValueError(f"{where_file}:{id_tok[2]}: id must be an integer, got {id_tok[1]}")
+            raise InputError(f"{where_file}:{id_tok[2]}: id must be an integer, got {id_tok[1]}")
         class_id = _parse_int(id_tok[1], "id", f"{where_file}:{id_tok[2]}")
         if class_id < 1:
-            raise ValueError(f"{where_file}:{id_tok[2]}: ids must be 1-based, got {class_id}")
+            raise InputError(f"{where_file}:{id_tok[2]}: ids must be 1-based, got {class_id}")
         name_tok = next((fields[k] for k in _NAME_KEYS if k in fields), None)
         if name_tok is None:
-            raise ValueError(f"{where_file}:{item_line}: item has no 'name' (or 'display_name')")
+            raise InputError(f"{where_file}:{item_line}: item has no 'name' (or 'display_name')")
         name = _unquote(name_tok[1]) if name_tok[0] == "string" else name_tok[1]
         if class_id in label_map:
-            raise ValueError(f"{where_file}:{id_tok[2]}: id {class_id} appears twice")
+            raise InputError(f"{where_file}:{id_tok[2]}: id {class_id} appears twice")
         label_map[class_id] = name
     if not label_map:
-        raise ValueError(f"{where_file}: label map has no items")
+        raise InputError(f"{where_file}: label map has no items")
     return label_map
 
 
@@ -513,28 +515,28 @@ def _load_json(path: PathLike) -> Any:
     try:
         return json.loads(_read_text(path))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{os.fspath(path)}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+        raise InputError(f"{os.fspath(path)}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
 
 
 def _json_int(obj: Mapping[str, Any], key: str, where: str) -> int:
     if key not in obj:
-        raise ValueError(f"{where}: missing {key!r}")
+        raise InputError(f"{where}: missing {key!r}")
     value = obj[key]
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where}.{key}: expected an integer, got {value!r}")
+        raise InputError(f"{where}.{key}: expected an integer, got {value!r}")
     return value
 
 
 def _json_box(obj: Mapping[str, Any], where: str) -> list[float]:
     if "bbox" not in obj:
-        raise ValueError(f"{where}: missing 'bbox'")
+        raise InputError(f"{where}: missing 'bbox'")
     box = obj["bbox"]
     if (
         not isinstance(box, list)
         or len(box) != 4
         or not all(isinstance(c, int | float) and not isinstance(c, bool) for c in box)
     ):
-        raise ValueError(f"{where}.bbox: expected 4 numbers [x, y, w, h], got {box!r}")
+        raise InputError(f"{where}.bbox: expected 4 numbers [x, y, w, h], got {box!r}")
     return [float(c) for c in box]
 
 
@@ -560,45 +562,45 @@ def read_alphaction_annotations(
     where_file = os.fspath(path)
     data = _load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise ValueError(f"{where_file}: top level must be an object with an 'images' list")
+        raise InputError(f"{where_file}: top level must be an object with an 'images' list")
     movie_size: dict[str, tuple[int, int]] = {}
     clip_info: dict[int, tuple[str, int]] = {}
     for k, img in enumerate(data["images"]):
         where = f"{where_file}: images[{k}]"
         if not isinstance(img, dict):
-            raise ValueError(f"{where}: expected an object, got {type(img).__name__}")
+            raise InputError(f"{where}: expected an object, got {type(img).__name__}")
         clip_id = _json_int(img, "id", where)
         movie = img.get("movie")
         if not isinstance(movie, str) or not movie:
-            raise ValueError(f"{where}.movie: expected a non-empty string, got {movie!r}")
+            raise InputError(f"{where}.movie: expected a non-empty string, got {movie!r}")
         timestamp = _json_int(img, "timestamp", where)
         width = _json_int(img, "width", where)
         height = _json_int(img, "height", where)
         if width <= 0 or height <= 0:
-            raise ValueError(f"{where}: width and height must be positive, got {width}x{height}")
+            raise InputError(f"{where}: width and height must be positive, got {width}x{height}")
         if clip_id in clip_info:
-            raise ValueError(f"{where}.id: image id {clip_id} appears twice")
+            raise InputError(f"{where}.id: image id {clip_id} appears twice")
         movie_size.setdefault(movie, (width, height))
         clip_info[clip_id] = (movie, timestamp)
 
     annotations = data.get("annotations", [])
     if not isinstance(annotations, list):
-        raise ValueError(f"{where_file}: 'annotations' must be a list")
+        raise InputError(f"{where_file}: 'annotations' must be a list")
     raw_boxes: dict[int, list[list[float]]] = {}
     raw_labels: dict[int, list[np.ndarray]] = {}
     for k, ann in enumerate(annotations):
         where = f"{where_file}: annotations[{k}]"
         if not isinstance(ann, dict):
-            raise ValueError(f"{where}: expected an object, got {type(ann).__name__}")
+            raise InputError(f"{where}: expected an object, got {type(ann).__name__}")
         image_id = _json_int(ann, "image_id", where)
         box = _json_box(ann, where)
         action_ids = ann.get("action_ids")
         if not isinstance(action_ids, list):
-            raise ValueError(f"{where}.action_ids: expected a list of ints, got {action_ids!r}")
+            raise InputError(f"{where}.action_ids: expected a list of ints, got {action_ids!r}")
         one_hot = np.zeros(num_classes, dtype=bool)
         for a in action_ids:
             if isinstance(a, bool) or not isinstance(a, int) or not 1 <= a <= num_classes:
-                raise ValueError(
+                raise InputError(
                     f"{where}.action_ids: expected action ids in 1..{num_classes}, got {a!r}"
                 )
             one_hot[a - 1] = True
@@ -634,18 +636,18 @@ def read_alphaction_person_boxes(
     where_file = os.fspath(path)
     data = _load_json(path)
     if not isinstance(data, list):
-        raise ValueError(f"{where_file}: top level must be a list of box objects")
+        raise InputError(f"{where_file}: top level must be a list of box objects")
     boxes: dict[int, list[list[float]]] = {}
     scores: dict[int, list[float]] = {}
     for k, det in enumerate(data):
         where = f"{where_file}: [{k}]"
         if not isinstance(det, dict):
-            raise ValueError(f"{where}: expected an object, got {type(det).__name__}")
+            raise InputError(f"{where}: expected an object, got {type(det).__name__}")
         image_id = _json_int(det, "image_id", where)
         box = _json_box(det, where)
         score = det.get("score")
         if isinstance(score, bool) or not isinstance(score, int | float) or math.isnan(score):
-            raise ValueError(f"{where}.score: expected a number, got {score!r}")
+            raise InputError(f"{where}.score: expected a number, got {score!r}")
         if score >= score_threshold:
             boxes.setdefault(image_id, []).append(box)
             scores.setdefault(image_id, []).append(float(score))
@@ -720,7 +722,7 @@ def detections_from_scores(
     scores = np.asarray(scores)
     boxes = np.asarray(boxes).reshape(-1, 4)
     if scores.ndim != 2 or scores.shape[0] != boxes.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"scores must have shape [M, C] with M = {boxes.shape[0]} boxes, "
             f"got {tuple(scores.shape)}"
         )
@@ -760,7 +762,7 @@ def batch_detections(batch: dict[str, Any], scores: Any) -> AVABoxes:
         )
         start += n
     if start != scores.shape[0]:
-        raise ValueError(f"{scores.shape[0]} rows of scores for {start} boxes")
+        raise InputError(f"{scores.shape[0]} rows of scores for {start} boxes")
     return AVABoxes.concatenate(parts)
 
 
@@ -897,16 +899,16 @@ def frame_map(
         :class:`DetectionResult`.
     """
     if not 0.0 < iou <= 1.0:
-        raise ValueError(f"iou must be in (0, 1], got {iou}")
+        raise InputError(f"iou must be in (0, 1], got {iou}")
     excluded_keys = {(str(v), int(t)) for v, t in excluded} if excluded is not None else set()
     if label_map is None:
         class_names = {int(c): str(int(c)) for c in np.unique(groundtruth.action_ids).tolist()}
     else:
         class_names = {int(c): str(name) for c, name in label_map.items()}
     if not class_names:
-        raise ValueError("no classes to evaluate (empty label map and no ground truth)")
+        raise InputError("no classes to evaluate (empty label map and no ground truth)")
     if min(class_names) < 1:
-        raise ValueError(f"class ids must be 1-based, got {min(class_names)}")
+        raise InputError(f"class ids must be 1-based, got {min(class_names)}")
     classes = set(class_names)
 
     # Ground truth: per (class, keyframe) the boxes in file order.
@@ -915,7 +917,7 @@ def frame_map(
     bad = (gt_boxes[:, 0] > gt_boxes[:, 2]) | (gt_boxes[:, 1] > gt_boxes[:, 3])
     if bad.any():
         row = int(np.flatnonzero(gt_keep)[np.flatnonzero(bad)[0]])
-        raise ValueError(
+        raise InputError(
             f"ground-truth row {row} has x1 > x2 or y1 > y2: {groundtruth.boxes[row].tolist()}"
         )
     gt_classes = groundtruth.action_ids[gt_keep].tolist()
@@ -1022,7 +1024,7 @@ def chance_frame_map(
     draws of ``numpy.random.default_rng(s)``, ``s = 0 .. seeds - 1``. Returns ``(mean, std)``
     as fractions (NaN when no class has ground truth)."""
     if seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {seeds}")
+        raise InputError(f"seeds must be >= 1, got {seeds}")
     maps = []
     for s in range(seeds):
         scores = np.random.default_rng(s).random(len(detections))

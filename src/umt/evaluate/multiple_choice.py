@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from umt.errors import InputError
 from umt.evaluate.retrieval import _bar
 from umt.utils.device import maybe_autocast, model_device
 
@@ -67,7 +68,7 @@ def score_options(
     q = len(options)
     o = len(options[0])
     if any(len(opts) != o for opts in options):
-        raise ValueError("every question of a batch needs the same number of options")
+        raise InputError("every question of a batch needs the same number of options")
     flat = [text for opts in options for text in opts]
     ids, mask = tokenizer(flat, max_length=max_text_len)
     ids, mask = ids.to(device), mask.to(device)
@@ -152,7 +153,7 @@ def evaluate_mc(
     bar.close()
     total = len(predictions) + len(faults)
     if total == 0:
-        raise ValueError(f"{getattr(dataset, 'source', 'MC set')}: no questions")
+        raise InputError(f"{getattr(dataset, 'source', 'MC set')}: no questions")
     hits = sum(int(p["prediction"] == p["answer"]) for p in predictions)
     return MCResult(
         accuracy=100.0 * hits / total,

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from umt.errors import InputError
+
 __all__ = [
     "ProbeResult",
     "clip_features",
@@ -85,7 +87,7 @@ def extract_features(
     finally:
         encoder.train(was_training)
     if not feats:
-        raise ValueError("probe: no readable clip to extract features from")
+        raise InputError("probe: no readable clip to extract features from")
     return torch.cat(feats), torch.cat(labels)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from umt.errors import InputError
 from umt.evaluate.retrieval import _bar
 from umt.utils.device import maybe_autocast, model_device
 
@@ -38,7 +39,7 @@ def exact_match_accuracy(predictions: Mapping[Any, str], ground_truth: Mapping[A
     """Percentage of ``ground_truth`` questions (``question_id -> answer``) whose prediction is
     the same string; a missing prediction is wrong (``eval_simple_qa_acc``)."""
     if not ground_truth:
-        raise ValueError("no questions to score")
+        raise InputError("no questions to score")
     hits = sum(int(predictions.get(q) == a) for q, a in ground_truth.items())
     return 100.0 * hits / len(ground_truth)
 
@@ -137,7 +138,7 @@ def evaluate_qa(
     from umt.data.qa import collate_qa
 
     if not answer_list:
-        raise ValueError("the answer list is empty")
+        raise InputError("the answer list is empty")
     model.eval()
     device = model_device(model)
     a_ids, a_mask = tokenize_answers(tokenizer, answer_list, answer_max_length, eos)

@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from umt.data.retrieval import RetrievalSet
+from umt.errors import InputError
 from umt.outputs import check_writable
 from umt.utils.device import maybe_autocast, model_device, resolve_amp
 
@@ -96,25 +97,25 @@ def best_ranks(
     """
     scores = torch.as_tensor(scores).detach().cpu()
     if scores.ndim != 2:
-        raise ValueError(f"scores must be [queries, candidates], got {tuple(scores.shape)}")
+        raise InputError(f"scores must be [queries, candidates], got {tuple(scores.shape)}")
     q, m = scores.shape
     if len(ground_truth) != q:
-        raise ValueError(f"{len(ground_truth)} ground-truth lists for {q} queries")
+        raise InputError(f"{len(ground_truth)} ground-truth lists for {q} queries")
     if tiebreak is not None:
         tiebreak = torch.as_tensor(tiebreak).detach().cpu()
         if tiebreak.shape != scores.shape:
-            raise ValueError(
+            raise InputError(
                 f"tiebreak {tuple(tiebreak.shape)} and scores {tuple(scores.shape)} differ"
             )
     counts = torch.tensor([len(g) for g in ground_truth], dtype=torch.long)
     if q and int(counts.min()) == 0:
-        raise ValueError(f"query {int((counts == 0).nonzero()[0])} has no ground truth")
+        raise InputError(f"query {int((counts == 0).nonzero()[0])} has no ground truth")
     flat_q = torch.repeat_interleave(torch.arange(q), counts)  # (query, truth) pairs
     flat_g = torch.tensor([int(x) for g in ground_truth for x in g], dtype=torch.long)
     bad = (flat_g < 0) | (flat_g >= m)
     if bool(bad.any()):
         query = int(flat_q[bad.nonzero()[0]])
-        raise ValueError(
+        raise InputError(
             f"query {query}: ground truth {list(ground_truth[query])} out of range for "
             f"{m} candidates"
         )
@@ -175,16 +176,16 @@ def retrieval_metrics(
     """
     scores_v2t = torch.as_tensor(scores_v2t).detach().cpu()
     if scores_v2t.ndim != 2:
-        raise ValueError(f"scores_v2t must be [videos, texts], got {tuple(scores_v2t.shape)}")
+        raise InputError(f"scores_v2t must be [videos, texts], got {tuple(scores_v2t.shape)}")
     nv, nt = scores_v2t.shape
     if len(video_to_texts) != nv or len(text_to_videos) != nt:
-        raise ValueError(
+        raise InputError(
             f"scores_v2t is {nv} videos x {nt} texts but the ground truth has "
             f"{len(video_to_texts)} videos and {len(text_to_videos)} texts"
         )
     t2v = scores_v2t.t() if scores_t2v is None else torch.as_tensor(scores_t2v).detach().cpu()
     if tuple(t2v.shape) != (nt, nv):
-        raise ValueError(f"scores_t2v must be [{nt}, {nv}], got {tuple(t2v.shape)}")
+        raise InputError(f"scores_t2v must be [{nt}, {nv}], got {tuple(t2v.shape)}")
     tb_t2v = None if tiebreak is None else torch.as_tensor(tiebreak).detach().cpu().t()
     return metrics_from_ranks(
         best_ranks(t2v, text_to_videos, tb_t2v),
@@ -340,14 +341,14 @@ def _encode_videos(
     if faults:
         faults.sort()
         shown = "; ".join(f"{rset.listed[i] if rset.listed else p}: {r}" for i, p, r in faults[:3])
-        raise ValueError(
+        raise InputError(
             f"{rset.source or 'retrieval set'}: {len(faults)} of {nv} videos could not be read "
             f"({shown}{'; ...' if len(faults) > 3 else ''}); retrieval needs every listed video, "
             "since leaving one out would silently change the metric: fix or remove them from "
             "the list"
         )
     if embeds is None or feats is None:
-        raise ValueError(f"{rset.source or 'retrieval set'}: no videos")
+        raise InputError(f"{rset.source or 'retrieval set'}: no videos")
     return embeds, feats
 
 
@@ -430,12 +431,12 @@ def evaluate_retrieval(
     from umt.data.retrieval import RetrievalVideoDataset
 
     if batch_size < 1 or itm_batch_size < 1:
-        raise ValueError(f"batch sizes must be at least 1, got {batch_size}, {itm_batch_size}")
+        raise InputError(f"batch sizes must be at least 1, got {batch_size}, {itm_batch_size}")
     if rset.num_videos == 0 or rset.num_texts == 0:
-        raise ValueError(f"{rset.source or 'retrieval set'}: no videos or no texts")
+        raise InputError(f"{rset.source or 'retrieval set'}: no videos or no texts")
     positions = getattr(model.text_encoder, "max_position_embeddings", None)
     if positions is not None and max_text_len > positions:
-        raise ValueError(
+        raise InputError(
             f"max_text_len {max_text_len} exceeds the text encoder's {positions} positions"
         )
     device = torch.device(device) if device is not None else model_device(model)
@@ -445,7 +446,7 @@ def evaluate_retrieval(
             rset, num_frames=num_frames, input_size=size, max_seconds=max_seconds, backend=backend
         )
     if len(dataset) != rset.num_videos:
-        raise ValueError(f"the dataset has {len(dataset)} videos, the set {rset.num_videos}")
+        raise InputError(f"the dataset has {len(dataset)} videos, the set {rset.num_videos}")
     timings: dict[str, float] = {}
     was_training = model.training
     model.eval()
@@ -555,7 +556,7 @@ def write_predictions(path: str | os.PathLike, result: RetrievalResult, top: int
         out.parent.mkdir(parents=True, exist_ok=True)
         handle = out.open("w", encoding="utf-8")
     except OSError as err:
-        raise ValueError(
+        raise InputError(
             f"{out}: cannot write the predictions file ({err.strerror or err}); "
             "choose a writable folder"
         ) from None
@@ -659,9 +660,9 @@ def run_retrieval(
     if not Path(checkpoint).exists():
         raise FileNotFoundError(f"{checkpoint}: checkpoint not found")
     if num_frames < 1:
-        raise ValueError(f"num_frames must be at least 1, got {num_frames}")
+        raise InputError(f"num_frames must be at least 1, got {num_frames}")
     if max_text_len < 2:
-        raise ValueError(f"max_text_len must be at least 2 ([CLS] and a token), got {max_text_len}")
+        raise InputError(f"max_text_len must be at least 2 ([CLS] and a token), got {max_text_len}")
     rset = load_retrieval_annotations(
         annotations, root=root, paragraph=paragraph, multi_vision_gt=multi_vision_gt
     )
@@ -741,7 +742,7 @@ def load_video_text(
         else:
             warnings.warn(warning, stacklevel=2)
     if not all(hasattr(model, name) for name in ("encode_text", "encode_vision", "itm_logits")):
-        raise ValueError(
+        raise InputError(
             f"{checkpoint}: not a video-text model ({type(model).__name__}); this needs a "
             "stage-2 (multimodal) checkpoint with a text encoder and an ITM head"
         )
@@ -778,7 +779,7 @@ def resolve_tokenizer(
     if source is None:
         source = minilm_dir()
     if source is None:
-        raise ValueError(
+        raise InputError(
             f"{checkpoint}: no tokenizer vocabulary found (none beside the checkpoint and the "
             "bundled bert-base-uncased vocab is not installed); pass --tokenizer DIR_OR_VOCAB"
         )
@@ -788,7 +789,7 @@ def resolve_tokenizer(
     )
     vocab = getattr(text_encoder, "vocab_size", None)
     if vocab is not None and tok.vocab_size > vocab:
-        raise ValueError(
+        raise InputError(
             f"{source}: the tokenizer has {tok.vocab_size} tokens but the model's text encoder "
             f"only {vocab}: not this model's vocabulary; pass its vocab with --tokenizer"
         )

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from umt.data.labels import TITLES, guess_class_names, guess_dataset, load_class_names
+from umt.errors import InputError
 from umt.models import VideoViT, load_checkpoint
 
 __all__ = [
@@ -86,7 +87,7 @@ def parse_views(text: str) -> tuple[int, int]:
     """``"4x3"`` -> (4 temporal clips, 3 spatial crops)."""
     parts = str(text).lower().split("x")
     if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"--views: {text!r} is not CLIPSxCROPS with positive counts (e.g. 4x3)")
+        raise InputError(f"--views: {text!r} is not CLIPSxCROPS with positive counts (e.g. 4x3)")
     return int(parts[0]), int(parts[1])
 
 
@@ -99,11 +100,11 @@ def resolve_device(name: str = "auto") -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise ValueError(
+            raise InputError(
                 f"--device {name}: CUDA is not available here; use --device cpu or auto"
             )
         return torch.device(name)
-    raise ValueError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
+    raise InputError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
 
 
 def load_classifier(
@@ -125,13 +126,13 @@ def load_classifier(
         sizes["num_heads"] = int(num_heads)
     model = load_checkpoint(checkpoint, **sizes)
     if not isinstance(model, VideoViT):
-        raise ValueError(
+        raise InputError(
             f"{checkpoint}: holds a {type(model).__name__}, not a video classifier; give a "
             "fine-tuned UMT checkpoint (e.g. b16_ptk710_ftk710_ftk400_f8_res224.pth), or "
             "classify from class names with a video-text model: umt classify --zero-shot LABELS"
         )
     if model.head is None:
-        raise ValueError(
+        raise InputError(
             f"{checkpoint}: a UMT encoder without a classification head (pretraining or "
             "multimodal weights); give a fine-tuned classifier checkpoint, or fine-tune this "
             "one first"
@@ -146,7 +147,7 @@ def resolve_class_names(num_classes: int, labels: str | os.PathLike | None = Non
     if labels is not None:
         names = load_class_names(labels)
         if len(names) != num_classes:
-            raise ValueError(
+            raise InputError(
                 f"{labels}: {len(names)} class names, but the checkpoint's head has "
                 f"{num_classes} classes; give the labels the model was trained with"
             )
@@ -206,10 +207,10 @@ def classify_videos(
     from umt.data.datasets import MultiViewDataset, VideoRecord
 
     if top_k < 1:
-        raise ValueError(f"--top-k must be >= 1, got {top_k}")
+        raise InputError(f"--top-k must be >= 1, got {top_k}")
     device = torch.device(device)
     if class_names is not None and len(class_names) != model.num_classes:
-        raise ValueError(
+        raise InputError(
             f"{len(class_names)} class names for a {model.num_classes}-class classifier"
         )
     model = model.to(device).eval()

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from umt.errors import InputError
+
 __all__ = ["Answer", "LoadedQA", "QA_SETTINGS", "load_qa_model", "ask"]
 
 QA_SETTINGS = "qa.json"
@@ -67,9 +69,9 @@ def _settings(path: Path) -> dict[str, Any]:
         try:
             data = json.loads(f.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{f}: invalid JSON ({err})") from None
+            raise InputError(f"{f}: invalid JSON ({err})") from None
         if not isinstance(data, dict):
-            raise ValueError(f"{f}: not a JSON object")
+            raise InputError(f"{f}: not a JSON object")
         out.update({k: data[k] for k in out if k in data})
     return out
 
@@ -129,9 +131,9 @@ def ask(
     from umt.evaluate.qa import answer_questions, tokenize_answers
 
     if not questions:
-        raise ValueError("no question given")
+        raise InputError("no question given")
     if not answer_list:
-        raise ValueError("the answer list is empty")
+        raise InputError("the answer list is empty")
     device = torch.device(device)
     model = model.to(device).eval()
     enc = model.vision_encoder

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from umt.errors import InputError
 from umt.textfile import read_text
 from umt.utils.files import sha256_file
 
@@ -95,7 +96,7 @@ def list_videos(inputs: Sequence[str | os.PathLike]) -> list[str]:
         else:
             raise FileNotFoundError(f"{path}: no such video, folder or list")
     if not out:
-        raise ValueError("no videos given")
+        raise InputError("no videos given")
     return out
 
 
@@ -107,9 +108,9 @@ def _read_list(path: Path) -> list[str]:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+            raise InputError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
         if not isinstance(data, list):
-            raise ValueError(f"{path}: expected a JSON list of paths or of {{'video': path}}")
+            raise InputError(f"{path}: expected a JSON list of paths or of {{'video': path}}")
         for i, e in enumerate(data):
             name = e.get("video") if isinstance(e, dict) else e
             if isinstance(name, list):
@@ -117,7 +118,7 @@ def _read_list(path: Path) -> list[str]:
             elif isinstance(name, str):
                 entries.append(name)
             else:
-                raise ValueError(f"{path}: entry {i} names no video")
+                raise InputError(f"{path}: entry {i} names no video")
     else:
         for line in text.splitlines():
             line = line.strip()
@@ -189,7 +190,7 @@ def check_model(index: VideoIndex, model: Any, checkpoint: str | os.PathLike = "
     given = os.fspath(checkpoint) if checkpoint else "the given model"
     made_by = index.settings.get("checkpoint") or "another model"
     if int(model.embed_dim) != int(index.settings["embed_dim"]):
-        raise ValueError(
+        raise InputError(
             f"{given}: its joint space is {model.embed_dim}-d, the index {index.root}'s "
             f"{index.settings['embed_dim']}-d (made with {made_by}): search with the model "
             "that made the index, or re-embed with this one (umt embed --overwrite)"
@@ -197,7 +198,7 @@ def check_model(index: VideoIndex, model: Any, checkpoint: str | os.PathLike = "
     want = index.settings.get("model_fingerprint")
     got = model_fingerprint(model) if want is not None else None
     if got != want:
-        raise ValueError(
+        raise InputError(
             f"{given}: not the model that made the index {index.root} (made with {made_by}; "
             f"weights fingerprint {got}, the index's {want}): search with "
             "that model (--checkpoint), or re-embed with this one (umt embed --overwrite)"
@@ -373,11 +374,11 @@ def load_index(root: str | os.PathLike) -> VideoIndex:
     try:
         settings = json.loads(meta_file.read_text())
     except json.JSONDecodeError:
-        raise ValueError(
+        raise InputError(
             f"{meta_file}: damaged (not JSON); rebuild with umt embed --overwrite"
         ) from None
     if settings.get("version") not in (1, INDEX_VERSION):
-        raise ValueError(
+        raise InputError(
             f"{root}: index version {settings.get('version')} is not one this umt reads "
             f"(1 or {INDEX_VERSION}); rebuild it with umt embed --overwrite"
         )
@@ -394,7 +395,7 @@ def load_index(root: str | os.PathLike) -> VideoIndex:
             missing += 1
             continue
         if checksums is not None and sha256_file(path) != checksums[path.name]:
-            raise ValueError(
+            raise InputError(
                 f"{path}: damaged index chunk (its sha256 differs from the one in "
                 f"{meta_file.name}); re-run the same umt embed command: it embeds this chunk again"
             )
@@ -404,7 +405,7 @@ def load_index(root: str | os.PathLike) -> VideoIndex:
                 ok = f.get_tensor("ok")
                 chunk_feats = f.get_tensor("features")
         except Exception as err:  # noqa: BLE001 - a damaged chunk: say which, how to fix
-            raise ValueError(
+            raise InputError(
                 f"{path}: damaged index chunk ({err}); delete it and rerun umt embed to redo it"
             ) from None
         chunk_paths = json.loads(meta["paths"])
@@ -414,7 +415,7 @@ def load_index(root: str | os.PathLike) -> VideoIndex:
             paths.append(chunk_paths[row])
         feats.append(chunk_feats[ok].float())
     if missing:
-        raise ValueError(
+        raise InputError(
             f"{root}: {missing} of {n_chunks} chunk(s) not embedded yet (an interrupted umt "
             "embed); rerun the same umt embed command to finish it"
         )
@@ -460,10 +461,10 @@ def check_queries(queries: Sequence[str]) -> None:
     from umt.text import clean_caption
 
     if not queries:
-        raise ValueError("no query given; give the text to search for")
+        raise InputError("no query given; give the text to search for")
     for i, query in enumerate(queries):
         if not clean_caption(str(query)):
-            raise ValueError(
+            raise InputError(
                 f"query {i + 1} ({query!r}) is empty once cleaned of blanks and punctuation; "
                 "give the words to search for"
             )
@@ -488,7 +489,7 @@ def search(
     model other than the index's (:func:`check_model`; ``checkpoint`` names the model in its
     message), is refused."""
     if len(index) == 0:
-        raise ValueError(f"{index.root}: the index holds no video")
+        raise InputError(f"{index.root}: the index holds no video")
     check_queries(queries)
     check_model(index, model, checkpoint)
     model = model.eval().to(device)
@@ -548,7 +549,7 @@ def _tokens_for(index: VideoIndex, model: Any, rows: Sequence[int], device: Any)
     batch = collate_retrieval([dataset[i] for i in range(len(dataset))])
     if batch["faults"]:
         _, path, reason = batch["faults"][0]
-        raise ValueError(f"{path}: cannot re-rank, the video no longer reads ({reason})")
+        raise InputError(f"{path}: cannot re-rank, the video no longer reads ({reason})")
     with torch.no_grad():
         embeds, _ = model.encode_vision(batch["video"].to(device))
     return embeds.float()
@@ -574,7 +575,7 @@ def class_text_features(
     kept, so memory grows with ``K x D``, not with the text states. ``progress`` shows a bar
     on stderr."""
     if not templates:
-        raise ValueError("zero-shot classification needs at least one prompt template")
+        raise InputError("zero-shot classification needs at least one prompt template")
     model = model.eval().to(device)
     per_batch = max(1, int(batch_size) // len(templates))
     out = torch.empty(len(class_names), int(model.embed_dim), dtype=torch.float32)

@@ -63,6 +63,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from umt.errors import InputError
 from umt.models.clip_teacher import CLIPTeacher
 from umt.models.layers import interpolate_grid_pos_embed, interpolate_pos_table
 from umt.models.text_bert import BertTextEncoder, bert_state_dict
@@ -172,10 +173,10 @@ def _safetensors_header(path: Path) -> dict[str, Any]:
         raw = fh.read(n)
     try:
         if len(raw) < n:
-            raise ValueError("the header is cut short")
+            raise InputError("the header is cut short")
         header = json.loads(raw)
         if not isinstance(header, dict):
-            raise ValueError("the header is not a JSON object")
+            raise InputError("the header is not a JSON object")
     except (ValueError, UnicodeDecodeError) as err:
         reason = _first_sentence(str(err))
         raise _error(f"{path}: corrupt or truncated safetensors file ({reason}); {_FIX}") from None
@@ -1133,7 +1134,7 @@ class _Source:
 
 def _open(path: str | Path, part: str) -> _Source:
     if part not in _PARTS:
-        raise ValueError(f"part must be one of {', '.join(_PARTS)}, not {part!r}")
+        raise InputError(f"part must be one of {', '.join(_PARTS)}, not {part!r}")
     path = Path(path)
     native = _native_config(path)
     sd = read_state_dict(path)

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from umt.errors import InputError
 from umt.models.layers import QuickGELU
 
 __all__ = ["CLIPTeacher", "FP32LayerNorm"]
@@ -161,11 +162,11 @@ class CLIPTeacher(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["cl
     ) -> None:
         super().__init__()
         if act not in ("quick_gelu", "gelu"):
-            raise ValueError(f"act must be 'quick_gelu' or 'gelu', not {act!r}")
+            raise InputError(f"act must be 'quick_gelu' or 'gelu', not {act!r}")
         if img_size % patch_size:
-            raise ValueError(f"img_size {img_size} is not a multiple of patch {patch_size}")
+            raise InputError(f"img_size {img_size} is not a multiple of patch {patch_size}")
         if return_layers < 1 or (return_layers - 1) * return_interval >= layers:
-            raise ValueError(f"cannot return {return_layers} of {layers} blocks")
+            raise InputError(f"cannot return {return_layers} of {layers} blocks")
         self.img_size = img_size
         self.patch_size = patch_size
         self.width = width
@@ -230,7 +231,7 @@ class CLIPTeacher(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["cl
         x = self.conv1(frames)  # [BT, C, H/p, W/p]
         x = x.flatten(2).transpose(1, 2)  # [BT, HW, C]
         if x.shape[1] + 1 != self.positional_embedding.shape[0]:
-            raise ValueError(
+            raise InputError(
                 f"frames of {h}x{w} give {x.shape[1]} patches; this teacher is built for "
                 f"{self.img_size}px ({self.positional_embedding.shape[0] - 1} patches)"
             )
@@ -265,7 +266,7 @@ class CLIPTeacher(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["cl
             keep = ~mask.reshape(b * t, hw)  # [BT, HW]
             counts = keep.sum(dim=1)
             if bool((counts != counts[0]).any()):
-                raise ValueError("forward_masked: every frame must keep the same number of tokens")
+                raise InputError("forward_masked: every frame must keep the same number of tokens")
             chosen.append(mask)
             # Row-major nonzero: per frame, kept positions in increasing order; +1 skips cls.
             return keep.nonzero()[:, 1].reshape(b * t, -1) + 1

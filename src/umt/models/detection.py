@@ -43,6 +43,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from umt.errors import InputError
 from umt.models.layers import interpolate_pos_table, sincos_table
 from umt.models.video_vit import Block, PatchEmbed3d, VideoViT
 
@@ -115,12 +116,12 @@ class VideoDetector(
     ) -> None:
         super().__init__()
         if img_size % patch_size or num_frames % tubelet_size:
-            raise ValueError(
+            raise InputError(
                 f"img_size {img_size} / patch {patch_size} and num_frames {num_frames} / "
                 f"tubelet {tubelet_size} must divide evenly"
             )
         if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+            raise InputError(f"num_classes must be >= 1, got {num_classes}")
         self.img_size = img_size
         self.patch_size = patch_size
         self.num_frames = num_frames
@@ -171,7 +172,7 @@ class VideoDetector(
         """Token grid ``(T', h, w)`` of an input of ``frames x height x width`` pixels after
         zero-padding height and width up to a multiple of the patch."""
         if frames % self.tubelet_size:
-            raise ValueError(f"{frames} frames do not split into tubelets of {self.tubelet_size}")
+            raise InputError(f"{frames} frames do not split into tubelets of {self.tubelet_size}")
         p = self.patch_size
         return frames // self.tubelet_size, -(-height // p), -(-width // p)
 
@@ -206,7 +207,7 @@ class VideoDetector(
         ``[B, 3, T, H, W] -> ([B, N, C], (T', h, w))`` with ``N = T' * h * w``, token order t, h, w.
         """
         if video.ndim != 5:
-            raise ValueError(f"expected video [B, 3, T, H, W], got shape {tuple(video.shape)}")
+            raise InputError(f"expected video [B, 3, T, H, W], got shape {tuple(video.shape)}")
         video = self.pad_to_patch(video)
         grid = self.token_grid(*video.shape[2:])
         tokens = self.patch_embed(video)  # [B, N, C]
@@ -263,7 +264,7 @@ class VideoDetector(
             rois = boxes.to(device=features.device, dtype=torch.float32)
         else:
             if len(boxes) != features.shape[0]:
-                raise ValueError(f"{len(boxes)} box sets for {features.shape[0]} clips")
+                raise InputError(f"{len(boxes)} box sets for {features.shape[0]} clips")
             rois = boxes_to_rois(boxes, features.device)  # [K, 5]
         # Pooled in float32 (torchvision's autocast does the same under AMP).
         r = self.pooler_resolution
@@ -330,7 +331,7 @@ class VideoDetector(
         sd = read_state_dict(weights) if isinstance(weights, (str, Path)) else dict(weights)
         info = detect_checkpoint(sd, where)
         if "student" not in info.parts:
-            raise ValueError(f"{where}: a {info.kind} checkpoint holds no video encoder")
+            raise InputError(f"{where}: a {info.kind} checkpoint holds no video encoder")
         sd, _ = student_state_dict(sd, info.kind)
         p = sd["patch_embed.proj.weight"]  # [C, in, tubelet, p, p]
         found = {
@@ -347,7 +348,7 @@ class VideoDetector(
         }
         wrong = [f"{k} {found[k]} (here {v})" for k, v in want.items() if found[k] != v]
         if wrong:
-            raise ValueError(f"{where}: its encoder does not fit this detector: {', '.join(wrong)}")
+            raise InputError(f"{where}: its encoder does not fit this detector: {', '.join(wrong)}")
         notes = [f"{info.kind} checkpoint"]
         dropped = sorted(k for k in sd if k.startswith(_UNUSED_PREFIXES) or k == "pos_embed")
         for k in dropped:
@@ -372,7 +373,7 @@ class VideoDetector(
         missing, unexpected = self.load_state_dict(sd, strict=False)
         missing = [k for k in missing if not k.startswith(("head.", "norm."))]
         if strict and (missing or unexpected):
-            raise ValueError(
+            raise InputError(
                 f"{where}: weights do not fit the detector (missing {missing[:6]}, "
                 f"unexpected {unexpected[:6]})"
             )
@@ -391,7 +392,7 @@ def boxes_to_rois(
     for i, b in enumerate(boxes):
         b = torch.as_tensor(b)
         if b.ndim != 2 or b.shape[-1] != 4:
-            raise ValueError(f"boxes of clip {i} must be [n, 4], got {tuple(b.shape)}")
+            raise InputError(f"boxes of clip {i} must be [n, 4], got {tuple(b.shape)}")
         b = b.to(device=device, dtype=torch.float32)  # [n_i, 4]
         idx = torch.full((b.shape[0], 1), float(i), dtype=torch.float32, device=b.device)
         rows.append(torch.cat([idx, b], dim=1))  # [n_i, 5]
@@ -402,7 +403,7 @@ def boxes_to_rois(
 
 def _check_boxes(boxes: torch.Tensor) -> torch.Tensor:
     if boxes.ndim != 2 or boxes.shape[-1] != 4:
-        raise ValueError(f"boxes must be [n, 4] (x1, y1, x2, y2), got {tuple(boxes.shape)}")
+        raise InputError(f"boxes must be [n, 4] (x1, y1, x2, y2), got {tuple(boxes.shape)}")
     return boxes.float()
 
 
@@ -517,7 +518,7 @@ def detection_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     class-averaged BCE. ``logits [n, classes]``, ``targets [n, classes]`` multi-hot (or soft)
     -> scalar float32. No boxes give 0 (the official would give NaN)."""
     if logits.shape != targets.shape:
-        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ")
+        raise InputError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} differ")
     n = logits.shape[0]
     if n == 0:
         return logits.float().sum() * 0.0
@@ -531,5 +532,5 @@ def detection_scores(logits: torch.Tensor, box_scores: torch.Tensor) -> torch.Te
     float32."""
     box_scores = box_scores.reshape(-1, 1).float()  # [n, 1]
     if box_scores.shape[0] != logits.shape[0]:
-        raise ValueError(f"{box_scores.shape[0]} box scores for {logits.shape[0]} boxes")
+        raise InputError(f"{box_scores.shape[0]} box scores for {logits.shape[0]} boxes")
     return torch.sigmoid(logits.float()) * box_scores  # [n, classes]

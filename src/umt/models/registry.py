@@ -17,6 +17,7 @@ from typing import Any
 
 from torch import nn
 
+from umt.errors import InputError
 from umt.models.clip_teacher import CLIPTeacher
 from umt.models.detection import VideoDetector
 from umt.models.video_text import UMTVideoText
@@ -31,7 +32,7 @@ _REGISTRY: dict[str, tuple[type[nn.Module], dict[str, Any], str]] = {}
 def register_model(name: str, cls: type[nn.Module], description: str, **config: Any) -> None:
     """Add a named variant: ``cls(**config)`` (overridable at ``create_model`` time)."""
     if name in _REGISTRY:
-        raise ValueError(f"model {name!r} is already registered")
+        raise InputError(f"model {name!r} is already registered")
     _REGISTRY[name] = (cls, copy.deepcopy(config), description)
 
 

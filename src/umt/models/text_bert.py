@@ -25,6 +25,8 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from umt.errors import InputError
+
 __all__ = ["BertTextEncoder", "bert_state_dict", "load_bert", "init_bert_weights"]
 
 
@@ -39,7 +41,7 @@ class BertAttention(nn.Module):
     ) -> None:
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"text width {dim} is not divisible by {num_heads} heads")
+            raise InputError(f"text width {dim} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
         self.attn_dropout = attn_dropout
         self.q = nn.Linear(dim, dim)
@@ -114,7 +116,7 @@ class BertLayer(nn.Module):
         x = self.self_attn(x, key_mask, causal=self.causal)
         if self.cross_attn is not None:
             if vision is None:
-                raise ValueError("a fusion layer needs the video tokens (vision_embeds)")
+                raise InputError("a fusion layer needs the video tokens (vision_embeds)")
             x = self.cross_attn(x, vision_mask, vision)
         h = self.ffn_out(F.gelu(self.ffn_in(x)))
         return self.ffn_norm(x + self.ffn_drop(h))
@@ -193,9 +195,9 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
     ) -> None:
         super().__init__()
         if not 0 <= fusion_layer <= num_layers:
-            raise ValueError(f"fusion_layer {fusion_layer} must be within [0, {num_layers}]")
+            raise InputError(f"fusion_layer {fusion_layer} must be within [0, {num_layers}]")
         if not 0 <= pad_token_id < vocab_size:
-            raise ValueError(
+            raise InputError(
                 f"pad_token_id {pad_token_id} is outside the vocabulary ({vocab_size})"
             )
         self.vocab_size = vocab_size
@@ -242,10 +244,10 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Word + position + token-type-0 embeddings, LayerNorm, dropout: ``[B, L] -> [B, L, C]``."""
         if input_ids.ndim != 2:
-            raise ValueError(f"expected input_ids [B, L], got shape {tuple(input_ids.shape)}")
+            raise InputError(f"expected input_ids [B, L], got shape {tuple(input_ids.shape)}")
         n = input_ids.shape[1]
         if n > self.max_position_embeddings:
-            raise ValueError(
+            raise InputError(
                 f"{n} tokens but the text encoder has {self.max_position_embeddings} positions"
             )
         pos = torch.arange(n, device=input_ids.device)
@@ -261,7 +263,7 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
         vision_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if attention_mask.shape != x.shape[:2]:
-            raise ValueError(
+            raise InputError(
                 f"attention_mask {tuple(attention_mask.shape)} does not match the text "
                 f"{tuple(x.shape[:2])}"
             )
@@ -292,7 +294,7 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
         ``text_embeds [B, L, C]``, ``attention_mask [B, L]``, ``vision_embeds [B, N, C_v]``,
         ``vision_mask [B, N]`` (1 = attend; None = every video token) -> ``[B, L, C]``."""
         if vision_embeds.shape[-1] != self.encoder_width:
-            raise ValueError(
+            raise InputError(
                 f"vision_embeds are {vision_embeds.shape[-1]} wide; the cross-attention reads "
                 f"{self.encoder_width}"
             )
@@ -386,14 +388,14 @@ def bert_state_dict(
     prefix = _bert_prefix(keys)
     if prefix is None:
         if "word_embed.weight" not in sd:
-            raise ValueError(
+            raise InputError(
                 f"no BERT weights (no embeddings.word_embeddings.weight); first keys: "
                 f"{', '.join(keys[:4])}"
             )
         out = {k: v for k, v in sd.items() if _OURS.match(k)}
         extra = [k for k in sd if k not in out]
         if extra:
-            raise ValueError(f"unexpected tensors beside the text encoder: {', '.join(extra[:3])}")
+            raise InputError(f"unexpected tensors beside the text encoder: {', '.join(extra[:3])}")
     else:
         # The heads (cls.*) sit beside the encoder: "bert." -> "" and "text_encoder.bert." ->
         # "text_encoder.".
@@ -420,12 +422,12 @@ def bert_state_dict(
             else:
                 out[new] = v
         if unknown:
-            raise ValueError(f"unknown BERT tensors: {', '.join(unknown[:3])}")
+            raise InputError(f"unknown BERT tensors: {', '.join(unknown[:3])}")
         if decoder is not None and "word_embed.weight" in out:
             if decoder.shape != out["word_embed.weight"].shape or not torch.equal(
                 decoder, out["word_embed.weight"]
             ):
-                raise ValueError(
+                raise InputError(
                     "the masked-LM decoder is not tied to the word embeddings; umt's BERT ties them"
                 )
     return out, _infer_config(out)
@@ -448,7 +450,7 @@ def _infer_config(sd: dict[str, torch.Tensor]) -> dict[str, Any]:
     needed = ("word_embed.weight", "pos_embed.weight", "layers.0.ffn_in.weight")
     absent = [k for k in needed if k not in sd]
     if absent:
-        raise ValueError(f"incomplete BERT weights (no {', '.join(absent)})")
+        raise InputError(f"incomplete BERT weights (no {', '.join(absent)})")
     word = sd["word_embed.weight"]
     layers = sorted({int(k.split(".")[1]) for k in sd if k.startswith("layers.")})
     cross = sorted({int(k.split(".")[1]) for k in sd if re.match(r"layers\.\d+\.cross_attn\.", k)})
@@ -488,10 +490,10 @@ def bert_config_from_hf(cfg: dict[str, Any], where: str) -> dict[str, Any]:
     """:class:`BertTextEncoder` arguments from a HuggingFace BERT ``config.json`` dict."""
     act = cfg.get("hidden_act", "gelu")
     if act != "gelu":
-        raise ValueError(f"{where}: hidden_act {act!r} is not supported (umt's BERT uses 'gelu')")
+        raise InputError(f"{where}: hidden_act {act!r} is not supported (umt's BERT uses 'gelu')")
     pos = cfg.get("position_embedding_type", "absolute")
     if pos != "absolute":
-        raise ValueError(f"{where}: position_embedding_type {pos!r} is not supported")
+        raise InputError(f"{where}: position_embedding_type {pos!r} is not supported")
     out = {ours: cfg[theirs] for theirs, ours in _HF_CONFIG.items() if cfg.get(theirs) is not None}
     if "fusion_layer" in cfg:
         out["fusion_layer"] = cfg["fusion_layer"]
@@ -555,20 +557,20 @@ def load_bert(
     try:
         ours, inferred = bert_state_dict(sd)
     except ValueError as err:
-        raise ValueError(f"{weights}: {err}") from None
+        raise InputError(f"{weights}: {err}") from None
     if cfg_file is not None:
         try:
             hf = json.loads(cfg_file.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{cfg_file}: invalid JSON ({err})") from None
+            raise InputError(f"{cfg_file}: invalid JSON ({err})") from None
         if not isinstance(hf, dict):
-            raise ValueError(f"{cfg_file}: not a JSON object")
+            raise InputError(f"{cfg_file}: not a JSON object")
         cfg = bert_config_from_hf(hf, str(cfg_file))
     else:
         cfg = {}
     for key in ("vocab_size", "hidden_size", "num_layers", "intermediate_size"):
         if key in cfg and cfg[key] != inferred[key]:
-            raise ValueError(
+            raise InputError(
                 f"{cfg_file}: {key} is {cfg[key]} but the weights in {weights} hold {inferred[key]}"
             )
     for key in ("vocab_size", "hidden_size", "num_layers", "intermediate_size"):
@@ -596,7 +598,7 @@ def load_bert(
     wrong = [k for k, v in ours.items() if k in expected and expected[k].shape != v.shape]
     if wrong:
         k = wrong[0]
-        raise ValueError(
+        raise InputError(
             f"{weights}: {k} is {list(ours[k].shape)} in the weights but "
             f"{list(expected[k].shape)} in the model"
         )
@@ -605,7 +607,7 @@ def load_bert(
         - {int(k.split(".")[1]) for k in expected if ".cross_attn." in k}
     )
     if dropped_cross:
-        raise ValueError(
+        raise InputError(
             f"{weights}: the weights have cross-attention in layer {dropped_cross[0]}, below "
             f"fusion_layer={model.fusion_layer}"
         )
@@ -614,7 +616,7 @@ def load_bert(
     if missing:
         new = _describe_new(missing, model)
         if new is None:
-            raise ValueError(f"{weights}: BERT weights without {', '.join(missing[:3])}")
+            raise InputError(f"{weights}: BERT weights without {', '.join(missing[:3])}")
         warnings.warn(
             f"{weights}: newly initialised (not in the file): {new}", UserWarning, stacklevel=2
         )

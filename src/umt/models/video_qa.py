@@ -34,6 +34,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from umt.errors import InputError
 from umt.models.text_bert import BertTextEncoder, bert_state_dict
 from umt.models.video_vit import VideoViT
 
@@ -78,14 +79,14 @@ class UMTVideoQA(
         width = self.vision_encoder.embed_dim
         tcfg = {"encoder_width": width, **dict(text), "mlm_head": False, "is_decoder": False}
         if tcfg["encoder_width"] != width:
-            raise ValueError(
+            raise InputError(
                 f"text encoder_width {tcfg['encoder_width']} differs from the video width {width}"
             )
         self.text_encoder = BertTextEncoder(**tcfg)
         t = self.text_encoder
         n_dec = t.num_layers - t.fusion_layer if decoder_layers is None else int(decoder_layers)
         if n_dec < 1:
-            raise ValueError(
+            raise InputError(
                 f"the answer decoder needs at least one layer: num_layers {t.num_layers} - "
                 f"fusion_layer {t.fusion_layer} = {n_dec}; give decoder_layers"
             )
@@ -259,7 +260,7 @@ class UMTVideoQA(
             k for k in missing if not k.startswith("mlm_head.") and ".cross_attn." not in k
         ]
         if unexplained:
-            raise ValueError(f"answer decoder weights not found: {', '.join(unexplained[:3])}")
+            raise InputError(f"answer decoder weights not found: {', '.join(unexplained[:3])}")
         return qa, notes
 
     def extra_repr(self) -> str:
@@ -326,7 +327,7 @@ def qa_state_dict(
     enc = {k: v for k, v in sd.items() if k.startswith("text_encoder.")}
     dec = {k: v for k, v in sd.items() if k.startswith("text_decoder.")}
     if not enc or not dec:
-        raise ValueError("not a QA checkpoint: no text_encoder.* and text_decoder.* tensors")
+        raise InputError("not a QA checkpoint: no text_encoder.* and text_decoder.* tensors")
     enc_sd, enc_cfg = bert_state_dict(enc)
     dec_sd, dec_cfg = bert_state_dict(dec)
     vision = {k: v for k, v in sd.items() if k.startswith("vision_encoder.")}
@@ -404,14 +405,14 @@ def read_video_qa(
             if flag in overrides and int(overrides[flag]) == int(saved.get("num_heads", -1)):
                 overrides.pop(flag)  # the stored value, given again
         if overrides:
-            raise ValueError(
+            raise InputError(
                 f"{where} describes a umt QA model, which stores its sizes: "
                 f"{', '.join(overrides)} cannot be set"
             )
         try:
             model = UMTVideoQA(vision, cfg["text"], cfg.get("decoder_layers"))
         except (TypeError, ValueError, KeyError) as err:
-            raise ValueError(f"{where}: not a valid QA model config ({err})") from None
+            raise InputError(f"{where}: not a valid QA model config ({err})") from None
         sd = read_state_dict(path)
         sub = {k[len("vision_encoder.") :]: v for k, v in sd.items() if k.startswith("vision_")}
         if "pos_embed" in sub and learned != (num_frames, img_size):
@@ -419,7 +420,7 @@ def read_video_qa(
             sd["vision_encoder.pos_embed"] = sub["pos_embed"]
         missing, unexpected = model.load_state_dict(sd, strict=False)
         if missing or unexpected:
-            raise ValueError(
+            raise InputError(
                 f"{path}: the weights do not fit {where} (missing {missing[:3]}, unexpected "
                 f"{unexpected[:3]})"
             )
@@ -458,7 +459,7 @@ def _official_qa(
             {k: v for k, v in sd.items() if k.startswith("vision_encoder.")}, "umt-multimodal"
         )
     except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
+        raise InputError(f"{path}: {err}") from None
     assumed = []
     if "num_heads" in overrides:
         vcfg["num_heads"] = int(overrides.pop("num_heads"))
@@ -477,7 +478,7 @@ def _official_qa(
                 n, vcfg["patch_size"], vcfg["tubelet_size"], img_size, num_frames
             )
         except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
+            raise InputError(f"{path}: {err}") from None
         vcfg.update(num_frames=f0, img_size=i0)
     else:  # a fixed sin-cos table: the file does not tell the clip it was made for
         vcfg.update(num_frames=num_frames or 12, img_size=img_size or 224)
@@ -488,7 +489,7 @@ def _official_qa(
     if "drop_path_rate" in overrides:
         vcfg["drop_path_rate"] = overrides.pop("drop_path_rate")
     if overrides:
-        raise ValueError(
+        raise InputError(
             f"{path}: an official QA checkpoint takes num_heads, text_num_heads, num_frames and "
             f"img_size, not {', '.join(overrides)}"
         )
@@ -496,7 +497,7 @@ def _official_qa(
     model = UMTVideoQA(vcfg, text, decoder_layers=dcfg["num_layers"])
     missing, unexpected = model.load_state_dict(ours, strict=False)
     if missing or unexpected:
-        raise ValueError(
+        raise InputError(
             f"{path}: the official QA weights do not fit (missing {missing[:3]}, unexpected "
             f"{unexpected[:3]})"
         )
@@ -513,7 +514,7 @@ def read_answer_list(folder: str | Path) -> list[str] | None:
     try:
         data = json.loads(f.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{f}: invalid JSON ({err})") from None
+        raise InputError(f"{f}: invalid JSON ({err})") from None
     if not isinstance(data, list) or not all(isinstance(a, str) for a in data):
-        raise ValueError(f"{f}: not a JSON list of answer strings")
+        raise InputError(f"{f}: not a JSON list of answer strings")
     return data

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from umt.errors import InputError
 from umt.models.clip_teacher import CLIPTeacher
 from umt.models.text_bert import BertTextEncoder
 from umt.models.video_vit import VideoViT
@@ -68,14 +69,14 @@ class UMTVideoText(
     ) -> None:
         super().__init__()
         if text_pool not in ("cls", "mean"):
-            raise ValueError(f"text_pool must be 'cls' or 'mean', not {text_pool!r}")
+            raise InputError(f"text_pool must be 'cls' or 'mean', not {text_pool!r}")
         self.text_pool = text_pool
         vcfg = vision_config(dict(vision))
         self.vision_encoder = VideoViT(**vcfg)
         vision_width = self.vision_encoder.embed_dim
         tcfg = text_config(dict(text), vision_width)
         if tcfg["encoder_width"] != vision_width:
-            raise ValueError(
+            raise InputError(
                 f"text encoder_width {tcfg['encoder_width']} differs from the video width "
                 f"{vision_width}"
             )

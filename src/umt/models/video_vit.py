@@ -24,6 +24,7 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from umt.errors import InputError
 from umt.models.layers import DropPath, Mlp, interpolate_pos_table, sincos_table, trunc_normal_
 
 __all__ = ["VideoViT", "PatchEmbed3d", "Attention", "Block", "AlignHead"]
@@ -55,7 +56,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+            raise InputError(f"width {dim} is not divisible by {num_heads} heads")
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, dim * 3, bias=False)
         if qkv_bias:
@@ -196,18 +197,18 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
         if weight_init == "auto":
             weight_init = "trunc_normal" if num_classes > 0 else "xavier"
         if weight_init not in ("xavier", "trunc_normal"):
-            raise ValueError(
+            raise InputError(
                 f"weight_init must be 'auto', 'xavier' or 'trunc_normal', not {weight_init!r}"
             )
         if pos_embed not in ("sincos", "learned"):
-            raise ValueError(f"pos_embed must be 'sincos' or 'learned', not {pos_embed!r}")
+            raise InputError(f"pos_embed must be 'sincos' or 'learned', not {pos_embed!r}")
         if img_size % patch_size or num_frames % tubelet_size:
-            raise ValueError(
+            raise InputError(
                 f"img_size {img_size} / patch {patch_size} and num_frames {num_frames} / "
                 f"tubelet {tubelet_size} must divide evenly"
             )
         if align_layers and (align_layers - 1) * align_interval >= depth:
-            raise ValueError(
+            raise InputError(
                 f"{align_layers} aligned layers every {align_interval} need > depth {depth}"
             )
         self.img_size = img_size
@@ -305,13 +306,13 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
         A one-frame clip (``T = 1``, an image, as in stage 2) takes the first H*W rows of the
         fixed sin-cos table (the official image table); other layouts must match the model's."""
         if x.ndim != 5:
-            raise ValueError(f"expected video [B, 3, T, H, W], got shape {tuple(x.shape)}")
+            raise InputError(f"expected video [B, 3, T, H, W], got shape {tuple(x.shape)}")
         tokens = self.patch_embed(x)  # [B, N, C]
         n = tokens.shape[1]
         if x.shape[2] == 1 and self._one_frame(n):
             return tokens + self.pos_embed[:, :n].to(tokens.dtype)
         if n != self.pos_embed.shape[1]:
-            raise ValueError(
+            raise InputError(
                 f"input {tuple(x.shape[2:])} gives {n} tokens but the model is built "
                 f"for {self.num_frames} frames of {self.img_size}px ({self.pos_embed.shape[1]} tokens)"
             )
@@ -322,10 +323,10 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
         """Drop the masked tokens, keeping order: ``[B, N, C], [B, N] -> [B, N_vis, C]``."""
         b, n, c = x.shape
         if mask.shape != (b, n):
-            raise ValueError(f"mask shape {tuple(mask.shape)} does not match tokens {(b, n)}")
+            raise InputError(f"mask shape {tuple(mask.shape)} does not match tokens {(b, n)}")
         kept = x[~mask]  # [B * N_vis, C]
         if kept.shape[0] % b:
-            raise ValueError("every sample of the mask must keep the same number of tokens")
+            raise InputError("every sample of the mask must keep the same number of tokens")
         return kept.reshape(b, -1, c)
 
     def _run_block(
@@ -465,5 +466,5 @@ def grid_size(num_tokens: int, num_frames: int) -> int:
     """Side of the square spatial grid of ``num_tokens`` tokens over ``num_frames`` frames."""
     side = math.isqrt(num_tokens // num_frames)
     if side * side * num_frames != num_tokens:
-        raise ValueError(f"{num_tokens} tokens are not {num_frames} square frames")
+        raise InputError(f"{num_tokens} tokens are not {num_frames} square frames")
     return side

@@ -20,6 +20,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
+from umt.errors import InputError
 from umt.models.layers import sincos_table, trunc_normal_
 from umt.models.video_vit import Block, VideoViT
 
@@ -91,7 +92,7 @@ class VideoMAEDecoder(nn.Module):
         x = self.embed(x_vis)  # [B, N_vis, C]
         b, n_vis, c = x.shape
         if mask.shape != (b, self.num_patches):
-            raise ValueError(
+            raise InputError(
                 f"mask shape {tuple(mask.shape)} does not match ({b}, {self.num_patches})"
             )
         pos = self.pos_embed.to(x.dtype).expand(b, -1, -1)  # [B, N, C]
@@ -134,7 +135,7 @@ class VideoMAE(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
         super().__init__()
         ecfg = {**_ENCODER_DEFAULTS, **dict(encoder)}
         if ecfg["align_layers"] or ecfg["num_classes"]:
-            raise ValueError(
+            raise InputError(
                 "a VideoMAE encoder has no alignment heads and no classifier "
                 f"(got align_layers={ecfg['align_layers']}, num_classes={ecfg['num_classes']})"
             )
@@ -204,7 +205,7 @@ def patch_targets(
     """
     b, c, t, h, w = video.shape
     if t % tubelet or h % patch or w % patch:
-        raise ValueError(
+        raise InputError(
             f"video {tuple(video.shape)} does not split into tubelets of {tubelet}x{patch}x{patch}"
         )
     gt, gh, gw = t // tubelet, h // patch, w // patch

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from umt.errors import InputError, MachineError, StoppedError
 from umt.utils.files import sha256_file
 
 BUILTIN = "builtin"  # the teacher.weights value that asks for this teacher
@@ -111,18 +112,13 @@ class TeacherRecipe:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-class TeacherCacheError(RuntimeError):
+class TeacherCacheError(MachineError):
     """The cached teacher cannot be made or read (the message names the folder)."""
 
 
-class TeacherStopped(RuntimeError):
+class TeacherStopped(StoppedError):
     """SIGTERM / Ctrl-C while the teacher was trained (its progress kept, the message says
     where) or waited for; ``exit_code`` is 143 / 130."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.signum = signum
-        self.exit_code = 130 if signum == signal.SIGINT else 143
 
 
 WAIT_REPORT_S = 30.0  # while waiting for another process's teacher: a line this often
@@ -570,7 +566,7 @@ def _load_partial(
     try:
         state = torch.load(keep, map_location="cpu", weights_only=True)
         if state["recipe"] != recipe.to_dict():
-            raise ValueError("made with another recipe")
+            raise InputError("made with another recipe")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])

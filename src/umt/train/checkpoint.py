@@ -41,11 +41,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from umt.errors import InputError
+
 COMPLETE = "COMPLETE"
 _STEP_RE = re.compile(r"^step_(\d+)$")
 
 
-class CorruptCheckpointError(ValueError):
+class CorruptCheckpointError(InputError):
     """A checkpoint folder marked complete whose files cannot be read back."""
 
 

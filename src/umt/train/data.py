@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from umt.config import Config
+from umt.errors import InputError
 from umt.train.distributed import DistInfo, barrier
 
 
@@ -71,7 +72,7 @@ def build_shard_dataset(
 
     d = cfg.data
     if not d.num_samples or d.num_samples <= 0:
-        raise ValueError(
+        raise InputError(
             f"data.train_list={pattern}: tar shards stream without a length; set "
             "data.num_samples to the clips per epoch (all processes together)"
         )
@@ -88,5 +89,5 @@ def build_shard_dataset(
     try:
         dataset.check_split(d.num_workers)
     except ValueError as err:
-        raise ValueError(f"data.train_list={pattern}: {err}") from None
+        raise InputError(f"data.train_list={pattern}: {err}") from None
     return dataset

@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from umt.errors import InputError, StoppedError
+
 STEPS_PER_EPOCH = 30  # the synthetic set: 240 training clips / batch 8
 
 
@@ -167,13 +169,9 @@ def finetune_config(init: str, settings: DemoSettings, seed: int, out: Path) -> 
     )
 
 
-class DemoStopped(RuntimeError):
+class DemoStopped(StoppedError):
     """SIGTERM / Ctrl-C stopped the demo; the message says what is kept and how to continue;
     ``exit_code`` is 143 / 130."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.exit_code = 130 if signum == signal.SIGINT else 143
 
 
 PROGRESS = "progress.json"  # the settings and the finished runs of a demo, to continue it
@@ -217,10 +215,10 @@ def load_progress(out: Path, settings: DemoSettings) -> list[RunRecord]:
         saved = json.loads(path.read_text())
         records = [RunRecord(**r) for r in saved["runs"]]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(f"{path}: unreadable ({err}); use another --output-dir") from None
+        raise InputError(f"{path}: unreadable ({err}); use another --output-dir") from None
     now = json.loads(json.dumps(asdict(settings)))
     if saved.get("settings") != now:
-        raise ValueError(
+        raise InputError(
             f"{out}: holds a demo started with other settings ({saved.get('settings')}); "
             "continue it with the same options or choose another --output-dir"
         )

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import Sampler
 
 from umt.config import Config
+from umt.errors import InputError
 
 
 @dataclass
@@ -219,7 +220,7 @@ class ResumableSampler(Sampler):
         self.start_batch = 0
         self.batches_per_rank = num_samples // (batch_size * world_size)
         if self.batches_per_rank == 0:
-            raise ValueError(
+            raise InputError(
                 f"{num_samples} clips are fewer than one step's batch "
                 f"({batch_size} x {world_size} processes)"
             )

@@ -23,6 +23,7 @@ import torch
 import yaml
 
 from umt.config import Config, ConfigError
+from umt.errors import InputError, MachineError
 from umt.train import checkpoint as ckpt
 from umt.train import runs
 from umt.train.distributed import (
@@ -58,7 +59,7 @@ class RunResult:
     stop_signal: int | None = None  # the signal that stopped the run early, if any
 
 
-class RunError(RuntimeError):
+class RunError(MachineError):
     """The run could not go on (disk full, unwritable folder, unusable checkpoint); the message
     says what happened, whether a checkpoint is safe, and what to do."""
 
@@ -310,7 +311,7 @@ class _Run:
             self.num_clips = int(cfg.data.num_samples)
             batches_per_rank = self.num_clips // (cfg.train.batch_size * info.world_size)
             if batches_per_rank == 0:
-                raise ValueError(
+                raise InputError(
                     f"data.num_samples={self.num_clips} is less than one step's batch "
                     f"({cfg.train.batch_size} x {info.world_size} processes)"
                 )
@@ -324,7 +325,7 @@ class _Run:
             cfg.schedule.steps_per_epoch or batches_per_rank // cfg.train.accum_steps
         )
         if self.steps_per_epoch < 1:
-            raise ValueError("fewer batches per epoch than train.accum_steps")
+            raise InputError("fewer batches per epoch than train.accum_steps")
         self.batches_per_epoch = self.steps_per_epoch * cfg.train.accum_steps  # per process
 
     def _output_dir(self) -> Path:

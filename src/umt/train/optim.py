@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from umt.config import Config
+from umt.errors import InputError
 
 
 def param_groups(
@@ -106,14 +107,14 @@ def layer_decay_param_groups(
     group's lr by its ``lr_scale``.
     """
     if not layer_decay > 0:
-        raise ValueError(f"layer_decay must be > 0 (1.0 = no decay), got {layer_decay}")
+        raise InputError(f"layer_decay must be > 0 (1.0 = no decay), got {layer_decay}")
     base = _unwrap(model)
     if hasattr(base, "get_num_layers"):
         num_layers = int(base.get_num_layers())
     elif isinstance(getattr(base, "blocks", None), nn.ModuleList):
         num_layers = len(base.blocks)
     else:
-        raise ValueError(
+        raise InputError(
             f"layer-wise lr decay needs a ViT with .blocks; {type(base).__name__} has none "
             "(set optim.layer_decay to null)"
         )

@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from umt.errors import MachineError
 from umt.train import checkpoint as ckpt
 
 RUNS = Path("runs")
@@ -35,7 +36,7 @@ RUN_FILES = (
 """What a run writes in its folder: ``--overwrite`` removes these and refuses anything else."""
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(MachineError):
     """The run folder cannot be used (exists, not writable, full); the message says what to do."""
 
 

@@ -10,10 +10,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from umt.errors import DivergenceError
+
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(DivergenceError):
     """The loss became NaN or infinite; the message names the step and the last checkpoint."""
 
 

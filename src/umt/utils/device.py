@@ -7,6 +7,8 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import nn
 
+from umt.errors import InputError
+
 __all__ = ["maybe_autocast", "model_device", "resolve_amp"]
 
 
@@ -31,5 +33,5 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     if amp == "auto":
         return torch.float16 if device.type == "cuda" else None
     if amp not in table:
-        raise ValueError(f"amp must be auto, fp16, bf16 or none, not {amp!r}")
+        raise InputError(f"amp must be auto, fp16, bf16 or none, not {amp!r}")
     return table[amp]

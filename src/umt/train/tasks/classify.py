@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from umt.config import ConfigError, FinetuneConfig, parse_views
+from umt.errors import InputError
 from umt.textfile import read_text
 from umt.train.tasks.base import Task, load_best_weights, not_none, resolve_init
 
@@ -85,13 +86,13 @@ def _head_rows(
         try:
             rows = json.loads(read_text(label_map))
         except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"model.init_label_map: cannot read {label_map} ({err})") from None
+            raise InputError(f"model.init_label_map: cannot read {label_map} ({err})") from None
         if not (isinstance(rows, list) and all(isinstance(r, int) for r in rows)):
-            raise ValueError(
+            raise InputError(
                 f"model.init_label_map: {label_map} must hold a JSON list of row indices"
             )
         if len(rows) != new or not all(0 <= r < old for r in rows):
-            raise ValueError(
+            raise InputError(
                 f"model.init_label_map: {label_map} maps {len(rows)} classes onto rows up to "
                 f"{max(rows, default=-1)}, but the head needs {new} rows out of {old}"
             )
@@ -101,7 +102,7 @@ def _head_rows(
     if old == 710 and new == 400:
         return list(range(400)), "head: the first 400 rows (K710 starts with the K400 classes)"
     if old == 710 and new in (600, 700):
-        raise ValueError(
+        raise InputError(
             f"{path}: a K710 head becomes a K{new} head through the official map "
             f"k710/label_mixto{new}.json (not in the official repository): pass it as "
             f"model.init_label_map=PATH (a JSON list of {new} row indices)"
@@ -120,12 +121,12 @@ def read_init_checkpoint(
     sd = read_state_dict(path)
     info = detect_checkpoint(sd, str(path))
     if "student" not in info.parts:
-        raise ValueError(f"{path}: a {info.kind} checkpoint holds no video encoder")
+        raise InputError(f"{path}: a {info.kind} checkpoint holds no video encoder")
     try:
         weights, _ = student_state_dict(sd, info.kind)
     except ValueError as err:
         what = f" ({', '.join(info.notes)})" if info.notes else ""
-        raise ValueError(
+        raise InputError(
             f"{path}: a {info.kind} checkpoint{what}, not one to start from ({err}); give "
             "--init a stage-1 / stage-2 pretraining or a fine-tuned classification checkpoint"
         ) from None
@@ -164,7 +165,7 @@ def load_init_weights(
     }
     wrong = [f"{k} {found[k]} (here {v})" for k, v in want.items() if found[k] != v]
     if wrong:
-        raise ValueError(
+        raise InputError(
             f"{path}: its encoder does not fit this model: {', '.join(wrong)}; "
             "set model.name / model.embed_dim / model.depth / model.patch_size to match"
         )
@@ -194,7 +195,7 @@ def load_init_weights(
     missing, unexpected = model.load_state_dict(weights, strict=False)
     missing = [k for k in missing if not k.startswith(("head.", "fc_norm."))]
     if missing or unexpected:
-        raise ValueError(
+        raise InputError(
             f"{path}: weights do not fit the classifier (missing {missing[:6]}, "
             f"unexpected {unexpected[:6]})"
         )

@@ -19,6 +19,7 @@ from torch import nn
 
 from umt.config import Config, ConfigError
 from umt.data.transforms import resolve_mean_std
+from umt.errors import InputError
 from umt.losses import uma_loss
 from umt.masking import per_sample_uniform, semantic_mask, tube_mask
 from umt.models.layers import DropPath
@@ -186,14 +187,14 @@ def check_token_grids(student: nn.Module, teacher: nn.Module) -> None:
     t_side = teacher.grid
     _, s_h, s_w = student.grid
     if (t_side, t_side) != (s_h, s_w):
-        raise ValueError(
+        raise InputError(
             f"the teacher sees {t_side}x{t_side} patches per frame ({teacher.img_size}px / patch "
             f"{teacher.patch_size}) but the student {s_h}x{s_w} ({student.img_size}px / patch "
             f"{student.patch_size}); set teacher.img_size to {s_h * teacher.patch_size} "
             "(as UMT-L's CLIP-L/14 runs at 196 px for a 224 px student)"
         )
     if student.tubelet_size != 1:
-        raise ValueError(
+        raise InputError(
             f"model.tubelet_size={student.tubelet_size}: semantic masking from a per-frame teacher "
             "needs tubelet 1 (the official stage-1 recipes use 1)"
         )
@@ -296,7 +297,7 @@ def teacher_targets(
     random positions in every frame). A given ``mask`` [B, N] (True = dropped) is used instead
     of drawing one (a test feeding another implementation's draw)."""
     if mask_kind not in ("attention", "random", "tube"):
-        raise ValueError(f"mask kind {mask_kind!r} is not attention, random or tube")
+        raise InputError(f"mask kind {mask_kind!r} is not attention, random or tube")
     with torch.no_grad():
         tvideo = teacher_input(video, teacher_img_size, data_norm, teacher_norm)
 
@@ -304,7 +305,7 @@ def teacher_targets(
             b, t, hw = cls_attn.shape
             if mask is not None:
                 if mask.shape != (b, t * hw):
-                    raise ValueError(f"given mask {tuple(mask.shape)}, want {(b, t * hw)}")
+                    raise InputError(f"given mask {tuple(mask.shape)}, want {(b, t * hw)}")
                 return mask.to(device=cls_attn.device, dtype=torch.bool)
             if mask_kind == "tube":
                 uniform = per_sample_uniform(seeds, (1, hw)).to(cls_attn.device)  # [B,1,HW]

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from umt.config import ConfigError, VideoTextConfig
+from umt.errors import InputError
 from umt.train.tasks.base import Task, load_best_weights, not_none, resolve_init
 
 VTM_STREAM = 4
@@ -101,7 +102,7 @@ def tower_tokenizer(text_path: Path, text_encoder: nn.Module) -> Any:
         vocab_source(text_path), sep_after_text=bool(text_encoder.sep_after_text)
     )
     if tok.vocab_size > text_encoder.vocab_size:
-        raise ValueError(
+        raise InputError(
             f"{text_path}: its vocabulary has {tok.vocab_size} tokens but the text "
             f"tower {text_encoder.vocab_size}; give the tokenizer of that model"
         )
@@ -360,7 +361,7 @@ class VideoTextTask(Task):
             # Tar shards stream one medium (one shard set) per run: every step then has the
             # same medium everywhere. Several media in shards would need one stream per medium.
             if len(sources) > 1:
-                raise ValueError(
+                raise InputError(
                     f"data: tar shards ({shards[0]['anno']}) stream one shard set per run; "
                     "give one set of shards, or annotation lists for several datasets"
                 )
@@ -454,7 +455,7 @@ class VideoTextTask(Task):
                 block.compile()
         tok = self.tokenizer = tower_tokenizer(self.text_path, model.text_encoder)
         if tok.vocab_size != model.text_encoder.vocab_size:
-            raise ValueError(
+            raise InputError(
                 f"{self.text_path}: its vocabulary has {tok.vocab_size} tokens but the text "
                 f"tower {model.text_encoder.vocab_size}; give the tokenizer of that model"
             )
@@ -473,7 +474,7 @@ class VideoTextTask(Task):
         own = vision.state_dict()
         wrong = [k for k, v in weights.items() if k in own and own[k].shape != v.shape]
         if wrong:
-            raise ValueError(
+            raise InputError(
                 f"{path}: its encoder does not fit this model ({wrong[0]}: "
                 f"{tuple(weights[wrong[0]].shape)} vs {tuple(own[wrong[0]].shape)}); set "
                 "model.name / model.embed_dim / model.depth to match"
@@ -481,7 +482,7 @@ class VideoTextTask(Task):
         missing, unexpected = vision.load_state_dict(weights, strict=False)
         missing = [k for k in missing if not k.startswith("pool_norm.")]
         if missing or unexpected:
-            raise ValueError(
+            raise InputError(
                 f"{path}: weights do not fit the video encoder (missing {missing[:4]}, "
                 f"unexpected {unexpected[:4]})"
             )
@@ -502,7 +503,7 @@ class VideoTextTask(Task):
             drop_path_rate=cfg.model.drop_path_rate,
         )
         if not isinstance(model, UMTVideoText):
-            raise ValueError(f"{path}: not a video-text (stage-2) checkpoint")
+            raise InputError(f"{path}: not a video-text (stage-2) checkpoint")
         model.drop_pretraining_parts()
         self.notes.append("a stage-2 model (teacher, alignment heads and MLM head dropped)")
         return model

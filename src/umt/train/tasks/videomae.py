@@ -19,6 +19,7 @@ from torch import nn
 
 from umt.config import ConfigError, VideoMAEConfig
 from umt.data.transforms import resolve_mean_std
+from umt.errors import InputError
 from umt.losses import reconstruction_loss
 from umt.masking import num_kept_per_frame, per_sample_uniform, random_mask, tube_mask
 from umt.models.videomae import patch_targets
@@ -121,7 +122,7 @@ def draw_mask(
         u = per_sample_uniform(seeds, (1, t * h * w))  # [B, 1, N]
         mask = random_mask(b, t * h * w, ratio, uniform=u)
     else:
-        raise ValueError(f"mask kind must be 'tube' or 'random', not {kind!r}")
+        raise InputError(f"mask kind must be 'tube' or 'random', not {kind!r}")
     return mask.to(device)  # [B, N]
 
 
