@@ -204,13 +204,11 @@ def _add_train_command(sub: argparse._SubParsersAction, task: str) -> None:
     from umt.config import (
         DEFAULT_FINETUNE_RECIPE,
         DEFAULT_RECIPE,
-        TASK_COMMANDS,
-        list_recipes,
-        load_config,
+        recipe_names,
     )
 
     default = DEFAULT_FINETUNE_RECIPE if task == "finetune" else DEFAULT_RECIPE
-    recipes = [r for r in list_recipes() if TASK_COMMANDS[load_config(r).task] == task]
+    recipes = recipe_names(task)
     if task == "pretrain":
         help_text = "stage-1 pretraining (align a video student with a frozen CLIP teacher)"
         description = (

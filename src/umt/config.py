@@ -825,6 +825,21 @@ def list_recipes() -> list[str]:
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+def recipe_names(command: str | None = None) -> list[str]:
+    """Names of the packaged recipes; with ``command`` (``pretrain`` / ``finetune``) only those
+    that command runs. Reads each recipe's ``task`` without building or validating it (cheap
+    enough for ``--help``)."""
+    names = list_recipes()
+    if command is None:
+        return names
+    return [n for n in names if task_command(_read_recipe(n).get("task", "pretrain")) == command]
+
+
+def task_command(task: str) -> str:
+    """The command (``pretrain`` / ``finetune``) that runs a config's ``task``."""
+    return TASK_COMMANDS.get(task, task)
+
+
 def _read_recipe(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """Read a YAML recipe (path or packaged name), resolving ``base:`` inheritance."""
     path = Path(name_or_path)
@@ -929,8 +944,8 @@ def load_config(
     default = DEFAULT_FINETUNE_RECIPE if task == "finetune" else DEFAULT_RECIPE
     data = _read_recipe(name_or_path or default)
     found = data.get("task", "pretrain")
-    if task is not None and TASK_COMMANDS.get(found, found) != task:
-        command = TASK_COMMANDS.get(found, found)
+    if task is not None and task_command(found) != task:
+        command = task_command(found)
         raise ConfigError(
             f"recipe '{name_or_path}' is a {found} recipe: run it with 'umt {command}'"
         )
