@@ -182,11 +182,11 @@ def main() -> None:
             )
             return
 
-    loss_fn = uma_loss_fn(teacher, cfg, amp)
+    loss_fn = uma_loss_fn(teacher, cfg)
 
     def run_umt(i: int) -> None:
         seeds = list(range(i * B, (i + 1) * B))
-        train_step(model, opt, [(video, seeds)], loss_fn)
+        train_step(model, opt, [(video, seeds)], loss_fn, amp_dtype=amp)
 
     times = timed(run_umt)
     med = statistics.median(times)

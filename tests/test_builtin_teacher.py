@@ -139,7 +139,7 @@ def test_unwritable_cache_is_one_clear_error(synthetic, tmp_path):
 @pytest.mark.parametrize("kind", ["attention", "random", "tube"])
 def test_stage1_mask_kinds(kind):
     from umt.models import create_model
-    from umt.train.tasks.stage1 import teacher_targets
+    from umt.train.tasks.common import teacher_targets
 
     torch.manual_seed(0)
     teacher = create_model(

@@ -11,14 +11,13 @@ from train_helpers import STAGE1, TINY
 from umt.config import load_config
 from umt.train.optim import build_optimizer
 from umt.train.step import NonFiniteLossError, train_step
+from umt.train.tasks.common import renormalize, teacher_input
 from umt.train.tasks.stage1 import (
     AlignedStudent,
     StepConfig,
     build_student,
     build_teacher,
     compute_loss,
-    renormalize,
-    teacher_input,
     uma_loss_fn,
 )
 
@@ -165,7 +164,7 @@ def test_bf16_autocast_step_on_cpu():
     cfg, student, teacher = _models()
     opt = build_optimizer(student, cfg, lr=1e-3)
     out = train_step(
-        student, opt, [_batch(2, cfg)], uma_loss_fn(teacher, StepConfig(), torch.bfloat16)
+        student, opt, [_batch(2, cfg)], uma_loss_fn(teacher, StepConfig()), amp_dtype=torch.bfloat16
     )
     assert 0.0 <= out["loss"] <= 4.0
     assert all(p.dtype == torch.float32 for p in student.parameters())

@@ -126,7 +126,8 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 240, launcher: list[str
 
 def loop_step(task: Any, model: Any, optimizer: Any, batch: dict, epoch: int, clip_grad: Any):
     """One optimizer step on ``batch`` as the training loop takes it (``train_step`` around
-    ``task.loss``, one micro-batch, no grad scaler): its ``{"loss", "grad_norm"}``."""
+    ``task.loss`` under the task's autocast, one micro-batch, no grad scaler): its
+    ``{"loss", "grad_norm"}``."""
     from umt.train.distributed import all_reduce_mean
     from umt.train.step import train_step
 
@@ -138,4 +139,5 @@ def loop_step(task: Any, model: Any, optimizer: Any, batch: dict, epoch: int, cl
         clip_grad,
         None,
         all_reduce_mean,
+        amp_dtype=task.ctx.amp_dtype,
     )

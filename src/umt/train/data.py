@@ -1,10 +1,14 @@
-"""Training data shared by the tasks: the built-in synthetic set, annotation lists, tar shards."""
+"""Training data shared by the tasks: the built-in synthetic set, annotation lists, tar shards,
+and the loop's data loaders (training and validation)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from umt.config import Config
 from umt.errors import InputError
@@ -91,3 +95,32 @@ def build_shard_dataset(
     except ValueError as err:
         raise InputError(f"data.train_list={pattern}: {err}") from None
     return dataset
+
+
+def build_loader(
+    dataset: torch.utils.data.Dataset,
+    batch_size: int,
+    collate_fn: Callable[[list[Any]], Any],
+    num_workers: int,
+    device: torch.device,
+    *,
+    sampler: Any = None,
+    train: bool = False,
+    streaming: bool = False,
+    worker_init_fn: Callable[[int], None] | None = None,
+) -> torch.utils.data.DataLoader:
+    """The loop's ``DataLoader``. Training (``train``): full batches only, drawn by ``sampler``;
+    map-style data is indexed by (epoch, index), so its workers live across epochs and keep their
+    per-file caches (a stream, ``streaming``, learns its position only when workers start).
+    Validation: every item once, in order. Pinned memory on CUDA."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        drop_last=train,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=worker_init_fn,
+        persistent_workers=train and num_workers > 0 and not streaming,
+    )

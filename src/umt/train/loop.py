@@ -1,9 +1,11 @@
 """The one training loop. Every task (stage 1, fine-tuning, ...) runs here.
 
 The loop owns processes (torchrun), the run folder, the optimizer and its per-step schedules,
-mixed precision, gradient accumulation and clipping, checkpoints and exact resume, logging,
-signals and guards. A :class:`~umt.train.tasks.base.Task` builds its models and data and
-computes the loss of a micro-batch. Parallelism (DDP / FSDP2), compilation and checkpointing
+mixed precision (autocast around ``task.loss``, in :func:`~umt.train.step.train_step`), gradient
+accumulation and clipping, validation (:mod:`umt.train.validate`: eval mode, no gradients, rank 0
+or every rank, the metrics on every rank), checkpoints and exact resume, logging, signals and
+guards. A :class:`~umt.train.tasks.base.Task` builds its models and data, computes the loss of a
+micro-batch and gives its validation protocol. Parallelism (DDP / FSDP2), compilation and checkpointing
 are applied here, outside the model code.
 """
 
@@ -26,6 +28,7 @@ from umt.config import Config, ConfigError
 from umt.errors import InputError, MachineError
 from umt.train import checkpoint as ckpt
 from umt.train import runs
+from umt.train.data import build_loader
 from umt.train.distributed import (
     DistInfo,
     all_reduce_mean,
@@ -42,6 +45,7 @@ from umt.train.ema import ModelEMA
 from umt.train.optim import build_optimizer, build_schedules, scaled_lrs
 from umt.train.step import NonFiniteLossError, train_step
 from umt.train.tasks.base import RunContext, Task
+from umt.train.validate import validate
 
 SIGNAL_EXIT = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
@@ -460,18 +464,16 @@ class _Run:
         self.exported = task.export_model(model)
         self.extra_files = task.export_files()
         self.model = wrap_model(model, cfg, info, self.amp)
-        self.loader = torch.utils.data.DataLoader(
+        self.loader = build_loader(
             self.dataset,
-            batch_size=cfg.train.batch_size,
+            cfg.train.batch_size,
+            task.collate(),
+            cfg.data.num_workers,
+            info.device,
             sampler=self.sampler,
-            num_workers=cfg.data.num_workers,
-            collate_fn=task.collate(),
-            drop_last=True,
-            pin_memory=info.device.type == "cuda",
+            train=True,
+            streaming=self.streaming,
             worker_init_fn=ignore_stop_signals,
-            # Map-style data is indexed by (epoch, index): workers live across epochs and keep
-            # their per-file caches. Streams learn their position only when workers start.
-            persistent_workers=cfg.data.num_workers > 0 and not self.streaming,
         )
         self.lr, _, _, self.total_batch = scaled_lrs(cfg, info.world_size)
         self.optimizer = build_optimizer(task.param_groups(self.model), cfg, self.lr)
@@ -595,6 +597,7 @@ class _Run:
                         cfg.optim.clip_grad,
                         self.scaler,
                         all_reduce_mean,
+                        amp_dtype=self.amp,
                     )
                 except NonFiniteLossError as err:
                     raise NonFiniteLossError(
@@ -698,7 +701,7 @@ class _Run:
         A stop signal interrupts the validation itself (one process), never the export."""
         logger.write(f"validating after epoch {epoch} (step {step})")
         with stopper.interruptible("validation", enabled=self.info.world_size == 1):
-            metrics = self.task.evaluate(self._eval_model(), epoch)
+            metrics = validate(self.task, self._eval_model(), epoch)
         self.evaluated_at = step
         if not metrics:
             return
@@ -727,7 +730,7 @@ class _Run:
         result = RunResult(
             output_dir=self.out,
             first_step=self.state.step,
-            teacher=getattr(self.task, "teacher_desc", ""),
+            teacher=self.task.teacher_desc,
         )
         self.final_step, self.faults = self.state.step, None
         stopper = Stopper()

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from umt.errors import DivergenceError
+from umt.utils.device import maybe_autocast, model_device
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -47,18 +48,26 @@ def train_step(
     clip_grad: float | None = None,
     scaler: torch.amp.GradScaler | None = None,
     reduce_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    amp_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
     """Forward/backward ``loss_fn(model, micro)`` over ``micro_batches``, then one optimizer step.
+
+    Mixed precision is opened here, once for every task: ``loss_fn`` runs under autocast to
+    ``amp_dtype`` on the model's device (None: float32); the backward runs outside it. A loss
+    that needs a part in float32 says so itself with ``torch.autocast(..., enabled=False)``.
 
     Returns ``{"loss", "grad_norm"}``; the loss is the mean over micro-batches (and over processes
     through ``reduce_fn``); ``grad_norm`` is NaN unless ``clip_grad`` is set. Raises
     ``NonFiniteLossError`` before touching the weights when the loss is not finite."""
     model.train()
     n = len(micro_batches)
+    device = model_device(model)
     total: torch.Tensor | None = None
     for i, micro in enumerate(micro_batches):
         with grad_sync(model, i == n - 1):
-            loss = loss_fn(model, micro) / n
+            with maybe_autocast(device, amp_dtype):
+                loss = loss_fn(model, micro)
+            loss = loss / n
             (scaler.scale(loss) if scaler is not None else loss).backward()
         total = loss.detach() if total is None else total + loss.detach()
     if reduce_fn is not None:

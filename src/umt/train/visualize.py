@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from umt.config import Config
 from umt.data.transforms import resolve_mean_std
 from umt.masking import per_sample_uniform, semantic_mask
-from umt.train.tasks.stage1 import teacher_input
+from umt.train.tasks.common import teacher_input
 
 
 def load_clip(path: str | Path, num_frames: int, size: int) -> torch.Tensor:

@@ -20,46 +20,6 @@ from umt.config import Config
 from umt.train.distributed import DistInfo
 
 
-def not_none(**kw: Any) -> dict[str, Any]:
-    """The keyword arguments that are set (``None`` = keep the registry's default)."""
-    return {k: v for k, v in kw.items() if v is not None}
-
-
-def resolve_init(cfg: Any, resume_from: Path | None = None) -> tuple[str | None, str]:
-    """Where a task's weights start, from ``cfg.model.init`` (a path, ``scratch`` or ``auto``:
-    the latest `umt pretrain` run of ``cfg.model.init_recipe``): ``(checkpoint path or None
-    for scratch, a sentence saying where the weights start)``. A resumed run
-    (``resume_from``, the loop's choice) starts from its own checkpoint, not from
-    ``model.init``, which it never reads."""
-    if resume_from is not None:
-        return str(resume_from), f"from the checkpoint this run resumes ({resume_from})"
-    init = cfg.model.init
-    if init == "scratch":
-        return None, "from scratch (random init)"
-    if init == "auto":
-        from umt.train import runs
-
-        found = runs.latest_run_dir(cfg.model.init_recipe)
-        if found is None:
-            return None, (
-                f"from scratch: no 'umt pretrain' run of {cfg.model.init_recipe} with a "
-                f"checkpoint under {runs.RUNS}/ (model.init auto)"
-            )
-        return str(found[1]), f"from the latest 'umt pretrain' run: {found[1]}"
-    return init, f"from {init}"
-
-
-def load_best_weights(net: nn.Module, best: Path | None, enabled: bool, strict: bool = True) -> str:
-    """Load ``best/model.safetensors`` (the best-validation export) into ``net`` when ``enabled``
-    and present; returns which weights ``net`` now holds, for the test's report line."""
-    if not enabled or best is None or not (best / "model.safetensors").is_file():
-        return "the last weights"
-    from safetensors.torch import load_model
-
-    load_model(net, str(best / "model.safetensors"), strict=strict)
-    return f"the best-validation weights ({best})"
-
-
 @dataclass
 class RunContext:
     """What the loop decided before building the task: processes, device, precision."""
@@ -84,8 +44,11 @@ class Task:
     the optimizer over :meth:`param_groups` and calls :meth:`loss` per micro-batch.
     """
 
-    name = "task"
-    loss_name = "loss"
+    name = "task"  # the command's name, printed at the start of a run and in the log
+    loss_name = "loss"  # what the loss is called in the end-of-run line
+    # One line saying which teacher the task distils (``build_model`` sets it; the loop returns
+    # it in ``RunResult.teacher``); empty for a task without a teacher.
+    teacher_desc: str = ""
     # Config keys whose change makes a checkpoint unusable for a resume ("section.key"); the
     # loop compares them with the checkpoint's config.yaml. Sections listed whole.
     resume_sections: tuple[str, ...] = ("model", "data")
@@ -182,15 +145,45 @@ class Task:
         return {}
 
     # ---------------------------------------------------------------- evaluation
+    # The loop validates through :func:`umt.train.validate.validate`: it sets eval mode (and
+    # restores it), turns gradients off, runs the work where the task says, opens the run's
+    # autocast around each batch and hands every rank the same metrics. A task gives a per-batch
+    # protocol (:meth:`eval_dataset`, :meth:`eval_step`, :meth:`eval_metrics`) or a whole-set
+    # function (:meth:`evaluate`), and says when (:meth:`evaluates`).
+
     # The metric whose best value is kept as ``<run>/best/`` (higher is better); None: no best.
     best_metric: str | None = None
+    # False: rank 0 alone computes the validation, the loop broadcasts its metrics. True: the
+    # validation is collective, every rank calls it (e.g. a whole-set protocol that shards the
+    # set over the ranks and gathers the counts itself) and gets the same metrics.
+    eval_on_every_rank: bool = False
 
     def evaluates(self, epoch: int | None) -> bool:
         """Whether to validate after ``epoch`` (``None``: the run ended inside an epoch)."""
         return False
 
-    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float] | None:
-        """Validation metrics (every rank calls it; the loop logs rank 0's)."""
+    def eval_dataset(self) -> torch.utils.data.Dataset | None:
+        """The validation set of a per-batch protocol, batched by the loop's loader with
+        :meth:`collate` and :meth:`eval_batch_size`; None: :meth:`evaluate` is the protocol."""
+        return None
+
+    def eval_batch_size(self) -> int:
+        """Clips per validation batch."""
+        return self.cfg.train.batch_size
+
+    def eval_step(self, model: nn.Module, batch: dict[str, Any]) -> Any:
+        """One validation batch (as collated, on the CPU): its part of the result, e.g. scores
+        or counts. Runs in eval mode, without gradients, under the run's autocast."""
+        raise NotImplementedError
+
+    def eval_metrics(self, parts: list[Any]) -> dict[str, Any] | None:
+        """The metrics from every batch's :meth:`eval_step` result, in the set's order."""
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, Any] | None:
+        """A whole-set validation protocol (when :meth:`eval_dataset` is None): the metrics of
+        ``model`` after ``epoch``. Runs in eval mode without gradients; it opens its own
+        autocast to ``ctx.amp_dtype`` where the protocol computes in lower precision."""
         return None
 
     def finish(self, model: nn.Module, out: Path, best: Path | None) -> list[str]:

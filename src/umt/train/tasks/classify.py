@@ -24,10 +24,20 @@ from torch import nn
 from umt.config import ConfigError, FinetuneConfig, parse_views
 from umt.errors import InputError
 from umt.textfile import read_text
-from umt.train.tasks.base import Task, load_best_weights, not_none, resolve_init
+from umt.train.tasks.base import Task
+from umt.train.tasks.common import (
+    DROP_PATH_STREAM,
+    autocast_off,
+    count_params,
+    drop_path_noise,
+    load_best_weights,
+    not_none,
+    plain_model,
+    resolve_init,
+    weights_line,
+)
 
 MIXUP_STREAM = 3
-DROP_PATH_STREAM = 2
 
 
 # --------------------------------------------------------------------------- the model
@@ -209,6 +219,7 @@ class ClassifyTask(Task):
     name = "finetune"
     loss_name = "loss"
     best_metric = "val_top1"
+    eval_on_every_rank = True  # validate() shards the set over the ranks and gathers the counts
     resume_sections = ("model", "data", "augment")
     resume_ignored = Task.resume_ignored | {
         "model.init",
@@ -310,21 +321,18 @@ class ClassifyTask(Task):
         return model.to(self.ctx.device)
 
     def export_model(self, model: nn.Module) -> nn.Module:
-        from umt.train.distributed import unwrap
-
-        return unwrap(model)
+        return plain_model(model)
 
     def describe(self, model: nn.Module) -> list[str]:
         net = self.export_model(model)
         cfg, d = self.cfg, self.cfg.data
-        n_params = sum(p.numel() for p in net.parameters())
+        n_params = count_params(net)
         views = "x".join(map(str, parse_views(cfg.eval.test_views)))
         lines = [
             f"classifier {cfg.model.name} ({net.embed_dim} wide x {len(net.blocks)} deep, "
             f"{net.num_classes} classes): {n_params / 1e6:.2f}M params; {d.num_frames} frames "
             f"of {d.input_size}px; layer decay {cfg.optim.layer_decay}",
-            f"weights {self.init_desc}"
-            + (f" ({'; '.join(self.init_notes)})" if self.init_notes else ""),
+            weights_line(self.init_desc, self.init_notes),
             f"{d.num_sample} clip(s) per video; mixup {cfg.augment.mixup}, cutmix "
             f"{cfg.augment.cutmix}, smoothing {cfg.augment.smoothing}; validation: "
             + (f"{self.val_list}" if self.val_list else "none")
@@ -341,7 +349,6 @@ class ClassifyTask(Task):
     def loss(self, model: nn.Module, batch: dict[str, Any], epoch: int) -> torch.Tensor:
         from umt.data import make_generator, sample_seed
         from umt.losses import soft_target_cross_entropy
-        from umt.masking import per_sample_uniform
 
         cfg = self.cfg
         video, labels = batch["video"], batch["label"]  # [B,3,T,H,W], [B]
@@ -360,12 +367,10 @@ class ClassifyTask(Task):
                 sample_seed(cfg.train.seed, epoch, i, DROP_PATH_STREAM, r)
                 for i, r in zip(index, repeat)
             ]
-            depth = len(self.export_model(model).blocks)
-            noise = per_sample_uniform(seeds, (depth, 2), video.device)  # [B, depth, 2]
-        amp = self.ctx.amp_dtype
-        with torch.autocast(video.device.type, dtype=amp, enabled=amp is not None):
-            logits = model(video, None, noise)  # [B, classes]
-        return soft_target_cross_entropy(logits.float(), target)
+            noise = drop_path_noise(self.export_model(model), seeds, video.device)  # [B, depth, 2]
+        logits = model(video, None, noise)  # [B, classes]
+        with autocast_off(video.device):
+            return soft_target_cross_entropy(logits.float(), target)
 
     # ---------------------------------------------------------------- evaluation
     def evaluates(self, epoch: int | None) -> bool:
@@ -391,6 +396,7 @@ class ClassifyTask(Task):
         return self.cfg.eval.batch_size or self.cfg.train.batch_size
 
     def evaluate(self, model: nn.Module, epoch: int) -> dict[str, Any] | None:
+        """The official single-view validation (collective: each rank scores its shard)."""
         from umt.data import VideoDataset
         from umt.evaluate.classification import validate
 
@@ -430,10 +436,9 @@ class ClassifyTask(Task):
             write_per_class_csv,
             write_predictions,
         )
-        from umt.train.distributed import unwrap
 
         cfg, d = self.cfg, self.cfg.data
-        net = unwrap(model)
+        net = plain_model(model)
         which = load_best_weights(net, best, cfg.eval.test_best)
         clips, crops = parse_views(cfg.eval.test_views)
         dataset = MultiViewDataset(

@@ -35,10 +35,19 @@ import torch
 from torch import nn
 
 from umt.config import ConfigError, DetectionConfig
-from umt.train.tasks.base import Task, not_none, resolve_init
+from umt.train.tasks.base import Task
+from umt.train.tasks.common import (
+    DROP_PATH_STREAM,
+    autocast_off,
+    count_params,
+    drop_path_noise,
+    not_none,
+    plain_model,
+    resolve_init,
+    weights_line,
+)
 
 BOX_STREAM = 5
-DROP_PATH_STREAM = 2
 CHANCE_SEEDS = 20  # random-score draws for the chance level written beside the mAP
 CHANCE_MAX_ROWS = 50_000  # ... computed for validation sets up to this many detection rows
 
@@ -206,21 +215,18 @@ class DetectionTask(Task):
         return model.to(self.ctx.device)
 
     def export_model(self, model: nn.Module) -> nn.Module:
-        from umt.train.distributed import unwrap
-
-        return unwrap(model)
+        return plain_model(model)
 
     def describe(self, model: nn.Module) -> list[str]:
         net = self.export_model(model)
         cfg, d = self.cfg, self.cfg.data
-        n_params = sum(p.numel() for p in net.parameters())
+        n_params = count_params(net)
         return [
             f"detector {cfg.model.name} ({net.embed_dim} wide x {len(net.blocks)} deep, "
             f"{net.num_classes} classes): {n_params / 1e6:.2f}M params; {d.num_frames} frames "
             f"every {d.sampling_rate} around the keyframe, short side {d.short_side}, crop "
             f"{d.input_size}; layer decay {cfg.optim.layer_decay}",
-            f"weights {self.init_desc}"
-            + (f" ({'; '.join(self.init_notes)})" if self.init_notes else ""),
+            weights_line(self.init_desc, self.init_notes),
             f"validation: {self.files['val'] or 'none'} (boxes {self.files['val_boxes'] or 'GT'}"
             f" >= {d.box_thresh})",
         ]
@@ -260,7 +266,6 @@ class DetectionTask(Task):
 
     def loss(self, model: nn.Module, batch: dict[str, Any], epoch: int) -> torch.Tensor:
         from umt.data import sample_seed
-        from umt.masking import per_sample_uniform
         from umt.models.detection import detection_loss
 
         cfg = self.cfg
@@ -273,12 +278,10 @@ class DetectionTask(Task):
                 sample_seed(cfg.train.seed, epoch, i, DROP_PATH_STREAM)
                 for i in batch["index"].tolist()
             ]
-            depth = len(self.export_model(model).blocks)
-            noise = per_sample_uniform(seeds, (depth, 2), video.device)  # [B, depth, 2]
-        amp = self.ctx.amp_dtype
-        with torch.autocast(video.device.type, dtype=amp, enabled=amp is not None):
-            logits = model(video, boxes, noise)  # [K, classes]
-        return detection_loss(logits.float(), targets)
+            noise = drop_path_noise(self.export_model(model), seeds, video.device)  # [B, depth, 2]
+        logits = model(video, boxes, noise)  # [K, classes]
+        with autocast_off(video.device):
+            return detection_loss(logits.float(), targets)
 
     # ---------------------------------------------------------------- evaluation
     def evaluates(self, epoch: int | None) -> bool:
@@ -290,77 +293,65 @@ class DetectionTask(Task):
             epoch + 1
         ) % self.cfg.eval.every_epochs == 0 or epoch + 1 == self.cfg.schedule.epochs
 
-    @torch.no_grad()
-    def run_validation(self, model: nn.Module) -> tuple[Any, Any, list[dict[str, str]]]:
-        """Score the validation keyframes with ``model`` (plain, not DDP): ``(DetectionResult,
-        detections AVABoxes, the unreadable videos left out)``."""
-        from umt.data.detection import collate_detection
+    def eval_dataset(self) -> Any:
+        if not hasattr(self, "val_set"):
+            self.val_set = self._dataset(train=False)
+        return self.val_set
+
+    def eval_batch_size(self) -> int:
+        return self.cfg.eval.batch_size or self.cfg.train.batch_size
+
+    def eval_step(self, model: nn.Module, batch: dict[str, Any]) -> tuple[list[Any], Any]:
+        """One batch of validation keyframes: ``(its unreadable videos as (path, reason), its
+        detection rows or None when it has no readable clip with a box)``."""
+        from umt.evaluate.detection import batch_detections
+        from umt.models.detection import detection_scores, extend_boxes
+
+        dev = self.ctx.device
+        skipped = [(str(path), str(reason)) for path, reason in batch["faults"]]
+        if batch["video"] is None or not any(b.shape[0] for b in batch["boxes"]):
+            return skipped, None
+        ext = tuple(self.cfg.model.test_box_ext)
+        rois = [
+            extend_boxes(b, size, ext).to(dev)
+            for b, size in zip(batch["boxes"], batch["image_size"])
+        ]
+        logits = plain_model(model)(batch["video"].to(dev, non_blocking=True), rois)
+        scores = detection_scores(logits.float().cpu(), torch.cat(batch["box_scores"]))
+        return skipped, batch_detections(batch, scores.numpy())
+
+    def eval_metrics(self, parts: list[tuple[list[Any], Any]]) -> dict[str, Any]:
+        """Frame-mAP@0.5 of the detections; the result is kept for :meth:`finish`."""
         from umt.evaluate.detection import (
             AVABoxes,
-            batch_detections,
             frame_map,
             read_exclusions,
             read_groundtruth_csv,
             read_label_map,
         )
-        from umt.models.detection import detection_scores, extend_boxes
 
-        f, cfg = self.files, self.cfg
-        if not hasattr(self, "val_set"):
-            self.val_set = self._dataset(train=False)
-        loader = torch.utils.data.DataLoader(
-            self.val_set,
-            batch_size=cfg.eval.batch_size or cfg.train.batch_size,
-            shuffle=False,
-            num_workers=cfg.data.num_workers,
-            collate_fn=collate_detection,
-        )
-        was_training = model.training
-        model.eval()
-        dev, amp = self.ctx.device, self.ctx.amp_dtype
-        ext = tuple(cfg.model.test_box_ext)
-        parts, skipped = [], {}
-        try:
-            for batch in loader:
-                skipped.update((str(path), str(reason)) for path, reason in batch["faults"])
-                if batch["video"] is None or not any(b.shape[0] for b in batch["boxes"]):
-                    continue
-                rois = [
-                    extend_boxes(b, size, ext).to(dev)
-                    for b, size in zip(batch["boxes"], batch["image_size"])
-                ]
-                with torch.autocast(dev.type, dtype=amp, enabled=amp is not None):
-                    logits = model(batch["video"].to(dev, non_blocking=True), rois)
-                scores = detection_scores(logits.float().cpu(), torch.cat(batch["box_scores"]))
-                parts.append(batch_detections(batch, scores.numpy()))
-        finally:
-            model.train(was_training)
-        detections = AVABoxes.concatenate(parts)
+        f = self.files
+        skipped: dict[str, str] = {}
+        for faults, _ in parts:
+            skipped.update(faults)
+        detections = AVABoxes.concatenate([rows for _, rows in parts if rows is not None])
         result = frame_map(
             read_groundtruth_csv(f["val"]),
             detections,
             read_label_map(f["label_map"]),
             read_exclusions(f["excluded"]) if f.get("excluded") else None,
         )
-        return result, detections, [{"path": p, "reason": skipped[p]} for p in sorted(skipped)]
-
-    def evaluate(self, model: nn.Module, epoch: int) -> dict[str, Any] | None:
-        from umt.train.distributed import broadcast_str, unwrap
-
-        metrics = None
-        if self.ctx.info.is_main:
-            result, detections, skipped = self.run_validation(unwrap(model))
-            self.last_eval = (self.loss_calls, result, detections, skipped)
-            metrics = {
-                "val_map": 100.0 * result.mean_ap,
-                "val_keyframes": float(len(self.val_set)),
-                "val_detections": float(result.num_detections),
-            }
-            if skipped:  # left out, counted and named (never replaced by other videos)
-                metrics["val_skipped_videos"] = float(len(skipped))
-                metrics["val_skipped"] = [v["path"] for v in skipped]
-        text = broadcast_str(json.dumps(metrics) if metrics is not None else None)
-        return json.loads(text) if text else None
+        unreadable = [{"path": p, "reason": skipped[p]} for p in sorted(skipped)]
+        self.last_eval = (self.loss_calls, result, detections, unreadable)
+        metrics = {
+            "val_map": 100.0 * result.mean_ap,
+            "val_keyframes": float(len(self.val_set)),
+            "val_detections": float(result.num_detections),
+        }
+        if unreadable:  # left out, counted and named (never replaced by other videos)
+            metrics["val_skipped_videos"] = float(len(unreadable))
+            metrics["val_skipped"] = [v["path"] for v in unreadable]
+        return metrics
 
     def finish(self, model: nn.Module, out: Path, best: Path | None) -> list[str]:
         """The validation of the last weights (reused when nothing was trained since the last
@@ -377,13 +368,13 @@ class DetectionTask(Task):
             read_label_map,
             write_detections_csv,
         )
-        from umt.train.distributed import unwrap
+        from umt.train.validate import eval_batches, evaluating
 
         last = getattr(self, "last_eval", None)
-        if last is not None and last[0] == self.loss_calls:
-            _, result, detections, skipped = last
-        else:
-            result, detections, skipped = self.run_validation(unwrap(model))
+        if last is None or last[0] != self.loss_calls:  # trained since: validate the last weights
+            with evaluating(model):
+                self.eval_metrics(eval_batches(self, model, self.eval_dataset()))
+        _, result, detections, skipped = self.last_eval
         f = self.files
         chance = chance_std = None
         if len(detections) <= CHANCE_MAX_ROWS:  # small sets (on AVA val 20 more mAPs are long)

@@ -7,29 +7,33 @@ features at the same positions.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from umt.config import Config, ConfigError
-from umt.data.transforms import resolve_mean_std
 from umt.errors import InputError
 from umt.losses import uma_loss
-from umt.masking import per_sample_uniform, semantic_mask, tube_mask
-from umt.models.layers import DropPath
 from umt.train.builtin_teacher import BUILTIN
-from umt.train.tasks.base import Task, not_none
-
-# Mask draws use their own stream of ``sample_seed``, apart from the sample's augmentation draws;
-# drop-path draws use another stream, derived from the mask seed.
-MASK_STREAM = 1
-DROP_PATH_STREAM = 2
+from umt.train.tasks.base import Task
+from umt.train.tasks.common import (
+    autocast_off,
+    compile_blocks,
+    count_params,
+    drop_path_noise,
+    drop_path_seeds,
+    encoder_sizes,
+    has_drop_path,
+    mask_seeds,
+    not_none,
+    plain_model,
+    pretraining_clips,
+    teacher_targets,
+)
 
 TEACHER_FORMATS = (
     "OpenAI CLIP (.pt / .pth, whole model or its visual tower), open_clip or HuggingFace CLIP "
@@ -56,19 +60,6 @@ class AlignedStudent(nn.Module):
         if drop_path_seeds is not None and self.training and self.has_drop_path:
             noise = drop_path_noise(self.student, drop_path_seeds, video.device)
         return self.student.forward_aligned(video, mask, noise)
-
-
-def has_drop_path(module: nn.Module) -> bool:
-    """Whether any stochastic-depth layer of ``module`` drops anything."""
-    return any(m.p > 0 for m in module.modules() if isinstance(m, DropPath))
-
-
-def drop_path_noise(
-    encoder: nn.Module, seeds: Sequence[int], device: torch.device | str
-) -> torch.Tensor:
-    """Per-sample drop-path uniforms ``[B, depth, 2]`` of a ``VideoViT`` from per-sample
-    drop-path seeds (:func:`drop_path_seeds`)."""
-    return per_sample_uniform(seeds, (len(encoder.blocks), 2), device)
 
 
 def check_teacher_setting(cfg: Config) -> None:
@@ -145,18 +136,6 @@ def build_teacher(
     return teacher.to(device), desc  # CLIPTeacher is frozen (no grads, eval) by construction
 
 
-def encoder_sizes(m: Any) -> dict[str, Any]:
-    """The ``VideoViT`` sizes a ``model`` section sets (unset ones keep the registry's)."""
-    return not_none(
-        patch_size=m.patch_size,
-        embed_dim=m.embed_dim,
-        depth=m.depth,
-        num_heads=m.num_heads,
-        mlp_ratio=m.mlp_ratio,
-        pos_embed=m.pos_embed,
-    )
-
-
 def build_student(cfg: Config, teacher_dim: int) -> nn.Module:
     """The stage-1 student (``VideoViT`` with K alignment heads), seeded by the run seed."""
     from umt.models import create_model
@@ -200,57 +179,7 @@ def check_token_grids(student: nn.Module, teacher: nn.Module) -> None:
         )
 
 
-def compile_blocks(student: nn.Module) -> None:
-    """torch.compile each transformer block in place (the token count per step is fixed)."""
-    for block in getattr(student, "blocks", []):
-        block.compile()
-
-
 # --------------------------------------------------------------------------- one micro-batch
-def renormalize(video: torch.Tensor, src: str, dst: str) -> torch.Tensor:
-    """Re-normalise a [B,3,T,H,W] clip from the ``src`` mean/std to the ``dst`` one."""
-    if src == dst:
-        return video
-    (m0, s0), (m1, s1) = resolve_mean_std(src), resolve_mean_std(dst)
-    shape = (1, 3, 1, 1, 1)
-    m0_, s0_, m1_, s1_ = (
-        torch.tensor(v, dtype=video.dtype, device=video.device).view(shape)
-        for v in (m0, s0, m1, s1)
-    )
-    return (video * s0_ + m0_ - m1_) / s1_
-
-
-def teacher_input(
-    video: torch.Tensor, size: int | None, src_norm: str, dst_norm: str
-) -> torch.Tensor:
-    """The clip as the teacher sees it: re-normalised, and resized per frame (bicubic) when
-    the teacher's resolution differs (CLIP-L/14 at 196 px for a 224 px student)."""
-    video = renormalize(video, src_norm, dst_norm)  # [B,3,T,H,W]
-    B, C, T, H, W = video.shape
-    if size is not None and (H, W) != (size, size):
-        frames = video.transpose(1, 2).reshape(B * T, C, H, W)
-        frames = F.interpolate(frames, size=(size, size), mode="bicubic", align_corners=False)
-        video = frames.reshape(B, T, C, size, size).transpose(1, 2)
-    return video
-
-
-def drop_path_seeds(mask_seeds: Sequence[int]) -> list[int]:
-    """One drop-path seed per sample, derived from its mask seed (so again a function of the run
-    seed, the epoch and the sample index only)."""
-    from umt.data import sample_seed
-
-    return [sample_seed(int(s), 0, 0, DROP_PATH_STREAM) for s in mask_seeds]
-
-
-def mask_seeds(seed: int, epoch: int, indices: Sequence[int] | torch.Tensor) -> list[int]:
-    """One mask seed per sample: a function of (run seed, epoch, sample index) only, never of
-    the rank, the worker or the batch, so any split of a batch over processes draws the same."""
-    from umt.data import sample_seed
-
-    idx = indices.tolist() if isinstance(indices, torch.Tensor) else list(indices)
-    return [sample_seed(seed, epoch, int(i), MASK_STREAM) for i in idx]
-
-
 @dataclass
 class StepConfig:
     """The stage-1 loss settings of one micro-batch."""
@@ -276,83 +205,36 @@ class StepConfig:
         )
 
 
-def teacher_targets(
-    teacher: nn.Module,
-    video: torch.Tensor,
-    seeds: Sequence[int],
-    mask_ratio: float,
-    teacher_img_size: int | None = None,
-    data_norm: str = "imagenet",
-    teacher_norm: str = "imagenet",
-    mask_kind: str = "attention",
-    mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The frozen teacher's side of one batch, without gradients: its class-token attention
-    picks the kept tokens (semantic mask from the per-sample ``seeds``), and its projected
-    features at those positions are the targets. ``video`` [B,3,T,H,W] ->
-    ``(targets [K,B,N_vis,C], mask [B,N])`` (True = dropped).
-
-    ``mask_kind`` (the paper's ablation): ``attention`` (UMT's semantic masking), ``random``
-    (each frame keeps the same number of tokens, uniformly at random) or ``tube`` (the same
-    random positions in every frame). A given ``mask`` [B, N] (True = dropped) is used instead
-    of drawing one (a test feeding another implementation's draw)."""
-    if mask_kind not in ("attention", "random", "tube"):
-        raise InputError(f"mask kind {mask_kind!r} is not attention, random or tube")
-    with torch.no_grad():
-        tvideo = teacher_input(video, teacher_img_size, data_norm, teacher_norm)
-
-        def choose_mask(cls_attn: torch.Tensor) -> torch.Tensor:  # [B,T,HW] -> [B,N]
-            b, t, hw = cls_attn.shape
-            if mask is not None:
-                if mask.shape != (b, t * hw):
-                    raise InputError(f"given mask {tuple(mask.shape)}, want {(b, t * hw)}")
-                return mask.to(device=cls_attn.device, dtype=torch.bool)
-            if mask_kind == "tube":
-                uniform = per_sample_uniform(seeds, (1, hw)).to(cls_attn.device)  # [B,1,HW]
-                return tube_mask(b, t, hw, mask_ratio, uniform=uniform, device=cls_attn.device)
-            uniform = per_sample_uniform(seeds, (t, hw)).to(cls_attn.device)  # [B,T,HW]
-            # random: the same Gumbel top-k draw with equal weights for every token
-            weights = cls_attn.float() if mask_kind == "attention" else torch.ones_like(cls_attn)
-            return semantic_mask(weights.float(), mask_ratio=mask_ratio, uniform=uniform)
-
-        # The teacher's last block past the class-token attention runs on the kept tokens only.
-        hidden, _, chosen = teacher.forward_masked(tvideo, choose_mask)  # [K,B,N_vis,width], [B,N]
-        targets = teacher.project(hidden)  # ln_post + proj: [K,B,N_vis,C]
-    return targets, chosen
-
-
 def compute_loss(
     student: nn.Module,
     teacher: nn.Module,
     video: torch.Tensor,
     seeds: Sequence[int],
     cfg: StepConfig,
-    amp_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """UMA loss of one micro-batch. ``video`` [B,3,T,H,W]; ``seeds`` one mask seed per sample
     (the sample's drop-path draws derive from it too); ``student`` is an ``AlignedStudent``
-    (possibly DDP/FSDP-wrapped)."""
-    device_type = video.device.type
-    amp = torch.autocast(device_type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-    with amp:
-        targets, mask = teacher_targets(
-            teacher, video, seeds, cfg.mask_ratio, cfg.teacher_img_size, cfg.data_norm,
-            cfg.teacher_norm, cfg.mask_kind,
-        )  # fmt: skip
-    with amp:
-        aligned = student(video, mask, drop_path_seeds(seeds))  # [K,B,N_vis,C]
-    loss = uma_loss(aligned.float(), targets.float(), kind=cfg.loss_kind)
+    (possibly DDP/FSDP-wrapped). Runs under the caller's autocast (the loop's); the loss itself
+    is computed in float32."""
+    targets, mask = teacher_targets(
+        teacher, video, seeds, cfg.mask_ratio, cfg.teacher_img_size, cfg.data_norm,
+        cfg.teacher_norm, cfg.mask_kind,
+    )  # fmt: skip
+    aligned = student(video, mask, drop_path_seeds(seeds))  # [K,B,N_vis,C]
+    with autocast_off(video.device):
+        loss = uma_loss(aligned.float(), targets.float(), kind=cfg.loss_kind)
     return loss * cfg.loss_weight
 
 
 def uma_loss_fn(
-    teacher: nn.Module, cfg: StepConfig, amp_dtype: torch.dtype | None = None
+    teacher: nn.Module, cfg: StepConfig
 ) -> Callable[[nn.Module, tuple[torch.Tensor, Sequence[int]]], torch.Tensor]:
-    """``loss_fn(student, (video, mask_seeds))`` for :func:`umt.train.step.train_step`."""
+    """``loss_fn(student, (video, mask_seeds))`` for :func:`umt.train.step.train_step` (which
+    opens the autocast)."""
 
     def loss_fn(student: nn.Module, micro: tuple[torch.Tensor, Sequence[int]]) -> torch.Tensor:
         video, seeds = micro
-        return compute_loss(student, teacher, video, seeds, cfg, amp_dtype)
+        return compute_loss(student, teacher, video, seeds, cfg)
 
     return loss_fn
 
@@ -370,22 +252,7 @@ class Stage1Task(Task):
         check_teacher_setting(self.cfg)
 
     def build_data(self) -> Any:
-        d = self.cfg.data
-        kw = dict(
-            num_frames=d.num_frames,
-            sampling=d.sampling,
-            frame_stride=d.sampling_rate,
-            input_size=d.input_size,
-            train=True,
-            augment="pretrain",
-            scales=tuple(d.scales),
-            flip=d.flip,
-            mean=d.mean_std,
-            seed=self.cfg.train.seed,
-        )
-        from umt.train.data import build_video_dataset
-
-        return build_video_dataset(self.cfg, self.ctx.info, d.train_list, "train", **kw)
+        return pretraining_clips(self.cfg, self.ctx.info)
 
     def build_model(self) -> nn.Module:
         cfg = self.cfg
@@ -399,12 +266,11 @@ class Stage1Task(Task):
         return AlignedStudent(student)
 
     def export_model(self, model: nn.Module) -> nn.Module:
-        inner = model.module if hasattr(model, "module") else model
-        return inner.student
+        return plain_model(model, "student")
 
     def describe(self, model: nn.Module) -> list[str]:
         student = self.export_model(model)
-        n_params = sum(p.numel() for p in student.parameters())
+        n_params = count_params(student)
         cfg = self.cfg
         return [
             f"student {cfg.model.name} ({student.embed_dim} wide x {len(student.blocks)} deep): "
@@ -415,9 +281,7 @@ class Stage1Task(Task):
 
     def loss(self, model: nn.Module, batch: dict[str, Any], epoch: int) -> torch.Tensor:
         seeds = mask_seeds(self.cfg.train.seed, epoch, batch["index"])
-        return compute_loss(
-            model, self.teacher, batch["video"], seeds, self.step_cfg, self.ctx.amp_dtype
-        )
+        return compute_loss(model, self.teacher, batch["video"], seeds, self.step_cfg)
 
     def finish(self, model: nn.Module, out: Path, best: Path | None) -> list[str]:
         """On the synthetic set (or with ``probe.enabled``): probe the trained student beside

