@@ -41,7 +41,10 @@ class Task:
 
     Call order, all before anything is written: :meth:`check` (settings only; cheap),
     :meth:`build_data`, :meth:`build_model`. Then the loop wraps the model (DDP / FSDP2), builds
-    the optimizer over :meth:`param_groups` and calls :meth:`loss` per micro-batch.
+    the optimizer over :meth:`param_groups` and calls :meth:`loss` per micro-batch under the
+    run's autocast; after the epochs :meth:`evaluates` names, it validates through
+    :mod:`umt.train.validate`; at the end it calls :meth:`finish`. Helpers tasks share live in
+    :mod:`umt.train.tasks.common`.
     """
 
     name = "task"  # the command's name, printed at the start of a run and in the log
