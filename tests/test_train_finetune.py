@@ -265,7 +265,7 @@ def test_two_gloo_processes_equal_one_with_double_batch(synthetic, tmp_path):
     common = [
         "finetune", "model.init=scratch", "train.max_steps=3", "dist.backend=gloo",
         "train.device=cpu", "augment.mixup=0", "augment.cutmix=0", "augment.erase_prob=0.5",
-        "model.drop_path_rate=0.2", "data.num_sample=2", "eval.val_every_epochs=100",
+        "model.drop_path_rate=0.2", "data.num_sample=2", "eval.every_epochs=100",
     ]  # fmt: skip
     one = run_cli([*common, *ft_args(synthetic, tmp_path / "one", "train.batch_size=4")], tmp_path)
     assert one.returncode == 0, one.stderr[-3000:]

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from umt.config import ConfigError, FinetuneConfig, parse_views
+from umt.config import ConfigError
+from umt.config.classify import ClassifyConfig, parse_views
 from umt.errors import InputError
 from umt.textfile import read_text
 from umt.train.tasks.base import Task, load_best_weights, not_none, resolve_init
@@ -31,7 +32,7 @@ DROP_PATH_STREAM = 2
 
 
 # --------------------------------------------------------------------------- the model
-def build_classifier(cfg: FinetuneConfig, table_from_checkpoint: bool = False) -> nn.Module:
+def build_classifier(cfg: ClassifyConfig, table_from_checkpoint: bool = False) -> nn.Module:
     """The official fine-tuning model for ``cfg`` with random weights (seeded by the run seed).
 
     Its position table is the fixed sin-cos one, or, with ``table_from_checkpoint``, a frozen
@@ -218,7 +219,7 @@ class ClassifyTask(Task):
         "data.test_list",
     }
 
-    cfg: FinetuneConfig
+    cfg: ClassifyConfig
 
     # ---------------------------------------------------------------- building
     def check(self) -> None:
@@ -371,7 +372,7 @@ class ClassifyTask(Task):
     def evaluates(self, epoch: int | None) -> bool:
         if self.val_list is None:
             return False
-        return epoch is None or (epoch + 1) % self.cfg.eval.val_every_epochs == 0
+        return epoch is None or (epoch + 1) % self.cfg.eval.every_epochs == 0
 
     def _eval_data(self) -> dict[str, Any]:
         """The clip settings validation and test share (official short-side resize + crops)."""

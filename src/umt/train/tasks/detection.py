@@ -34,7 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from umt.config import ConfigError, DetectionConfig
+from umt.config import ConfigError
+from umt.config.detection import DetectionConfig
 from umt.train.tasks.base import Task, not_none, resolve_init
 
 BOX_STREAM = 5

@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from umt.config import Config, ConfigError
+from umt.config import ConfigError
+from umt.config.stage1 import Stage1Config
 from umt.data.transforms import resolve_mean_std
 from umt.errors import InputError
 from umt.losses import uma_loss
@@ -71,7 +72,7 @@ def drop_path_noise(
     return per_sample_uniform(seeds, (len(encoder.blocks), 2), device)
 
 
-def check_teacher_setting(cfg: Config) -> None:
+def check_teacher_setting(cfg: Stage1Config) -> None:
     """A recipe meant for real data needs real CLIP weights; only a recipe that says
     ``teacher.allow_random: true`` (the built-in tiny one) may distil a random teacher."""
 
@@ -92,7 +93,7 @@ def check_teacher_setting(cfg: Config) -> None:
 
 
 def build_teacher(
-    cfg: Config,
+    cfg: Stage1Config,
     device: torch.device | str = "cpu",
     log: Callable[[str], None] | None = None,
 ) -> tuple[nn.Module, str]:
@@ -157,7 +158,7 @@ def encoder_sizes(m: Any) -> dict[str, Any]:
     )
 
 
-def build_student(cfg: Config, teacher_dim: int) -> nn.Module:
+def build_student(cfg: Stage1Config, teacher_dim: int) -> nn.Module:
     """The stage-1 student (``VideoViT`` with K alignment heads), seeded by the run seed."""
     from umt.models import create_model
 
@@ -264,7 +265,7 @@ class StepConfig:
     mask_kind: str = "attention"
 
     @classmethod
-    def from_config(cls, cfg: Config) -> StepConfig:
+    def from_config(cls, cfg: Stage1Config) -> StepConfig:
         return cls(
             mask_ratio=cfg.mask.ratio,
             loss_kind=cfg.loss.kind,
