@@ -21,6 +21,7 @@ from umt.config import (
     registry,
     save_config,
     task_command,
+    upgrade_saved_config,
 )
 from umt.config.common import (
     ClipDataConfig,
@@ -49,7 +50,7 @@ def test_b16_recipe_matches_official_script():
     assert c.data.sampling == "segments" and c.data.flip  # official num_segments sampling
     assert c.data.scales == [1.0, 0.875, 0.75, 0.66]
     assert c.mask.kind == "attention" and c.mask.ratio == 0.8
-    assert c.teacher.return_layers == 6 and c.loss.kind == "l2" and c.loss.weight == 1.0
+    assert c.teacher.return_layers == 6 and c.loss.uma_kind == "l2" and c.loss.uma == 1.0
     assert c.optim.betas == [0.9, 0.95]
     assert (c.optim.lr, c.optim.min_lr, c.optim.warmup_lr) == (1.5e-4, 1e-5, 0.0)
     assert c.train.precision == "fp16"  # autocast + grad scaler, as the official run
@@ -284,20 +285,55 @@ def test_a_renamed_key_is_refused_with_its_new_name(tmp_path):
         load_config("umt-tiny-synthetic-qa", ["eval.val_every_epochs=2"])
 
 
-def test_an_old_run_resumes_across_the_rename():
-    """A resume compares the checkpoint's config.yaml with the run's config in the task's resume
-    sections (model, data, augment for classification); ``eval`` is not among them, so a run
-    saved with ``eval.val_every_epochs`` resumes, and a real change is still caught."""
+@pytest.mark.parametrize(
+    "recipe, old, new",
+    [
+        ("umt-tiny-synthetic-ft", "eval.val_every_epochs", "eval.every_epochs"),
+        ("umt-tiny-synthetic-ft", "data.num_sample", "data.clips_per_video"),
+        ("umt-tiny-synthetic", "loss.kind", "loss.uma_kind"),
+        ("umt-tiny-synthetic", "loss.weight", "loss.uma"),
+    ],
+)
+def test_every_renamed_key_is_refused_in_overrides_and_recipes(tmp_path, recipe, old, new):
+    cfg = load_config(recipe)
+    value = cfg.to_dict()[new.split(".")[0]][new.split(".")[1]]
+    with pytest.raises(ConfigError, match=f"'{old}' was renamed to '{new}'"):
+        load_config(recipe, [f"{old}={value}"])
+    section, key = old.split(".")
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({"base": recipe, section: {key: value}}))
+    with pytest.raises(ConfigError, match=f"'{old}' was renamed to '{new}'"):
+        load_config(str(tmp_path / "r.yaml"))
+
+
+def _saved_before_the_renames(cfg: TaskConfig) -> dict:
+    """``cfg`` as a run's config.yaml written before the keys were renamed."""
+    saved = cfg.to_dict()
+    for old, new in type(cfg).renamed_keys.items():
+        (s_old, k_old), (s_new, k_new) = old.split("."), new.split(".")
+        saved[s_old][k_old] = saved[s_new].pop(k_new)
+    return saved
+
+
+@pytest.mark.parametrize("recipe", ["umt-tiny-synthetic-ft", "umt-tiny-synthetic"])
+def test_an_old_run_resumes_across_the_renames(recipe):
+    """A resume compares the checkpoint's config.yaml with the run's config: the keys renamed
+    since are read under their new names, so an old run resumes, and a real change is still
+    caught (under the new name)."""
     from umt.train.loop import config_differences
     from umt.train.tasks import task_class
 
-    cfg = load_config("umt-tiny-synthetic-ft")
+    cfg = load_config(recipe)
     task = task_class(cfg.task)(cfg, None)
-    saved = cfg.to_dict()
-    saved["eval"]["val_every_epochs"] = saved["eval"].pop("every_epochs")
+    saved = _saved_before_the_renames(cfg)
+    assert upgrade_saved_config(saved) == cfg.to_dict()
     assert config_differences(task, yaml.safe_dump(saved)) == []
-    saved["data"]["num_sample"] = 3
-    assert config_differences(task, yaml.safe_dump(saved)) == ["data.num_sample: 3 -> 1"]
+    if cfg.task == "finetune":
+        saved["data"]["num_sample"] = 3
+        assert config_differences(task, yaml.safe_dump(saved)) == ["data.clips_per_video: 3 -> 1"]
+    else:
+        saved["loss"]["weight"] = 2.0
+        assert config_differences(task, yaml.safe_dump(saved)) == ["loss.uma: 2.0 -> 1.0"]
+    assert upgrade_saved_config(["not", "a", "mapping"]) == ["not", "a", "mapping"]
 
 
 def test_recipes_read_with_the_c_parser_read_as_with_the_python_one():

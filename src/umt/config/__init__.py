@@ -30,9 +30,10 @@ from umt.config._loader import (
     build,
     list_recipes,
     read_recipe,
+    rename_keys,
 )
 from umt.config.common import DEFAULT_FINETUNE_RECIPE, DEFAULT_RECIPE, TaskConfig
-from umt.config.registry import config_class, task_command
+from umt.config.registry import TASKS, config_class, task_command
 
 __all__ = [
     "DEFAULT_FINETUNE_RECIPE",
@@ -45,6 +46,7 @@ __all__ = [
     "recipe_names",
     "save_config",
     "task_command",
+    "upgrade_saved_config",
 ]
 
 
@@ -85,6 +87,16 @@ def load_config(
     cls = config_class(data)
     data = apply_overrides(data, overrides, cls, renamed=cls.renamed_keys)
     return from_dict(data)
+
+
+def upgrade_saved_config(data: Any) -> Any:
+    """A run's saved ``config.yaml`` (the raw mapping, perhaps written before a key was renamed)
+    with the keys its task renamed since under their new names: what a resume compares with the
+    run's config, so an old run resumes. A recipe or an override gets no such help: an old key
+    there is refused with its new name."""
+    if not isinstance(data, dict) or data.get("task", "pretrain") not in TASKS:
+        return data
+    return rename_keys(data, config_class(data).renamed_keys)
 
 
 def save_config(cfg: TaskConfig, path: str | Path) -> None:

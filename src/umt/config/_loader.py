@@ -7,6 +7,7 @@ refused with the key named; a key a task renamed is refused with its new name.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -176,6 +177,26 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
             out[key] = merge(out[key], value)
         else:
             out[key] = value
+    return out
+
+
+def rename_keys(data: dict[str, Any], renamed: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of raw mapping ``data`` with each old dotted key of ``renamed`` moved to its new
+    one (where the old key is set and the new one is not)."""
+    out = copy.deepcopy(data)
+    for old, new in renamed.items():
+        *parents, leaf = old.split(".")
+        node: Any = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node:
+            continue
+        value = node.pop(leaf)
+        *parents, leaf = new.split(".")
+        node = out
+        for part in parents:
+            node = node.setdefault(part, {})
+        node.setdefault(leaf, value)
     return out
 
 

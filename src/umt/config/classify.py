@@ -45,7 +45,7 @@ class ClassifyDataConfig(VideoDataConfig):
     test_list: str | None = None  # multi-view test at the end (null: val_list)
     labels: str | None = None  # SSv2-style label map beside JSON lists
     short_side: int | None = None  # test / validation resize; null = input_size
-    num_sample: int = 2  # repeated augmentation: clips per loaded video
+    clips_per_video: int = 2  # repeated augmentation (the official num_sample)
     flip: bool = True  # SSv2: false (left/right matters)
 
 
@@ -93,13 +93,16 @@ class ClassifyConfig(TaskConfig):
     eval: ClassifyEvalConfig = field(default_factory=ClassifyEvalConfig)
     optim: LayerDecayOptimConfig = field(default_factory=LayerDecayOptimConfig)
 
-    renamed_keys = {"eval.val_every_epochs": "eval.every_epochs"}
+    renamed_keys = {
+        "eval.val_every_epochs": "eval.every_epochs",
+        "data.num_sample": "data.clips_per_video",
+    }
 
     def validate(self) -> None:
         if self.model.num_classes < 1:
             raise ConfigError("model.num_classes: must be >= 1")
-        if self.data.num_sample < 1:
-            raise ConfigError("data.num_sample: must be >= 1")
+        if self.data.clips_per_video < 1:
+            raise ConfigError("data.clips_per_video: must be >= 1")
         self.optim.validate()
         self.eval.validate()
         parse_views(self.eval.test_views)

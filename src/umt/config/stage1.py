@@ -30,8 +30,10 @@ class MaskConfig:
 
 @dataclass
 class LossConfig:
-    kind: Literal["l2", "mse"] = "l2"  # l2: mean(2 - 2cos) of l2-normalised features
-    weight: float = 1.0
+    """The UMA loss, named as in stage 2's ``loss`` section."""
+
+    uma: float = 1.0  # its weight
+    uma_kind: Literal["l2", "mse"] = "l2"  # l2: mean(2 - 2cos) of l2-normalised features
 
 
 @register_task(name="pretrain", command="pretrain", task="umt.train.tasks.stage1:Stage1Task")
@@ -47,6 +49,8 @@ class Stage1Config(TaskConfig):
     mask: MaskConfig = field(default_factory=MaskConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+
+    renamed_keys = {"loss.kind": "loss.uma_kind", "loss.weight": "loss.uma"}
 
     def validate(self) -> None:
         if not 0.0 <= self.mask.ratio < 1.0:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 import yaml
 
-from umt.config import ConfigError, TaskConfig
+from umt.config import ConfigError, TaskConfig, upgrade_saved_config
 from umt.errors import InputError, MachineError
 from umt.train import checkpoint as ckpt
 from umt.train import runs
@@ -254,7 +254,7 @@ def config_differences(task: Task, saved_yaml: str) -> list[str]:
     except yaml.YAMLError:
         return ["config.yaml (unreadable)"]
     now = _flatten(task.cfg.to_dict())
-    then = _flatten(saved)
+    then = _flatten(upgrade_saved_config(saved))
     diffs = []
     for key in sorted(set(now) | set(then)):
         if key.split(".", 1)[0] not in task.resume_sections or key in task.resume_ignored:

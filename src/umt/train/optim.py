@@ -219,8 +219,8 @@ class Schedules:
 def scaled_lrs(cfg: TaskConfig, world_size: int) -> tuple[float, float, float, int]:
     """(lr, min_lr, warmup_lr, total_batch): learning rates scaled by total batch / 256 when
     ``optim.scale_lr`` (total = clips per step: per-process batch x world size x accumulation
-    steps x ``data.num_sample`` clips per loaded video, as the official fine-tuning scales)."""
-    clips_per_video = getattr(cfg.data, "num_sample", 1)
+    steps x ``data.clips_per_video`` clips per loaded video, as the official fine-tuning scales)."""
+    clips_per_video = getattr(cfg.data, "clips_per_video", 1)
     total = cfg.train.batch_size * world_size * cfg.train.accum_steps * clips_per_video
     factor = total / 256.0 if cfg.optim.scale_lr else 1.0
     o = cfg.optim

@@ -275,7 +275,7 @@ class ClassifyTask(Task):
             input_size=d.input_size,
             train=True,
             transform=transform,
-            num_sample=d.num_sample,
+            num_sample=d.clips_per_video,
             labels=d.labels,
             seed=cfg.train.seed,
         )
@@ -326,7 +326,7 @@ class ClassifyTask(Task):
             f"of {d.input_size}px; layer decay {cfg.optim.layer_decay}",
             f"weights {self.init_desc}"
             + (f" ({'; '.join(self.init_notes)})" if self.init_notes else ""),
-            f"{d.num_sample} clip(s) per video; mixup {cfg.augment.mixup}, cutmix "
+            f"{d.clips_per_video} clip(s) per video; mixup {cfg.augment.mixup}, cutmix "
             f"{cfg.augment.cutmix}, smoothing {cfg.augment.smoothing}; validation: "
             + (f"{self.val_list}" if self.val_list else "none")
             + f"; test {views} views: {self.test_list or 'none'}",

@@ -268,8 +268,8 @@ class StepConfig:
     def from_config(cls, cfg: Stage1Config) -> StepConfig:
         return cls(
             mask_ratio=cfg.mask.ratio,
-            loss_kind=cfg.loss.kind,
-            loss_weight=cfg.loss.weight,
+            loss_kind=cfg.loss.uma_kind,
+            loss_weight=cfg.loss.uma,
             teacher_img_size=cfg.teacher.img_size,
             data_norm=cfg.data.mean_std,
             teacher_norm=cfg.data.teacher_norm,
