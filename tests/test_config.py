@@ -218,7 +218,7 @@ def test_every_task_is_registered_once_with_its_config_command_and_task_class():
         assert entry.command in ("pretrain", "finetune") and task_command(name) == entry.command
         assert config_class({"task": name}) is entry.config_class
         cls = task_class(name)
-        assert issubclass(cls, Task) and f"{cls.__module__}:{cls.__name__}" == entry.task
+        assert issubclass(cls, Task) and f"{cls.__module__}:{cls.__name__}" == entry.task_path
     assert config_class({}) is Stage1Config  # no task: stage 1
     with pytest.raises(ConfigError, match="did you mean 'finetune-qa'"):
         config_class({"task": "finetune-q"})
@@ -337,9 +337,9 @@ def test_an_old_run_resumes_across_the_renames(recipe):
 
 
 def test_recipes_read_with_the_c_parser_read_as_with_the_python_one():
-    from umt.config import _loader
-
-    assert _loader.YAML_LOADER is getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    """Recipes are read with libyaml's CSafeLoader when it is there (the CLI's --help reads all
+    of them): every packaged recipe must read the same as with the pure-Python SafeLoader."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     for name in list_recipes():
         text = (CONFIG_DIR.parent / "configs" / f"{name}.yaml").read_text()
-        assert yaml.load(text, Loader=_loader.YAML_LOADER) == yaml.safe_load(text), name
+        assert yaml.load(text, Loader=loader) == yaml.safe_load(text), name

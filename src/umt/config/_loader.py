@@ -23,7 +23,7 @@ from umt.errors import InputError
 from umt.textfile import read_text
 
 # The C parser when libyaml is there (the CLI's --help reads every recipe's task); same results.
-YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ConfigError(InputError):
@@ -152,7 +152,7 @@ def read_recipe(name_or_path: str, seen: tuple[str, ...] = ()) -> dict[str, Any]
             )
         text = res.read_text()
     try:
-        data = yaml.load(text, Loader=YAML_LOADER) or {}
+        data = yaml.load(text, Loader=_YAML_LOADER) or {}
     except yaml.YAMLError as err:
         where = getattr(err, "problem_mark", None)
         at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""

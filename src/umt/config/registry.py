@@ -24,12 +24,13 @@ C = TypeVar("C", bound=type)
 @dataclass(frozen=True)
 class TaskEntry:
     """One registered task: ``name`` (a recipe's ``task``), the ``command`` that runs it, its
-    ``config_class`` and its ``task`` class as ``"module:Class"`` (imported when a run starts)."""
+    ``config_class`` and ``task_path``, its task class as ``"module:Class"`` (imported when a run
+    starts, by :func:`umt.train.tasks.task_class`)."""
 
     name: str
     command: str
     config_class: type[TaskConfig]
-    task: str
+    task_path: str
 
 
 # name -> entry, in registration order (the order :mod:`umt.config` imports the schemas).
@@ -37,8 +38,18 @@ TASKS: dict[str, TaskEntry] = {}
 
 
 def register_task(*, name: str, command: str, task: str) -> Callable[[C], C]:
-    """Class decorator registering a task config class (put it above ``@dataclass``). The
-    class's ``task`` field must allow ``name``; a name is registered once."""
+    """Class decorator registering a task config class (put it above ``@dataclass``), e.g.::
+
+        @register_task(name="pretrain", command="pretrain", task="umt.train.tasks.stage1:Stage1Task")
+        @dataclass
+        class Stage1Config(TaskConfig):
+            task: Literal["pretrain"] = "pretrain"
+            ...
+
+    ``name`` is what a recipe's ``task:`` says (the class's ``task`` field must allow it; a name
+    is registered once), ``command`` the ``umt`` command that runs it, ``task`` the task class.
+    A class may carry several registrations (one per name). Its module is imported by
+    :mod:`umt.config` (add it to the import line there)."""
 
     def register(cls: C) -> C:
         if name in TASKS:

@@ -19,7 +19,7 @@ from umt.train.tasks.base import RunContext, Task
 
 def task_class(task: str) -> type[Task]:
     """The task class that runs a config's ``task`` (its module imported now)."""
-    module, _, name = task_entry(task).task.partition(":")
+    module, _, name = task_entry(task).task_path.partition(":")
     return getattr(importlib.import_module(module), name)
 
 
