@@ -2,9 +2,38 @@
 
 from __future__ import annotations
 
-import pytest
+import ast
+import dataclasses
+import sys
+import typing
+from pathlib import Path
 
-from umt.config import ConfigError, from_dict, list_recipes, load_config, save_config
+import pytest
+import yaml
+
+from umt.config import (
+    ConfigError,
+    TaskConfig,
+    from_dict,
+    list_recipes,
+    load_config,
+    recipe_names,
+    registry,
+    save_config,
+    task_command,
+    upgrade_saved_config,
+)
+from umt.config.common import (
+    ClipDataConfig,
+    DistConfig,
+    EncoderConfig,
+    EvalConfig,
+    OptimConfig,
+    ScheduleConfig,
+    TrainConfig,
+)
+from umt.config.registry import TASKS, config_class
+from umt.config.stage1 import Stage1Config
 
 
 def test_packaged_recipes_load():
@@ -21,7 +50,7 @@ def test_b16_recipe_matches_official_script():
     assert c.data.sampling == "segments" and c.data.flip  # official num_segments sampling
     assert c.data.scales == [1.0, 0.875, 0.75, 0.66]
     assert c.mask.kind == "attention" and c.mask.ratio == 0.8
-    assert c.teacher.return_layers == 6 and c.loss.kind == "l2" and c.loss.weight == 1.0
+    assert c.teacher.return_layers == 6 and c.loss.uma_kind == "l2" and c.loss.uma == 1.0
     assert c.optim.betas == [0.9, 0.95]
     assert (c.optim.lr, c.optim.min_lr, c.optim.warmup_lr) == (1.5e-4, 1e-5, 0.0)
     assert c.train.precision == "fp16"  # autocast + grad scaler, as the official run
@@ -137,3 +166,180 @@ def test_only_the_tiny_recipe_may_use_a_random_teacher():
         assert load_config(recipe).train.precision == "fp16"
         assert load_config(recipe).data.sampling == "segments"
     assert load_config("umt-tiny-synthetic").train.precision == "auto"
+
+
+# --------------------------------------------------------------------------- the package
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "src" / "umt" / "config"
+
+
+def test_the_config_package_imports_nothing_heavy():
+    """The CLI's --help reads recipes: umt.config may import only the standard library, yaml,
+    itself, umt.textfile and umt.errors (no torch, no models)."""
+    allowed = {"yaml", "umt.textfile", "umt.errors"}
+    files = sorted(CONFIG_DIR.glob("*.py"))
+    assert {"__init__.py", "_loader.py", "common.py", "registry.py", "stage1.py"} <= {
+        f.name for f in files
+    }
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{path.name}: relative import"
+                modules = [node.module or ""]
+            else:
+                continue
+            for module in modules:
+                top = module.split(".")[0]
+                ok = (
+                    top in sys.stdlib_module_names
+                    or module in allowed
+                    or module == "umt.config"
+                    or module.startswith("umt.config.")
+                )
+                assert ok, f"{path.name} imports {module}"
+
+
+def test_every_task_is_registered_once_with_its_config_command_and_task_class():
+    from umt.train.tasks import Task, task_class
+
+    assert set(TASKS) == {
+        "pretrain",
+        "stage2",
+        "videomae",
+        "finetune",
+        "finetune-retrieval",
+        "finetune-ava",
+        "finetune-qa",
+    }
+    for name, entry in TASKS.items():
+        assert issubclass(entry.config_class, TaskConfig)
+        assert name in typing.get_args(typing.get_type_hints(entry.config_class)["task"])
+        assert entry.command in ("pretrain", "finetune") and task_command(name) == entry.command
+        assert config_class({"task": name}) is entry.config_class
+        cls = task_class(name)
+        assert issubclass(cls, Task) and f"{cls.__module__}:{cls.__name__}" == entry.task_path
+    assert config_class({}) is Stage1Config  # no task: stage 1
+    with pytest.raises(ConfigError, match="did you mean 'finetune-qa'"):
+        config_class({"task": "finetune-q"})
+    # every packaged recipe names a registered task; each command lists exactly its recipes
+    assert sorted(recipe_names("pretrain") + recipe_names("finetune")) == list_recipes()
+
+
+def test_register_task_is_the_one_place_a_task_is_declared(tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "TASKS", dict(TASKS))
+
+    @registry.register_task(name="probe-only", command="pretrain", task="some.module:ProbeTask")
+    @dataclasses.dataclass
+    class ProbeOnlyConfig(TaskConfig):
+        recipe: str = "probe-only"
+        task: typing.Literal["probe-only"] = "probe-only"
+
+    f = tmp_path / "p.yaml"
+    f.write_text("task: probe-only\ntrain:\n  seed: 3\n")
+    cfg = load_config(str(f), ["optim.lr=1e-3"], task="pretrain")
+    assert isinstance(cfg, ProbeOnlyConfig) and cfg.train.seed == 3 and cfg.optim.lr == 1e-3
+    with pytest.raises(ConfigError, match="umt pretrain"):
+        load_config(str(f), task="finetune")
+    with pytest.raises(ValueError, match="registered twice"):
+        registry.register_task(name="probe-only", command="pretrain", task="m:C")(ProbeOnlyConfig)
+    with pytest.raises(ValueError, match="allows"):
+        registry.register_task(name="other", command="pretrain", task="m:C")(ProbeOnlyConfig)
+
+
+def test_every_task_config_shares_the_common_sections():
+    for entry in TASKS.values():
+        cfg = entry.config_class()
+        assert isinstance(cfg.model, EncoderConfig) and isinstance(cfg.data, ClipDataConfig)
+        for section, cls in (
+            ("optim", OptimConfig),
+            ("schedule", ScheduleConfig),
+            ("train", TrainConfig),
+            ("dist", DistConfig),
+        ):
+            assert isinstance(getattr(cfg, section), cls)
+        assert list(cfg.to_dict())[:2] == ["recipe", "task"]
+        assert list(cfg.to_dict())[-4:] == ["optim", "schedule", "train", "dist"]
+        if hasattr(cfg, "eval"):
+            assert isinstance(cfg.eval, EvalConfig) and cfg.eval.every_epochs == 1
+
+
+# --------------------------------------------------------------------------- renamed keys
+def test_a_renamed_key_is_refused_with_its_new_name(tmp_path):
+    new = "was renamed to 'eval.every_epochs'"
+    with pytest.raises(ConfigError, match=f"'eval.val_every_epochs' {new}"):
+        load_config("umt-tiny-synthetic-ft", ["eval.val_every_epochs=2"])
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text("base: umt-tiny-synthetic-ft\neval:\n  val_every_epochs: 2\n")
+    with pytest.raises(ConfigError, match=new):
+        load_config(str(recipe))
+    # a run's saved config.yaml, written before the rename, given back as a recipe
+    saved = load_config("umt-tiny-synthetic-ft").to_dict()
+    saved["eval"]["val_every_epochs"] = saved["eval"].pop("every_epochs")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    with pytest.raises(ConfigError, match=new):
+        load_config(str(tmp_path / "config.yaml"), task="finetune")
+    assert load_config("umt-tiny-synthetic-ft", ["eval.every_epochs=2"]).eval.every_epochs == 2
+    # the old name means nothing to the other tasks: unknown there, as any other key
+    with pytest.raises(ConfigError, match="unknown config key 'eval.val_every_epochs'"):
+        load_config("umt-tiny-synthetic-qa", ["eval.val_every_epochs=2"])
+
+
+@pytest.mark.parametrize(
+    "recipe, old, new",
+    [
+        ("umt-tiny-synthetic-ft", "eval.val_every_epochs", "eval.every_epochs"),
+        ("umt-tiny-synthetic-ft", "data.num_sample", "data.clips_per_video"),
+        ("umt-tiny-synthetic", "loss.kind", "loss.uma_kind"),
+        ("umt-tiny-synthetic", "loss.weight", "loss.uma"),
+    ],
+)
+def test_every_renamed_key_is_refused_in_overrides_and_recipes(tmp_path, recipe, old, new):
+    cfg = load_config(recipe)
+    value = cfg.to_dict()[new.split(".")[0]][new.split(".")[1]]
+    with pytest.raises(ConfigError, match=f"'{old}' was renamed to '{new}'"):
+        load_config(recipe, [f"{old}={value}"])
+    section, key = old.split(".")
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump({"base": recipe, section: {key: value}}))
+    with pytest.raises(ConfigError, match=f"'{old}' was renamed to '{new}'"):
+        load_config(str(tmp_path / "r.yaml"))
+
+
+def _saved_before_the_renames(cfg: TaskConfig) -> dict:
+    """``cfg`` as a run's config.yaml written before the keys were renamed."""
+    saved = cfg.to_dict()
+    for old, new in type(cfg).renamed_keys.items():
+        (s_old, k_old), (s_new, k_new) = old.split("."), new.split(".")
+        saved[s_old][k_old] = saved[s_new].pop(k_new)
+    return saved
+
+
+@pytest.mark.parametrize("recipe", ["umt-tiny-synthetic-ft", "umt-tiny-synthetic"])
+def test_an_old_run_resumes_across_the_renames(recipe):
+    """A resume compares the checkpoint's config.yaml with the run's config: the keys renamed
+    since are read under their new names, so an old run resumes, and a real change is still
+    caught (under the new name)."""
+    from umt.train.loop import config_differences
+    from umt.train.tasks import task_class
+
+    cfg = load_config(recipe)
+    task = task_class(cfg.task)(cfg, None)
+    saved = _saved_before_the_renames(cfg)
+    assert upgrade_saved_config(saved) == cfg.to_dict()
+    assert config_differences(task, yaml.safe_dump(saved)) == []
+    if cfg.task == "finetune":
+        saved["data"]["num_sample"] = 3
+        assert config_differences(task, yaml.safe_dump(saved)) == ["data.clips_per_video: 3 -> 1"]
+    else:
+        saved["loss"]["weight"] = 2.0
+        assert config_differences(task, yaml.safe_dump(saved)) == ["loss.uma: 2.0 -> 1.0"]
+    assert upgrade_saved_config(["not", "a", "mapping"]) == ["not", "a", "mapping"]
+
+
+def test_recipes_read_with_the_c_parser_read_as_with_the_python_one():
+    """Recipes are read with libyaml's CSafeLoader when it is there (the CLI's --help reads all
+    of them): every packaged recipe must read the same as with the pure-Python SafeLoader."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    for name in list_recipes():
+        text = (CONFIG_DIR.parent / "configs" / f"{name}.yaml").read_text()
+        assert yaml.load(text, Loader=loader) == yaml.safe_load(text), name

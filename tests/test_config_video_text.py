@@ -6,13 +6,8 @@ import math
 
 import pytest
 
-from umt.config import (
-    TASK_COMMANDS,
-    ConfigError,
-    VideoTextConfig,
-    list_recipes,
-    load_config,
-)
+from umt.config import ConfigError, list_recipes, load_config, task_command
+from umt.config.video_text import VideoTextConfig
 from umt.train.optim import cosine_floor_scheduler
 
 
@@ -24,7 +19,7 @@ def test_pretraining_recipes_match_the_official_configs():
         for corpus, n_sets in (("5m", 2), ("17m", 6), ("25m", 6)):
             cfg = load_config(f"umt-{size}-{corpus}")
             assert isinstance(cfg, VideoTextConfig) and cfg.task == "stage2"
-            assert TASK_COMMANDS[cfg.task] == "pretrain"
+            assert task_command(cfg.task) == "pretrain"
             assert (cfg.model.name, cfg.model.proj_dim, cfg.model.drop_path_rate) == (vit, proj, dp)
             assert (cfg.text.fusion_layer, cfg.text.max_length) == (fusion, 32)
             assert cfg.text.grad_checkpointing

@@ -24,7 +24,7 @@ TINY_FT = [
     *TINY_FT_BASE,
     "schedule.epochs=2",
     "schedule.steps_per_epoch=3",
-    "eval.val_every_epochs=1",
+    "eval.every_epochs=1",
     "eval.test_views=2x2",
 ]
 

@@ -185,7 +185,7 @@ def test_b16_k400_recipe_matches_the_official_script():
     assert (c.model.name, c.model.num_classes, c.data.num_frames, c.data.input_size) == (
         "umt-b16", 400, 8, 224,
     )  # fmt: skip
-    assert (c.data.sampling, c.data.num_sample, c.train.batch_size) == ("sparse", 2, 16)
+    assert (c.data.sampling, c.data.clips_per_video, c.train.batch_size) == ("sparse", 2, 16)
     assert (c.schedule.epochs, c.schedule.warmup_epochs) == (5, 1)
     assert c.optim.betas == [0.9, 0.999] and c.optim.weight_decay == 0.05
     assert c.optim.layer_decay == 0.75 and c.model.drop_path_rate == 0.1
@@ -236,7 +236,7 @@ def test_finetune_from_own_pretraining_run_and_resume_equals_straight(synthetic,
         pre.train.output_dir = None
         pretrain(pre)
         extra = (
-            "model.init=auto", "data.num_sample=2", "train.ema_decay=0.9",
+            "model.init=auto", "data.clips_per_video=2", "train.ema_decay=0.9",
             "schedule.epochs=1", "schedule.steps_per_epoch=6", "model.drop_path_rate=0.2",
         )  # fmt: skip
         lines: list[str] = []
@@ -265,7 +265,7 @@ def test_two_gloo_processes_equal_one_with_double_batch(synthetic, tmp_path):
     common = [
         "finetune", "model.init=scratch", "train.max_steps=3", "dist.backend=gloo",
         "train.device=cpu", "augment.mixup=0", "augment.cutmix=0", "augment.erase_prob=0.5",
-        "model.drop_path_rate=0.2", "data.num_sample=2", "eval.val_every_epochs=100",
+        "model.drop_path_rate=0.2", "data.clips_per_video=2", "eval.every_epochs=100",
     ]  # fmt: skip
     one = run_cli([*common, *ft_args(synthetic, tmp_path / "one", "train.batch_size=4")], tmp_path)
     assert one.returncode == 0, one.stderr[-3000:]

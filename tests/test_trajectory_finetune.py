@@ -56,7 +56,7 @@ def _config(c: dict):
             f"model.drop_path_rate={m['drop_path_rate']}",
             f"data.num_frames={m['all_frames']}",
             f"data.input_size={m['img_size']}",
-            f"data.num_sample={c['num_sample']}",
+            f"data.clips_per_video={c['num_sample']}",
             f"train.batch_size={c['videos_per_step']}",
             "train.precision=fp32",
             f"optim.lr={o['lr_per_256']}",

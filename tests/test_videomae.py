@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 import umt
-from umt.config import ConfigError, VideoMAEConfig, load_config
+from umt.config import ConfigError, load_config
+from umt.config.videomae import VideoMAEConfig
 from umt.losses import reconstruction_loss
 from umt.models import VideoMAE, VideoViT, create_model
 from umt.models.videomae import patch_targets

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from umt.config import Config, load_config
+from umt.config import load_config
+from umt.config.stage1 import Stage1Config
 
 # A tiny classifier on the synthetic set (12 classes), fast on 2 cores: the fine-tuning tests'
 # sizes, each test adding its schedule and evaluation.
@@ -93,7 +94,7 @@ TORCHRUN_2 = [
 STAGE1 = ["teacher.weights=null", "probe.enabled=false"]
 
 
-def tiny_config(synthetic_root: Path, out: Path, *extra: str) -> Config:
+def tiny_config(synthetic_root: Path, out: Path, *extra: str) -> Stage1Config:
     return load_config(
         None,
         [

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from umt.config import Config
+from umt.config import TaskConfig
 from umt.train.loop import RunResult, train
 
 
-def pretrain(cfg: Config, echo: Callable[[str], None] | None = None) -> RunResult:
+def pretrain(cfg: TaskConfig, echo: Callable[[str], None] | None = None) -> RunResult:
     """Pretraining as ``cfg`` says: stage 1 (:class:`umt.train.tasks.Stage1Task`) or, for a
     ``stage2`` recipe, video-text stage 2 (:class:`umt.train.tasks.VideoTextTask`).
 
@@ -26,7 +26,7 @@ def pretrain(cfg: Config, echo: Callable[[str], None] | None = None) -> RunResul
     return train(cfg, task_class(cfg.task), echo)
 
 
-def finetune(cfg: Config, echo: Callable[[str], None] | None = None) -> RunResult:
+def finetune(cfg: TaskConfig, echo: Callable[[str], None] | None = None) -> RunResult:
     """Fine-tuning as ``cfg`` says: classification (:class:`umt.train.tasks.ClassifyTask`) or,
     for a ``finetune-retrieval`` recipe, text-video retrieval or multiple choice
     (:class:`umt.train.tasks.VideoTextTask`), ``finetune-ava`` AVA detection

@@ -10,12 +10,12 @@ from typing import Any
 
 import torch
 
-from umt.config import Config
+from umt.config import TaskConfig
 from umt.errors import InputError
 from umt.train.distributed import DistInfo, barrier
 
 
-def synthetic_root(cfg: Config) -> Path:
+def synthetic_root(cfg: TaskConfig) -> Path:
     """Where the built-in synthetic set lives: ``data.synthetic_root``, else
     ``$UMT_HOME/synthetic``, else ``~/.cache/umt/synthetic``."""
     if cfg.data.synthetic_root:
@@ -35,7 +35,7 @@ def synthetic_write_error(err: OSError, root: Path) -> OSError:
     )
 
 
-def ensure_synthetic(cfg: Config, info: DistInfo) -> Path:
+def ensure_synthetic(cfg: TaskConfig, info: DistInfo) -> Path:
     """The synthetic set's folder, made on first use by rank 0 (the others wait)."""
     from umt import data as umt_data
 
@@ -50,7 +50,7 @@ def ensure_synthetic(cfg: Config, info: DistInfo) -> Path:
 
 
 def build_video_dataset(
-    cfg: Config, info: DistInfo, annotations: str | None, split: str = "train", **kw: Any
+    cfg: TaskConfig, info: DistInfo, annotations: str | None, split: str = "train", **kw: Any
 ) -> Any:
     """A dataset over ``annotations`` (``None`` = the synthetic set's ``split``): an annotation
     list of any known format, or WebDataset tar shards streamed with ``data.num_samples``.
@@ -67,7 +67,7 @@ def build_video_dataset(
 
 
 def build_shard_dataset(
-    cfg: Config, info: DistInfo, pattern: str, kw: dict[str, Any], cls: type | None = None
+    cfg: TaskConfig, info: DistInfo, pattern: str, kw: dict[str, Any], cls: type | None = None
 ) -> Any:
     """WebDataset tar shards (``data.train_list=shards-{000..099}.tar``), streamed: each process
     and worker cycles over its share of the shards; an epoch is ``data.num_samples`` clips.

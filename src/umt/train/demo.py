@@ -162,7 +162,7 @@ def finetune_config(init: str, settings: DemoSettings, seed: int, out: Path) -> 
             f"model.init={init}",
             *_common(out, seed),
             f"schedule.epochs={settings.finetune_epochs}",
-            f"eval.val_every_epochs={settings.finetune_epochs}",
+            f"eval.every_epochs={settings.finetune_epochs}",
             "eval.test_best=false",  # the synthetic val split is also the test split
             f"eval.test_views={settings.test_views}",
         ],

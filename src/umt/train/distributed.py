@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import Sampler
 
-from umt.config import Config
+from umt.config import TaskConfig
 from umt.errors import InputError
 
 
@@ -49,7 +49,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return dev
 
 
-def init_distributed(cfg: Config) -> DistInfo:
+def init_distributed(cfg: TaskConfig) -> DistInfo:
     """Join the process group when launched by torchrun; otherwise a single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -142,7 +142,7 @@ def _fully_shard():
     return fully_shard, MixedPrecisionPolicy
 
 
-def strategy(cfg: Config, info: DistInfo) -> str:
+def strategy(cfg: TaskConfig, info: DistInfo) -> str:
     """ "none", "ddp" or "fsdp" for this run."""
     if not info.distributed:
         return "none"
@@ -163,7 +163,7 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def wrap_model(
-    model: nn.Module, cfg: Config, info: DistInfo, amp_dtype: torch.dtype | None
+    model: nn.Module, cfg: TaskConfig, info: DistInfo, amp_dtype: torch.dtype | None
 ) -> nn.Module:
     """Apply the data-parallel strategy outside the model code.
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import yaml
 
-from umt.config import Config, ConfigError
+from umt.config import ConfigError, TaskConfig, upgrade_saved_config
 from umt.errors import InputError, MachineError
 from umt.train import checkpoint as ckpt
 from umt.train import runs
@@ -69,7 +69,7 @@ class RunError(MachineError):
 
 
 # --------------------------------------------------------------------------- precision
-def resolve_precision(cfg: Config, device: torch.device) -> tuple[torch.dtype | None, str]:
+def resolve_precision(cfg: TaskConfig, device: torch.device) -> tuple[torch.dtype | None, str]:
     """(autocast dtype or None for float32, a note when the setting does not apply here)."""
     p = cfg.train.precision
     if device.type != "cuda":
@@ -163,7 +163,9 @@ def ignore_stop_signals(worker_id: int) -> None:
 class RunLogger:
     """Rank-0 logging: progress bar, ``metrics.jsonl``, TensorBoard (when installed)."""
 
-    def __init__(self, cfg: Config, out: Path, active: bool, total: int, initial: int, desc: str):
+    def __init__(
+        self, cfg: TaskConfig, out: Path, active: bool, total: int, initial: int, desc: str
+    ):
         self.active = active
         self.bar = None
         self.tb = None
@@ -256,7 +258,7 @@ def config_differences(task: Task, saved_yaml: str) -> list[str]:
     except yaml.YAMLError:
         return ["config.yaml (unreadable)"]
     now = _flatten(task.cfg.to_dict())
-    then = _flatten(saved)
+    then = _flatten(upgrade_saved_config(saved))
     diffs = []
     for key in sorted(set(now) | set(then)):
         if key.split(".", 1)[0] not in task.resume_sections or key in task.resume_ignored:
@@ -268,7 +270,7 @@ def config_differences(task: Task, saved_yaml: str) -> list[str]:
 
 # --------------------------------------------------------------------------- the loop
 def train(
-    cfg: Config, task_cls: type[Task], echo: Callable[[str], None] | None = None
+    cfg: TaskConfig, task_cls: type[Task], echo: Callable[[str], None] | None = None
 ) -> RunResult:
     """Run ``task_cls`` as ``cfg`` says; returns the losses of this invocation.
 
@@ -294,7 +296,7 @@ class _Run:
     """One invocation of the loop: set-up (nothing written until the data, the models and the
     run folder are settled), the steps, the end."""
 
-    def __init__(self, cfg: Config, task_cls: type[Task], info: DistInfo, say, t_start: float):
+    def __init__(self, cfg: TaskConfig, task_cls: type[Task], info: DistInfo, say, t_start: float):
         self.cfg, self.info, self.say, self.t_start = cfg, info, say, t_start
         self.main = info.is_main
         amp, self.precision_note = resolve_precision(cfg, info.device)
@@ -866,7 +868,7 @@ class _Run:
         ]
 
 
-def main_entry(cfg: Config, task_cls: type[Task], command: str) -> int:
+def main_entry(cfg: TaskConfig, task_cls: type[Task], command: str) -> int:
     """CLI entry: run and map the run's own failures to exit codes (3: the loss diverged,
     143 / 130: stopped by SIGTERM / Ctrl-C after saving, 1: the environment failed)."""
     try:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from umt.config import Config
+from umt.config import TaskConfig
 from umt.errors import InputError
 
 
@@ -144,7 +144,7 @@ def layer_decay_param_groups(
 
 
 def build_optimizer(
-    model_or_groups: nn.Module | list[dict[str, object]], cfg: Config, lr: float
+    model_or_groups: nn.Module | list[dict[str, object]], cfg: TaskConfig, lr: float
 ) -> torch.optim.AdamW:
     """AdamW over parameter groups (a module: :func:`default_param_groups`); ``lr`` is the
     already scaled peak learning rate; empty groups are dropped."""
@@ -216,11 +216,11 @@ class Schedules:
         return self.lr[i]
 
 
-def scaled_lrs(cfg: Config, world_size: int) -> tuple[float, float, float, int]:
+def scaled_lrs(cfg: TaskConfig, world_size: int) -> tuple[float, float, float, int]:
     """(lr, min_lr, warmup_lr, total_batch): learning rates scaled by total batch / 256 when
     ``optim.scale_lr`` (total = clips per step: per-process batch x world size x accumulation
-    steps x ``data.num_sample`` clips per loaded video, as the official fine-tuning scales)."""
-    clips_per_video = getattr(cfg.data, "num_sample", 1)
+    steps x ``data.clips_per_video`` clips per loaded video, as the official fine-tuning scales)."""
+    clips_per_video = getattr(cfg.data, "clips_per_video", 1)
     total = cfg.train.batch_size * world_size * cfg.train.accum_steps * clips_per_video
     factor = total / 256.0 if cfg.optim.scale_lr else 1.0
     o = cfg.optim
@@ -252,7 +252,7 @@ def cosine_floor_scheduler(
     return values
 
 
-def build_schedules(cfg: Config, steps_per_epoch: int, world_size: int) -> Schedules:
+def build_schedules(cfg: TaskConfig, steps_per_epoch: int, world_size: int) -> Schedules:
     lr, min_lr, warmup_lr, _ = scaled_lrs(cfg, world_size)
     s = cfg.schedule
     if s.kind == "cosine_floor":

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from umt.config import Config
+from umt.config.stage1 import Stage1Config
 from umt.data.transforms import resolve_mean_std
 from umt.masking import per_sample_uniform, semantic_mask
 from umt.train.tasks.common import teacher_input
@@ -34,7 +34,7 @@ def load_clip(path: str | Path, num_frames: int, size: int) -> torch.Tensor:
     return frames[:, :, top : top + size, left : left + size].clamp(0, 1)
 
 
-def _first_synthetic_clip(cfg: Config) -> Path:
+def _first_synthetic_clip(cfg: Stage1Config) -> Path:
     from umt import data as umt_data
     from umt.train.data import synthetic_root
 
@@ -45,7 +45,7 @@ def _first_synthetic_clip(cfg: Config) -> Path:
 
 
 def visualize_mask(
-    cfg: Config, video: str | None = None, output: str | Path = "mask.png", seed: int = 0
+    cfg: Stage1Config, video: str | None = None, output: str | Path = "mask.png", seed: int = 0
 ) -> Path:
     """Write a PNG: row 1 the frames with dropped tokens dimmed and kept ones outlined, row 2
     the teacher's class-token attention per frame."""

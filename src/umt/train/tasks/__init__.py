@@ -4,43 +4,23 @@
 fine-tuning with ``umt finetune``), ``classify`` (``umt finetune``), ``videomae`` (VideoMAE pixel
 reconstruction, ``umt pretrain`` with a ``videomae`` recipe), ``detection`` (AVA action
 detection, ``umt finetune`` with a ``finetune-ava`` recipe), ``video_qa`` (open-ended video QA,
-``umt finetune`` with a ``finetune-qa`` recipe). The loop
+``umt finetune`` with a ``finetune-qa`` recipe). Which class runs which ``task`` is registered
+once, with the task's config (:func:`umt.config.registry.register_task`). The loop
 (:mod:`umt.train.loop`) never names a task.
 """
 
-from umt.train.tasks.base import RunContext, Task
-from umt.train.tasks.classify import ClassifyTask
-from umt.train.tasks.detection import DetectionTask
-from umt.train.tasks.stage1 import Stage1Task
-from umt.train.tasks.video_qa import QATask
-from umt.train.tasks.video_text import VideoTextTask
-from umt.train.tasks.videomae import VideoMAETask
+from __future__ import annotations
 
-TASKS: dict[str, type[Task]] = {
-    "pretrain": Stage1Task,
-    "finetune": ClassifyTask,
-    "stage2": VideoTextTask,
-    "finetune-retrieval": VideoTextTask,
-    "videomae": VideoMAETask,
-    "finetune-ava": DetectionTask,
-    "finetune-qa": QATask,
-}
+import importlib
+
+from umt.config.registry import task_entry
+from umt.train.tasks.base import RunContext, Task
 
 
 def task_class(task: str) -> type[Task]:
-    """The task class that runs a config's ``task``."""
-    return TASKS[task]
+    """The task class that runs a config's ``task`` (its module imported now)."""
+    module, _, name = task_entry(task).task_path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
-__all__ = [
-    "TASKS",
-    "ClassifyTask",
-    "DetectionTask",
-    "QATask",
-    "RunContext",
-    "Stage1Task",
-    "Task",
-    "VideoMAETask",
-    "VideoTextTask",
-    "task_class",
-]
+__all__ = ["RunContext", "Task", "task_class"]

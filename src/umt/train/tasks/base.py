@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from umt.config import Config
+from umt.config import TaskConfig
 from umt.train.distributed import DistInfo
 
 
@@ -65,7 +65,7 @@ class Task:
         }
     )
 
-    def __init__(self, cfg: Config, ctx: RunContext) -> None:
+    def __init__(self, cfg: TaskConfig, ctx: RunContext) -> None:
         self.cfg = cfg
         self.ctx = ctx
 

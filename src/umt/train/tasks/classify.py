@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from umt.config import ConfigError, FinetuneConfig, parse_views
+from umt.config import ConfigError
+from umt.config.classify import ClassifyConfig, parse_views
 from umt.errors import InputError
 from umt.textfile import read_text
 from umt.train.tasks.base import Task
@@ -41,7 +42,7 @@ MIXUP_STREAM = 3
 
 
 # --------------------------------------------------------------------------- the model
-def build_classifier(cfg: FinetuneConfig, table_from_checkpoint: bool = False) -> nn.Module:
+def build_classifier(cfg: ClassifyConfig, table_from_checkpoint: bool = False) -> nn.Module:
     """The official fine-tuning model for ``cfg`` with random weights (seeded by the run seed).
 
     Its position table is the fixed sin-cos one, or, with ``table_from_checkpoint``, a frozen
@@ -229,7 +230,7 @@ class ClassifyTask(Task):
         "data.test_list",
     }
 
-    cfg: FinetuneConfig
+    cfg: ClassifyConfig
 
     # ---------------------------------------------------------------- building
     def check(self) -> None:
@@ -285,7 +286,7 @@ class ClassifyTask(Task):
             input_size=d.input_size,
             train=True,
             transform=transform,
-            num_sample=d.num_sample,
+            num_sample=d.clips_per_video,
             labels=d.labels,
             seed=cfg.train.seed,
         )
@@ -333,7 +334,7 @@ class ClassifyTask(Task):
             f"{net.num_classes} classes): {n_params / 1e6:.2f}M params; {d.num_frames} frames "
             f"of {d.input_size}px; layer decay {cfg.optim.layer_decay}",
             weights_line(self.init_desc, self.init_notes),
-            f"{d.num_sample} clip(s) per video; mixup {cfg.augment.mixup}, cutmix "
+            f"{d.clips_per_video} clip(s) per video; mixup {cfg.augment.mixup}, cutmix "
             f"{cfg.augment.cutmix}, smoothing {cfg.augment.smoothing}; validation: "
             + (f"{self.val_list}" if self.val_list else "none")
             + f"; test {views} views: {self.test_list or 'none'}",
@@ -376,7 +377,7 @@ class ClassifyTask(Task):
     def evaluates(self, epoch: int | None) -> bool:
         if self.val_list is None:
             return False
-        return epoch is None or (epoch + 1) % self.cfg.eval.val_every_epochs == 0
+        return epoch is None or (epoch + 1) % self.cfg.eval.every_epochs == 0
 
     def _eval_data(self) -> dict[str, Any]:
         """The clip settings validation and test share (official short-side resize + crops)."""

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from umt.config import Config, ConfigError
+from umt.config import ConfigError, TaskConfig
 from umt.data.transforms import resolve_mean_std
 from umt.errors import InputError
 from umt.masking import per_sample_uniform, semantic_mask, tube_mask
@@ -298,7 +298,7 @@ def weights_line(desc: str, notes: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------- data
-def pretraining_clips(cfg: Config, info: DistInfo) -> Any:
+def pretraining_clips(cfg: TaskConfig, info: DistInfo) -> Any:
     """The pretraining clips (stage 1, VideoMAE): ``data.train_list`` or the synthetic set,
     multi-scale crop and flip as ``data.*``, augmentations seeded by the run seed."""
     from umt.train.data import build_video_dataset
@@ -319,7 +319,7 @@ def pretraining_clips(cfg: Config, info: DistInfo) -> Any:
     return build_video_dataset(cfg, info, d.train_list, "train", **kw)
 
 
-def ensure_synthetic_qa_files(cfg: Config, info: DistInfo) -> dict[str, Path]:
+def ensure_synthetic_qa_files(cfg: TaskConfig, info: DistInfo) -> dict[str, Path]:
     """The synthetic set's QA / multiple-choice files (made by rank 0; the others wait)."""
     from umt.data.synth_qa import ensure_synthetic_qa
     from umt.train.data import ensure_synthetic

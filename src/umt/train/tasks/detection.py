@@ -34,7 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from umt.config import ConfigError, DetectionConfig
+from umt.config import ConfigError
+from umt.config.detection import DetectionConfig
 from umt.train.tasks.base import Task
 from umt.train.tasks.common import (
     DROP_PATH_STREAM,

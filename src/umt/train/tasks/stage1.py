@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from umt.config import Config, ConfigError
+from umt.config import ConfigError
+from umt.config.stage1 import Stage1Config
 from umt.errors import InputError
 from umt.losses import uma_loss
 from umt.train.builtin_teacher import BUILTIN
@@ -62,7 +63,7 @@ class AlignedStudent(nn.Module):
         return self.student.forward_aligned(video, mask, noise)
 
 
-def check_teacher_setting(cfg: Config) -> None:
+def check_teacher_setting(cfg: Stage1Config) -> None:
     """A recipe meant for real data needs real CLIP weights; only a recipe that says
     ``teacher.allow_random: true`` (the built-in tiny one) may distil a random teacher."""
 
@@ -83,7 +84,7 @@ def check_teacher_setting(cfg: Config) -> None:
 
 
 def build_teacher(
-    cfg: Config,
+    cfg: Stage1Config,
     device: torch.device | str = "cpu",
     log: Callable[[str], None] | None = None,
 ) -> tuple[nn.Module, str]:
@@ -136,7 +137,7 @@ def build_teacher(
     return teacher.to(device), desc  # CLIPTeacher is frozen (no grads, eval) by construction
 
 
-def build_student(cfg: Config, teacher_dim: int) -> nn.Module:
+def build_student(cfg: Stage1Config, teacher_dim: int) -> nn.Module:
     """The stage-1 student (``VideoViT`` with K alignment heads), seeded by the run seed."""
     from umt.models import create_model
 
@@ -193,11 +194,11 @@ class StepConfig:
     mask_kind: str = "attention"
 
     @classmethod
-    def from_config(cls, cfg: Config) -> StepConfig:
+    def from_config(cls, cfg: Stage1Config) -> StepConfig:
         return cls(
             mask_ratio=cfg.mask.ratio,
-            loss_kind=cfg.loss.kind,
-            loss_weight=cfg.loss.weight,
+            loss_kind=cfg.loss.uma_kind,
+            loss_weight=cfg.loss.uma,
             teacher_img_size=cfg.teacher.img_size,
             data_norm=cfg.data.mean_std,
             teacher_norm=cfg.data.teacher_norm,

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from umt.config import ConfigError, QAConfig
+from umt.config import ConfigError
+from umt.config.video_qa import QAConfig
 from umt.train.tasks.base import Task
 from umt.train.tasks.common import (
     DROPOUT_STREAM,

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from umt.config import ConfigError, VideoTextConfig
+from umt.config import ConfigError
+from umt.config.video_text import VideoTextConfig
 from umt.errors import InputError
 from umt.train.tasks.base import Task
 from umt.train.tasks.common import (

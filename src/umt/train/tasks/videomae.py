@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from umt.config import ConfigError, VideoMAEConfig
+from umt.config import ConfigError
+from umt.config.videomae import VideoMAEConfig
 from umt.data.transforms import resolve_mean_std
 from umt.errors import InputError
 from umt.losses import reconstruction_loss

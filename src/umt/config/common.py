@@ -1,0 +1,280 @@
+"""The sections every task shares, declared once, and :class:`TaskConfig`, the base of every
+task's config: ``recipe``, ``task``, ``model`` (a video encoder), ``data`` (clips), and the
+sections the loop reads (``optim``, ``schedule``, ``train``, ``dist``).
+
+Sections used by several tasks live here too (the CLIP teacher, the end-of-pretraining probe,
+pretraining clips, layer-decayed AdamW, evaluation cadence); a task's own sections live in its
+module (:mod:`umt.config.stage1`, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import yaml
+
+from umt.config._loader import ConfigError
+
+DEFAULT_RECIPE = "umt-tiny-synthetic"
+DEFAULT_FINETUNE_RECIPE = "umt-tiny-synthetic-ft"
+
+
+# --------------------------------------------------------------------------- model
+@dataclass
+class EncoderConfig:
+    """The video encoder every task builds (a ``VideoViT``). ``None`` sizes keep the registry
+    default of ``name``."""
+
+    name: str = "umt-b16"
+    patch_size: int | None = None
+    tubelet_size: int = 1
+    embed_dim: int | None = None
+    depth: int | None = None
+    num_heads: int | None = None
+    mlp_ratio: float | None = None
+    drop_path_rate: float = 0.1
+    grad_checkpointing: int = 0  # recompute the first N blocks in the backward pass (0 = off)
+    compile: bool = False  # torch.compile each encoder block
+
+
+@dataclass
+class PretrainModelConfig(EncoderConfig):
+    """The student of a pretraining (stage 1, VideoMAE): weights start at random."""
+
+    pos_embed: str | None = None  # position table: null = the registry default of name
+
+
+@dataclass
+class InitEncoderConfig(EncoderConfig):
+    """An encoder whose weights start from an earlier run: ``init`` is a checkpoint (which kinds,
+    the task's model section says), ``"scratch"`` (random init) or ``"auto"`` (the latest ``umt
+    pretrain`` run of ``init_recipe``)."""
+
+    init: str | None = None
+    init_recipe: str = DEFAULT_RECIPE  # the pretraining recipe "auto" looks for
+
+
+@dataclass
+class TeacherConfig:
+    """The frozen CLIP teacher. ``weights``: CLIP weights (a file or folder), or ``builtin``: the
+    small image-text teacher umt trains on the synthetic set's frames and captions (cached; the
+    sizes below and ``img_size`` are its recipe). With no weights, ``allow_random`` distils a
+    randomly initialised CLIP: it tests the machinery, nothing more."""
+
+    name: str = "clip-b16"
+    weights: str | None = None
+    allow_random: bool = False
+    img_size: int | None = None  # teacher input resolution; None = data.input_size
+    patch_size: int | None = None
+    width: int | None = None
+    layers: int | None = None
+    heads: int | None = None
+    output_dim: int | None = None
+    return_layers: int = 6  # K aligned layers
+    normalize: bool = True  # l2-normalise the targets (stage 1)
+    # weights: builtin: its training steps (part of its recipe; null = the recipe's 1000)
+    builtin_steps: int | None = None
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class ClipDataConfig:
+    """Where clips come from and their size, in every task. ``train_list: null`` means the task's
+    built-in synthetic set."""
+
+    train_list: str | None = None
+    root: str = ""  # prefix joined to relative paths in the lists
+    synthetic_root: str | None = None  # default: under $UMT_HOME or ~/.cache/umt
+    num_frames: int = 8
+    sampling_rate: int = 1
+    input_size: int = 224
+    flip: bool = True  # random horizontal flip in training
+    num_workers: int = 0
+
+
+@dataclass
+class VideoDataConfig(ClipDataConfig):
+    """Clips sampled from whole videos (every task but detection, which reads keyframes)."""
+
+    # segments: the official pretraining sampling (segments of n // T frames, one random frame
+    # each); sparse: the fine-tuning segment sampling; dense: T frames sampling_rate apart.
+    sampling: Literal["segments", "sparse", "dense"] = "segments"
+    mean_std: Literal["imagenet", "clip"] = "imagenet"
+    # Clips per epoch (all processes together) when train_list names WebDataset tar shards,
+    # which stream without a length; ignored for annotation lists.
+    num_samples: int | None = None
+
+
+@dataclass
+class PretrainDataConfig(VideoDataConfig):
+    """Pretraining clips (stage 1, VideoMAE): multi-scale crop + flip, frames re-normalised for
+    the teacher."""
+
+    scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
+    teacher_norm: Literal["imagenet", "clip"] = "imagenet"
+
+
+# --------------------------------------------------------------------------- evaluation
+@dataclass
+class ProbeConfig:
+    """What the student learnt, measured at the end of pretraining on the synthetic set's labels:
+    frozen features (per-frame token means, concatenated over time) -> k-NN and a linear probe,
+    for the trained student and for the same student at random init."""
+
+    enabled: bool | None = None  # None = on when the training data is the built-in synthetic set
+    k: int = 10  # neighbours of the (cosine, 1/distance-weighted) k-NN vote
+    epochs: int = 200  # full-batch optimisation steps of the linear probe (L-BFGS)
+    weight_decay: float = 1e-3
+    random_init: bool = True  # also probe the randomly initialised student (the baseline)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation during fine-tuning: every ``every_epochs`` epochs and after the last one."""
+
+    every_epochs: int = 1
+    batch_size: int | None = None  # clips per evaluation batch; null = train.batch_size
+
+    def validate(self) -> None:
+        if self.every_epochs < 1:
+            raise ConfigError("eval.every_epochs: must be >= 1")
+
+
+# --------------------------------------------------------------------------- the loop's sections
+@dataclass
+class OptimConfig:
+    """AdamW. ``lr``, ``min_lr`` and ``warmup_lr`` are per 256 clips when ``scale_lr``.
+    ``warmup_lr`` is where the warm-up starts: 0, as the official pretraining (which passes no
+    start value to its cosine scheduler)."""
+
+    lr: float = 1.5e-4
+    min_lr: float = 1e-5
+    warmup_lr: float = 0.0
+    scale_lr: bool = True
+    weight_decay: float = 0.05
+    weight_decay_end: float | None = None  # None = constant weight decay
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    clip_grad: float | None = None
+    fused: bool = True  # fused AdamW kernel (CPU and CUDA); same update, fewer passes
+
+
+@dataclass
+class LayerDecayOptimConfig(OptimConfig):
+    """AdamW with layer-wise lr decay, as the official fine-tuning (classification, AVA)."""
+
+    layer_decay: float | None = 0.75  # lr x decay^(depth + 1 - layer id); null = off
+
+    def validate(self) -> None:
+        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
+            raise ConfigError("optim.layer_decay: must be in (0, 1], or null")
+
+
+@dataclass
+class ScheduleConfig:
+    """Per-step learning rate. ``cosine``: the single-modality form (linear warm-up from
+    ``optim.warmup_lr``, then a half cosine down to ``optim.min_lr``); ``cosine_floor``: the
+    multi-modality form, ``lr x max(lr_floor, step / warm-up)`` then ``lr x max(lr_floor,
+    (1 + cos)/2)`` (``optim.min_lr`` and ``optim.warmup_lr`` unused)."""
+
+    epochs: int = 201
+    warmup_epochs: int = 40
+    warmup_steps: int = -1  # > 0 overrides warmup_epochs
+    steps_per_epoch: int | None = None  # None = clips // (batch x world x accum)
+    kind: Literal["cosine", "cosine_floor"] = "cosine"
+    lr_floor: float = 0.01  # cosine_floor: the lowest lr, as a fraction of optim.lr
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 64  # per process
+    accum_steps: int = 1
+    seed: int = 0
+    max_steps: int | None = None  # stop after this optimizer step (None = full schedule)
+    # fp16: autocast + grad scaler, as the official recipes run; bf16: autocast, no scaler;
+    # auto: bf16 on GPU. On CPU every setting but an explicit bf16 runs in fp32.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: str = "auto"
+    output_dir: str | None = None  # None = runs/<recipe>-<timestamp>
+    resume: str | None = None  # null | auto | PATH
+    overwrite: bool = False  # replace the previous run's files in an existing output_dir
+    checkpoint_every: int = 1000  # optimizer steps; a checkpoint is also written at the end
+    keep_last: int = 3
+    log_every: int = 1
+    tensorboard: bool = True  # used only when tensorboard is installed
+    plot: bool = True
+    progress: bool = True
+    ema_decay: float | None = None  # keep an EMA of the weights (e.g. 0.9999); None = off
+
+
+@dataclass
+class DistConfig:
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"  # auto: ddp when world size > 1
+    backend: str = "auto"  # auto: nccl on GPU, gloo on CPU
+    timeout_min: int = 30
+
+
+# The sections the loop reads, written last (as the recipes write them).
+LOOP_SECTIONS = ("optim", "schedule", "train", "dist")
+
+
+# --------------------------------------------------------------------------- the base
+@dataclass
+class TaskConfig:
+    """The config of any task. Each task's config (registered with
+    :func:`umt.config.registry.register_task`) narrows ``task``, ``model``, ``data`` and the
+    defaults, adds its own sections and checks them in :meth:`validate`."""
+
+    recipe: str = DEFAULT_RECIPE
+    task: str = "pretrain"
+    model: EncoderConfig = field(default_factory=EncoderConfig)
+    data: ClipDataConfig = field(default_factory=ClipDataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+
+    # Keys this task renamed: old dotted key -> new one. The old key is refused (in a recipe, an
+    # override, a run's saved config.yaml) with the new name in the message.
+    renamed_keys: ClassVar[dict[str, str]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for name in LOOP_SECTIONS:
+            out[name] = out.pop(name)
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def validate(self) -> None:
+        """Cross-field checks that types alone cannot express (a task's own checks, then these)."""
+        if self.train.batch_size < 1:
+            raise ConfigError("train.batch_size: must be >= 1")
+        if self.train.accum_steps < 1:
+            raise ConfigError("train.accum_steps: must be >= 1")
+        if self.data.num_frames % self.model.tubelet_size:
+            raise ConfigError("data.num_frames: must be a multiple of model.tubelet_size")
+        if len(self.optim.betas) != 2:
+            raise ConfigError("optim.betas: needs two numbers")
+        if self.schedule.epochs < 1:
+            raise ConfigError("schedule.epochs: must be >= 1")
+        if self.train.max_steps is not None and self.train.max_steps < 0:
+            raise ConfigError("train.max_steps: must be >= 0")
+        for key in ("checkpoint_every", "log_every"):
+            if getattr(self.train, key) < 1:
+                raise ConfigError(
+                    f"train.{key}: must be >= 1 (optimizer steps), got {getattr(self.train, key)}"
+                )
+        if self.train.keep_last < 0:
+            raise ConfigError("train.keep_last: must be >= 0 (0 keeps every checkpoint)")
+        if self.data.num_workers < 0:
+            raise ConfigError("data.num_workers: must be >= 0")
+        if self.data.num_frames < 1 or self.data.input_size < 1:
+            raise ConfigError("data.num_frames and data.input_size: must be >= 1")
+        if self.train.resume and self.train.overwrite:
+            raise ConfigError("train.resume and train.overwrite exclude each other: pick one")
+        if self.train.ema_decay is not None and not 0.0 < self.train.ema_decay < 1.0:
+            raise ConfigError("train.ema_decay: must be in (0, 1), or null for no EMA")
