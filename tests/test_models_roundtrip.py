@@ -3,6 +3,7 @@ same class, same ``"architecture"`` in ``config.json``, exactly the same outputs
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -124,6 +125,7 @@ def _part(model: nn.Module) -> str:
     return "videomae" if isinstance(model, VideoMAE) else "auto"
 
 
+@functools.cache
 def variant_class(name: str) -> type[nn.Module]:
     """The class of a registered variant (built on the meta device: no memory)."""
     with torch.device("meta"):
@@ -165,8 +167,10 @@ def test_videomae_loads_as_its_encoder_by_default(tmp_path):
         lambda: create_model("clip-b16", **tiny_overrides(CLIPTeacher)),
         lambda: create_model("umt-b16-vt", **tiny_overrides(UMTVideoText)),
         lambda: tiny_unregistered(UMTVideoQA),
+        lambda: create_model("umt-b16-ava", **tiny_overrides(VideoDetector)),
+        lambda: tiny_unregistered(BertTextEncoder),
     ],
-    ids=["VideoViT", "CLIPTeacher", "UMTVideoText", "UMTVideoQA"],
+    ids=["VideoViT", "CLIPTeacher", "UMTVideoText", "UMTVideoQA", "VideoDetector", "BERT"],
 )
 def test_a_folder_written_before_the_architecture_field_still_loads(
     build: Callable[[], nn.Module], tmp_path
