@@ -176,9 +176,13 @@ def _open(path: str | Path, part: str) -> OpenedCheckpoint:
     if which == "student" and "video-qa" in info.parts:  # the QA model's own video encoder
         return OpenedCheckpoint(path, sd, None, info.kind, "video-qa", pick="student")
     if which not in info.parts:
-        what = {"teacher": "no CLIP teacher", "student": "no student"}.get(
-            which, "no text encoder (not a whole video-text model)"
-        )
+        what = {
+            "teacher": "no CLIP teacher",
+            "student": "no student",
+            "text-encoder": "no text tower of umt's own (load_bert reads a HuggingFace BERT)",
+            "videomae": "no whole VideoMAE (only umt's own VideoMAE folders hold one)",
+            "detector": "no saved detector (VideoDetector.load_backbone starts one from it)",
+        }.get(which, "no text encoder (not a whole video-text model)")
         raise input_error(f"{path}: a {info.kind} checkpoint holds {what}")
     return OpenedCheckpoint(path, sd, None, info.kind, which)
 
