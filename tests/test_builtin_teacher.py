@@ -50,7 +50,7 @@ def test_trained_once_then_reused(synthetic, tmp_path, monkeypatch):
 
 
 def test_loads_as_a_frozen_clip_teacher(synthetic, tmp_path):
-    from umt.models.checkpoints import load_teacher
+    from umt.models import load_teacher
 
     folder, _, _ = _ensure(SMALL, synthetic, tmp_path)
     teacher = load_teacher(folder, return_layers=2)

@@ -12,8 +12,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from umt.models import create_model, detect_checkpoint, list_models, load_checkpoint, load_student
-from umt.models.checkpoints import read_state_dict, student_state_dict
+from umt.models import (
+    create_model,
+    detect_checkpoint,
+    list_models,
+    load_checkpoint,
+    load_student,
+    read_state_dict,
+)
+from umt.models.video_vit import student_state_dict
 
 
 def _official_keys(official_root) -> dict[str, dict[str, list[int]]]:

@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import save_file
 
 from umt.models import (
+    AssumedSizeWarning,
     VideoViT,
     convert_checkpoint,
     create_model,
@@ -33,7 +34,6 @@ from umt.models import (
     load_teacher,
     read_state_dict,
 )
-from umt.models.checkpoints import AssumedSizeWarning
 
 SIZES = dict(num_heads=2, num_frames=4, img_size=32)
 

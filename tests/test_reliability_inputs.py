@@ -299,7 +299,7 @@ def test_a_blank_query_is_refused(models, index, tmp_path):
 
 def test_init_with_a_qa_checkpoint_names_the_file_and_what_it_is(tmp_path):
     from umt.models.video_qa import UMTVideoQA
-    from umt.train.tasks.classify import read_init_checkpoint
+    from umt.models.video_vit import read_student_weights
 
     vt = UMTVideoText(
         dict(img_size=32, patch_size=16, num_frames=2, embed_dim=32, depth=1, num_heads=2),
@@ -310,7 +310,7 @@ def test_init_with_a_qa_checkpoint_names_the_file_and_what_it_is(tmp_path):
     qa, _ = UMTVideoQA.from_video_text(vt)
     qa.save_pretrained(tmp_path / "qa-1" / "best", config=qa.model_config)
     with pytest.raises(ValueError) as err:
-        read_init_checkpoint(str(tmp_path / "qa-1" / "best"))
+        read_student_weights(str(tmp_path / "qa-1" / "best"))
     text = str(err.value)
     assert str(tmp_path / "qa-1" / "best") in text and "QA" in text and "--init" in text
 

@@ -47,7 +47,7 @@ def test_round_trip_restores_everything(tmp_path):
     opt2.state.clear()
     torch.manual_seed(99)
     random.seed(99)
-    got = ckpt.load_checkpoint(path, model2, opt2)
+    got = ckpt.load_training_checkpoint(path, model2, opt2)
     assert (got.step, got.epoch, got.batch_in_epoch, got.scaler) == (7, 1, 3, {"scale": 1024.0})
     for a, b in zip(model.parameters(), model2.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
@@ -76,7 +76,7 @@ def test_incomplete_folders_ignored_and_keep_last(tmp_path):
     with pytest.raises(FileNotFoundError):
         ckpt.resolve_resume(str(tmp_path / "step_000006"), "elsewhere")
     with pytest.raises(FileNotFoundError):
-        ckpt.load_checkpoint(tmp_path / "step_000006", model)
+        ckpt.load_training_checkpoint(tmp_path / "step_000006", model)
 
 
 def test_resume_gives_same_losses_as_uninterrupted(synthetic, tmp_path):

@@ -16,12 +16,9 @@ from official_fixtures import load_case
 from train_helpers import TINY_FT as TINY_FT_BASE
 from train_helpers import TORCHRUN_2, run_cli
 from umt.config import ConfigError, load_config
+from umt.models.video_vit import read_student_weights
 from umt.train import finetune
-from umt.train.tasks.classify import (
-    build_classifier,
-    load_init_weights,
-    read_init_checkpoint,
-)
+from umt.train.tasks.classify import build_classifier, load_init_weights
 
 TINY_FT = [
     *TINY_FT_BASE,
@@ -79,7 +76,7 @@ def test_init_from_an_official_fine_tuned_file_computes_its_logits(official_root
         ],
         task="finetune",
     )
-    weights, kind = read_init_checkpoint(str(root / "model.pth"))
+    weights, kind = read_student_weights(str(root / "model.pth"))
     assert kind == "umt-finetune" and "pos_embed" in weights
     model = build_classifier(cfg, table_from_checkpoint=True)
     notes = load_init_weights(model, weights, str(root / "model.pth"))
@@ -107,7 +104,7 @@ def test_init_from_an_official_stage1_file_takes_the_encoder(official_root):
         ],
         task="finetune",
     )
-    weights, kind = read_init_checkpoint(str(root / "student.pth"))
+    weights, kind = read_student_weights(str(root / "student.pth"))
     assert kind == "umt-pretrain" and not any(k.startswith("align_heads") for k in weights)
     model = build_classifier(cfg)
     head = model.head.weight.clone()
@@ -133,7 +130,7 @@ def _saved_classifier(tmp_path: Path, num_classes: int) -> Path:
 def test_k710_head_rows_for_k400_and_a_map_file_for_k600(tmp_path):
     src = _saved_classifier(tmp_path, 710)
     head = load_file(str(src / "model.safetensors"))["head.weight"]
-    weights, _ = read_init_checkpoint(str(src))
+    weights, _ = read_student_weights(str(src))
 
     def model_for(n):
         return build_classifier(
@@ -158,7 +155,7 @@ def test_k710_head_rows_for_k400_and_a_map_file_for_k600(tmp_path):
 
 def test_an_encoder_of_another_size_is_refused(tmp_path):
     src = _saved_classifier(tmp_path, 12)
-    weights, _ = read_init_checkpoint(str(src))
+    weights, _ = read_student_weights(str(src))
     cfg = load_config(None, [*TINY_FT, "model.embed_dim=96", "model.num_heads=2"], task="finetune")
     with pytest.raises(ValueError, match=r"embed_dim 64 \(here 96\)"):
         load_init_weights(build_classifier(cfg), weights, str(src))
@@ -321,7 +318,7 @@ def test_default_finetune_command_learns(synthetic, tmp_path):
 def test_init_from_an_official_stage2_file_takes_its_vision_encoder(official_root):
     c = load_case(official_root, "multimodal")[0]["vision_encoder"]
     path = official_root / "multimodal" / "model.pth"
-    weights, kind = read_init_checkpoint(str(path))
+    weights, kind = read_student_weights(str(path))
     assert kind == "umt-multimodal"
     cfg = load_config(
         None,

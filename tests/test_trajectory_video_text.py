@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from train_helpers import loop_step
 from umt.config import load_config
 from umt.masking import num_kept_per_frame
-from umt.models.checkpoints import load_checkpoint
+from umt.models import load_checkpoint
 from umt.models.video_text import UMTVideoText
 from umt.train.distributed import DistInfo, wrap_model
 from umt.train.loop import resolve_precision

@@ -237,7 +237,7 @@ def test_qa_model_saves_and_loads_back(tmp_path):
 
 def test_load_checkpoint_recognises_qa_models(tmp_path):
     import umt
-    from umt.models.checkpoints import detect_checkpoint
+    from umt.models import detect_checkpoint
 
     qa, _ = UMTVideoQA.from_video_text(_stage2(4))
     qa.save_pretrained(tmp_path / "qa", config=qa.model_config)
@@ -293,7 +293,7 @@ def test_official_multimodal_checkpoint_becomes_the_same_qa_model(official_root,
     if via == "stage2":
         qa = ref
     else:
-        from umt.models.checkpoints import read_state_dict
+        from umt.models import read_state_dict
 
         official = _as_official_qa(read_state_dict(path), cfg["text_encoder_bert"]["fusion_layer"])
         assert any(k.startswith("text_decoder.bert.encoder.layer.1.") for k in official)

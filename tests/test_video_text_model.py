@@ -10,8 +10,16 @@ import pytest
 import torch
 
 import umt
-from umt.models import UMTVideoText, VideoViT, create_model, load_checkpoint, model_config
-from umt.models.checkpoints import AssumedSizeWarning, convert_checkpoint, detect_checkpoint
+from umt.models import (
+    AssumedSizeWarning,
+    UMTVideoText,
+    VideoViT,
+    convert_checkpoint,
+    create_model,
+    detect_checkpoint,
+    load_checkpoint,
+    model_config,
+)
 
 VISION = dict(
     img_size=32,

@@ -230,11 +230,12 @@ def test_resume_restores_encoder_and_decoder_exactly(synthetic, tmp_path):
 
 
 def test_finetune_init_reads_the_videomae_encoder(synthetic, tmp_path):
-    from umt.train.tasks.classify import build_classifier, load_init_weights, read_init_checkpoint
+    from umt.models.video_vit import read_student_weights
+    from umt.train.tasks.classify import build_classifier, load_init_weights
 
     pretrain(mae_config(synthetic, tmp_path / "run", "train.max_steps=1"))
     step = tmp_path / "run" / "checkpoints" / "step_000001"
-    weights, kind = read_init_checkpoint(str(step))
+    weights, kind = read_student_weights(str(step))
     assert kind == "videomae"
     assert not any(k.startswith(("decoder", "encoder.")) for k in weights)
     ft = load_config(
@@ -258,7 +259,7 @@ def test_finetune_init_reads_the_videomae_encoder(synthetic, tmp_path):
     official["mask_token"] = sd["decoder.mask_token"]
     official.update({k: v for k, v in sd.items() if k.startswith("decoder.blocks.")})
     torch.save({"model": official}, tmp_path / "official.pth")
-    w2, kind2 = read_init_checkpoint(str(tmp_path / "official.pth"))
+    w2, kind2 = read_student_weights(str(tmp_path / "official.pth"))
     assert kind2 == "videomae" and set(w2) == set(weights)
 
 

@@ -723,10 +723,9 @@ def load_video_text(
     (None: the checkpoint's), without its CLIP teacher (retrieval, search and zero-shot
     classification never use it); refuses other models in one line. ``sizes``: what an official
     file does not store (``num_heads``, ``text_num_heads``, ``img_size``; assumed sizes are
-    reported with an :class:`umt.models.checkpoints.AssumedSizeWarning`); umt's own
+    reported with an :class:`umt.models.AssumedSizeWarning`); umt's own
     checkpoints store them and refuse other values."""
-    from umt.models import load_checkpoint
-    from umt.models.checkpoints import AssumedSizeWarning, warn_assumed
+    from umt.models import AssumedSizeWarning, load_checkpoint, warn_assumed
 
     if num_frames is not None:
         sizes["num_frames"] = num_frames

@@ -1,28 +1,33 @@
 """UMT models: the video ViT student, the CLIP teacher, the BERT text encoder, the stage-2
-video-text model, the video QA model, the VideoMAE pretraining model, the registry and checkpoint loading.
+video-text model, the video QA model, the VideoMAE pretraining model and the AVA detector; the
+registry; one way to load, save and convert them (:mod:`umt.models.hub`).
 
-Importing this package pulls in no trainer and no video decoder.
+Each family module owns its model and its foreign checkpoint formats and registers itself;
+importing this package imports every family. It pulls in no trainer and no video decoder.
 """
 
-from umt.models.checkpoints import (
+from umt.models._io import AssumedSizeWarning, read_state_dict, warn_assumed
+from umt.models.registry import create_model, list_models, model_config, register_model
+
+# The families register their variants and formats on import (hub first: some families use it).
+from umt.models.hub import (  # isort: skip
     convert_checkpoint,
     detect_checkpoint,
     load_checkpoint,
     load_student,
     load_teacher,
-    read_state_dict,
     save_pretrained,
 )
-from umt.models.clip_teacher import CLIPTeacher
-from umt.models.detection import VideoDetector
-from umt.models.registry import create_model, list_models, model_config, register_model
-from umt.models.text_bert import BertTextEncoder, load_bert
-from umt.models.video_qa import UMTVideoQA, load_video_qa
-from umt.models.video_text import UMTVideoText
-from umt.models.video_vit import VideoViT
-from umt.models.videomae import VideoMAE
+from umt.models.video_vit import VideoViT  # isort: skip
+from umt.models.clip_teacher import CLIPTeacher  # isort: skip
+from umt.models.text_bert import BertTextEncoder, load_bert  # isort: skip
+from umt.models.video_text import UMTVideoText  # isort: skip
+from umt.models.video_qa import UMTVideoQA, load_video_qa  # isort: skip
+from umt.models.videomae import VideoMAE  # isort: skip
+from umt.models.detection import VideoDetector  # isort: skip
 
 __all__ = [
+    "AssumedSizeWarning",
     "BertTextEncoder",
     "CLIPTeacher",
     "UMTVideoQA",
@@ -43,4 +48,5 @@ __all__ = [
     "read_state_dict",
     "register_model",
     "save_pretrained",
+    "warn_assumed",
 ]

@@ -7,12 +7,17 @@ patches, which drives semantic masking.
 
 Parameter names follow the OpenAI CLIP ``visual`` state dict (``conv1``, ``class_embedding``,
 ``transformer.resblocks.N.attn.in_proj_weight``, ``ln_post``, ``proj``), so OpenAI and official
-UMT teacher files load without renaming; other layouts are converted in ``checkpoints.py``.
+UMT teacher files load without renaming; other layouts (HuggingFace, open_clip, official stage-2 files) are converted here
+(:func:`teacher_state_dict`).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -20,9 +25,22 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from umt.errors import InputError
-from umt.models.layers import QuickGELU
+from umt.models._io import (
+    CheckpointInfo,
+    build_checked,
+    input_error,
+    strip_prefix,
+    weights_file,
+)
+from umt.models.layers import QuickGELU, interpolate_grid_pos_embed
+from umt.models.registry import (
+    Family,
+    OpenedCheckpoint,
+    register_family,
+    register_model,
+)
 
-__all__ = ["CLIPTeacher", "FP32LayerNorm"]
+__all__ = ["CLIPTeacher", "FP32LayerNorm", "recognise_clip", "teacher_state_dict"]
 
 
 class FP32LayerNorm(nn.LayerNorm):
@@ -314,3 +332,241 @@ class CLIPTeacher(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["cl
             k, b, _, c = hidden.shape
             hidden = hidden[:, ~mask].reshape(k, b, -1, c)
         return self.project(hidden)
+
+
+# --------------------------------------------------------------------------- checkpoint formats
+# ``clip-openai``: OpenAI CLIP, the ``visual`` tower alone (official UMT teacher files) or the
+# full model (``visual.*``); open_clip ``visual.*`` weights are the same layout. ``clip-hf``:
+# HuggingFace ``CLIPVisionModelWithProjection`` / ``CLIPModel`` (``vision_model.*``). An official
+# stage-2 file's teacher alone (``clip_teacher.*``) is ``umt-multimodal``.
+def recognise_clip(sd: dict[str, torch.Tensor], path: str) -> CheckpointInfo | None:
+    """The CLIP layout of ``sd`` (see above), or None."""
+    keys = set(sd)
+    if any(k.startswith("vision_model.") or ".vision_model." in k for k in keys):
+        return CheckpointInfo(path, "clip-hf", ["teacher"])
+    if "visual.conv1.weight" in keys or "conv1.weight" in keys:
+        return CheckpointInfo(path, "clip-openai", ["teacher"])
+    if "clip_teacher.conv1.weight" in keys:
+        return CheckpointInfo(path, "umt-multimodal", ["teacher"])
+    return None
+
+
+def teacher_state_dict(
+    sd: dict[str, torch.Tensor], kind: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Convert CLIP visual weights (OpenAI, open_clip, HuggingFace, UMT teacher) to ours.
+
+    ``kind``: the layout :func:`umt.models.hub.detect_checkpoint` named (None: recognised here).
+    Returns ``(state_dict, config)`` with the sizes the shapes tell (not heads, not K).
+    """
+    if kind is None:
+        if any(k.startswith("vision_encoder.") for k in sd):  # a whole stage-2 model
+            umt_names = "text_encoder.word_embed.weight" in sd
+            kind = "umt-video-text" if umt_names else "umt-multimodal"
+        else:
+            info = recognise_clip(sd, "<state dict>")
+            kind = info.kind if info is not None else "clip-openai"
+    if kind == "umt-multimodal":
+        sd = strip_prefix(sd, "clip_teacher.")
+    elif kind == "umt-video-text":
+        sd = strip_prefix(sd, "teacher.")
+    elif kind == "clip-hf":
+        sd = _hf_to_openai(sd)
+    elif "visual.conv1.weight" in sd:
+        sd = strip_prefix(sd, "visual.")
+    sd = {k: v for k, v in sd.items() if not k.startswith(("attnpool", "text"))}
+    unsupported = [k for k in sd if re.search(r"\.ls_\d|attn_pool|\.ln_attn|\.q_norm|\.k_norm", k)]
+    if unsupported:
+        raise input_error(
+            f"CLIP variant with {unsupported[0]!r} is not supported by the UMT teacher"
+        )
+    needed = ("conv1.weight", "proj", "positional_embedding", "transformer.resblocks.0.ln_1.weight")
+    absent = [k for k in needed if k not in sd]
+    if absent:
+        raise input_error(f"not a CLIP ViT visual tower (no {', '.join(absent)})")
+    w = sd["conv1.weight"]
+    if w.ndim == 5:
+        if w.shape[2] != 1:
+            raise input_error(
+                f"teacher conv1 has a temporal kernel of {w.shape[2]}; only 1 is supported"
+            )
+        sd["conv1.weight"] = w = w.squeeze(2)
+    width, patch = w.shape[0], w.shape[-1]
+    layers = 1 + max(int(k.split(".")[2]) for k in sd if k.startswith("transformer.resblocks."))
+    grid = math.isqrt(sd["positional_embedding"].shape[0] - 1)
+    cfg = dict(
+        img_size=grid * patch,
+        patch_size=patch,
+        width=width,
+        layers=layers,
+        output_dim=sd["proj"].shape[1],
+    )
+    return sd, cfg
+
+
+def _hf_to_openai(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """HuggingFace CLIP vision names -> OpenAI names (q/k/v fused into ``in_proj``)."""
+    prefix = next(k[: k.index("vision_model.")] for k in sd if "vision_model." in k)
+    v = strip_prefix(sd, prefix + "vision_model.")
+    proj = sd.get(prefix + "visual_projection.weight")
+    if proj is None:
+        raise input_error(
+            "HuggingFace CLIP weights without visual_projection (use *WithProjection)"
+        )
+    try:
+        out = {
+            "class_embedding": v["embeddings.class_embedding"],
+            "conv1.weight": v["embeddings.patch_embedding.weight"],
+            "positional_embedding": v["embeddings.position_embedding.weight"],
+            "ln_pre.weight": v["pre_layrnorm.weight"],
+            "ln_pre.bias": v["pre_layrnorm.bias"],
+            "ln_post.weight": v["post_layernorm.weight"],
+            "ln_post.bias": v["post_layernorm.bias"],
+        }
+        out["proj"] = proj.t().contiguous()
+        names = {
+            "layer_norm1": "ln_1",
+            "layer_norm2": "ln_2",
+            "mlp.fc1": "mlp.c_fc",
+            "mlp.fc2": "mlp.c_proj",
+        }
+        n_layers = 1 + max(int(k.split(".")[2]) for k in v if k.startswith("encoder.layers."))
+        for i in range(n_layers):
+            src, dst = f"encoder.layers.{i}.", f"transformer.resblocks.{i}."
+            for t in ("weight", "bias"):
+                qkv = [v[f"{src}self_attn.{n}_proj.{t}"] for n in "qkv"]
+                out[f"{dst}attn.in_proj_{t}"] = torch.cat(qkv, 0)
+                out[f"{dst}attn.out_proj.{t}"] = v[f"{src}self_attn.out_proj.{t}"]
+                for a, b in names.items():
+                    out[f"{dst}{b}.{t}"] = v[f"{src}{a}.{t}"]
+    except KeyError as err:
+        raise input_error(
+            f"HuggingFace CLIP weights without {prefix}vision_model.{err.args[0]}"
+        ) from None
+    return out
+
+
+def _from_config(
+    path: Path,
+    sd: dict[str, torch.Tensor],
+    native: tuple[dict[str, Any], str],
+    strict: bool,
+    overrides: dict[str, Any],
+) -> tuple[CLIPTeacher, dict[str, Any]]:
+    config, where = native
+    try:
+        sd, _ = teacher_state_dict(sd, "clip-openai")
+    except ValueError as err:
+        raise input_error(
+            f"{where} describes a CLIP teacher, but {weights_file(path)}: {err}"
+        ) from None
+    cfg = {**config, **overrides}
+    model = build_checked(
+        CLIPTeacher,
+        cfg,
+        sd,
+        strict,
+        skip=("positional_embedding",) if "img_size" in overrides else (),
+        context=f"{where} does not match the weights in {weights_file(path)}",
+    )
+    _load_weights(model, sd, strict)
+    return model, cfg
+
+
+def _from_weights(
+    path: Path, sd: dict[str, torch.Tensor], kind: str, strict: bool, overrides: dict[str, Any]
+) -> tuple[CLIPTeacher, dict[str, Any], list[str]]:
+    try:
+        sd, cfg = teacher_state_dict(sd, kind)
+    except ValueError as err:
+        raise input_error(f"{path}: {err}") from None
+    assumed = []
+    if "heads" not in overrides:
+        cfg["heads"] = max(1, cfg["width"] // 64)
+        assumed.append(f"heads={cfg['heads']} (head width 64)")
+    if "return_layers" not in overrides:
+        cfg["return_layers"] = min(6, cfg["layers"])
+        assumed.append(f"return_layers={cfg['return_layers']} (default: 6 at most)")
+    if kind in ("umt-multimodal", "umt-video-text"):
+        cfg["normalize"] = False
+    cfg.update(overrides)
+    model = build_checked(
+        CLIPTeacher,
+        cfg,
+        sd,
+        strict,
+        skip=("positional_embedding",),
+        context=f"{path}: the weights do not fit the {kind} teacher with the given and assumed sizes",
+    )
+    _load_weights(model, sd, False)  # what does not fit was refused above
+    return model, cfg, assumed
+
+
+def _load_weights(model: CLIPTeacher, sd: dict[str, torch.Tensor], strict: bool) -> None:
+    if "positional_embedding" in sd:
+        sd["positional_embedding"] = interpolate_grid_pos_embed(
+            sd["positional_embedding"], (model.grid, model.grid)
+        )
+    model.load_state_dict(sd, strict=strict)
+
+
+def _load(
+    src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
+) -> tuple[CLIPTeacher, dict[str, Any], list[str]]:
+    """The family loader: a teacher from umt's format or any CLIP layout."""
+    if src.native is not None:
+        model, cfg = _from_config(src.path, src.sd, src.native, strict, overrides)
+        return model, cfg, []
+    return _from_weights(src.path, src.sd, src.kind, strict, overrides)
+
+
+def _describe(model: CLIPTeacher, cfg: dict[str, Any]) -> list[str]:
+    return [
+        "model: CLIP visual teacher",
+        f"sizes: width {model.width}, depth {len(model.transformer.resblocks)}, heads "
+        f"{model.transformer.resblocks[0].attn.heads}, patch {model.patch_size}, "
+        f"output {model.output_dim}",
+        f"input: {model.img_size}px; returns the last {model.return_layers} layers (K)",
+    ]
+
+
+register_family(
+    Family(CLIPTeacher, "teacher", _load, _describe, recognise=recognise_clip, order=30)
+)
+
+register_model(
+    "clip-b16",
+    CLIPTeacher,
+    "OpenAI CLIP ViT-B/16 visual tower (512-d)",
+    img_size=224,
+    patch_size=16,
+    width=768,
+    layers=12,
+    heads=12,
+    output_dim=512,
+    return_layers=6,
+)
+register_model(
+    "clip-l14",
+    CLIPTeacher,
+    "OpenAI CLIP ViT-L/14 visual tower (768-d)",
+    img_size=224,
+    patch_size=14,
+    width=1024,
+    layers=24,
+    heads=16,
+    output_dim=768,
+    return_layers=6,
+)
+register_model(
+    "clip-l14-336",
+    CLIPTeacher,
+    "OpenAI CLIP ViT-L/14@336px visual tower (768-d)",
+    img_size=336,
+    patch_size=14,
+    width=1024,
+    layers=24,
+    heads=16,
+    output_dim=768,
+    return_layers=6,
+)

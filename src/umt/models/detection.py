@@ -36,6 +36,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -44,8 +45,16 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from umt.errors import InputError
+from umt.models._io import build_checked, input_error, weights_file
 from umt.models.layers import interpolate_pos_table, sincos_table
-from umt.models.video_vit import Block, PatchEmbed3d, VideoViT
+from umt.models.registry import Family, OpenedCheckpoint, register_family, register_model
+from umt.models.video_vit import (
+    Block,
+    PatchEmbed3d,
+    VideoViT,
+    encoder_mismatch,
+    read_student_weights,
+)
 
 __all__ = [
     "VideoDetector",
@@ -315,7 +324,7 @@ class VideoDetector(
         """Load a UMT checkpoint's video encoder (and its head when it has ``num_classes``
         rows) into this detector. Returns notes on what was taken and dropped.
 
-        ``weights`` is a path (any layout :func:`umt.models.checkpoints.read_state_dict` reads:
+        ``weights`` is a path (any layout :func:`umt.models.video_vit.read_student_weights` reads:
         official stage-1 / stage-2 / fine-tuned files, official AVA files, umt folders) or a
         state dict. As the official loader (``run_class_finetuning.py`` L272-321): a head of
         another class count is dropped; ``fc_norm``, alignment heads, a stage-2 ``pool_norm``
@@ -325,31 +334,12 @@ class VideoDetector(
 
         With ``strict``, an encoder of another size or any other unmatched tensor is an error.
         """
-        from umt.models.checkpoints import detect_checkpoint, read_state_dict, student_state_dict
-
+        sd, kind = read_student_weights(weights, encoder_only=False)
         where = str(weights) if isinstance(weights, (str, Path)) else "<state dict>"
-        sd = read_state_dict(weights) if isinstance(weights, (str, Path)) else dict(weights)
-        info = detect_checkpoint(sd, where)
-        if "student" not in info.parts:
-            raise InputError(f"{where}: a {info.kind} checkpoint holds no video encoder")
-        sd, _ = student_state_dict(sd, info.kind)
-        p = sd["patch_embed.proj.weight"]  # [C, in, tubelet, p, p]
-        found = {
-            "embed_dim": p.shape[0],
-            "depth": 1 + max(int(k.split(".")[1]) for k in sd if k.startswith("blocks.")),
-            "patch_size": p.shape[-1],
-            "tubelet_size": p.shape[2],
-        }
-        want = {
-            "embed_dim": self.embed_dim,
-            "depth": len(self.blocks),
-            "patch_size": self.patch_size,
-            "tubelet_size": self.tubelet_size,
-        }
-        wrong = [f"{k} {found[k]} (here {v})" for k, v in want.items() if found[k] != v]
+        wrong = encoder_mismatch(sd, self)
         if wrong:
             raise InputError(f"{where}: its encoder does not fit this detector: {', '.join(wrong)}")
-        notes = [f"{info.kind} checkpoint"]
+        notes = [f"{kind} checkpoint"]
         dropped = sorted(k for k in sd if k.startswith(_UNUSED_PREFIXES) or k == "pos_embed")
         for k in dropped:
             del sd[k]
@@ -534,3 +524,62 @@ def detection_scores(logits: torch.Tensor, box_scores: torch.Tensor) -> torch.Te
     if box_scores.shape[0] != logits.shape[0]:
         raise InputError(f"{box_scores.shape[0]} box scores for {logits.shape[0]} boxes")
     return torch.sigmoid(logits.float()) * box_scores  # [n, classes]
+
+
+# --------------------------------------------------------------------------- umt's format
+def _load(
+    src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
+) -> tuple[VideoDetector, dict[str, Any], list[str]]:
+    """The family loader: a whole detector saved in umt's format (a detector starts from any
+    other checkpoint with :meth:`VideoDetector.load_backbone`)."""
+    if src.native is None:
+        raise input_error(
+            f"{src.path}: a {src.kind} checkpoint is not a saved detector; start one from it "
+            "with VideoDetector.load_backbone"
+        )
+    config, where = src.native
+    cfg = {**config, **overrides}
+    model = build_checked(
+        VideoDetector,
+        cfg,
+        src.sd,
+        strict,
+        skip=(),
+        context=f"{where} does not match the weights in {weights_file(src.path)}",
+    )
+    model.load_state_dict(src.sd, strict=strict)
+    return model, cfg, []
+
+
+def _describe(model: VideoDetector, cfg: dict[str, Any]) -> list[str]:
+    return [
+        "model: AVA action detector: video ViT + RoIAlign + classifier",
+        f"sizes: width {model.embed_dim}, depth {len(model.blocks)}, heads "
+        f"{model.blocks[0].attn.num_heads}, patch {model.patch_size}, tubelet {model.tubelet_size}",
+        f"input: {model.num_frames} frames of {model.img_size}px; classes: {model.num_classes}",
+    ]
+
+
+register_family(Family(VideoDetector, "detector", _load, _describe))
+
+# AVA v2.2 action detection (official ``AD/``): the student's encoder (no alignment heads) with
+# its final norm, RoIAlign on the time-averaged features and an 80-way head, 8 frames, tubelet 1.
+_AVA = dict(img_size=224, patch_size=16, num_frames=8, tubelet_size=1, num_classes=80)
+register_model(
+    "umt-b16-ava",
+    VideoDetector,
+    "UMT-B/16 AVA v2.2 action detector: 8x224 encoder + RoIAlign + 80-way head",
+    **_AVA,
+    embed_dim=768,
+    depth=12,
+    num_heads=12,
+)
+register_model(
+    "umt-l16-ava",
+    VideoDetector,
+    "UMT-L/16 AVA v2.2 action detector: 8x224 encoder + RoIAlign + 80-way head",
+    **_AVA,
+    embed_dim=1024,
+    depth=24,
+    num_heads=16,
+)

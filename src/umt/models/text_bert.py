@@ -26,6 +26,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from umt.errors import InputError
+from umt.models._io import AssumedSizeWarning, build_checked, read_state_dict, weights_file
+from umt.models.registry import Family, OpenedCheckpoint, register_family
 
 __all__ = ["BertTextEncoder", "bert_state_dict", "load_bert", "init_bert_weights"]
 
@@ -549,8 +551,6 @@ def load_bert(
     a HuggingFace file) and the masked-LM head (absent from a ``BertModel`` file).
     ``sep_after_text`` (unless overridden) is :func:`trained_with_sep` of the folder.
     """
-    from umt.models.checkpoints import AssumedSizeWarning, read_state_dict
-
     path = Path(path)
     weights, cfg_file = _bert_files(path)
     sd = read_state_dict(weights)
@@ -637,3 +637,40 @@ def _describe_new(missing: list[str], model: BertTextEncoder) -> str | None:
     if head:
         parts.append("the masked-LM head")
     return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------- umt's format
+def _load(
+    src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
+) -> tuple[BertTextEncoder, dict[str, Any], list[str]]:
+    """The family loader: a text tower saved in umt's format (a HuggingFace BERT folder loads
+    with :func:`load_bert`, which also places the cross-attention layers)."""
+    if src.native is None:
+        raise InputError(
+            f"{src.path}: a {src.kind} checkpoint holds no text tower on its own; load a "
+            "HuggingFace BERT with umt.models.text_bert.load_bert"
+        )
+    config, where = src.native
+    cfg = {**config, **overrides}
+    model = build_checked(
+        BertTextEncoder,
+        cfg,
+        src.sd,
+        strict,
+        skip=(),
+        context=f"{where} does not match the weights in {weights_file(src.path)}",
+    )
+    model.load_state_dict(src.sd, strict=strict)
+    return model, cfg, []
+
+
+def _describe(model: BertTextEncoder, cfg: dict[str, Any]) -> list[str]:
+    return [
+        "model: BERT text encoder",
+        f"sizes: width {model.hidden_size}, layers {model.num_layers}, heads "
+        f"{model.layers[0].self_attn.num_heads}, cross-attention from layer "
+        f"{model.fusion_layer}, vocab {model.vocab_size}",
+    ]
+
+
+register_family(Family(BertTextEncoder, "text-encoder", _load, _describe))

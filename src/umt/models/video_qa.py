@@ -35,10 +35,20 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from umt.errors import InputError
+from umt.models._io import CheckpointInfo, read_config, read_state_dict, warn_assumed
+from umt.models.hub import load_checkpoint
+from umt.models.registry import Family, OpenedCheckpoint, register_family
 from umt.models.text_bert import BertTextEncoder, bert_state_dict
-from umt.models.video_vit import VideoViT
+from umt.models.video_vit import VideoViT, infer_layout, resize_learned_pos, student_state_dict
 
-__all__ = ["UMTVideoQA", "qa_state_dict", "is_qa_state_dict", "load_video_qa"]
+__all__ = [
+    "UMTVideoQA",
+    "qa_state_dict",
+    "is_qa_state_dict",
+    "load_video_qa",
+    "read_video_qa",
+    "recognise_video_qa",
+]
 
 # What the QA video encoder never has (the official ``add_pool_norm=False``, no teacher).
 _VISION_FORCED: dict[str, Any] = {"pool_norm": False, "align_layers": 0}
@@ -322,8 +332,6 @@ def qa_state_dict(
     Returns ``(state_dict, question-encoder config, decoder config)``: the configs hold what
     the shapes tell (see :func:`umt.models.text_bert.bert_state_dict`); the video encoder's
     tensors come back under ``vision_encoder.*`` with the official names converted."""
-    from umt.models.checkpoints import student_state_dict
-
     enc = {k: v for k, v in sd.items() if k.startswith("text_encoder.")}
     dec = {k: v for k, v in sd.items() if k.startswith("text_decoder.")}
     if not enc or not dec:
@@ -358,14 +366,12 @@ def load_video_qa(
     * an official QA checkpoint (``text_decoder.*``): sizes from the shapes; head width 64
       unless ``num_heads`` / ``text_num_heads`` are given, 12 frames of 224 px (the official QA
       input) unless ``num_frames`` / ``img_size`` are given. Every size assumed is reported
-      with an :class:`umt.models.checkpoints.AssumedSizeWarning`.
+      with an :class:`umt.models.AssumedSizeWarning`.
 
     ``num_frames`` / ``img_size`` re-size the video position table (as fine-tuning at another
-    length does); ``overrides`` go to :func:`umt.models.checkpoints.load_checkpoint` for a
+    length does); ``overrides`` go to :func:`umt.models.load_checkpoint` for a
     stage-2 file (e.g. ``drop_path_rate``).
     """
-    from umt.models.checkpoints import warn_assumed
-
     model, notes, assumed = read_video_qa(path, num_frames, img_size, decoder_layers, **overrides)
     warn_assumed(path, "official QA", assumed)
     return model, notes
@@ -380,15 +386,8 @@ def read_video_qa(
 ) -> tuple[UMTVideoQA, list[str], list[str]]:
     """:func:`load_video_qa` returning ``(model, notes, assumed sizes)`` instead of warning
     about the sizes it assumed (``umt convert`` lists them in its report)."""
-    from umt.models.checkpoints import (
-        _native_config,
-        _resize_learned_pos,
-        load_checkpoint,
-        read_state_dict,
-    )
-
     path = Path(path)
-    native = _native_config(path)
+    native = read_config(path)
     if native is not None and "decoder_layers" in native[0]:
         cfg, where = native
         vision = dict(cfg.get("vision") or {})
@@ -416,7 +415,7 @@ def read_video_qa(
         sd = read_state_dict(path)
         sub = {k[len("vision_encoder.") :]: v for k, v in sd.items() if k.startswith("vision_")}
         if "pos_embed" in sub and learned != (num_frames, img_size):
-            _resize_learned_pos(sub, model.vision_encoder, learned[0], learned[1])
+            resize_learned_pos(sub, model.vision_encoder, learned[0], learned[1])
             sd["vision_encoder.pos_embed"] = sub["pos_embed"]
         missing, unexpected = model.load_state_dict(sd, strict=False)
         if missing or unexpected:
@@ -449,12 +448,8 @@ def _official_qa(
 ) -> tuple[UMTVideoQA, list[str], list[str]]:
     """An official QA checkpoint: sizes from the shapes, head width 64 (official), 12 frames and
     224 px (the official QA input) unless given. Returns ``(model, notes, assumed)``."""
-    from umt.models.checkpoints import _infer_layout
-
     try:
         ours, tcfg, dcfg = qa_state_dict(sd)
-        from umt.models.checkpoints import student_state_dict
-
         _, vcfg = student_state_dict(
             {k: v for k, v in sd.items() if k.startswith("vision_encoder.")}, "umt-multimodal"
         )
@@ -474,9 +469,7 @@ def _official_qa(
     if "vision_encoder.pos_embed" in ours:
         n = ours["vision_encoder.pos_embed"].shape[1]
         try:
-            f0, i0 = _infer_layout(
-                n, vcfg["patch_size"], vcfg["tubelet_size"], img_size, num_frames
-            )
+            f0, i0 = infer_layout(n, vcfg["patch_size"], vcfg["tubelet_size"], img_size, num_frames)
         except ValueError as err:
             raise InputError(f"{path}: {err}") from None
         vcfg.update(num_frames=f0, img_size=i0)
@@ -502,6 +495,41 @@ def _official_qa(
             f"{unexpected[:3]})"
         )
     return model, [f"official QA checkpoint {path}"], assumed
+
+
+def recognise_video_qa(sd: dict[str, torch.Tensor], path: str) -> CheckpointInfo | None:
+    """``umt-qa`` (an official or umt QA model: ``vision_encoder.*`` and an answer decoder,
+    ``text_decoder.*``), or None."""
+    if any(k.startswith("vision_encoder.") for k in sd) and is_qa_state_dict(sd):
+        return CheckpointInfo(path, "umt-qa", ["video-qa", "student"], ["a video QA model"])
+    return None
+
+
+def _load(
+    src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
+) -> tuple[UMTVideoQA, dict[str, Any], list[str]]:
+    """The family loader: :func:`read_video_qa` (a QA model always loads whole and strictly)."""
+    model, _, assumed = read_video_qa(src.path, **overrides)
+    return model, model.model_config, assumed
+
+
+def _describe(model: UMTVideoQA, cfg: dict[str, Any]) -> list[str]:
+    v, t, d = model.vision_encoder, model.text_encoder, model.text_decoder
+    return [
+        "model: UMT video QA: video ViT + BERT question encoder + answer decoder",
+        f"video: width {v.embed_dim}, depth {len(v.blocks)}, heads {v.blocks[0].attn.num_heads}, "
+        f"patch {v.patch_size}, tubelet {v.tubelet_size}; {v.num_frames} frames of {v.img_size}px",
+        f"question encoder: width {t.hidden_size}, layers {t.num_layers}, heads "
+        f"{t.layers[0].self_attn.num_heads}, cross-attention to the video from layer "
+        f"{t.fusion_layer}, vocab {t.vocab_size}",
+        f"answer decoder: {d.num_layers} layers (causal, cross-attending to the question)",
+        "texts: " + ("[CLS] X [SEP]" if t.sep_after_text else "[CLS] X (the official tokenizer)"),
+    ]
+
+
+register_family(
+    Family(UMTVideoQA, "video-qa", _load, _describe, recognise=recognise_video_qa, order=10)
+)
 
 
 def read_answer_list(folder: str | Path) -> list[str] | None:

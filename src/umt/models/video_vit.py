@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,9 +28,32 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from umt.errors import InputError
+from umt.models._io import (
+    CheckpointInfo,
+    build_checked,
+    input_error,
+    read_state_dict,
+    strip_prefix,
+    strip_wrappers,
+    weights_file,
+)
+from umt.models.hub import detect_checkpoint
 from umt.models.layers import DropPath, Mlp, interpolate_pos_table, sincos_table, trunc_normal_
+from umt.models.registry import Family, OpenedCheckpoint, register_family, register_model
 
-__all__ = ["VideoViT", "PatchEmbed3d", "Attention", "Block", "AlignHead"]
+__all__ = [
+    "VideoViT",
+    "PatchEmbed3d",
+    "Attention",
+    "Block",
+    "AlignHead",
+    "encoder_mismatch",
+    "infer_layout",
+    "read_student_weights",
+    "recognise_student",
+    "resize_learned_pos",
+    "student_state_dict",
+]
 
 
 class PatchEmbed3d(nn.Module):
@@ -468,3 +494,324 @@ def grid_size(num_tokens: int, num_frames: int) -> int:
     if side * side * num_frames != num_tokens:
         raise InputError(f"{num_tokens} tokens are not {num_frames} square frames")
     return side
+
+
+# --------------------------------------------------------------------------- checkpoint formats
+# Official and umt layouts of a student (see :mod:`umt.models.hub`): ``umt-pretrain`` (stage 1:
+# ``encoder.blocks.*``, ``clip_decoder.K.{head,norm}``), ``umt-finetune`` (``blocks.*``,
+# ``fc_norm``, ``head``, maybe ``pos_embed``), ``umt-student`` (this library's weights without
+# their ``config.json``: ``align_heads.*``, or ``blocks.*`` without a classifier).
+def recognise_student(sd: dict[str, torch.Tensor], path: str) -> CheckpointInfo | None:
+    """The student layout of ``sd`` (see above), or None."""
+    plain = strip_wrappers(sd)
+    if any(k.startswith("clip_decoder.") for k in plain):
+        return CheckpointInfo(path, "umt-pretrain", ["student"])
+    if any(k.startswith("align_heads.") for k in plain):
+        return CheckpointInfo(path, "umt-student", ["student"], ["umt's own alignment heads"])
+    if "patch_embed.proj.weight" in plain and any(k.startswith("blocks.") for k in plain):
+        if "head.weight" in plain:
+            return CheckpointInfo(path, "umt-finetune", ["student"])
+        if any(k.startswith("encoder.") for k in sd):  # an official stage-1 encoder alone
+            return CheckpointInfo(path, "umt-pretrain", ["student"])
+        return CheckpointInfo(path, "umt-student", ["student"], ["an encoder without classifier"])
+    return None
+
+
+def student_state_dict(
+    sd: dict[str, torch.Tensor], kind: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Convert an official (or umt) student state dict to ours and infer the constructor arguments.
+
+    ``kind``: the layout :func:`umt.models.hub.detect_checkpoint` named (None: recognised here).
+    Returns ``(state_dict, config)``; the config lacks what shapes cannot tell (heads, frames,
+    size).
+    """
+    if kind is None:
+        if any(k.startswith("vision_encoder.") for k in sd):
+            kind = "umt-multimodal"
+        else:
+            info = recognise_student(sd, "<state dict>")
+            kind = info.kind if info is not None else "umt-student"
+    if kind in ("umt-multimodal", "umt-video-text"):
+        sd = strip_prefix(sd, "vision_encoder.")
+    sd = strip_wrappers(sd)
+    out: dict[str, torch.Tensor] = {}
+    for k, v in sd.items():
+        m = re.match(r"clip_decoder\.(\d+)\.(head|norm)\.(weight|bias)$", k)
+        if m:
+            part = "linear" if m.group(2) == "head" else "norm"
+            out[f"align_heads.{m.group(1)}.{part}.{m.group(3)}"] = v
+        elif k in ("clip_pos_embed", "pos_embed_clip") or k.startswith(
+            ("clip_teacher.", "decoder", "encoder_to_decoder.", "mask_token")
+        ):
+            continue
+        else:
+            out[k] = v
+    if "patch_embed.proj.weight" not in out:
+        raise input_error("no patch_embed.proj.weight: not a UMT student")
+    if "blocks.0.mlp.fc1.weight" not in out:
+        raise input_error("no blocks.0.mlp.fc1.weight: not a UMT student")
+    w = out["patch_embed.proj.weight"]
+    if w.ndim == 4:  # an image checkpoint: a tubelet of one frame
+        w = out["patch_embed.proj.weight"] = w.unsqueeze(2)
+    depth = 1 + max(int(k.split(".")[1]) for k in out if k.startswith("blocks."))
+    embed_dim = w.shape[0]
+    cfg: dict[str, Any] = dict(
+        patch_size=w.shape[-1],
+        tubelet_size=w.shape[2],
+        in_chans=w.shape[1],
+        embed_dim=embed_dim,
+        depth=depth,
+        mlp_ratio=out["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim,
+        qkv_bias="blocks.0.attn.q_bias" in out,
+        init_values=1.0 if "blocks.0.gamma_1" in out else 0.0,
+        final_norm="norm.weight" in out,
+        pool_norm="pool_norm.weight" in out,
+        pos_embed="learned" if "pos_embed" in out else "sincos",
+    )
+    if "head.weight" in out:
+        cfg.update(num_classes=out["head.weight"].shape[0], fc_norm="fc_norm.weight" in out)
+    heads = sorted({int(k.split(".")[1]) for k in out if k.startswith("align_heads.")})
+    if heads and "align_heads.0.linear.weight" in out:
+        cfg.update(align_layers=len(heads), align_dim=out["align_heads.0.linear.weight"].shape[0])
+        if kind == "umt-multimodal":  # stage 2: LayerNorm eps 1e-5, no l2 step
+            cfg.update(align_l2=False, align_ln_eps=1e-5)
+    else:
+        cfg["align_layers"] = 0
+    if kind == "umt-finetune" and cfg["pos_embed"] == "sincos":
+        # The official fine-tuning model builds the table for the pretraining layout and
+        # interpolates it: 8 frames of 14x14 (patch 16) or 16x16 (patch 14).
+        side = 16 if cfg["patch_size"] == 14 else 14
+        cfg["sincos_source_grid"] = [8, side, side]
+    return out, cfg
+
+
+def read_student_weights(
+    source: str | Path | Mapping[str, torch.Tensor], encoder_only: bool = True
+) -> tuple[dict[str, torch.Tensor], str]:
+    """The video encoder (and head) of any known checkpoint (a path or a state dict) in this
+    library's names, and the checkpoint's kind: what a new model's encoder starts from
+    (fine-tuning ``--init``, a detector's backbone, stage 2's video encoder). Refuses a file
+    that holds no video encoder. ``encoder_only=False`` keeps the pretraining parts too
+    (alignment heads, final and pooling norms)."""
+    from_path = isinstance(source, (str, Path))
+    where = str(source) if from_path else "<state dict>"
+    sd = read_state_dict(source) if from_path else dict(source)
+    info = detect_checkpoint(sd, where)
+    if "student" not in info.parts:
+        raise InputError(f"{where}: a {info.kind} checkpoint holds no video encoder")
+    try:
+        weights, _ = student_state_dict(sd, info.kind)
+    except ValueError as err:
+        what = f" ({', '.join(info.notes)})" if info.notes else ""
+        raise InputError(
+            f"{where}: a {info.kind} checkpoint{what}, not one to start from ({err}); give "
+            "--init a stage-1 / stage-2 pretraining or a fine-tuned classification checkpoint"
+        ) from None
+    if not encoder_only:
+        return weights, info.kind
+    for k in [k for k in weights if k.startswith(("align_heads.", "pool_norm.", "norm."))]:
+        del weights[k]  # stage-1 / stage-2 parts a classifier has no use for
+    return weights, info.kind
+
+
+def encoder_mismatch(weights: dict[str, torch.Tensor], model: nn.Module) -> list[str]:
+    """Where the video encoder in ``weights`` (this library's names) does not fit ``model`` (a
+    :class:`VideoViT` or a detector): ``"embed_dim 768 (here 384)"`` items; empty when it fits."""
+    p = weights["patch_embed.proj.weight"]  # [C, in, tubelet, p, p]
+    found = {
+        "embed_dim": p.shape[0],
+        "depth": 1 + max(int(k.split(".")[1]) for k in weights if k.startswith("blocks.")),
+        "patch_size": p.shape[-1],
+        "tubelet_size": p.shape[2],
+    }
+    want = {
+        "embed_dim": model.embed_dim,
+        "depth": len(model.blocks),
+        "patch_size": model.patch_size,
+        "tubelet_size": model.tubelet_size,
+    }
+    return [f"{k} {found[k]} (here {v})" for k, v in want.items() if found[k] != v]
+
+
+def infer_layout(
+    n: int, patch: int, tubelet: int, img_size: int | None, num_frames: int | None
+) -> tuple[int, int]:
+    """(frames, img_size) of a learned position table of ``n`` rows.
+
+    Tries, in order: the given resolution (a temporal resize), the given frame count (a spatial
+    resize, the official fine-tuning case), then the official 224 px.
+    """
+    if img_size and n % (img_size // patch) ** 2 == 0:
+        return n // (img_size // patch) ** 2 * tubelet, img_size
+    if num_frames and n % (num_frames // tubelet) == 0:
+        side = math.isqrt(n // (num_frames // tubelet))
+        if side * side * (num_frames // tubelet) == n:
+            return num_frames, side * patch
+    if n % (224 // patch) ** 2 == 0:
+        return n // (224 // patch) ** 2 * tubelet, 224
+    raise input_error(
+        f"cannot tell the frames and resolution of a {n}-position table; pass num_frames and img_size"
+    )
+
+
+def resize_learned_pos(
+    sd: dict[str, torch.Tensor], model: VideoViT, frames: int | None, img: int | None
+) -> None:
+    """Interpolate ``sd["pos_embed"]`` (a learned table made for ``frames`` x ``img`` px, as
+    far as known) to ``model``'s token grid, in place; nothing for a fixed table."""
+    pos = sd.get("pos_embed")
+    if pos is None or not isinstance(model.pos_embed, nn.Parameter):
+        return
+    if pos.shape == model.pos_embed.shape:
+        return
+    p, tub = model.patch_size, model.tubelet_size
+    frames, img = infer_layout(pos.shape[1], p, tub, img, frames)
+    src = (frames // tub, img // p, img // p)
+    sd["pos_embed"] = interpolate_pos_table(pos, src, model.grid)
+
+
+def _from_config(
+    path: Path,
+    sd: dict[str, torch.Tensor],
+    native: tuple[dict[str, Any], str],
+    strict: bool,
+    overrides: dict[str, Any],
+) -> tuple[VideoViT, dict[str, Any]]:
+    config, where = native
+    cfg = {**config, **overrides}
+    resized = "num_frames" in overrides or "img_size" in overrides
+    model = build_checked(
+        VideoViT,
+        cfg,
+        sd,
+        strict,
+        skip=("pos_embed",) if resized else (),
+        context=f"{where} does not match the weights in {weights_file(path)}",
+    )
+    resize_learned_pos(sd, model, config.get("num_frames"), config.get("img_size"))
+    model.load_state_dict(sd, strict=strict)
+    return model, cfg
+
+
+def _from_weights(
+    path: Path, sd: dict[str, torch.Tensor], kind: str, strict: bool, overrides: dict[str, Any]
+) -> tuple[VideoViT, dict[str, Any], list[str]]:
+    try:
+        sd, cfg = student_state_dict(sd, kind)
+    except ValueError as err:
+        raise input_error(f"{path}: {err}") from None
+    learned = "pos_embed" in sd
+    if kind in ("umt-student", "umt-video-text"):
+        _require_sizes(path, learned, overrides)
+    assumed: list[str] = []
+    frames, img = 8, 224
+    if learned:
+        n = sd["pos_embed"].shape[1]
+        try:
+            frames, img = infer_layout(
+                n,
+                cfg["patch_size"],
+                cfg["tubelet_size"],
+                overrides.get("img_size"),
+                overrides.get("num_frames"),
+            )
+        except ValueError as err:
+            raise input_error(f"{path}: {err}") from None
+        if "img_size" not in overrides and "num_frames" not in overrides:
+            assumed.append(
+                f"img_size=224 (official default; num_frames={frames} follows from the table)"
+            )
+    else:
+        if "num_frames" not in overrides:
+            assumed.append("num_frames=8 (official default)")
+        if "img_size" not in overrides:
+            assumed.append("img_size=224 (official default)")
+    if "num_heads" not in overrides:
+        cfg["num_heads"] = max(1, cfg["embed_dim"] // 64)
+        assumed.insert(0, f"num_heads={cfg['num_heads']} (head width 64)")
+    cfg.update(num_frames=frames, img_size=img)
+    cfg.update(overrides)
+    model = build_checked(
+        VideoViT,
+        cfg,
+        sd,
+        strict,
+        skip=("pos_embed",),
+        context=f"{path}: the weights do not fit the {kind} model with the given and assumed sizes",
+    )
+    resize_learned_pos(sd, model, frames, img)
+    model.load_state_dict(sd, strict=False)  # what does not fit was refused above
+    return model, cfg, assumed
+
+
+def _require_sizes(path: Path, learned: bool, overrides: dict[str, Any]) -> None:
+    """umt's own weights without config.json load only with the sizes given, never guessed."""
+    missing = [k for k in ("num_heads", "num_frames", "img_size") if k not in overrides]
+    if learned and ("num_frames" in overrides or "img_size" in overrides):
+        # the learned table's length gives the other one
+        missing = [k for k in missing if k == "num_heads"]
+    if not missing:
+        return
+    if path.is_dir() or path.name == "model.safetensors":
+        folder = path if path.is_dir() else path.parent
+        where = f"without their config.json ({folder / 'config.json'} is missing)"
+        fix = "put the config.json saved with the weights beside them, or pass the sizes"
+    else:
+        where = "without a config"
+        fix = "pass the sizes"
+    flags = " ".join("--" + k.replace("_", "-") + " N" for k in missing)
+    raise input_error(
+        f"{path}: umt student weights {where}, and the weights alone do not tell "
+        f"{', '.join(missing)}: {fix}: load_checkpoint(path, "
+        f"{', '.join(k + '=...' for k in missing)}) or umt convert IN OUT {flags}"
+    )
+
+
+def _load(
+    src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
+) -> tuple[VideoViT, dict[str, Any], list[str]]:
+    """The family loader: a student from umt's format or any student layout."""
+    if src.native is not None:
+        model, cfg = _from_config(src.path, src.sd, src.native, strict, overrides)
+        return model, cfg, []
+    return _from_weights(src.path, src.sd, src.kind, strict, overrides)
+
+
+def _describe(model: VideoViT, cfg: dict[str, Any]) -> list[str]:
+    what = "classifier" if model.head is not None else "student encoder"
+    lines = [
+        f"model: video ViT {what}",
+        f"sizes: width {model.embed_dim}, depth {len(model.blocks)}, heads "
+        f"{model.blocks[0].attn.num_heads}, patch {model.patch_size}, tubelet {model.tubelet_size}",
+        f"input: {model.num_frames} frames of {model.img_size}px ({model.num_patches} tokens)",
+        f"position: {'learned' if cfg.get('pos_embed') == 'learned' else 'fixed sin-cos'}",
+        f"aligned layers (K): {len(model.align_indices)}"
+        + (f" -> {cfg.get('align_dim')}-d" if model.align_indices else ""),
+    ]
+    if model.head is not None:
+        lines.append(f"classes: {model.num_classes}")
+    return lines
+
+
+register_family(
+    Family(VideoViT, "student", _load, _describe, recognise=recognise_student, order=90)
+)
+
+_B16 = dict(embed_dim=768, depth=12, num_heads=12, align_layers=6, align_dim=512)
+_L16 = dict(embed_dim=1024, depth=24, num_heads=16, align_layers=6, align_dim=768)
+_8X224 = dict(img_size=224, patch_size=16, num_frames=8, tubelet_size=1)
+register_model(
+    "umt-b16",
+    VideoViT,
+    "UMT-B/16 student, 8x224, aligned to CLIP-B/16",
+    **_8X224,
+    **_B16,
+)
+register_model(
+    "umt-l16",
+    VideoViT,
+    "UMT-L/16 student, 8x224, aligned to CLIP-L/14",
+    **_8X224,
+    **_L16,
+)

@@ -21,10 +21,12 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from umt.errors import InputError
+from umt.models._io import CheckpointInfo, build_checked, input_error, strip_wrappers, weights_file
 from umt.models.layers import sincos_table, trunc_normal_
+from umt.models.registry import Family, OpenedCheckpoint, register_family, register_model
 from umt.models.video_vit import Block, VideoViT
 
-__all__ = ["VideoMAE", "VideoMAEDecoder", "patch_targets"]
+__all__ = ["VideoMAE", "VideoMAEDecoder", "patch_targets", "recognise_videomae"]
 
 # What the encoder of a VideoMAE is, whatever its sizes: no alignment heads, no classifier,
 # a final norm, xavier-uniform Linears (the official pretraining encoder).
@@ -217,3 +219,76 @@ def patch_targets(
         std = x.var(dim=-2, unbiased=True, keepdim=True).sqrt()  # [B, N, 1, C]
         x = (x - mean) / (std + 1e-6)
     return x.reshape(b, gt * gh * gw, -1)  # [B, N, P * C]
+
+
+# --------------------------------------------------------------------------- checkpoint formats
+def recognise_videomae(sd: dict[str, torch.Tensor], path: str) -> CheckpointInfo | None:
+    """``videomae``: a VideoMAE pretraining model without umt's ``config.json`` (``encoder.*``, a
+    video ViT, + ``decoder.*``, umt's or the official one with ``encoder_to_decoder`` and
+    ``mask_token``): its encoder loads as a student (the pixel decoder is not loaded); or None."""
+    plain = strip_wrappers(sd)
+    if "patch_embed.proj.weight" in plain and any(k.startswith("decoder.") for k in plain):
+        note = "a VideoMAE encoder (its pixel decoder is not loaded)"
+        return CheckpointInfo(path, "videomae", ["student"], [note])
+    return None
+
+
+def _load(
+    src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
+) -> tuple[VideoMAE, dict[str, Any], list[str]]:
+    """The family loader: a whole VideoMAE (encoder and decoder) from umt's format."""
+    if src.native is None:
+        raise input_error(
+            f"{src.path}: a {src.kind} checkpoint: only umt's own VideoMAE folders load whole "
+            "(other VideoMAE files load their encoder, part='student')"
+        )
+    config, where = src.native
+    cfg = {**config, **overrides}
+    model = build_checked(
+        VideoMAE,
+        cfg,
+        src.sd,
+        strict,
+        skip=(),
+        context=f"{where} does not match the weights in {weights_file(src.path)}",
+    )
+    model.load_state_dict(src.sd, strict=strict)
+    return model, model.model_config, []
+
+
+def _describe(model: VideoMAE, cfg: dict[str, Any]) -> list[str]:
+    e = model.encoder
+    return [
+        "model: VideoMAE: video ViT encoder + pixel decoder",
+        f"encoder: width {e.embed_dim}, depth {len(e.blocks)}, heads {e.blocks[0].attn.num_heads}, "
+        f"patch {e.patch_size}, tubelet {e.tubelet_size}; {e.num_frames} frames of {e.img_size}px",
+        f"decoder: width {cfg['decoder_embed_dim']}, depth {cfg['decoder_depth']}, heads "
+        f"{cfg['decoder_num_heads']}",
+    ]
+
+
+register_family(
+    Family(VideoMAE, "videomae", _load, _describe, recognise=recognise_videomae, order=80)
+)
+
+# VideoMAE (official ``pretrain_videomae_{base,large}_patch16_224``): 16 frames at 224 px in
+# tubelets of 2, a plain ViT encoder (no alignment heads) and a 4-block pixel decoder.
+_VIDEOMAE = dict(img_size=224, patch_size=16, num_frames=16, tubelet_size=2, align_layers=0)
+register_model(
+    "videomae-b16",
+    VideoMAE,
+    "VideoMAE ViT-B/16 pretraining model, 16x224, tubelet 2: encoder + 384-wide 4-block decoder",
+    encoder=dict(_VIDEOMAE, embed_dim=768, depth=12, num_heads=12),
+    decoder_embed_dim=384,
+    decoder_depth=4,
+    decoder_num_heads=6,
+)
+register_model(
+    "videomae-l16",
+    VideoMAE,
+    "VideoMAE ViT-L/16 pretraining model, 16x224, tubelet 2: encoder + 512-wide 4-block decoder",
+    encoder=dict(_VIDEOMAE, embed_dim=1024, depth=24, num_heads=16),
+    decoder_embed_dim=512,
+    decoder_depth=4,
+    decoder_num_heads=8,
+)

@@ -611,7 +611,7 @@ def _train_teacher(
     progress: Callable[[int], None] | None,
     stopper: Any,
 ) -> dict[str, Any]:
-    from umt.models.checkpoints import save_pretrained
+    from umt.models import save_pretrained
     from umt.models.clip_teacher import CLIPTeacher
 
     t0 = time.time()

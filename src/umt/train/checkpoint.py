@@ -397,7 +397,7 @@ def read_checkpoint(path: str | Path, with_optimizer: bool = True) -> dict[str, 
     return out
 
 
-def load_checkpoint(
+def load_training_checkpoint(
     path: str | Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer | None = None,

@@ -435,7 +435,7 @@ class _Run:
                     + "); resume with the checkpoint's settings or start a new run"
                 )
             try:
-                state = ckpt.load_checkpoint(
+                state = ckpt.load_training_checkpoint(
                     path, self.model, self.optimizer, files=files, ema=self.ema
                 )
             except (RuntimeError, KeyError, ValueError) as err:

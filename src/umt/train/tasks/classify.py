@@ -121,60 +121,21 @@ def _head_rows(
     return None, f"head: {old} classes in the checkpoint, {new} here: a new head"
 
 
-def read_init_checkpoint(
-    path: str, encoder_only: bool = True
-) -> tuple[dict[str, torch.Tensor], str]:
-    """The video encoder (and head) of any known checkpoint in this library's names, and the
-    checkpoint's kind. Refuses a file that holds no video encoder. ``encoder_only=False`` keeps
-    the pretraining parts too (alignment heads, final and pooling norms: stage 2 uses them)."""
-    from umt.models.checkpoints import detect_checkpoint, read_state_dict, student_state_dict
-
-    sd = read_state_dict(path)
-    info = detect_checkpoint(sd, str(path))
-    if "student" not in info.parts:
-        raise InputError(f"{path}: a {info.kind} checkpoint holds no video encoder")
-    try:
-        weights, _ = student_state_dict(sd, info.kind)
-    except ValueError as err:
-        what = f" ({', '.join(info.notes)})" if info.notes else ""
-        raise InputError(
-            f"{path}: a {info.kind} checkpoint{what}, not one to start from ({err}); give "
-            "--init a stage-1 / stage-2 pretraining or a fine-tuned classification checkpoint"
-        ) from None
-    if not encoder_only:
-        return weights, info.kind
-    for k in [k for k in weights if k.startswith(("align_heads.", "pool_norm.", "norm."))]:
-        del weights[k]  # stage-1 / stage-2 parts the classifier has no use for
-    return weights, info.kind
-
-
 def load_init_weights(
     model: nn.Module,
     weights: dict[str, torch.Tensor],
     path: str,
     label_map: str | None = None,
 ) -> list[str]:
-    """Load ``weights`` (from :func:`read_init_checkpoint`) into the classifier ``model``: the
-    encoder always, the head when it fits (or through the K710 rows / ``label_map``), the
-    position table (interpolated to this layout) when the checkpoint has one. Returns notes
-    on what was taken; refuses an encoder of another size."""
+    """Load ``weights`` (from :func:`umt.models.video_vit.read_student_weights`) into the
+    classifier ``model``: the encoder always, the head when it fits (or through the K710 rows /
+    ``label_map``), the position table (interpolated to this layout) when the checkpoint has
+    one. Returns notes on what was taken; refuses an encoder of another size."""
     from umt.models.layers import interpolate_pos_table
+    from umt.models.video_vit import encoder_mismatch, infer_layout
 
     weights = dict(weights)
-    p = weights["patch_embed.proj.weight"]  # [C, 3, tubelet, patch, patch]
-    found = {
-        "embed_dim": p.shape[0],
-        "depth": 1 + max(int(k.split(".")[1]) for k in weights if k.startswith("blocks.")),
-        "patch_size": p.shape[-1],
-        "tubelet_size": p.shape[2],
-    }
-    want = {
-        "embed_dim": model.embed_dim,
-        "depth": len(model.blocks),
-        "patch_size": model.patch_size,
-        "tubelet_size": model.tubelet_size,
-    }
-    wrong = [f"{k} {found[k]} (here {v})" for k, v in want.items() if found[k] != v]
+    wrong = encoder_mismatch(weights, model)
     if wrong:
         raise InputError(
             f"{path}: its encoder does not fit this model: {', '.join(wrong)}; "
@@ -182,12 +143,8 @@ def load_init_weights(
         )
     notes = []
     if "pos_embed" in weights and weights["pos_embed"].shape != model.pos_embed.shape:
-        from umt.models.checkpoints import _infer_layout
-
         table = weights["pos_embed"]  # [1, N, C]
-        frames, img = _infer_layout(
-            table.shape[1], model.patch_size, model.tubelet_size, None, None
-        )
+        frames, img = infer_layout(table.shape[1], model.patch_size, model.tubelet_size, None, None)
         src = (frames // model.tubelet_size, img // model.patch_size, img // model.patch_size)
         weights["pos_embed"] = interpolate_pos_table(table, src, model.grid)
         notes.append(f"its position table interpolated from {src} to {model.grid}")
@@ -298,7 +255,9 @@ class ClassifyTask(Task):
         if path is None:
             model = build_classifier(cfg)
         else:
-            weights, kind = read_init_checkpoint(path)
+            from umt.models.video_vit import read_student_weights
+
+            weights, kind = read_student_weights(path)
             model = build_classifier(cfg, table_from_checkpoint="pos_embed" in weights)
             self.init_notes = [f"a {kind} checkpoint"]
             label_map = cfg.model.init_label_map if self.reads_init else None

@@ -97,7 +97,7 @@ def build_teacher(
     size = t.img_size or cfg.data.input_size
     if t.weights == BUILTIN:
         from umt.data import ensure_synthetic_dataset
-        from umt.models.checkpoints import load_teacher
+        from umt.models import load_teacher
         from umt.train.builtin_teacher import ensure_builtin_teacher, recipe_from_config
         from umt.train.data import synthetic_root
 
@@ -107,7 +107,7 @@ def build_teacher(
         teacher = load_teacher(folder, return_layers=t.return_layers, normalize=t.normalize)
         return teacher.to(device), desc
     if t.weights:
-        from umt.models.checkpoints import load_teacher
+        from umt.models import load_teacher
 
         kw = not_none(heads=t.heads)  # else width / 64, as every OpenAI CLIP (reported)
         teacher = load_teacher(

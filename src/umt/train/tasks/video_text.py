@@ -395,9 +395,9 @@ class VideoTextTask(Task):
 
     def _load_vision(self, model: nn.Module, path: str) -> str:
         """Stage 2 starts its video encoder (and alignment heads) from a stage-1 checkpoint."""
-        from umt.train.tasks.classify import read_init_checkpoint
+        from umt.models.video_vit import read_student_weights
 
-        weights, kind = read_init_checkpoint(path, encoder_only=False)
+        weights, kind = read_student_weights(path, encoder_only=False)
         vision = model.vision_encoder
         weights = {k: v for k, v in weights.items() if k != "pos_embed"}  # the fixed table here
         if vision.align_heads is None:
@@ -422,7 +422,7 @@ class VideoTextTask(Task):
 
     def _load_video_text(self, path: str) -> nn.Module:
         """Retrieval fine-tuning starts from a whole stage-2 model (no teacher, no MLM head)."""
-        from umt.models.checkpoints import load_checkpoint
+        from umt.models import load_checkpoint
         from umt.models.video_text import UMTVideoText
 
         cfg, d = self.cfg, self.cfg.data
