@@ -59,7 +59,7 @@ def _add_convert(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from umt.models.checkpoints import convert_checkpoint
+    from umt.models import convert_checkpoint
 
     extra = {
         key: value
