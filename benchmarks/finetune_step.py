@@ -29,7 +29,7 @@ import time
 import torch
 
 from timing import timed as timed_calls
-from umt.data.transforms import Mixup
+from umt.data.transforms.mixup import Mixup
 from umt.losses import soft_target_cross_entropy
 from umt.models import create_model
 from umt.train.optim import layer_decay_param_groups

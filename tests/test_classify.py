@@ -227,7 +227,8 @@ def test_classify_prints_top_k_with_names_from_a_labels_file(files, capsys):
 
 
 def test_views_average_the_per_view_softmax(files):
-    from umt.data.datasets import MultiViewDataset, VideoRecord
+    from umt.data.datasets import MultiViewDataset
+    from umt.data.formats.records import VideoRecord
 
     model = load_classifier(files["five"])
     (result,) = classify_videos(model, [files["b"]], top_k=5, views=(2, 3))

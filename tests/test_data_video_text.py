@@ -38,7 +38,7 @@ from umt.data import (
     write_shards,
 )
 from umt.data.sampling import uniform01
-from umt.data.video_text import BicubicResizedCrop
+from umt.data.transforms.video import BicubicResizedCrop
 
 SMALL = {"num_frames": 4, "input_size": 32, "backend": "pyav"}
 ITEM_KEYS = {"video", "caption", "sample_id", "media", "index", "path", "faults"}

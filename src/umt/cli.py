@@ -617,7 +617,7 @@ def _run_data_synth(args: argparse.Namespace) -> int:
 
 
 def _run_data_shards(args: argparse.Namespace) -> int:
-    from umt.data.datasets import load_annotations
+    from umt.data.formats.annotations import load_annotations
     from umt.data.shards import shard_pattern, write_shards
 
     records = load_annotations(args.list, format=args.format, root=args.root)

@@ -24,11 +24,11 @@ from umt.data.sampling import (
     sparse_indices,
     ssv2_indices,
 )
-from umt.data.transforms import (
+from umt.data.transforms.recipes import build_eval_transform
+from umt.data.transforms.video import (
     CenterCrop,
     ShortSideResize,
     SpatialCrop,
-    build_eval_transform,
     resize_bilinear,
     short_side_sizes,
 )

@@ -1,6 +1,6 @@
 """Video data for UMT: decoding, frame sampling, augmentation, datasets, faults, synthetic data.
 
-Public API (imported lazily; ``import umt.data`` loads neither torchvision nor av)::
+Public API (imported lazily; ``import umt.data`` loads neither torch nor av)::
 
     from umt.data import (
         build_dataset,          # build_dataset("train.csv" | "x.json" | "shards-{000..009}.tar" | "synthetic", **kw)
@@ -34,8 +34,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from umt.data.sampling import sample_seed
-
 _EXPORTS = {
     "decode": [
         "VideoDecodeError",
@@ -49,6 +47,7 @@ _EXPORTS = {
     ],
     "sampling": [
         "make_generator",
+        "sample_seed",
         "SAMPLING_NAMES",
         "segment_indices",
         "sparse_indices",
@@ -61,29 +60,26 @@ _EXPORTS = {
         "eval_views",
         "min_frames_needed",
     ],
-    "transforms": [
-        "IMAGENET_MEAN",
-        "IMAGENET_STD",
-        "CLIP_MEAN",
-        "CLIP_STD",
-        "Mixup",
+    "transforms.video": ["IMAGENET_MEAN", "IMAGENET_STD", "CLIP_MEAN", "CLIP_STD"],
+    "transforms.mixup": ["Mixup"],
+    "transforms.recipes": [
         "build_pretrain_transform",
         "build_finetune_transform",
         "build_eval_transform",
+        "build_caption_transform",
     ],
     "faults": ["FaultCounter", "TooManyFaultsError", "VideoFault"],
     "datasets": [
         "VideoDataset",
         "MultiViewDataset",
         "ShardDataset",
-        "VideoRecord",
         "collate_videos",
         "collate_views",
         "build_dataset",
-        "load_annotations",
-        "detect_format",
         "fault_summary",
     ],
+    "formats.annotations": ["load_annotations", "detect_format"],
+    "formats.records": ["VideoRecord"],
     "labels": ["class_names", "load_class_names", "guess_class_names"],
     "synth": ["ensure_synthetic_dataset", "write_synthetic_dataset", "CLASSES"],
     "check": [
@@ -100,11 +96,8 @@ _EXPORTS = {
         "CaptionShardDataset",
         "MixedMediaSampler",
         "collate_captions",
-        "build_caption_transform",
         "write_caption_shards",
         "media_order",
-        "BicubicResizedCrop",
-        "BicubicResize",
     ],
     "qa": [
         "QAEntry",
@@ -122,7 +115,7 @@ _EXPORTS = {
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = ["sample_seed", *sorted(_WHERE)]
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str) -> Any:

@@ -39,11 +39,12 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from umt.data.datasets import _PROGRAMMING_ERRORS, VideoDataset, VideoRecord
-from umt.data.faults import FaultCounter, VideoFault
+from umt.data.datasets import VideoDataset
+from umt.data.faults import PROGRAMMING_ERRORS, FaultCounter, VideoFault
+from umt.data.formats.records import VideoRecord
 from umt.data.retrieval import RetrievalVideoDataset
 from umt.data.sampling import SAMPLING_NAMES, make_generator, sample_seed
-from umt.data.video_text import build_caption_transform
+from umt.data.transforms.recipes import build_caption_transform
 from umt.errors import InputError
 from umt.textfile import read_text
 
@@ -688,7 +689,7 @@ class QADataset(Dataset):
         gen = make_generator(sample_seed(self.seed, epoch, index))
         try:
             video = self.videos.loader.clip(path, path, gen)
-        except _PROGRAMMING_ERRORS:
+        except PROGRAMMING_ERRORS:
             raise
         except Exception as err:  # noqa: BLE001 - a bad file is reported, never a crash
             reason = _fault_reason(err)

@@ -35,10 +35,17 @@ from typing import Any
 
 import torch
 
-from umt.data.datasets import _PROGRAMMING_ERRORS, VideoDataset, VideoRecord
-from umt.data.faults import VideoFault
-from umt.data.transforms import Compose, Normalize, ToModelLayout, VideoTransform, resolve_mean_std
-from umt.data.video_text import BicubicResize
+from umt.data.datasets import VideoDataset
+from umt.data.faults import PROGRAMMING_ERRORS, VideoFault
+from umt.data.formats.records import VideoRecord
+from umt.data.transforms.video import (
+    BicubicResize,
+    Compose,
+    Normalize,
+    ToModelLayout,
+    VideoTransform,
+    resolve_mean_std,
+)
 from umt.errors import InputError
 from umt.textfile import read_text
 
@@ -272,7 +279,7 @@ class RetrievalVideoDataset(VideoDataset):
         record = self.records[index]
         try:
             video = self.loader.clip(record.path, record.path, None)
-        except _PROGRAMMING_ERRORS:
+        except PROGRAMMING_ERRORS:
             raise
         except Exception as err:  # noqa: BLE001 - a bad file is reported, never a crash
             reason = err.reason if isinstance(err, VideoFault) else f"{type(err).__name__}: {err}"

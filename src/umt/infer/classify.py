@@ -204,7 +204,8 @@ def classify_videos(
 
     A video that cannot be read gives a result with ``error`` set; the others still run.
     """
-    from umt.data.datasets import MultiViewDataset, VideoRecord
+    from umt.data.datasets import MultiViewDataset
+    from umt.data.formats.records import VideoRecord
 
     if top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {top_k}")

@@ -246,7 +246,7 @@ class ClassifyTask(Task):
         return d.train_list, d.val_list, d.test_list or d.val_list
 
     def build_data(self) -> Any:
-        from umt.data.transforms import build_finetune_transform
+        from umt.data.transforms.recipes import build_finetune_transform
         from umt.train.data import build_video_dataset
 
         cfg, d, a = self.cfg, self.cfg.data, self.cfg.augment
@@ -297,7 +297,7 @@ class ClassifyTask(Task):
         a = cfg.augment
         self.mixup = None
         if (a.mixup > 0 or a.cutmix > 0) and a.mixup_prob > 0:
-            from umt.data.transforms import Mixup
+            from umt.data.transforms.mixup import Mixup
 
             self.mixup = Mixup(
                 cfg.model.num_classes,

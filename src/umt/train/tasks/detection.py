@@ -295,14 +295,13 @@ class DetectionTask(Task):
         """Score the validation keyframes with ``model`` (plain, not DDP): ``(DetectionResult,
         detections AVABoxes, the unreadable videos left out)``."""
         from umt.data.detection import collate_detection
-        from umt.evaluate.detection import (
+        from umt.data.formats.ava import (
             AVABoxes,
-            batch_detections,
-            frame_map,
             read_exclusions,
             read_groundtruth_csv,
             read_label_map,
         )
+        from umt.evaluate.detection import batch_detections, frame_map
         from umt.models.detection import detection_scores, extend_boxes
 
         f, cfg = self.files, self.cfg
@@ -369,14 +368,13 @@ class DetectionTask(Task):
             return ["no validation keyframes (data.val_list): no detection results"]
         if not self.ctx.info.is_main:
             return []
-        from umt.evaluate.detection import (
-            OFFICIAL_MAP_KEY,
-            chance_frame_map,
+        from umt.data.formats.ava import (
             read_exclusions,
             read_groundtruth_csv,
             read_label_map,
             write_detections_csv,
         )
+        from umt.evaluate.detection import OFFICIAL_MAP_KEY, chance_frame_map
         from umt.train.distributed import unwrap
 
         last = getattr(self, "last_eval", None)

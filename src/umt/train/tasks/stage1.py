@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from umt.config import Config, ConfigError
-from umt.data.transforms import resolve_mean_std
+from umt.data.transforms.video import resolve_mean_std
 from umt.errors import InputError
 from umt.losses import uma_loss
 from umt.masking import per_sample_uniform, semantic_mask, tube_mask
