@@ -4,6 +4,7 @@ Public API (imported lazily; ``import umt.data`` loads neither torch nor av)::
 
     from umt.data import (
         build_dataset,          # build_dataset("train.csv" | "x.json" | "shards-{000..009}.tar" | "synthetic", **kw)
+        ClipSpec,               # how a clip is sampled and transformed (frames, size, views, ...)
         VideoDataset,           # map-style; dict(video [3,T,H,W], label, caption, index, path, faults)
         MultiViewDataset,       # all test views of a video: video [V,3,T,S,S] (official multi-view test)
         ShardDataset,           # WebDataset tar shards, split by rank and worker
@@ -69,6 +70,7 @@ _EXPORTS = {
         "build_caption_transform",
     ],
     "faults": ["FaultCounter", "TooManyFaultsError", "VideoFault"],
+    "clip_spec": ["ClipSpec"],
     "datasets": [
         "VideoDataset",
         "MultiViewDataset",

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TextIO
 
 from umt.errors import InputError
@@ -121,6 +121,7 @@ def check_video(
     Probes the video, decodes a training view and the centred test view, then every frame
     from the last :data:`TAIL_FRAMES` to the end (``thorough``: every frame of the stream).
     """
+    from umt.data.clip_spec import ClipSpec
     from umt.data.datasets import ClipLoader
     from umt.data.decode import VideoDecodeError, decode_to_end
     from umt.data.faults import VideoFault
@@ -129,10 +130,10 @@ def check_video(
     def keep(video, **_):
         return video
 
-    loaders = [
-        ClipLoader(num_frames, sampling, frame_stride, train, min_frames, backend, keep, 1)
-        for train in (True, False)
-    ]
+    clip = ClipSpec(
+        num_frames=num_frames, sampling=sampling, frame_stride=frame_stride, min_frames=min_frames
+    )
+    loaders = [ClipLoader(replace(clip, train=train), backend, keep) for train in (True, False)]
     try:
         if os.path.isdir(path):
             _check_frame_folder(path, loaders, thorough)

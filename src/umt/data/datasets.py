@@ -19,12 +19,14 @@ import json
 import os
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
+from umt.data.clip_spec import ClipSpec
 from umt.data.decode import frame_files, read_image
 from umt.data.faults import PROGRAMMING_ERRORS, FaultCounter, TooManyFaultsError, VideoFault
 from umt.data.formats.annotations import detect_format, load_annotations
@@ -63,34 +65,25 @@ __all__ = [
 
 # --------------------------------------------------------------------------- clip loading
 class ClipLoader:
-    """Shared logic: turn a source into a transformed clip, raising VideoFault when unusable."""
+    """Turn a source into the clip ``clip`` describes, transformed by ``transform`` and decoded
+    by ``backend``; raises VideoFault when the source is unusable."""
 
-    def __init__(
-        self,
-        num_frames: int,
-        sampling: str,
-        frame_stride: int,
-        train: bool,
-        min_frames: int | None,
-        backend: str,
-        transform: Callable,
-        image_repeat: int,
-        max_seconds: float | None = None,
-    ) -> None:
+    def __init__(self, clip: ClipSpec, backend: str, transform: Callable) -> None:
+        sampling, num_frames, max_seconds = clip.sampling, clip.num_frames, clip.max_seconds
         if sampling not in SAMPLING_NAMES:
             raise InputError(
                 f"sampling must be one of {', '.join(SAMPLING_NAMES)}; got {sampling!r}"
             )
         self.num_frames = num_frames
         self.sampling = sampling
-        self.frame_stride = frame_stride
-        self.train = train
+        self.frame_stride = clip.frame_stride
+        self.train = clip.train
         self.min_frames = (
-            min_frames_needed(num_frames, sampling) if min_frames is None else min_frames
+            min_frames_needed(num_frames, sampling) if clip.min_frames is None else clip.min_frames
         )
         self.backend = backend
         self.transform = transform
-        self.image_repeat = image_repeat
+        self.image_repeat = clip.image_repeat
         if max_seconds is not None and not float(max_seconds) > 0:
             raise InputError(f"max_seconds must be positive (or None), got {max_seconds}")
         self.max_seconds = None if max_seconds is None else float(max_seconds)
@@ -228,101 +221,56 @@ class VideoDataset(Dataset):
 
     Args:
         annotations: annotation file path or a list of :class:`VideoRecord`.
-        num_frames / sampling / frame_stride: the clip (``"segments"``: official pretraining
-            segments of ``n // T`` frames; ``"sparse"``: fine-tuning segments; ``"dense"``).
-        min_frames: shortest usable video (default :func:`min_frames_needed`: 1 for segments,
-            ``num_frames`` for dense, ``ceil(num_frames/2)`` (>= 2) for sparse); shorter ones
-            are skipped as faults.
-        train: random sampling + augmentation. Else evaluation: with ``num_clips = num_crops
-            = 1`` the official validation view (one clip, short-side resize, centre crop);
-            otherwise the official multi-view test, ``num_clips x num_crops`` views per video
-            in segment-major order (dataset length multiplies; sample ``"view"`` = ``clip *
-            num_crops + crop``). :class:`MultiViewDataset` gives all views of a video at once.
-        augment: ``"pretrain"`` (multi-scale crop + flip) or ``"finetune"`` (RRC, flip,
-            RandAugment, erasing) when ``train``.
-        mean / std: ``"imagenet"`` / ``"clip"`` or triples.
+        clip: the clip of each video (:class:`umt.data.clip_spec.ClipSpec`): frames, sampling,
+            transform, views. ``clip.train``: random sampling + augmentation. Else evaluation:
+            with ``num_clips = num_crops = 1`` the official validation view (one clip,
+            short-side resize, centre crop); otherwise the official multi-view test,
+            ``num_clips x num_crops`` views per video in segment-major order (dataset length
+            multiplies; sample ``"view"`` = ``clip * num_crops + crop``).
+            :class:`MultiViewDataset` gives all views of a video at once. With
+            ``clip.num_sample`` > 1 the sample's ``"video"`` is ``[num_sample, 3, T, S, S]`` and
+            :func:`collate_videos` flattens the repeats into the batch. Videos shorter than
+            ``clip.min_frames`` (default :func:`min_frames_needed`: 1 for segments,
+            ``num_frames`` for dense, ``ceil(num_frames/2)`` (>= 2) for sparse) are faults.
+        root / format / labels: how the annotation file is read
+            (:func:`umt.data.formats.annotations.load_annotations`).
         transform: a callable ``(video [T,3,H,W] uint8, generator=, crop_index=)`` replacing the
-            built-in one.
+            one ``clip`` describes.
         seed: base seed; see :func:`umt.data.sample_seed`.
-        num_sample: repeated augmentation (the official fine-tuning ``num_sample``): the frames
-            are decoded once and transformed ``num_sample`` times, each its own draw; the
-            sample's ``"video"`` is then ``[num_sample, 3, T, S, S]`` and
-            :func:`collate_videos` flattens them into the batch.
-        max_seconds: sample only from the first ``max_seconds`` of a longer video (the official
-            DiDeMo ``trimmed30`` is ``max_seconds=30``); needs the frame rate, so it does not
-            apply to folders of extracted frames.
         substitute: replace a broken sample by another (default: ``train``; see above).
     """
 
     def __init__(
         self,
         annotations: str | os.PathLike | Sequence[VideoRecord],
+        clip: ClipSpec | None = None,
         root: str | os.PathLike | None = None,
         format: str = "auto",
-        num_frames: int = 8,
-        sampling: str = "sparse",
-        frame_stride: int = 4,
-        input_size: int = 224,
-        train: bool = True,
-        augment: str = "pretrain",
-        scales: Sequence[float] = (1, 0.875, 0.75, 0.66),
-        flip: bool = True,
-        mean: str | Sequence[float] = "imagenet",
-        std: str | Sequence[float] | None = None,
-        rand_augment: bool = False,
-        erase_prob: float = 0.0,
-        short_side: int | None = None,
-        num_clips: int = 1,
-        num_crops: int = 1,
+        labels: str | os.PathLike | dict | None = None,
         transform: Callable | None = None,
         seed: int = 0,
         backend: str = "auto",
-        min_frames: int | None = None,
         max_retries: int = 10,
         max_fail_ratio: float = 0.5,
-        labels: str | os.PathLike | dict | None = None,
-        image_repeat: int = 1,
-        num_sample: int = 1,
-        max_seconds: float | None = None,
         substitute: bool | None = None,
     ) -> None:
         self.source, self.records = _read_records(annotations, format, root, labels, "VideoDataset")
-        if num_sample < 1:
-            raise InputError(f"num_sample must be >= 1, got {num_sample}")
-        self.num_sample = int(num_sample)
+        clip = ClipSpec() if clip is None else clip
+        if clip.num_sample < 1:
+            raise InputError(f"num_sample must be >= 1, got {clip.num_sample}")
+        self.clip = clip
+        self.num_sample = int(clip.num_sample)
+        train, num_clips, num_crops = clip.train, clip.num_clips, clip.num_crops
         if transform is None:
-            transform = build_clip_transform(
-                train,
-                augment,
-                input_size,
-                scales,
-                flip,
-                mean,
-                std,
-                rand_augment,
-                erase_prob,
-                short_side,
-                num_crops,
-                num_clips,
-            )
-        self.loader = ClipLoader(
-            num_frames,
-            sampling,
-            frame_stride,
-            train,
-            min_frames,
-            backend,
-            transform,
-            image_repeat,
-            max_seconds,
-        )
+            transform = build_clip_transform(clip)
+        self.loader = ClipLoader(clip, backend, transform)
         self.train = train
         self.substitute = bool(train if substitute is None else substitute)
         # None: the training draw or the validation view; else the test views, segment-major.
         self.views: list[ClipView | None] = (
             [None]
             if train or num_clips * num_crops == 1
-            else eval_views(num_clips, num_crops, sampling)
+            else eval_views(num_clips, num_crops, clip.sampling)
         )
         self.seed = int(seed)
         self.epoch = 0
@@ -425,49 +373,45 @@ class MultiViewDataset(Dataset):
     quarter of the bytes through the DataLoader). A video that cannot be used gives
     ``{"index": i, "path": str, "fault": reason}``: it is never replaced by another video.
 
-    ``min_frames`` defaults to 1: the official test scores every video it can read.
+    ``clip`` (default: 4 x 3 views): frames, sampling, ``input_size``, ``short_side``,
+    ``num_clips x num_crops`` views,
+    ``mean`` / ``std`` (its augmentation fields are not used: the views are the official
+    test's). ``clip.min_frames`` None means 1: the official test scores every video it can read.
     """
 
     def __init__(
         self,
         annotations: str | os.PathLike | Sequence[VideoRecord],
+        clip: ClipSpec | None = None,
         root: str | os.PathLike | None = None,
         format: str = "auto",
-        num_frames: int = 8,
-        sampling: str = "sparse",
-        frame_stride: int = 4,
-        input_size: int = 224,
-        short_side: int | None = None,
-        num_clips: int = 4,
-        num_crops: int = 3,
-        mean: str | Sequence[float] = "imagenet",
-        std: str | Sequence[float] | None = None,
+        labels: str | os.PathLike | dict | None = None,
         normalize: bool = True,
         backend: str = "auto",
-        min_frames: int | None = 1,
-        labels: str | os.PathLike | dict | None = None,
     ) -> None:
         self.source, self.records = _read_records(
             annotations, format, root, labels, "MultiViewDataset"
         )
-        self.views = eval_views(num_clips, num_crops, sampling)
+        clip = ClipSpec(train=False, num_clips=4, num_crops=3) if clip is None else clip
+        num_clips, num_crops, input_size = clip.num_clips, clip.num_crops, clip.input_size
+        self.views = eval_views(num_clips, num_crops, clip.sampling)
         self.num_clips, self.num_crops = int(num_clips), int(num_crops)
-        self.num_frames = int(num_frames)
+        self.num_frames = int(clip.num_frames)
         self.input_size = int(input_size)
-        self.short_side = int(short_side or input_size)
+        self.short_side = int(clip.short_side or input_size)
         if self.short_side < self.input_size:
             raise InputError(
                 f"short side {self.short_side} is smaller than the input size {input_size}; "
                 "use a short side of at least the input size"
             )
-        self.mean, self.std = resolve_mean_std(mean, std)
+        self.mean, self.std = resolve_mean_std(clip.mean, clip.std)
         self.normalize = normalize
         self.resize = ShortSideResize(self.short_side)
         self.crop = SpatialCrop(self.input_size, num_crops)
         self._normalize = Normalize(self.mean, self.std)
-        self.loader = ClipLoader(
-            num_frames, sampling, frame_stride, False, min_frames, backend, self.resize, num_frames
-        )
+        min_frames = 1 if clip.min_frames is None else clip.min_frames
+        frames = replace(clip, train=False, min_frames=min_frames, image_repeat=self.num_frames)
+        self.loader = ClipLoader(frames, backend, self.resize)
 
     @property
     def num_views(self) -> int:
@@ -606,48 +550,30 @@ class ShardDataset(IterableDataset):
     that all ranks can take the same number of batches per epoch however the shard sizes
     differ (the trainer decides where an epoch ends); ``set_position`` then resumes part-way
     through an epoch by skipping, without decoding, the samples the consumed batches held.
-    ``max_seconds`` is :class:`VideoDataset`'s.
+    ``clip`` is :class:`VideoDataset`'s (one clip per sample: no repeats, no test views).
     """
 
     def __init__(
         self,
         urls: str | Sequence[str],
-        num_frames: int = 8,
-        sampling: str = "sparse",
-        frame_stride: int = 4,
-        input_size: int = 224,
-        train: bool = True,
-        augment: str = "pretrain",
-        scales: Sequence[float] = (1, 0.875, 0.75, 0.66),
-        flip: bool = True,
-        mean: str | Sequence[float] = "imagenet",
-        std: str | Sequence[float] | None = None,
+        clip: ClipSpec | None = None,
         transform: Callable | None = None,
         seed: int = 0,
         backend: str = "auto",
-        min_frames: int | None = None,
         shuffle_shards: bool = True,
         rank: int | None = None,
         world_size: int | None = None,
         max_fail_ratio: float = 0.5,
-        image_repeat: int = 1,
         repeat: bool = False,
-        max_seconds: float | None = None,
     ) -> None:
         self.urls = _expand_urls(urls)
+        clip = ClipSpec() if clip is None else clip
+        if clip.num_sample != 1 or clip.num_clips * clip.num_crops != 1:
+            raise InputError("tar shards stream one clip per sample (num_sample and views 1)")
         if transform is None:
-            transform = build_clip_transform(train, augment, input_size, scales, flip, mean, std)
-        self.loader = ClipLoader(
-            num_frames,
-            sampling,
-            frame_stride,
-            train,
-            min_frames,
-            backend,
-            transform,
-            image_repeat,
-            max_seconds,
-        )
+            transform = build_clip_transform(clip)
+        self.loader = ClipLoader(clip, backend, transform)
+        train = clip.train
         self.train = train
         self.seed = int(seed)
         self.epoch = 0

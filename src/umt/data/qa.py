@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from umt.data.clip_spec import ClipSpec
 from umt.data.datasets import VideoDataset
 from umt.data.faults import PROGRAMMING_ERRORS, FaultCounter, VideoFault
 from umt.data.formats.records import VideoRecord
@@ -629,15 +630,12 @@ class QADataset(Dataset):
         self.records = [VideoRecord(e.video, listed=e.video) for e in self.entries]
         self.videos = VideoDataset(
             self.records,
-            num_frames=num_frames,
-            sampling=sampling,
-            train=train,
+            clip=ClipSpec(num_frames=num_frames, sampling=sampling, image_repeat=1, train=train),
             transform=transform,
             seed=seed,
             backend=backend,
             max_retries=max_retries,
             max_fail_ratio=max_fail_ratio,
-            image_repeat=1,
         )
         self.videos.source = self.source
 

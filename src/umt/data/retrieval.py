@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from umt.data.clip_spec import ClipSpec
 from umt.data.datasets import VideoDataset
 from umt.data.faults import PROGRAMMING_ERRORS, VideoFault
 from umt.data.formats.records import VideoRecord
@@ -259,16 +260,18 @@ class RetrievalVideoDataset(VideoDataset):
         steps.append(ToModelLayout())
         super().__init__(
             records,
-            num_frames=num_frames,
-            sampling="middle",
-            input_size=input_size,
-            train=False,
+            clip=ClipSpec(
+                num_frames=num_frames,
+                sampling="middle",
+                min_frames=1,
+                max_seconds=max_seconds,
+                image_repeat=num_frames,
+                train=False,
+                input_size=input_size,
+            ),
             transform=Compose(steps),
             backend=backend,
-            min_frames=1,
             max_retries=0,
-            image_repeat=num_frames,
-            max_seconds=max_seconds,
         )
         self.num_frames = int(num_frames)
         self.input_size = int(input_size)

@@ -54,6 +54,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from umt.data.clip_spec import ClipSpec
 from umt.data.datasets import ShardDataset, VideoDataset, collate_videos
 from umt.data.faults import FaultCounter, VideoFault
 from umt.data.formats.annotations import detect_format, load_annotations
@@ -199,16 +200,18 @@ class CaptionDataset(Dataset):
         self.train = bool(train)
         self.videos = VideoDataset(
             self.records,
-            num_frames=num_frames,
-            sampling=sampling,
-            train=train,
+            clip=ClipSpec(
+                num_frames=num_frames,
+                sampling=sampling,
+                max_seconds=max_seconds,
+                image_repeat=1,
+                train=train,
+            ),
             transform=transform,
             seed=seed,
             backend=backend,
             max_retries=max_retries,
             max_fail_ratio=max_fail_ratio,
-            image_repeat=1,
-            max_seconds=max_seconds,
         )
         self.videos.source = self.source
 
@@ -683,10 +686,14 @@ class CaptionShardDataset(ShardDataset):
             )
         super().__init__(
             urls,
-            num_frames=num_frames,
-            sampling=sampling,
-            input_size=input_size,
-            train=train,
+            clip=ClipSpec(
+                num_frames=num_frames,
+                sampling=sampling,
+                max_seconds=max_seconds,
+                image_repeat=1,
+                train=train,
+                input_size=input_size,
+            ),
             transform=transform,
             seed=seed,
             backend=backend,
@@ -694,9 +701,7 @@ class CaptionShardDataset(ShardDataset):
             rank=rank,
             world_size=world_size,
             max_fail_ratio=max_fail_ratio,
-            image_repeat=1,
             repeat=repeat,
-            max_seconds=max_seconds,
         )
         self.media = media
         self.id_by = id_by

@@ -204,6 +204,7 @@ def classify_videos(
 
     A video that cannot be read gives a result with ``error`` set; the others still run.
     """
+    from umt.data.clip_spec import ClipSpec
     from umt.data.datasets import MultiViewDataset
     from umt.data.formats.records import VideoRecord
 
@@ -221,12 +222,14 @@ def classify_videos(
     clips, crops = views
     dataset = MultiViewDataset(
         records,
-        num_frames=model.num_frames,
-        sampling=sampling,
-        input_size=model.img_size,
-        short_side=short_side,
-        num_clips=clips,
-        num_crops=crops,
+        clip=ClipSpec(
+            num_frames=model.num_frames,
+            sampling=sampling,
+            input_size=model.img_size,
+            short_side=short_side,
+            num_clips=clips,
+            num_crops=crops,
+        ),
     )
     k = min(int(top_k), model.num_classes)
     for i, record in enumerate(records):

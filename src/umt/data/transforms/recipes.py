@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from umt.data.clip_spec import ClipSpec
 from umt.data.transforms.randaugment import RAND_AUGMENT_DEFAULT, RandAugment
 from umt.data.transforms.video import (
     BicubicResize,
@@ -142,36 +143,25 @@ def build_eval_transform(
     return Compose(steps)
 
 
-def build_clip_transform(
-    train: bool = True,
-    augment: str = "pretrain",
-    input_size: int = 224,
-    scales: Sequence[float] = (1, 0.875, 0.75, 0.66),
-    flip: bool = True,
-    mean: str | Sequence[float] = "imagenet",
-    std: str | Sequence[float] | None = None,
-    rand_augment: bool = False,
-    erase_prob: float = 0.0,
-    short_side: int | None = None,
-    num_crops: int = 1,
-    num_clips: int = 1,
-) -> Callable:
-    """The clip transform a dataset uses: ``[T, 3, H, W]`` uint8 -> ``[3, T, S, S]`` float.
+def build_clip_transform(clip: ClipSpec) -> Callable:
+    """The clip transform ``clip`` describes: ``[T, 3, H, W]`` uint8 -> ``[3, T, S, S]`` float.
 
-    Evaluation (``train=False``): one view (``num_clips = num_crops = 1``) is the official
+    Evaluation (``clip.train`` False): one view (``num_clips = num_crops = 1``) is the official
     validation view (short-side resize + centre crop); more views are the official multi-view
     test, crop ``crop_index`` of ``num_crops`` windows along the long side."""
+    train, augment, input_size, flip = clip.train, clip.augment, clip.input_size, clip.flip
+    mean, std, num_crops = clip.mean, clip.std, clip.num_crops
     if not train:
-        crop = "center" if num_clips == 1 and num_crops == 1 else "views"
-        return build_eval_transform(input_size, short_side, crop, mean, std, num_crops)
+        crop = "center" if clip.num_clips == 1 and num_crops == 1 else "views"
+        return build_eval_transform(input_size, clip.short_side, crop, mean, std, num_crops)
     if augment == "pretrain":
-        return build_pretrain_transform(input_size, scales, flip, mean, std)
+        return build_pretrain_transform(input_size, clip.scales, flip, mean, std)
     if augment == "finetune":
         return build_finetune_transform(
             input_size,
             flip=flip,
-            rand_augment=rand_augment,
-            erase_prob=erase_prob,
+            rand_augment=clip.rand_augment,
+            erase_prob=clip.erase_prob,
             mean=mean,
             std=std,
         )

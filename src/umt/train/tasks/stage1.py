@@ -370,17 +370,21 @@ class Stage1Task(Task):
         check_teacher_setting(self.cfg)
 
     def build_data(self) -> Any:
+        from umt.data.clip_spec import ClipSpec
+
         d = self.cfg.data
         kw = dict(
-            num_frames=d.num_frames,
-            sampling=d.sampling,
-            frame_stride=d.sampling_rate,
-            input_size=d.input_size,
-            train=True,
-            augment="pretrain",
-            scales=tuple(d.scales),
-            flip=d.flip,
-            mean=d.mean_std,
+            clip=ClipSpec(
+                num_frames=d.num_frames,
+                sampling=d.sampling,
+                frame_stride=d.sampling_rate,
+                train=True,
+                input_size=d.input_size,
+                augment="pretrain",
+                scales=tuple(d.scales),
+                flip=d.flip,
+                mean=d.mean_std,
+            ),
             seed=self.cfg.train.seed,
         )
         from umt.train.data import build_video_dataset
