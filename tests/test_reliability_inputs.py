@@ -215,7 +215,7 @@ def test_non_utf8_classification_list(tmp_path):
 
 
 def test_non_utf8_caption_json(tmp_path):
-    from umt.data.retrieval import load_retrieval_annotations
+    from umt.data.formats.retrieval import load_retrieval_annotations
     from umt.data.video_text import CaptionDataset
 
     ann = _not_utf8(tmp_path / "captions.json", '[{"video": "a.mp4", "caption": "')

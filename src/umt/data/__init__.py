@@ -101,13 +101,15 @@ _EXPORTS = {
         "write_caption_shards",
         "media_order",
     ],
-    "qa": [
+    "formats.qa": [
         "QAEntry",
         "MCEntry",
         "load_qa_annotations",
         "load_answer_list",
         "answers_with_weights",
         "load_mc_annotations",
+    ],
+    "qa": [
         "QADataset",
         "collate_qa",
         "MCDataset",

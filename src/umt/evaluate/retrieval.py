@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from umt.data.retrieval import RetrievalSet
+from umt.data.formats.retrieval import RetrievalSet
 from umt.errors import InputError
 from umt.outputs import check_writable
 from umt.utils.device import maybe_autocast, model_device, resolve_amp
@@ -649,7 +649,7 @@ def run_retrieval(
     :meth:`RetrievalResult.summary` plus ``checkpoint``, ``annotations`` and ``predictions``
     (the file written or None).
     """
-    from umt.data.retrieval import load_retrieval_annotations
+    from umt.data.formats.retrieval import load_retrieval_annotations
 
     if not Path(checkpoint).exists():
         raise FileNotFoundError(f"{checkpoint}: checkpoint not found")
