@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from umt.cli import main
-from umt.data.labels import (
+from umt.data.formats.labels import (
     class_names,
     guess_class_names,
     guess_dataset,

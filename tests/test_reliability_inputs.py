@@ -229,7 +229,7 @@ def test_non_utf8_caption_json(tmp_path):
 
 def test_non_utf8_ava_label_map_and_class_names(tmp_path):
     from umt.data.formats.ava import read_label_map
-    from umt.data.labels import load_class_names
+    from umt.data.formats.labels import load_class_names
 
     pbtxt = _not_utf8(tmp_path / "labels.pbtxt", 'item {\n  name: "bend"\n  id: 1\n}\nitem {\n')
     with pytest.raises(ValueError) as err:

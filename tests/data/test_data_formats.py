@@ -22,7 +22,7 @@ def test_formats_import_no_torch_beyond_umt_itself() -> None:
         "import sys, umt.errors\n"
         "before = set(sys.modules)\n"
         "import umt.data.formats.annotations, umt.data.formats.ava, umt.data.formats.qa\n"
-        "import umt.data.formats.retrieval\n"
+        "import umt.data.formats.labels, umt.data.formats.retrieval\n"
         "new = set(sys.modules) - before\n"
         "bad = sorted(m for m in new if m.split('.')[0] in ('torch', 'av', 'cv2', 'torchvision'))\n"
         "assert not bad, bad\n"

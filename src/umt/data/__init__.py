@@ -82,7 +82,7 @@ _EXPORTS = {
     ],
     "formats.annotations": ["load_annotations", "detect_format"],
     "formats.records": ["VideoRecord"],
-    "labels": ["class_names", "load_class_names", "guess_class_names"],
+    "formats.labels": ["class_names", "load_class_names", "guess_class_names"],
     "synth": ["ensure_synthetic_dataset", "write_synthetic_dataset", "CLASSES"],
     "check": [
         "check_annotations",

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from umt.data.labels import TITLES, guess_class_names, guess_dataset, load_class_names
+from umt.data.formats.labels import TITLES, guess_class_names, guess_dataset, load_class_names
 from umt.errors import InputError
 from umt.models import VideoViT, load_checkpoint
 
@@ -142,7 +142,7 @@ def load_classifier(
 
 def resolve_class_names(num_classes: int, labels: str | os.PathLike | None = None) -> ClassNames:
     """The names for a ``num_classes``-way head: from ``labels`` (a file, see
-    :func:`umt.data.labels.load_class_names`), else the shipped list with that many classes,
+    :func:`umt.data.formats.labels.load_class_names`), else the shipped list with that many classes,
     else unknown. A labels file with another count is refused."""
     if labels is not None:
         names = load_class_names(labels)

@@ -23,7 +23,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -160,6 +160,16 @@ def _read_text(path: PathLike, newline: str | None = None) -> str:
     return read(path, newline)
 
 
+def _csv_rows(path: PathLike) -> Iterator[tuple[str, list[str]]]:
+    """``(where, row)`` for every non-blank CSV row of ``path``; ``where`` is ``file:line``."""
+    with io.StringIO(_read_text(path, newline=""), newline="") as f:
+        reader = csv.reader(f)
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            yield f"{os.fspath(path)}:{reader.line_num}", row
+
+
 def _parse_int(text: str, what: str, where: str) -> int:
     try:
         return int(text.strip())
@@ -190,45 +200,39 @@ def _read_ava_csv(path: PathLike, groundtruth: bool) -> AVABoxes:
         if groundtruth
         else "video_id,timestamp,x1,y1,x2,y2,action_id[,person_id],score"
     )
-    with io.StringIO(_read_text(path, newline=""), newline="") as f:
-        reader = csv.reader(f)
-        for row in reader:
-            where = f"{os.fspath(path)}:{reader.line_num}"
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) not in allowed:
-                raise InputError(
-                    f"{where}: expected {' or '.join(map(str, allowed))} columns ({layout}), "
-                    f"got {len(row)}: {','.join(row)!r}"
-                )
-            video_id = row[0].strip()
-            if not video_id:
-                raise InputError(f"{where}: empty video_id")
-            timestamp = _parse_int(row[1], "timestamp", where)
-            x1, y1, x2, y2 = (
-                _parse_float(row[2 + k], name, where)
-                for k, name in enumerate(("x1", "y1", "x2", "y2"))
+    for where, row in _csv_rows(path):
+        if len(row) not in allowed:
+            raise InputError(
+                f"{where}: expected {' or '.join(map(str, allowed))} columns ({layout}), "
+                f"got {len(row)}: {','.join(row)!r}"
             )
-            if groundtruth and (x1 > x2 or y1 > y2):
-                raise InputError(
-                    f"{where}: ground-truth box has x1 > x2 or y1 > y2: {(x1, y1, x2, y2)}"
-                )
-            action_id = _parse_int(row[6], "action_id", where)
-            person_id = -1
-            score = 1.0
-            if groundtruth:
-                if len(row) == 8:
-                    person_id = _parse_int(row[7], "person_id", where)
-            else:
-                if len(row) == 9:
-                    person_id = _parse_int(row[7], "person_id", where)
-                score = _parse_float(row[-1], "score", where)
-            video_ids.append(video_id)
-            timestamps.append(timestamp)
-            boxes.append((x1, y1, x2, y2))
-            action_ids.append(action_id)
-            scores.append(score)
-            person_ids.append(person_id)
+        video_id = row[0].strip()
+        if not video_id:
+            raise InputError(f"{where}: empty video_id")
+        timestamp = _parse_int(row[1], "timestamp", where)
+        x1, y1, x2, y2 = (
+            _parse_float(row[2 + k], name, where) for k, name in enumerate(("x1", "y1", "x2", "y2"))
+        )
+        if groundtruth and (x1 > x2 or y1 > y2):
+            raise InputError(
+                f"{where}: ground-truth box has x1 > x2 or y1 > y2: {(x1, y1, x2, y2)}"
+            )
+        action_id = _parse_int(row[6], "action_id", where)
+        person_id = -1
+        score = 1.0
+        if groundtruth:
+            if len(row) == 8:
+                person_id = _parse_int(row[7], "person_id", where)
+        else:
+            if len(row) == 9:
+                person_id = _parse_int(row[7], "person_id", where)
+            score = _parse_float(row[-1], "score", where)
+        video_ids.append(video_id)
+        timestamps.append(timestamp)
+        boxes.append((x1, y1, x2, y2))
+        action_ids.append(action_id)
+        scores.append(score)
+        person_ids.append(person_id)
     return AVABoxes(
         video_ids,
         timestamps,
@@ -289,21 +293,16 @@ def read_exclusions(path: PathLike) -> set[FrameKey]:
     Blank lines are skipped; any other line must have exactly two columns (as the official).
     """
     excluded: set[FrameKey] = set()
-    with io.StringIO(_read_text(path, newline=""), newline="") as f:
-        reader = csv.reader(f)
-        for row in reader:
-            where = f"{os.fspath(path)}:{reader.line_num}"
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) != 2:
-                raise InputError(
-                    f"{where}: expected 2 columns (video_id,timestamp), got {len(row)}: "
-                    f"{','.join(row)!r}"
-                )
-            video_id = row[0].strip()
-            if not video_id:
-                raise InputError(f"{where}: empty video_id")
-            excluded.add((video_id, _parse_int(row[1], "timestamp", where)))
+    for where, row in _csv_rows(path):
+        if len(row) != 2:
+            raise InputError(
+                f"{where}: expected 2 columns (video_id,timestamp), got {len(row)}: "
+                f"{','.join(row)!r}"
+            )
+        video_id = row[0].strip()
+        if not video_id:
+            raise InputError(f"{where}: empty video_id")
+        excluded.add((video_id, _parse_int(row[1], "timestamp", where)))
     return excluded
 
 
@@ -714,25 +713,20 @@ def read_person_boxes_csv(
     8 columns with an (ignored) action id before the score, as AVA's box files. Boxes with
     ``score >= threshold`` kept in file order: ``{(video_id, ts): (boxes, scores)}``."""
     out: dict[FrameKey, tuple[list[list[float]], list[float]]] = {}
-    with io.StringIO(_read_text(path, newline=""), newline="") as f:
-        reader = csv.reader(f)
-        for raw in reader:
-            if not raw or (len(raw) == 1 and not raw[0].strip()):
-                continue
-            row = [c.strip() for c in raw]
-            where = f"{os.fspath(path)}:{reader.line_num}"
-            if len(row) not in (7, 8):
-                raise InputError(
-                    f"{where}: expected 7 columns (video_id,timestamp,x1,y1,x2,y2,score), got "
-                    f"{len(row)}"
-                )
-            try:
-                ts, box, score = int(float(row[1])), [float(v) for v in row[2:6]], float(row[-1])
-            except ValueError as err:
-                raise InputError(f"{where}: {err}") from None
-            if score < threshold:
-                continue
-            boxes, scores = out.setdefault((row[0], ts), ([], []))
-            boxes.append(box)
-            scores.append(score)
+    for where, raw in _csv_rows(path):
+        row = [c.strip() for c in raw]
+        if len(row) not in (7, 8):
+            raise InputError(
+                f"{where}: expected 7 columns (video_id,timestamp,x1,y1,x2,y2,score), got "
+                f"{len(row)}"
+            )
+        try:
+            ts, box, score = int(float(row[1])), [float(v) for v in row[2:6]], float(row[-1])
+        except ValueError as err:
+            raise InputError(f"{where}: {err}") from None
+        if score < threshold:
+            continue
+        boxes, scores = out.setdefault((row[0], ts), ([], []))
+        boxes.append(box)
+        scores.append(score)
     return out
