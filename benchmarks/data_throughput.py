@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from umt.data import VideoDataset, ensure_synthetic_dataset, make_generator, sample_seed
+from umt.data.clip_spec import ClipSpec
 from umt.data.decode import PROBE_CACHE, available_backends, get_decoder
 from umt.data.sampling import sparse_indices
 
@@ -80,7 +81,9 @@ def official_clips_per_second(path: Path, num_frames: int, seconds: float) -> fl
 
 
 def dataset_clips_per_second(root: Path, seconds: float) -> float:
-    ds = VideoDataset(root / "train.csv", num_frames=8, input_size=64, backend="pyav")
+    ds = VideoDataset(
+        root / "train.csv", clip=ClipSpec(num_frames=8, input_size=64), backend="pyav"
+    )
     done, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         ds[done % len(ds)]

@@ -29,7 +29,7 @@ import time
 import torch
 
 from timing import timed as timed_calls
-from umt.data.transforms import Mixup
+from umt.data.transforms.mixup import Mixup
 from umt.losses import soft_target_cross_entropy
 from umt.models import create_model
 from umt.train.optim import layer_decay_param_groups
@@ -160,6 +160,7 @@ def _pipeline_rate(model: torch.nn.Module, amp: torch.dtype | None) -> float:
     import tempfile
 
     from umt.data import ensure_synthetic_dataset
+    from umt.data.clip_spec import ClipSpec
     from umt.data.datasets import MultiViewDataset
     from umt.evaluate.classification import evaluate_classification
 
@@ -168,8 +169,8 @@ def _pipeline_rate(model: torch.nn.Module, amp: torch.dtype | None) -> float:
         "umt-b16", img_size=112, num_frames=4, num_classes=12, align_layers=0, final_norm=False,
         embed_dim=model.embed_dim, depth=len(model.blocks), num_heads=model.blocks[0].attn.num_heads,
     ).to(next(model.parameters()).device)  # fmt: skip
-    ds = MultiViewDataset(root / "val.csv", num_frames=4, input_size=112, num_clips=2, num_crops=3,
-                          normalize=False)  # fmt: skip
+    clip = ClipSpec(num_frames=4, input_size=112, num_clips=2, num_crops=3)
+    ds = MultiViewDataset(root / "val.csv", clip=clip, normalize=False)
     t0 = time.perf_counter()
     result = evaluate_classification(net, ds, batch_size=4, num_workers=2, progress=False,
                                      autocast_dtype=amp)  # fmt: skip

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from umt.cli import main
-from umt.data.labels import (
+from umt.data.formats.labels import (
     class_names,
     guess_class_names,
     guess_dataset,
@@ -227,13 +227,16 @@ def test_classify_prints_top_k_with_names_from_a_labels_file(files, capsys):
 
 
 def test_views_average_the_per_view_softmax(files):
-    from umt.data.datasets import MultiViewDataset, VideoRecord
+    from umt.data.clip_spec import ClipSpec
+    from umt.data.datasets import MultiViewDataset
+    from umt.data.formats.records import VideoRecord
 
     model = load_classifier(files["five"])
     (result,) = classify_videos(model, [files["b"]], top_k=5, views=(2, 3))
     assert result.views == 6
     views = MultiViewDataset(
-        [VideoRecord(str(files["b"]))], num_frames=4, input_size=32, num_clips=2, num_crops=3
+        [VideoRecord(str(files["b"]))],
+        clip=ClipSpec(num_frames=4, input_size=32, num_clips=2, num_crops=3),
     )[0]["video"]
     with torch.no_grad():
         logits = model(views)  # [6, 5]

@@ -12,18 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from umt.data.qa import (
-    MCDataset,
+from umt.data.formats.qa import (
     MCEntry,
-    QADataset,
     QAEntry,
     answers_with_weights,
-    collate_mc,
-    collate_qa,
     load_answer_list,
     load_mc_annotations,
     load_qa_annotations,
 )
+from umt.data.qa import MCDataset, QADataset, collate_mc, collate_qa
 from umt.data.synth import CLASSES
 from umt.data.synth_qa import (
     ANSWERS,

@@ -37,8 +37,9 @@ from umt.data import (
     write_caption_shards,
     write_shards,
 )
+from umt.data.clip_spec import ClipSpec
 from umt.data.sampling import uniform01
-from umt.data.video_text import BicubicResizedCrop
+from umt.data.transforms.video import BicubicResizedCrop
 
 SMALL = {"num_frames": 4, "input_size": 32, "backend": "pyav"}
 ITEM_KEYS = {"video", "caption", "sample_id", "media", "index", "path", "faults"}
@@ -186,7 +187,11 @@ def test_max_seconds_trims_like_trimmed30(synth):
     assert np.array_equal(got_trim, read_frames(path, [0, 2, 4, 6], backend="pyav"))
     assert np.array_equal(got_longer, got_full)
     with pytest.raises(ValueError, match="max_seconds"):
-        VideoDataset(synth / "train.csv", max_seconds=0, **SMALL)
+        VideoDataset(
+            synth / "train.csv",
+            clip=ClipSpec(num_frames=4, max_seconds=0, input_size=32),
+            backend="pyav",
+        )
 
 
 # --------------------------------------------------------------------------- transforms

@@ -18,6 +18,7 @@ import torch
 
 from umt.cli import main as cli_main
 from umt.data import VideoDataset
+from umt.data.clip_spec import ClipSpec
 from umt.data.datasets import MultiViewDataset
 from umt.data.synth import write_video
 from umt.evaluate.classification import (
@@ -186,12 +187,9 @@ def test_cli_views_equal_per_view_dataset_and_model(corpus, tmp_path, capsys):
     model = load_checkpoint(corpus / "clf").eval()
     ds = VideoDataset(
         corpus / "good.csv",
-        num_frames=FRAMES,
-        input_size=SIZE,
-        short_side=18,
-        train=False,
-        num_clips=3,
-        num_crops=2,
+        clip=ClipSpec(
+            num_frames=FRAMES, train=False, input_size=SIZE, short_side=18, num_clips=3, num_crops=2
+        ),
         backend="pyav",
     )
     with torch.no_grad():
@@ -282,7 +280,8 @@ def test_topk_and_mean_class_accuracy_on_a_hand_built_case():
 def test_evaluate_keeps_only_scores_when_asked(corpus, recwarn):
     model = load_checkpoint(corpus / "clf")
     ds = MultiViewDataset(
-        corpus / "list.csv", num_frames=FRAMES, input_size=SIZE, num_clips=2, num_crops=1
+        corpus / "list.csv",
+        clip=ClipSpec(num_frames=FRAMES, input_size=SIZE, num_clips=2, num_crops=1),
     )
     full = evaluate_classification(model, ds, batch_size=3, num_workers=0, progress=False)
     lean = evaluate_classification(
@@ -299,7 +298,9 @@ def test_evaluate_keeps_only_scores_when_asked(corpus, recwarn):
 def test_validate_single_view(corpus):
     model = load_checkpoint(corpus / "clf").eval()
     ds = VideoDataset(
-        corpus / "good.csv", num_frames=FRAMES, input_size=SIZE, train=False, backend="pyav"
+        corpus / "good.csv",
+        clip=ClipSpec(num_frames=FRAMES, train=False, input_size=SIZE),
+        backend="pyav",
     )
     criterion = torch.nn.CrossEntropyLoss()
     result = validate(model, ds, criterion, batch_size=2, num_workers=0)
@@ -340,18 +341,16 @@ def _evaluate(corpus: Path, shard_model: bool = False) -> dict:
         fully_shard(model)
     ds = MultiViewDataset(
         corpus / "list.csv",
-        num_frames=FRAMES,
-        input_size=SIZE,
-        short_side=20,
-        num_clips=2,
-        num_crops=3,
+        clip=ClipSpec(num_frames=FRAMES, input_size=SIZE, short_side=20, num_clips=2, num_crops=3),
         normalize=False,
         backend="pyav",
     )
     result = evaluate_classification(model, ds, batch_size=3, num_workers=0, progress=False)
     out = _result_dict(result)
     vds = VideoDataset(
-        corpus / "good.csv", num_frames=FRAMES, input_size=SIZE, train=False, backend="pyav"
+        corpus / "good.csv",
+        clip=ClipSpec(num_frames=FRAMES, train=False, input_size=SIZE),
+        backend="pyav",
     )
     val = validate(model, vds, torch.nn.CrossEntropyLoss(), batch_size=2, num_workers=0)
     out["validate"] = (val.top1, val.top5, val.loss, val.num_videos)

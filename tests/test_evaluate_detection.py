@@ -14,15 +14,10 @@ import numpy as np
 import pytest
 
 import umt.evaluate.detection as det_mod
-from umt.evaluate.detection import (
-    OFFICIAL_MAP_KEY,
+from umt.data.formats.ava import (
     AVABoxes,
     alphaction_detection_clips,
     alphaction_xywh_to_xyxy,
-    detections_from_scores,
-    frame_map,
-    frame_map_from_files,
-    pixel_boxes_to_normalised,
     read_alphaction_annotations,
     read_alphaction_person_boxes,
     read_detections_csv,
@@ -30,6 +25,13 @@ from umt.evaluate.detection import (
     read_groundtruth_csv,
     read_label_map,
     write_detections_csv,
+)
+from umt.evaluate.detection import (
+    OFFICIAL_MAP_KEY,
+    detections_from_scores,
+    frame_map,
+    frame_map_from_files,
+    pixel_boxes_to_normalised,
 )
 
 

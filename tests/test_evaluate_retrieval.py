@@ -12,12 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from umt.data.retrieval import (
-    RetrievalSet,
-    RetrievalVideoDataset,
-    collate_retrieval,
-    load_retrieval_annotations,
-)
+from umt.data.formats.retrieval import RetrievalSet, load_retrieval_annotations
+from umt.data.retrieval import RetrievalVideoDataset, collate_retrieval
 from umt.evaluate.retrieval import (
     FILL,
     METRIC_KEYS,

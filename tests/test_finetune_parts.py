@@ -15,18 +15,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from umt.data.sampling import make_generator
-from umt.data.transforms import (
+from umt.data.transforms.mixup import MixParams, Mixup
+from umt.data.transforms.randaugment import RandAugment, parse_rand_augment
+from umt.data.transforms.recipes import build_finetune_transform
+from umt.data.transforms.video import (
     Compose,
-    MixParams,
-    Mixup,
     Normalize,
-    RandAugment,
     RandomErasing,
     RandomHorizontalFlip,
     RandomResizedCrop,
     ToModelLayout,
-    build_finetune_transform,
-    parse_rand_augment,
 )
 from umt.losses import SoftTargetCrossEntropy, soft_target_cross_entropy
 from umt.models import VideoViT

@@ -29,7 +29,8 @@ import torch
 from safetensors.torch import load_file
 
 from umt.data.detection import collate_detection
-from umt.evaluate.detection import AVABoxes, batch_detections, frame_map, frame_map_from_files
+from umt.data.formats.ava import AVABoxes
+from umt.evaluate.detection import batch_detections, frame_map, frame_map_from_files
 from umt.models import create_model
 from umt.models.detection import detection_scores, extend_boxes
 

@@ -215,7 +215,7 @@ def test_non_utf8_classification_list(tmp_path):
 
 
 def test_non_utf8_caption_json(tmp_path):
-    from umt.data.retrieval import load_retrieval_annotations
+    from umt.data.formats.retrieval import load_retrieval_annotations
     from umt.data.video_text import CaptionDataset
 
     ann = _not_utf8(tmp_path / "captions.json", '[{"video": "a.mp4", "caption": "')
@@ -228,8 +228,8 @@ def test_non_utf8_caption_json(tmp_path):
 
 
 def test_non_utf8_ava_label_map_and_class_names(tmp_path):
-    from umt.data.labels import load_class_names
-    from umt.evaluate.detection import read_label_map
+    from umt.data.formats.ava import read_label_map
+    from umt.data.formats.labels import load_class_names
 
     pbtxt = _not_utf8(tmp_path / "labels.pbtxt", 'item {\n  name: "bend"\n  id: 1\n}\nitem {\n')
     with pytest.raises(ValueError) as err:

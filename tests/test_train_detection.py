@@ -12,15 +12,9 @@ import pytest
 import torch
 
 from umt.config import ConfigError, load_config
-from umt.data.detection import (
-    AVA_MEAN,
-    AVA_STD,
-    AVADataset,
-    _randint,
-    collate_detection,
-    flip_boxes,
-)
-from umt.data.sampling import make_generator, sample_seed
+from umt.data.detection import AVA_MEAN, AVA_STD, AVADataset, collate_detection
+from umt.data.sampling import make_generator, randint_inclusive, sample_seed
+from umt.data.transforms.boxes import flip_boxes
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -105,7 +99,7 @@ def test_training_boxes_follow_resize_crop_flip(square_video):
         )  # fmt: skip
         item = ds[(epoch, 0)]
         gen = make_generator(sample_seed(1, epoch, 0))
-        x0 = _randint(0, 16, gen)  # the crop's x (y has no room: no draw)
+        x0 = randint_inclusive(0, 16, gen)  # the crop's x (y has no room: no draw)
         flipped = float(torch.rand(1, generator=gen)) < 0.5
         want = torch.tensor([[12.0 - x0, 8.0, 23.5 - x0, 23.5]]).clamp(min=0)
         if flipped:

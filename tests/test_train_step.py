@@ -148,7 +148,7 @@ def test_teacher_renormalisation_and_resize():
     y = teacher_input(x, 28, "imagenet", "clip")
     assert y.shape == (2, 3, 2, 28, 28)
     # Same pixels whichever normalisation the data uses.
-    from umt.data.transforms import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
+    from umt.data.transforms.video import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD
 
     pix = torch.rand(1, 3, 1, 4, 4)
     inet = (pix - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1)) / torch.tensor(

@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 import umt.masking
 from train_helpers import loop_step
 from umt.config import load_config
-from umt.data.transforms import MixParams
+from umt.data.transforms.mixup import MixParams
 from umt.train.distributed import DistInfo, wrap_model
 from umt.train.optim import build_optimizer, build_schedules, scaled_lrs
 from umt.train.tasks.base import RunContext

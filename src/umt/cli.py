@@ -617,7 +617,7 @@ def _run_data_synth(args: argparse.Namespace) -> int:
 
 
 def _run_data_shards(args: argparse.Namespace) -> int:
-    from umt.data.datasets import load_annotations
+    from umt.data.formats.annotations import load_annotations
     from umt.data.shards import shard_pattern, write_shards
 
     records = load_annotations(args.list, format=args.format, root=args.root)
@@ -955,6 +955,7 @@ def _evaluate_classification(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
 
+    from umt.data.clip_spec import ClipSpec
     from umt.data.datasets import MultiViewDataset
     from umt.data.decode import available_backends
     from umt.data.faults import TooManyFaultsError
@@ -1016,15 +1017,17 @@ def _evaluate_classification(args: argparse.Namespace) -> int:
     clips, crops = args.views
     dataset = MultiViewDataset(
         args.list,
+        clip=ClipSpec(
+            num_frames=model.num_frames,
+            sampling=args.sampling,
+            frame_stride=args.frame_stride,
+            input_size=model.img_size,
+            short_side=args.short_side or model.img_size,
+            num_clips=clips,
+            num_crops=crops,
+        ),
         root=args.root,
         format=args.format,
-        num_frames=model.num_frames,
-        sampling=args.sampling,
-        frame_stride=args.frame_stride,
-        input_size=model.img_size,
-        short_side=args.short_side or model.img_size,
-        num_clips=clips,
-        num_crops=crops,
         normalize=False,
         backend=args.backend,
         labels=args.labels,

@@ -231,7 +231,8 @@ def _unread(faults: list[tuple[int, str, str]]) -> str:
 def run_evaluate_qa(args: argparse.Namespace) -> int:
     import warnings
 
-    from umt.data.qa import QADataset, load_qa_annotations
+    from umt.data.formats.qa import load_qa_annotations
+    from umt.data.qa import QADataset
     from umt.evaluate.qa import evaluate_qa, write_qa_predictions
     from umt.infer.qa import load_qa_model
     from umt.outputs import check_writable

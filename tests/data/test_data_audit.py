@@ -18,6 +18,7 @@ import umt.data.check as check_module
 from umt.cli import main as cli_main
 from umt.data import VideoDataset, load_annotations
 from umt.data.check import CheckOptionError, check_annotations, check_video
+from umt.data.clip_spec import ClipSpec
 from umt.data.decode import (
     PROBE_CACHE,
     PyAVDecoder,
@@ -100,7 +101,9 @@ def test_dataset_reads_segments_and_accepts_one_frame_videos(tmp_path):
     one = write_pattern_video(tmp_path / "v1.mp4", 1)
     (tmp_path / "list.txt").write_text(f"{long} 0\n{one} 1\n")
     ds = VideoDataset(
-        tmp_path / "list.txt", num_frames=4, sampling="segments", transform=_keep_uint8
+        tmp_path / "list.txt",
+        clip=ClipSpec(num_frames=4, sampling="segments"),
+        transform=_keep_uint8,
     )
     used = set()
     for epoch in range(25):
@@ -334,7 +337,11 @@ def test_each_bad_file_is_announced_once_per_process(tmp_path, good_videos, capl
     bad.write_text("this is not a video\n" * 20)
     ann = tmp_path / "list.txt"
     ann.write_text(f"{bad} 0\n" + "".join(f"{v} 1\n" for v in good_videos[:3]))
-    options = {"num_frames": 4, "input_size": 32, "backend": "pyav", "max_fail_ratio": 1.0}
+    options = {
+        "clip": ClipSpec(num_frames=4, input_size=32),
+        "backend": "pyav",
+        "max_fail_ratio": 1.0,
+    }
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         first = VideoDataset(ann, **options)

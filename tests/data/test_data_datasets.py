@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from umt.data import (
     CLASSES,
+    MultiViewDataset,
     ShardDataset,
     VideoDataset,
     build_dataset,
@@ -24,8 +25,9 @@ from umt.data import (
     load_annotations,
     read_frames,
 )
+from umt.data.clip_spec import ClipSpec
 
-SMALL = {"num_frames": 4, "input_size": 32, "backend": "pyav"}
+SMALL = {"clip": ClipSpec(num_frames=4, input_size=32), "backend": "pyav"}
 
 
 def test_list_formats(tmp_path, good_videos):
@@ -133,13 +135,17 @@ def test_sample_dict_and_collate(synthetic_root):
 def test_eval_views(synthetic_root):
     ds = VideoDataset(
         synthetic_root / "val.csv",
-        train=False,
-        num_clips=2,
-        num_crops=3,
-        sampling="dense",
-        frame_stride=2,
-        short_side=48,
-        **SMALL,
+        clip=ClipSpec(
+            num_frames=4,
+            sampling="dense",
+            frame_stride=2,
+            train=False,
+            input_size=32,
+            short_side=48,
+            num_clips=2,
+            num_crops=3,
+        ),
+        backend="pyav",
     )
     assert len(ds) == 6 * ds.num_videos
     views = [ds[i] for i in range(6)]
@@ -158,18 +164,14 @@ def test_frame_folder_and_images(tmp_path):
     (tmp_path / "it.json").write_text(json.dumps([{"image": "pic.png", "caption": "five"}]))
     ds = VideoDataset(
         tmp_path / "list.txt",
-        num_frames=4,
-        input_size=32,
-        train=False,
-        mean=(0, 0, 0),
-        std=(1, 1, 1),
+        clip=ClipSpec(num_frames=4, train=False, input_size=32, mean=(0, 0, 0), std=(1, 1, 1)),
     )
     clip = ds[0]["video"]  # [3, T, H, W] in 0..1
     got = [
         read_number((clip[:, t].permute(1, 2, 0).numpy() * 255).astype(np.uint8)) for t in range(4)
     ]
     assert got == [1, 4, 7, 9]  # official validation clip: seg 11/4, starts 0,3,6,8 (+1)
-    img = VideoDataset(tmp_path / "it.json", num_frames=4, input_size=32)[0]
+    img = VideoDataset(tmp_path / "it.json", clip=ClipSpec(num_frames=4, input_size=32))[0]
     assert img["video"].shape == (3, 1, 32, 32) and img["caption"] == "five"
 
 
@@ -213,3 +215,18 @@ def test_tar_shards_split_by_worker(tmp_path, good_videos):
 def test_decoded_clip_frames_are_the_sampled_ones(good_videos):
     frames = read_frames(good_videos[2], [0, 27], backend="pyav")
     assert [read_number(f) for f in frames] == [0, 27]
+
+
+def test_clip_spec_defaults_of_the_datasets(synthetic_root):
+    """Without a ClipSpec: VideoDataset trains on 8 sparse frames; MultiViewDataset is the
+    official 4 x 3 test and reads every video with at least one frame."""
+    from umt.data.sampling import min_frames_needed
+
+    train = VideoDataset(synthetic_root / "train.csv", backend="pyav")
+    assert train.loader.train and train.loader.num_frames == 8
+    assert train.loader.min_frames == min_frames_needed(8, "sparse")
+    test = MultiViewDataset(synthetic_root / "val.csv", backend="pyav")
+    assert (test.num_clips, test.num_crops, test.num_views) == (4, 3, 12)
+    assert test.loader.min_frames == 1 and not test.loader.train
+    spec = ClipSpec(num_frames=4, input_size=32, num_clips=2, num_crops=1)
+    assert MultiViewDataset(synthetic_root / "val.csv", clip=spec).num_views == 2

@@ -14,9 +14,10 @@ from torch.utils.data import DataLoader
 from umt.cli import main as cli_main
 from umt.data import FaultCounter, TooManyFaultsError, VideoDataset, collate_videos, read_frames
 from umt.data.check import check_annotations
+from umt.data.clip_spec import ClipSpec
 from umt.data.decode import VideoDecodeError
 
-SMALL = {"num_frames": 8, "input_size": 32, "backend": "pyav"}
+SMALL = {"clip": ClipSpec(num_frames=8, input_size=32), "backend": "pyav"}
 EXPECTED_REASON = {
     "truncated": "cannot open",
     "empty": "empty file",

@@ -12,6 +12,7 @@ import torch
 from data_videogen import read_number, write_pattern_video
 
 from umt.data import VideoDataset
+from umt.data.clip_spec import ClipSpec
 from umt.data.datasets import MultiViewDataset, collate_views
 from umt.data.decode import probe_video
 from umt.data.sampling import (
@@ -24,11 +25,11 @@ from umt.data.sampling import (
     sparse_indices,
     ssv2_indices,
 )
-from umt.data.transforms import (
+from umt.data.transforms.recipes import build_eval_transform
+from umt.data.transforms.video import (
     CenterCrop,
     ShortSideResize,
     SpatialCrop,
-    build_eval_transform,
     resize_bilinear,
     short_side_sizes,
 )
@@ -225,10 +226,7 @@ def test_multiview_dataset_decodes_the_official_frames(tmp_path):
     (tmp_path / "list.csv").write_text(f"v.mp4,2\n{missing.name},1\n")
     ds = MultiViewDataset(
         tmp_path / "list.csv",
-        num_frames=4,
-        input_size=64,
-        num_clips=3,
-        num_crops=1,
+        clip=ClipSpec(num_frames=4, input_size=64, num_clips=3, num_crops=1),
         normalize=False,
         backend="pyav",
     )
@@ -251,13 +249,15 @@ def test_video_dataset_test_views_use_the_official_formula(tmp_path):
     (tmp_path / "list.txt").write_text("v.mp4 0\n")
     ds = VideoDataset(
         tmp_path / "list.txt",
-        num_frames=4,
-        input_size=64,
-        train=False,
-        num_clips=2,
-        num_crops=1,
-        mean=(0, 0, 0),
-        std=(1, 1, 1),
+        clip=ClipSpec(
+            num_frames=4,
+            train=False,
+            input_size=64,
+            mean=(0, 0, 0),
+            std=(1, 1, 1),
+            num_clips=2,
+            num_crops=1,
+        ),
     )
     assert len(ds) == 2
     for view in range(2):
@@ -265,11 +265,7 @@ def test_video_dataset_test_views_use_the_official_formula(tmp_path):
         assert _numbers(clip) == sparse_indices(30, 4, False, clip_index=view, num_clips=2)
     validation = VideoDataset(
         tmp_path / "list.txt",
-        num_frames=4,
-        input_size=64,
-        train=False,
-        mean=(0, 0, 0),
-        std=(1, 1, 1),
+        clip=ClipSpec(num_frames=4, train=False, input_size=64, mean=(0, 0, 0), std=(1, 1, 1)),
     )
     assert len(validation) == 1 and "view" not in validation[0]
     clip = (validation[0]["video"] * 255).round().to(torch.uint8)
@@ -288,12 +284,14 @@ def test_fixture_frame_indices_and_views(official_root):
     clips, crops = cfg["test_num_segment"], cfg["test_num_crop"]
     ds = MultiViewDataset(
         case / cfg["list"],
-        num_frames=cfg["num_frames"],
-        sampling=cfg["sampling"],
-        input_size=cfg["input_size"],
-        short_side=cfg["short_side_size"],
-        num_clips=clips,
-        num_crops=crops,
+        clip=ClipSpec(
+            num_frames=cfg["num_frames"],
+            sampling=cfg["sampling"],
+            input_size=cfg["input_size"],
+            short_side=cfg["short_side_size"],
+            num_clips=clips,
+            num_crops=crops,
+        ),
         backend="pyav",
     )
     assert len(ds) == len(cfg["videos"])

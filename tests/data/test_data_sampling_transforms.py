@@ -13,17 +13,19 @@ from umt.data.sampling import (
     min_frames_needed,
     sparse_indices,
 )
-from umt.data.transforms import (
-    CLIP_MEAN,
-    IMAGENET_STD,
-    Mixup,
-    MultiScaleCrop,
-    RandAugment,
-    RandomErasing,
-    RandomResizedCrop,
+from umt.data.transforms.mixup import Mixup
+from umt.data.transforms.randaugment import RandAugment
+from umt.data.transforms.recipes import (
     build_eval_transform,
     build_finetune_transform,
     build_pretrain_transform,
+)
+from umt.data.transforms.video import (
+    CLIP_MEAN,
+    IMAGENET_STD,
+    MultiScaleCrop,
+    RandomErasing,
+    RandomResizedCrop,
 )
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from umt.cli import main
 from umt.data import ShardDataset, load_annotations, shard_pattern, write_shards
+from umt.data.clip_spec import ClipSpec
 
-SMALL = {"num_frames": 4, "input_size": 32, "backend": "pyav", "shuffle_shards": False}
+SMALL = {"clip": ClipSpec(num_frames=4, input_size=32), "backend": "pyav", "shuffle_shards": False}
 
 
 def _read_back(pattern: str) -> list[dict]:

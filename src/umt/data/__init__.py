@@ -1,9 +1,10 @@
 """Video data for UMT: decoding, frame sampling, augmentation, datasets, faults, synthetic data.
 
-Public API (imported lazily; ``import umt.data`` loads neither torchvision nor av)::
+Public API (imported lazily; ``import umt.data`` loads neither torch nor av)::
 
     from umt.data import (
         build_dataset,          # build_dataset("train.csv" | "x.json" | "shards-{000..009}.tar" | "synthetic", **kw)
+        ClipSpec,               # how a clip is sampled and transformed (frames, size, views, ...)
         VideoDataset,           # map-style; dict(video [3,T,H,W], label, caption, index, path, faults)
         MultiViewDataset,       # all test views of a video: video [V,3,T,S,S] (official multi-view test)
         ShardDataset,           # WebDataset tar shards, split by rank and worker
@@ -34,8 +35,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from umt.data.sampling import sample_seed
-
 _EXPORTS = {
     "decode": [
         "VideoDecodeError",
@@ -49,6 +48,7 @@ _EXPORTS = {
     ],
     "sampling": [
         "make_generator",
+        "sample_seed",
         "SAMPLING_NAMES",
         "segment_indices",
         "sparse_indices",
@@ -61,30 +61,28 @@ _EXPORTS = {
         "eval_views",
         "min_frames_needed",
     ],
-    "transforms": [
-        "IMAGENET_MEAN",
-        "IMAGENET_STD",
-        "CLIP_MEAN",
-        "CLIP_STD",
-        "Mixup",
+    "transforms.video": ["IMAGENET_MEAN", "IMAGENET_STD", "CLIP_MEAN", "CLIP_STD"],
+    "transforms.mixup": ["Mixup"],
+    "transforms.recipes": [
         "build_pretrain_transform",
         "build_finetune_transform",
         "build_eval_transform",
+        "build_caption_transform",
     ],
     "faults": ["FaultCounter", "TooManyFaultsError", "VideoFault"],
+    "clip_spec": ["ClipSpec"],
     "datasets": [
         "VideoDataset",
         "MultiViewDataset",
         "ShardDataset",
-        "VideoRecord",
         "collate_videos",
         "collate_views",
         "build_dataset",
-        "load_annotations",
-        "detect_format",
         "fault_summary",
     ],
-    "labels": ["class_names", "load_class_names", "guess_class_names"],
+    "formats.annotations": ["load_annotations", "detect_format"],
+    "formats.records": ["VideoRecord"],
+    "formats.labels": ["class_names", "load_class_names", "guess_class_names"],
     "synth": ["ensure_synthetic_dataset", "write_synthetic_dataset", "CLASSES"],
     "check": [
         "check_annotations",
@@ -100,19 +98,18 @@ _EXPORTS = {
         "CaptionShardDataset",
         "MixedMediaSampler",
         "collate_captions",
-        "build_caption_transform",
         "write_caption_shards",
         "media_order",
-        "BicubicResizedCrop",
-        "BicubicResize",
     ],
-    "qa": [
+    "formats.qa": [
         "QAEntry",
         "MCEntry",
         "load_qa_annotations",
         "load_answer_list",
         "answers_with_weights",
         "load_mc_annotations",
+    ],
+    "qa": [
         "QADataset",
         "collate_qa",
         "MCDataset",
@@ -122,7 +119,7 @@ _EXPORTS = {
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = ["sample_seed", *sorted(_WHERE)]
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str) -> Any:

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TextIO
 
 from umt.errors import InputError
@@ -96,15 +96,15 @@ def validate_check_options(
 
 def _check_frame_folder(path: str, loaders: Sequence, thorough: bool) -> None:
     """Read a frame folder's training and test views and its last (or every) frame image."""
-    from umt.data.datasets import _frame_files, _read_image
+    from umt.data.decode import frame_files, read_image
     from umt.data.sampling import make_generator
 
     for loader in loaders:  # also reports an empty folder and a too-short one
         loader.frames(path, path, make_generator(0), None)
-    files = _frame_files(path)
+    files = frame_files(path)
     first = 0 if thorough else max(0, len(files) - TAIL_FRAMES)
     for file in files[first:]:
-        _read_image(os.path.join(path, file), path)
+        read_image(os.path.join(path, file), path)
 
 
 def check_video(
@@ -121,7 +121,8 @@ def check_video(
     Probes the video, decodes a training view and the centred test view, then every frame
     from the last :data:`TAIL_FRAMES` to the end (``thorough``: every frame of the stream).
     """
-    from umt.data.datasets import _ClipLoader
+    from umt.data.clip_spec import ClipSpec
+    from umt.data.datasets import ClipLoader
     from umt.data.decode import VideoDecodeError, decode_to_end
     from umt.data.faults import VideoFault
     from umt.data.sampling import make_generator
@@ -129,10 +130,10 @@ def check_video(
     def keep(video, **_):
         return video
 
-    loaders = [
-        _ClipLoader(num_frames, sampling, frame_stride, train, min_frames, backend, keep, 1)
-        for train in (True, False)
-    ]
+    clip = ClipSpec(
+        num_frames=num_frames, sampling=sampling, frame_stride=frame_stride, min_frames=min_frames
+    )
+    loaders = [ClipLoader(replace(clip, train=train), backend, keep) for train in (True, False)]
     try:
         if os.path.isdir(path):
             _check_frame_folder(path, loaders, thorough)
@@ -180,7 +181,7 @@ def check_annotations(
 
     Options are validated first (:class:`CheckOptionError`), before any file is read.
     """
-    from umt.data.datasets import load_annotations
+    from umt.data.formats.annotations import load_annotations
 
     validate_check_options(num_frames, sampling, frame_stride, min_frames, backend, workers)
     records = load_annotations(annotations, format=format, root=root)

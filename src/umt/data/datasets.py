@@ -1,17 +1,6 @@
-"""Datasets: annotation formats, the map-style :class:`VideoDataset`, tar shards, collate.
+"""Datasets: the map-style :class:`VideoDataset`, tar shards, collate.
 
-Annotation formats (``load_annotations(path, format="auto")``):
-
-* ``"list"`` — Kinetics style, one video per line: ``path label``, ``path,label``, ``path`` or
-  (extracted frames, TSN style) ``folder num_frames label``; ``.txt``/``.csv``, header optional.
-  A file whose every line has a comma (or a ``.csv`` file with commas) is comma-separated (CSV
-  quoting allowed), so paths keep their spaces. In a space-separated list the last token is the label
-  (the last two for TSN lines) and the rest of the line, spaces kept, is the path.
-* ``"ssv2"`` — Something-Something-v2 JSON: ``[{"id": "123", "label": "...", "template":
-  "... [something] ..."}]`` with a ``labels.json`` ``{"name": "index"}`` next to it (or ``labels=``).
-* ``"video_text"`` — WebVid style JSON ``[{"video": path, "caption": str | [str]}]``.
-* ``"image_text"`` — CC3M style JSON ``[{"image": path, "caption": str | [str]}]``.
-* ``"wds"`` — WebDataset tar shards (``.tar``, brace patterns), see :class:`ShardDataset`.
+Annotation files are read by :mod:`umt.data.formats` (Kinetics lists, SSv2 and caption JSON).
 
 Relative paths are resolved against ``root`` (default: the annotation file's folder). A path
 that is a folder is read as extracted frames (``img_00001.jpg`` ...). Images are one-frame
@@ -26,22 +15,22 @@ dataset with ``(epoch, index)`` tuples.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import tarfile
-import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
-from umt.data.faults import FaultCounter, TooManyFaultsError, VideoFault
+from umt.data.clip_spec import ClipSpec
+from umt.data.decode import frame_files, read_image
+from umt.data.faults import PROGRAMMING_ERRORS, FaultCounter, TooManyFaultsError, VideoFault
+from umt.data.formats.annotations import detect_format, load_annotations
+from umt.data.formats.records import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoRecord
 from umt.data.sampling import (
     SAMPLING_NAMES,
     ClipView,
@@ -51,397 +40,50 @@ from umt.data.sampling import (
     sample_indices,
     sample_seed,
 )
+from umt.data.transforms.recipes import build_clip_transform
+from umt.data.transforms.video import Normalize, ShortSideResize, SpatialCrop, resolve_mean_std
 from umt.errors import InputError
-from umt.textfile import read_text
+from umt.utils.dist import rank_world
 
 __all__ = [
-    "VideoRecord",
-    "detect_format",
-    "load_annotations",
+    "ClipLoader",
     "VideoDataset",
     "MultiViewDataset",
     "ShardDataset",
     "collate_videos",
     "collate_views",
     "build_dataset",
-    "build_clip_transform",
     "fault_summary",
-    "VIDEO_EXTENSIONS",
-    "IMAGE_EXTENSIONS",
 ]
-
-VIDEO_EXTENSIONS = (
-    ".mp4",
-    ".avi",
-    ".webm",
-    ".mkv",
-    ".mov",
-    ".m4v",
-    ".flv",
-    ".mpg",
-    ".mpeg",
-    ".gif",
-)
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-FORMATS = ("list", "ssv2", "video_text", "image_text", "wds")
-
-
-@dataclass
-class VideoRecord:
-    """One annotated sample: resolved path, optional label / caption(s), frame-count hint."""
-
-    path: str
-    label: int | None = None
-    caption: str | list[str] | None = None
-    num_frames: int | None = None  # for extracted-frame folders listed TSN style
-    listed: str | None = None  # the path exactly as the annotation file writes it
-
-    @property
-    def is_image(self) -> bool:
-        return self.path.lower().endswith(IMAGE_EXTENSIONS)
 
 
 # --------------------------------------------------------------------------- annotation files
-def _is_int(text: str) -> bool:
-    try:
-        int(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _resolve(path: str, root: Path) -> str:
-    p = Path(path)
-    return os.fspath(p if p.is_absolute() else root / p)
-
-
-def detect_format(path: str | os.PathLike) -> str:
-    """The annotation format of ``path`` (by extension, then by JSON content)."""
-    text = os.fspath(path)
-    if text.endswith(".tar") or (".tar" in text and "{" in text):
-        return "wds"
-    if text.lower().endswith((".json", ".jsonl")):
-        entries = _read_json_list(Path(text))
-        if not entries:
-            raise InputError(f"{text}: the JSON annotation list is empty")
-        first = entries[0]
-        if not isinstance(first, dict):
-            raise InputError(f"{text}: expected a JSON list of objects, got {type(first).__name__}")
-        if "video" in first:
-            return "video_text"
-        if "image" in first:
-            return "image_text"
-        if "id" in first:
-            return "ssv2"
-        raise InputError(
-            f"{text}: cannot tell the JSON format from keys {sorted(first)}; expected "
-            "'video' (video-text), 'image' (image-text) or 'id' (SSv2)"
-        )
-    return "list"
-
-
-def _read_json_list(path: Path) -> list[Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: annotation file not found")
-    raw = read_text(path)
-    try:
-        if path.suffix.lower() == ".jsonl":
-            data = [json.loads(line) for line in raw.splitlines() if line.strip()]
-        else:
-            data = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise InputError(f"{path}: not valid JSON ({err})") from None
-    if isinstance(data, dict):
-        for key in ("annotations", "data", "videos", "items"):
-            if isinstance(data.get(key), list):
-                return data[key]
-        raise InputError(f"{path}: expected a JSON list (or a dict with an 'annotations' list)")
-    if not isinstance(data, list):
-        raise InputError(f"{path}: expected a JSON list, got {type(data).__name__}")
-    return data
-
-
-def _split_list_line(line: str, comma_separated: bool) -> tuple[str, list[str], bool]:
-    """``(path, trailing fields, tsn)`` of one stripped list line; spaces inside the path kept.
-
-    Comma-separated: CSV fields, the last one the label, the rest (re-joined with commas) the
-    path. Space-separated: ``folder num_frames label`` when the last two tokens are integers
-    (``tsn``), else the last token is the label and the rest of the line is the path.
-    """
-    if comma_separated:
-        fields = [f.strip() for f in next(csv.reader([line]), [""])]
-        if len(fields) == 1:
-            return fields[0], [], False
-        return ",".join(fields[:-1]), fields[-1:], False
-    tokens = line.rsplit(None, 2)
-    if len(tokens) == 3 and _is_int(tokens[1]) and _is_int(tokens[2]):
-        return tokens[0], tokens[1:], True
-    tokens = line.rsplit(None, 1)
-    return tokens[0], tokens[1:], False
-
-
-def _parse_list(path: Path, root: Path) -> list[VideoRecord]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: annotation file not found")
-    records = []
-    lines = read_text(path).splitlines()
-    data_lines = [
-        (n, line.strip())
-        for n, line in enumerate(lines, 1)
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
-    with_comma = sum("," in line for _, line in data_lines)
-    comma_separated = with_comma > 0 and (
-        with_comma == len(data_lines) or path.suffix.lower() == ".csv"
-    )
-    for pos, (lineno, line) in enumerate(data_lines):
-        rel, rest, tsn = _split_list_line(line, comma_separated)
-        if tsn:  # TSN frame-folder style: folder num_frames label
-            records.append(
-                VideoRecord(_resolve(rel, root), int(rest[1]), num_frames=int(rest[0]), listed=rel)
-            )
-            continue
-        if not rest:
-            records.append(VideoRecord(_resolve(rel, root), listed=rel))
-            continue
-        if not _is_int(rest[0]):
-            if pos == 0:
-                continue  # a header line
-            raise InputError(f"{path}:{lineno}: label {rest[0]!r} is not an integer")
-        records.append(VideoRecord(_resolve(rel, root), int(rest[0]), listed=rel))
-    return records
-
-
-def _caption_of(entry: dict, path: Path, n: int) -> str | list[str] | None:
-    for key in ("caption", "captions", "text", "txt"):
-        if key in entry:
-            value = entry[key]
-            if isinstance(value, str) or (
-                isinstance(value, list) and value and all(isinstance(v, str) for v in value)
-            ):
-                return value
-            raise InputError(f"{path}: entry {n}: '{key}' must be a string or a list of strings")
-    return None
-
-
-def _label_of(entry: dict, mapping: dict[str, int] | None, path: Path, n: int) -> int | None:
-    value = entry.get("label", entry.get("template"))
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and _is_int(value):
-        return int(value)
-    name = str(value).replace("[", "").replace("]", "")
-    if mapping is None:
-        raise InputError(
-            f"{path}: entry {n}: label {value!r} is a name but no label mapping was found"
-        )
-    if name not in mapping:
-        raise InputError(f"{path}: entry {n}: label {name!r} is not in the label mapping")
-    return mapping[name]
-
-
-def _load_label_map(labels: str | os.PathLike | dict | None, path: Path) -> dict[str, int] | None:
-    if isinstance(labels, dict):
-        return {str(k): int(v) for k, v in labels.items()}
-    candidates = (
-        [Path(labels)]
-        if labels is not None
-        else [
-            path.parent / "labels.json",
-            path.parent / "something-something-v2-labels.json",
-        ]
-    )
-    for cand in candidates:
-        if cand.is_file():
-            data = json.loads(read_text(cand))
-            if isinstance(data, list):  # a list of names: index = position
-                return {str(name): i for i, name in enumerate(data)}
-            return {str(k): int(v) for k, v in data.items()}
-        if labels is not None:
-            raise FileNotFoundError(f"{cand}: label mapping file not found")
-    return None
-
-
-def _parse_json(
-    path: Path, root: Path, fmt: str, labels: Any, video_ext: str | None
-) -> list[VideoRecord]:
-    entries = _read_json_list(path)
-    mapping = _load_label_map(labels, path) if fmt == "ssv2" else None
-    if fmt == "ssv2" and mapping is None:
-        names = sorted(
-            {
-                str(e.get("label", e.get("template", ""))).replace("[", "").replace("]", "")
-                for e in entries
-                if isinstance(e, dict)
-            }
-            - {""}
-        )
-        if names and not all(_is_int(n) for n in names):
-            warnings.warn(
-                f"{path}: no labels.json found; numbering {len(names)} label names alphabetically",
-                stacklevel=3,
-            )
-            mapping = {name: i for i, name in enumerate(names)}
-    ext = video_ext
-    records = []
-    for n, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise InputError(f"{path}: entry {n} is not a JSON object")
-        if fmt == "ssv2":
-            if "id" not in entry:
-                raise InputError(f"{path}: entry {n} has no 'id'")
-            vid = str(entry["id"])
-            if ext is None:
-                ext = next(
-                    (e for e in (".webm", ".mp4", ".mkv", ".avi") if (root / (vid + e)).exists()),
-                    ".webm",
-                )
-            rel = vid if Path(vid).suffix.lower() in VIDEO_EXTENSIONS else vid + ext
-        else:
-            key = "video" if fmt == "video_text" else "image"
-            rel = entry.get(key) or entry.get("video") or entry.get("image") or entry.get("path")
-            if not isinstance(rel, str):
-                raise InputError(f"{path}: entry {n} has no '{key}' path")
-        records.append(
-            VideoRecord(
-                _resolve(rel, root),
-                _label_of(entry, mapping, path, n),
-                _caption_of(entry, path, n),
-                listed=rel,
-            )
-        )
-    return records
-
-
-def load_annotations(
-    path: str | os.PathLike,
-    format: str = "auto",
-    root: str | os.PathLike | None = None,
-    labels: str | os.PathLike | dict | None = None,
-    video_ext: str | None = None,
-) -> list[VideoRecord]:
-    """Parse an annotation file into records with resolved paths.
-
-    ``root`` prefixes relative paths (default: the annotation file's folder); ``labels`` is the
-    SSv2 name->index mapping (file or dict); ``video_ext`` the SSv2 file extension (default:
-    detected from the first id found on disk, else ``.webm``).
-    """
-    ann = Path(path)
-    fmt = detect_format(ann) if format == "auto" else format
-    if fmt not in FORMATS:
-        raise InputError(
-            f"unknown annotation format {format!r}; choose from auto, {', '.join(FORMATS)}"
-        )
-    if fmt == "wds":
-        raise InputError(f"{ann}: tar shards are streamed with ShardDataset, not listed")
-    base = Path(root) if root is not None else ann.parent
-    if fmt == "list":
-        records = _parse_list(ann, base)
-    else:
-        records = _parse_json(ann, base, fmt, labels, video_ext)
-    if not records:
-        raise InputError(f"{ann}: no samples in the annotation file")
-    return records
 
 
 # --------------------------------------------------------------------------- readers
-_FRAME_FILE_CACHE: dict[str, list[str]] = {}
-
-
-def _frame_files(folder: str) -> list[str]:
-    files = _FRAME_FILE_CACHE.get(folder)
-    if files is None:
-        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
-        if len(_FRAME_FILE_CACHE) > 100_000:
-            _FRAME_FILE_CACHE.clear()
-        _FRAME_FILE_CACHE[folder] = files
-    return files
-
-
-def _read_image(source: str | bytes, name: str) -> np.ndarray:
-    """An image as uint8 ``[H, W, 3]``."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-            return np.asarray(img.convert("RGB"))
-    except FileNotFoundError:
-        raise VideoFault(name, "file not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise VideoFault(name, f"cannot read image ({err})") from None
-
-
-# --------------------------------------------------------------------------- transform factory
-def build_clip_transform(
-    train: bool = True,
-    augment: str = "pretrain",
-    input_size: int = 224,
-    scales: Sequence[float] = (1, 0.875, 0.75, 0.66),
-    flip: bool = True,
-    mean: str | Sequence[float] = "imagenet",
-    std: str | Sequence[float] | None = None,
-    rand_augment: bool = False,
-    erase_prob: float = 0.0,
-    short_side: int | None = None,
-    num_crops: int = 1,
-    num_clips: int = 1,
-) -> Callable:
-    """The clip transform a dataset uses: ``[T, 3, H, W]`` uint8 -> ``[3, T, S, S]`` float.
-
-    Evaluation (``train=False``): one view (``num_clips = num_crops = 1``) is the official
-    validation view (short-side resize + centre crop); more views are the official multi-view
-    test, crop ``crop_index`` of ``num_crops`` windows along the long side."""
-    from umt.data import transforms as T
-
-    if not train:
-        crop = "center" if num_clips == 1 and num_crops == 1 else "views"
-        return T.build_eval_transform(input_size, short_side, crop, mean, std, num_crops)
-    if augment == "pretrain":
-        return T.build_pretrain_transform(input_size, scales, flip, mean, std)
-    if augment == "finetune":
-        return T.build_finetune_transform(
-            input_size,
-            flip=flip,
-            rand_augment=rand_augment,
-            erase_prob=erase_prob,
-            mean=mean,
-            std=std,
-        )
-    raise InputError(f"augment must be 'pretrain' or 'finetune', got {augment!r}")
 
 
 # --------------------------------------------------------------------------- clip loading
-class _ClipLoader:
-    """Shared logic: turn a source into a transformed clip, raising VideoFault when unusable."""
+class ClipLoader:
+    """Turn a source into the clip ``clip`` describes, transformed by ``transform`` and decoded
+    by ``backend``; raises VideoFault when the source is unusable."""
 
-    def __init__(
-        self,
-        num_frames: int,
-        sampling: str,
-        frame_stride: int,
-        train: bool,
-        min_frames: int | None,
-        backend: str,
-        transform: Callable,
-        image_repeat: int,
-        max_seconds: float | None = None,
-    ) -> None:
+    def __init__(self, clip: ClipSpec, backend: str, transform: Callable) -> None:
+        sampling, num_frames, max_seconds = clip.sampling, clip.num_frames, clip.max_seconds
         if sampling not in SAMPLING_NAMES:
             raise InputError(
                 f"sampling must be one of {', '.join(SAMPLING_NAMES)}; got {sampling!r}"
             )
         self.num_frames = num_frames
         self.sampling = sampling
-        self.frame_stride = frame_stride
-        self.train = train
+        self.frame_stride = clip.frame_stride
+        self.train = clip.train
         self.min_frames = (
-            min_frames_needed(num_frames, sampling) if min_frames is None else min_frames
+            min_frames_needed(num_frames, sampling) if clip.min_frames is None else clip.min_frames
         )
         self.backend = backend
         self.transform = transform
-        self.image_repeat = image_repeat
+        self.image_repeat = clip.image_repeat
         if max_seconds is not None and not float(max_seconds) > 0:
             raise InputError(f"max_seconds must be positive (or None), got {max_seconds}")
         self.max_seconds = None if max_seconds is None else float(max_seconds)
@@ -494,16 +136,16 @@ class _ClipLoader:
 
         is_image = kind == "image" or (kind is None and name.lower().endswith(IMAGE_EXTENSIONS))
         if is_image:
-            return np.repeat(_read_image(source, name)[None], self.image_repeat, axis=0)
+            return np.repeat(read_image(source, name)[None], self.image_repeat, axis=0)
         if isinstance(source, str) and os.path.isdir(source):
-            files = _frame_files(source)
+            files = frame_files(source)
             if not files:
                 raise VideoFault(
                     name,
                     "is a directory with no frame images (img_00001.jpg, ...), not a video file",
                 )
             idx = choose(len(files))
-            return np.stack([_read_image(os.path.join(source, files[i]), name) for i in idx])
+            return np.stack([read_image(os.path.join(source, files[i]), name) for i in idx])
         try:
             dec = self.decoder
             if hasattr(dec, "read_sampled"):
@@ -548,18 +190,6 @@ class _ClipLoader:
         )
 
 
-# Errors of the program or the environment (a missing decoder package, say), not of one file:
-# they propagate instead of being counted against the video being read.
-_PROGRAMMING_ERRORS = (
-    TypeError,
-    AttributeError,
-    NameError,
-    ImportError,
-    TooManyFaultsError,
-    KeyboardInterrupt,
-)
-
-
 # --------------------------------------------------------------------------- map-style dataset
 def _read_records(
     annotations: str | os.PathLike | Sequence[VideoRecord],
@@ -591,101 +221,56 @@ class VideoDataset(Dataset):
 
     Args:
         annotations: annotation file path or a list of :class:`VideoRecord`.
-        num_frames / sampling / frame_stride: the clip (``"segments"``: official pretraining
-            segments of ``n // T`` frames; ``"sparse"``: fine-tuning segments; ``"dense"``).
-        min_frames: shortest usable video (default :func:`min_frames_needed`: 1 for segments,
-            ``num_frames`` for dense, ``ceil(num_frames/2)`` (>= 2) for sparse); shorter ones
-            are skipped as faults.
-        train: random sampling + augmentation. Else evaluation: with ``num_clips = num_crops
-            = 1`` the official validation view (one clip, short-side resize, centre crop);
-            otherwise the official multi-view test, ``num_clips x num_crops`` views per video
-            in segment-major order (dataset length multiplies; sample ``"view"`` = ``clip *
-            num_crops + crop``). :class:`MultiViewDataset` gives all views of a video at once.
-        augment: ``"pretrain"`` (multi-scale crop + flip) or ``"finetune"`` (RRC, flip,
-            RandAugment, erasing) when ``train``.
-        mean / std: ``"imagenet"`` / ``"clip"`` or triples.
+        clip: the clip of each video (:class:`umt.data.clip_spec.ClipSpec`): frames, sampling,
+            transform, views. ``clip.train``: random sampling + augmentation. Else evaluation:
+            with ``num_clips = num_crops = 1`` the official validation view (one clip,
+            short-side resize, centre crop); otherwise the official multi-view test,
+            ``num_clips x num_crops`` views per video in segment-major order (dataset length
+            multiplies; sample ``"view"`` = ``clip * num_crops + crop``).
+            :class:`MultiViewDataset` gives all views of a video at once. With
+            ``clip.num_sample`` > 1 the sample's ``"video"`` is ``[num_sample, 3, T, S, S]`` and
+            :func:`collate_videos` flattens the repeats into the batch. Videos shorter than
+            ``clip.min_frames`` (default :func:`min_frames_needed`: 1 for segments,
+            ``num_frames`` for dense, ``ceil(num_frames/2)`` (>= 2) for sparse) are faults.
+        root / format / labels: how the annotation file is read
+            (:func:`umt.data.formats.annotations.load_annotations`).
         transform: a callable ``(video [T,3,H,W] uint8, generator=, crop_index=)`` replacing the
-            built-in one.
+            one ``clip`` describes.
         seed: base seed; see :func:`umt.data.sample_seed`.
-        num_sample: repeated augmentation (the official fine-tuning ``num_sample``): the frames
-            are decoded once and transformed ``num_sample`` times, each its own draw; the
-            sample's ``"video"`` is then ``[num_sample, 3, T, S, S]`` and
-            :func:`collate_videos` flattens them into the batch.
-        max_seconds: sample only from the first ``max_seconds`` of a longer video (the official
-            DiDeMo ``trimmed30`` is ``max_seconds=30``); needs the frame rate, so it does not
-            apply to folders of extracted frames.
         substitute: replace a broken sample by another (default: ``train``; see above).
     """
 
     def __init__(
         self,
         annotations: str | os.PathLike | Sequence[VideoRecord],
+        clip: ClipSpec | None = None,
         root: str | os.PathLike | None = None,
         format: str = "auto",
-        num_frames: int = 8,
-        sampling: str = "sparse",
-        frame_stride: int = 4,
-        input_size: int = 224,
-        train: bool = True,
-        augment: str = "pretrain",
-        scales: Sequence[float] = (1, 0.875, 0.75, 0.66),
-        flip: bool = True,
-        mean: str | Sequence[float] = "imagenet",
-        std: str | Sequence[float] | None = None,
-        rand_augment: bool = False,
-        erase_prob: float = 0.0,
-        short_side: int | None = None,
-        num_clips: int = 1,
-        num_crops: int = 1,
+        labels: str | os.PathLike | dict | None = None,
         transform: Callable | None = None,
         seed: int = 0,
         backend: str = "auto",
-        min_frames: int | None = None,
         max_retries: int = 10,
         max_fail_ratio: float = 0.5,
-        labels: str | os.PathLike | dict | None = None,
-        image_repeat: int = 1,
-        num_sample: int = 1,
-        max_seconds: float | None = None,
         substitute: bool | None = None,
     ) -> None:
         self.source, self.records = _read_records(annotations, format, root, labels, "VideoDataset")
-        if num_sample < 1:
-            raise InputError(f"num_sample must be >= 1, got {num_sample}")
-        self.num_sample = int(num_sample)
+        clip = ClipSpec() if clip is None else clip
+        if clip.num_sample < 1:
+            raise InputError(f"num_sample must be >= 1, got {clip.num_sample}")
+        self.clip = clip
+        self.num_sample = int(clip.num_sample)
+        train, num_clips, num_crops = clip.train, clip.num_clips, clip.num_crops
         if transform is None:
-            transform = build_clip_transform(
-                train,
-                augment,
-                input_size,
-                scales,
-                flip,
-                mean,
-                std,
-                rand_augment,
-                erase_prob,
-                short_side,
-                num_crops,
-                num_clips,
-            )
-        self.loader = _ClipLoader(
-            num_frames,
-            sampling,
-            frame_stride,
-            train,
-            min_frames,
-            backend,
-            transform,
-            image_repeat,
-            max_seconds,
-        )
+            transform = build_clip_transform(clip)
+        self.loader = ClipLoader(clip, backend, transform)
         self.train = train
         self.substitute = bool(train if substitute is None else substitute)
         # None: the training draw or the validation view; else the test views, segment-major.
         self.views: list[ClipView | None] = (
             [None]
             if train or num_clips * num_crops == 1
-            else eval_views(num_clips, num_crops, sampling)
+            else eval_views(num_clips, num_crops, clip.sampling)
         )
         self.seed = int(seed)
         self.epoch = 0
@@ -725,7 +310,7 @@ class VideoDataset(Dataset):
                 video = self.loader.clip(
                     record.path, record.path, gen, view_spec, repeats=self.num_sample
                 )
-            except _PROGRAMMING_ERRORS:
+            except PROGRAMMING_ERRORS:
                 raise
             except Exception as err:  # noqa: BLE001 - any unreadable file is a fault, not a crash
                 reason = (
@@ -788,51 +373,45 @@ class MultiViewDataset(Dataset):
     quarter of the bytes through the DataLoader). A video that cannot be used gives
     ``{"index": i, "path": str, "fault": reason}``: it is never replaced by another video.
 
-    ``min_frames`` defaults to 1: the official test scores every video it can read.
+    ``clip`` (default: 4 x 3 views): frames, sampling, ``input_size``, ``short_side``,
+    ``num_clips x num_crops`` views,
+    ``mean`` / ``std`` (its augmentation fields are not used: the views are the official
+    test's). ``clip.min_frames`` None means 1: the official test scores every video it can read.
     """
 
     def __init__(
         self,
         annotations: str | os.PathLike | Sequence[VideoRecord],
+        clip: ClipSpec | None = None,
         root: str | os.PathLike | None = None,
         format: str = "auto",
-        num_frames: int = 8,
-        sampling: str = "sparse",
-        frame_stride: int = 4,
-        input_size: int = 224,
-        short_side: int | None = None,
-        num_clips: int = 4,
-        num_crops: int = 3,
-        mean: str | Sequence[float] = "imagenet",
-        std: str | Sequence[float] | None = None,
+        labels: str | os.PathLike | dict | None = None,
         normalize: bool = True,
         backend: str = "auto",
-        min_frames: int | None = 1,
-        labels: str | os.PathLike | dict | None = None,
     ) -> None:
-        from umt.data import transforms as T
-
         self.source, self.records = _read_records(
             annotations, format, root, labels, "MultiViewDataset"
         )
-        self.views = eval_views(num_clips, num_crops, sampling)
+        clip = ClipSpec(train=False, num_clips=4, num_crops=3) if clip is None else clip
+        num_clips, num_crops, input_size = clip.num_clips, clip.num_crops, clip.input_size
+        self.views = eval_views(num_clips, num_crops, clip.sampling)
         self.num_clips, self.num_crops = int(num_clips), int(num_crops)
-        self.num_frames = int(num_frames)
+        self.num_frames = int(clip.num_frames)
         self.input_size = int(input_size)
-        self.short_side = int(short_side or input_size)
+        self.short_side = int(clip.short_side or input_size)
         if self.short_side < self.input_size:
             raise InputError(
                 f"short side {self.short_side} is smaller than the input size {input_size}; "
                 "use a short side of at least the input size"
             )
-        self.mean, self.std = T.resolve_mean_std(mean, std)
+        self.mean, self.std = resolve_mean_std(clip.mean, clip.std)
         self.normalize = normalize
-        self.resize = T.ShortSideResize(self.short_side)
-        self.crop = T.SpatialCrop(self.input_size, num_crops)
-        self._normalize = T.Normalize(self.mean, self.std)
-        self.loader = _ClipLoader(
-            num_frames, sampling, frame_stride, False, min_frames, backend, self.resize, num_frames
-        )
+        self.resize = ShortSideResize(self.short_side)
+        self.crop = SpatialCrop(self.input_size, num_crops)
+        self._normalize = Normalize(self.mean, self.std)
+        min_frames = 1 if clip.min_frames is None else clip.min_frames
+        frames = replace(clip, train=False, min_frames=min_frames, image_repeat=self.num_frames)
+        self.loader = ClipLoader(frames, backend, self.resize)
 
     @property
     def num_views(self) -> int:
@@ -880,7 +459,7 @@ class MultiViewDataset(Dataset):
                 positions = [[where[i] for i in clip] for clip in chosen]
             frames = torch.from_numpy(np.ascontiguousarray(raw)).permute(0, 3, 1, 2)
             video = self.views_of(frames, positions)
-        except _PROGRAMMING_ERRORS:
+        except PROGRAMMING_ERRORS:
             raise
         except Exception as err:  # noqa: BLE001 - a bad file is reported, never a crash
             reason = err.reason if isinstance(err, VideoFault) else f"{type(err).__name__}: {err}"
@@ -971,48 +550,30 @@ class ShardDataset(IterableDataset):
     that all ranks can take the same number of batches per epoch however the shard sizes
     differ (the trainer decides where an epoch ends); ``set_position`` then resumes part-way
     through an epoch by skipping, without decoding, the samples the consumed batches held.
-    ``max_seconds`` is :class:`VideoDataset`'s.
+    ``clip`` is :class:`VideoDataset`'s (one clip per sample: no repeats, no test views).
     """
 
     def __init__(
         self,
         urls: str | Sequence[str],
-        num_frames: int = 8,
-        sampling: str = "sparse",
-        frame_stride: int = 4,
-        input_size: int = 224,
-        train: bool = True,
-        augment: str = "pretrain",
-        scales: Sequence[float] = (1, 0.875, 0.75, 0.66),
-        flip: bool = True,
-        mean: str | Sequence[float] = "imagenet",
-        std: str | Sequence[float] | None = None,
+        clip: ClipSpec | None = None,
         transform: Callable | None = None,
         seed: int = 0,
         backend: str = "auto",
-        min_frames: int | None = None,
         shuffle_shards: bool = True,
         rank: int | None = None,
         world_size: int | None = None,
         max_fail_ratio: float = 0.5,
-        image_repeat: int = 1,
         repeat: bool = False,
-        max_seconds: float | None = None,
     ) -> None:
         self.urls = _expand_urls(urls)
+        clip = ClipSpec() if clip is None else clip
+        if clip.num_sample != 1 or clip.num_clips * clip.num_crops != 1:
+            raise InputError("tar shards stream one clip per sample (num_sample and views 1)")
         if transform is None:
-            transform = build_clip_transform(train, augment, input_size, scales, flip, mean, std)
-        self.loader = _ClipLoader(
-            num_frames,
-            sampling,
-            frame_stride,
-            train,
-            min_frames,
-            backend,
-            transform,
-            image_repeat,
-            max_seconds,
-        )
+            transform = build_clip_transform(clip)
+        self.loader = ClipLoader(clip, backend, transform)
+        train = clip.train
         self.train = train
         self.seed = int(seed)
         self.epoch = 0
@@ -1073,9 +634,7 @@ class ShardDataset(IterableDataset):
         """This process's rank and the process count (given, or from ``torch.distributed``)."""
         if self.rank is not None and self.world_size is not None:
             return self.rank, self.world_size
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return 0, 1
+        return rank_world()
 
     def check_split(self, num_workers: int) -> None:
         """Refuse more processes x DataLoader workers than shards: in ``repeat`` mode a worker
@@ -1148,7 +707,7 @@ class ShardDataset(IterableDataset):
             video = self.loader.clip(
                 group[ext], f"{name}.{ext}", gen, kind="image" if video_ext is None else "video"
             )
-        except _PROGRAMMING_ERRORS:
+        except PROGRAMMING_ERRORS:
             raise
         except Exception as err:  # noqa: BLE001
             reason = err.reason if isinstance(err, VideoFault) else f"{type(err).__name__}: {err}"

@@ -40,6 +40,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from umt.data.faults import VideoFault
+from umt.data.formats.records import IMAGE_EXTENSIONS
 from umt.errors import InputError, MachineError
 
 VideoSource = str | os.PathLike | bytes | bytearray | memoryview
@@ -56,6 +58,8 @@ __all__ = [
     "probe_video",
     "read_frames",
     "decode_to_end",
+    "frame_files",
+    "read_image",
     "source_name",
 ]
 
@@ -964,3 +968,31 @@ def read_frames(
 ) -> np.ndarray:
     """uint8 frames ``[T, H, W, 3]`` (``layout="TCHW"``: ``[T, 3, H, W]``) at ``indices``."""
     return get_decoder(backend).read(source, indices, layout=layout, name=name)
+
+
+# --------------------------------------------------------------------------- images
+_FRAME_FILE_CACHE: dict[str, list[str]] = {}
+
+
+def frame_files(folder: str) -> list[str]:
+    """The image files of an extracted-frame folder (``img_00001.jpg`` ...), sorted; cached."""
+    files = _FRAME_FILE_CACHE.get(folder)
+    if files is None:
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+        if len(_FRAME_FILE_CACHE) > 100_000:
+            _FRAME_FILE_CACHE.clear()
+        _FRAME_FILE_CACHE[folder] = files
+    return files
+
+
+def read_image(source: str | bytes, name: str) -> np.ndarray:
+    """An image as uint8 ``[H, W, 3]``."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            return np.asarray(img.convert("RGB"))
+    except FileNotFoundError:
+        raise VideoFault(name, "file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise VideoFault(name, f"cannot read image ({err})") from None

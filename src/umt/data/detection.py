@@ -41,12 +41,9 @@ does; at test the item is ``{"index", "fault"}`` and the collate leaves it out.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,22 +53,17 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from umt.data.faults import FaultCounter, TooManyFaultsError, VideoFault
-from umt.data.sampling import make_generator, sample_seed
+from umt.data.formats.ava import Keyframe, read_keyframes, read_person_boxes_csv
+from umt.data.sampling import make_generator, randint_inclusive, sample_seed
+from umt.data.transforms.boxes import crop_boxes, flip_boxes, normalised_to_pixels, resize_size
+from umt.data.transforms.video import hsv_jitter
 from umt.errors import InputError
-from umt.textfile import read_text
 
 __all__ = [
     "AVA_MEAN",
     "AVA_STD",
     "AVADataset",
-    "Keyframe",
     "collate_detection",
-    "read_box_csv",
-    "read_keyframes",
-    "resize_size",
-    "crop_boxes",
-    "flip_boxes",
-    "hsv_jitter",
 ]
 
 #: Official normalisation (``TransformsCfg``), RGB on the 0-255 scale.
@@ -82,193 +74,6 @@ AVA_STD = (57.375, 57.375, 57.375)
 JITTER_BOUNDS = (10, 26, 26)
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".webm", ".avi", ".mov")
 _PROGRAMMING_ERRORS = (TypeError, AttributeError, NameError, AssertionError, IndexError, KeyError)
-
-
-@dataclass
-class Keyframe:
-    """One keyframe: its boxes (normalised ``x1, y1, x2, y2``), per-box action ids and scores."""
-
-    video_id: str
-    timestamp: int
-    boxes: list[list[float]] = field(default_factory=list)
-    actions: list[list[int]] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-
-
-def _rows(path: str | os.PathLike) -> list[tuple[int, list[str]]]:
-    with io.StringIO(read_text(path, newline=""), newline="") as f:
-        reader = csv.reader(f)
-        return [
-            (reader.line_num, [c.strip() for c in row])
-            for row in reader
-            if row and not (len(row) == 1 and not row[0].strip())
-        ]
-
-
-def read_keyframes(path: str | os.PathLike, num_classes: int | None = None) -> list[Keyframe]:
-    """An AVA ground-truth CSV (``video_id,timestamp,x1,y1,x2,y2,action_id[,person_id]``) ->
-    keyframes in order of first appearance, each with its people (rows of one person: same
-    person id and box) and their action ids. Action ids must be in ``1..num_classes``."""
-    frames: dict[tuple[str, int], Keyframe] = {}
-    people: dict[tuple[str, int, str, tuple[float, ...]], int] = {}
-    for line, row in _rows(path):
-        where = f"{os.fspath(path)}:{line}"
-        if len(row) not in (7, 8):
-            raise InputError(
-                f"{where}: expected 7 or 8 columns (video_id,timestamp,x1,y1,x2,y2,action_id"
-                f"[,person_id]), got {len(row)}"
-            )
-        try:
-            ts, box, action = int(float(row[1])), tuple(float(v) for v in row[2:6]), int(row[6])
-        except ValueError as err:
-            raise InputError(f"{where}: {err}") from None
-        if num_classes is not None and not 1 <= action <= num_classes:
-            raise InputError(f"{where}: action id {action} is outside 1..{num_classes}")
-        key = (row[0], ts)
-        frame = frames.setdefault(key, Keyframe(row[0], ts))
-        person = (row[0], ts, row[7] if len(row) == 8 else "", box)
-        if person not in people:
-            people[person] = len(frame.boxes)
-            frame.boxes.append(list(box))
-            frame.actions.append([])
-            frame.scores.append(1.0)
-        acts = frame.actions[people[person]]
-        if action not in acts:
-            acts.append(action)
-    return list(frames.values())
-
-
-def read_box_csv(
-    path: str | os.PathLike, threshold: float = 0.0
-) -> dict[tuple[str, int], tuple[list[list[float]], list[float]]]:
-    """Detected person boxes: CSV ``video_id,timestamp,x1,y1,x2,y2,score`` (normalised), or
-    8 columns with an (ignored) action id before the score, as AVA's box files. Boxes with
-    ``score >= threshold`` kept in file order: ``{(video_id, ts): (boxes, scores)}``."""
-    out: dict[tuple[str, int], tuple[list[list[float]], list[float]]] = {}
-    for line, row in _rows(path):
-        where = f"{os.fspath(path)}:{line}"
-        if len(row) not in (7, 8):
-            raise InputError(
-                f"{where}: expected 7 columns (video_id,timestamp,x1,y1,x2,y2,score), got "
-                f"{len(row)}"
-            )
-        try:
-            ts, box, score = int(float(row[1])), [float(v) for v in row[2:6]], float(row[-1])
-        except ValueError as err:
-            raise InputError(f"{where}: {err}") from None
-        if score < threshold:
-            continue
-        boxes, scores = out.setdefault((row[0], ts), ([], []))
-        boxes.append(box)
-        scores.append(score)
-    return out
-
-
-# --------------------------------------------------------------------------- transforms
-def resize_size(height: int, width: int, short_side: int) -> tuple[int, int]:
-    """AlphAction ``Resize.get_size``: ``(height, width)`` with the short side ``short_side``
-    and the long side ``int(short_side * long / short)``."""
-    if min(height, width) == short_side:
-        return height, width
-    if width < height:
-        return int(short_side * height / width), short_side
-    return short_side, int(short_side * width / height)
-
-
-def normalised_to_pixels(boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Normalised ``[n, 4]`` -> inclusive pixels of a ``height x width`` frame."""
-    scale = torch.tensor([width, height, width, height], dtype=torch.float32)
-    px = boxes.float() * scale
-    px[:, 2:] -= 1.0
-    px[:, 2] = torch.maximum(px[:, 2], px[:, 0])
-    px[:, 3] = torch.maximum(px[:, 3], px[:, 1])
-    return px
-
-
-def crop_boxes(
-    boxes: torch.Tensor, x0: int, y0: int, size_h: int, size_w: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boxes of a crop at ``(x0, y0)`` of ``size_h x size_w``: shifted, clipped to
-    ``[0, size - 1]``; returns ``(boxes [m, 4], kept [n] bool)``, dropping the boxes that lie
-    outside the crop (nothing left after clipping: ``x2 <= x1`` or ``y2 <= y1``)."""
-    b = boxes.float() - torch.tensor([x0, y0, x0, y0], dtype=torch.float32)
-    b[:, 0::2] = b[:, 0::2].clamp(0, size_w - 1)
-    b[:, 1::2] = b[:, 1::2].clamp(0, size_h - 1)
-    kept = (b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])
-    return b[kept], kept
-
-
-def flip_boxes(boxes: torch.Tensor, width: int) -> torch.Tensor:
-    """Horizontal flip of inclusive pixel boxes (AlphAction ``transpose``: ``x1' = W - 1 - x2``,
-    ``x2' = W - 1 - x1``)."""
-    b = boxes.clone()
-    b[:, 0] = width - 1 - boxes[:, 2]
-    b[:, 2] = width - 1 - boxes[:, 0]
-    return b
-
-
-def _rgb_to_hsv(x: torch.Tensor) -> torch.Tensor:
-    """float RGB 0-255 ``[..., 3, H, W]`` -> OpenCV uint8 HSV units (H 0-180, S, V 0-255),
-    rounded as OpenCV rounds."""
-    r, g, b = x.unbind(-3)
-    v, _ = x.max(dim=-3)
-    mn, _ = x.min(dim=-3)
-    diff = v - mn
-    s = torch.where(v > 0, 255.0 * diff / v.clamp(min=1e-6), torch.zeros_like(v))
-    safe = diff.clamp(min=1e-6)
-    h = torch.where(
-        v == r,
-        60.0 * (g - b) / safe,
-        torch.where(v == g, 120.0 + 60.0 * (b - r) / safe, 240.0 + 60.0 * (r - g) / safe),
-    )
-    h = torch.where(diff > 0, h, torch.zeros_like(h))
-    h = torch.where(h < 0, h + 360.0, h)
-    return torch.stack([torch.round(h / 2) % 180, torch.round(s), v], dim=-3)
-
-
-def _hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
-    """OpenCV uint8 HSV units -> float RGB 0-255 (rounded)."""
-    h, s, v = hsv.unbind(-3)
-    h = (h * 2.0) / 60.0  # sector 0..6
-    s = s / 255.0
-    c = v * s
-    xx = c * (1 - torch.abs(torch.remainder(h, 2.0) - 1))
-    m = v - c
-    zero = torch.zeros_like(h)
-    sector = torch.floor(h).long() % 6
-    choices = [
-        (c, xx, zero),
-        (xx, c, zero),
-        (zero, c, xx),
-        (zero, xx, c),
-        (xx, zero, c),
-        (c, zero, xx),
-    ]
-    out = torch.zeros(*hsv.shape, dtype=hsv.dtype)
-    for k, (rr, gg, bb) in enumerate(choices):
-        sel = sector == k
-        out[..., 0, :, :] = torch.where(sel, rr + m, out[..., 0, :, :])
-        out[..., 1, :, :] = torch.where(sel, gg + m, out[..., 1, :, :])
-        out[..., 2, :, :] = torch.where(sel, bb + m, out[..., 2, :, :])
-    return torch.round(out).clamp(0, 255)
-
-
-def hsv_jitter(video: torch.Tensor, shifts: Sequence[int]) -> torch.Tensor:
-    """AlphAction ``ColorJitter`` with drawn integer ``shifts = (hue, sat, val)``: float RGB
-    0-255 ``[T, 3, H, W]`` -> the same, hue wrapping on 0-180, saturation / value clipped."""
-    hsv = _rgb_to_hsv(video.float())
-    dh, ds, dv = (float(s) for s in shifts)
-    hsv[:, 0] = torch.remainder(hsv[:, 0] + dh + 180.0, 180.0)
-    hsv[:, 1] = (hsv[:, 1] + ds).clamp(0, 255)
-    hsv[:, 2] = (hsv[:, 2] + dv).clamp(0, 255)
-    return _hsv_to_rgb(hsv)
-
-
-def _randint(low: int, high: int, gen: torch.Generator) -> int:
-    """Uniform integer in ``[low, high]`` (inclusive, as ``random.randint``)."""
-    if high <= low:
-        return low
-    return int(torch.randint(low, high + 1, (1,), generator=gen).item())
 
 
 # --------------------------------------------------------------------------- the dataset
@@ -284,7 +89,7 @@ class AVADataset(Dataset):
     Args:
         annotations: the GT CSV (the keyframes; training boxes and actions).
         root: folder of ``<video_id>.<ext>`` files (default: the CSV's folder).
-        boxes: test only: the detector's box CSV (:func:`read_box_csv`); None at test = the GT
+        boxes: test only: the detector's box CSV (:func:`umt.data.formats.ava.read_person_boxes_csv`); None at test = the GT
             boxes with score 1.
         box_thresh: detector boxes with a lower score are not used (official 0.8).
         fps: frames per second for the keyframe index; None = the video's own.
@@ -322,7 +127,7 @@ class AVADataset(Dataset):
         self.root = Path(root) if root else Path(annotations).parent
         self.train = bool(train)
         if not self.train and boxes is not None:
-            table = read_box_csv(boxes, box_thresh)
+            table = read_person_boxes_csv(boxes, box_thresh)
             for e in self.entries:
                 e.boxes, e.scores = table.get((e.video_id, e.timestamp), ([], []))
                 e.actions = [[] for _ in e.boxes]
@@ -396,14 +201,18 @@ class AVADataset(Dataset):
         if self.train:
             s = self.input_size
             ch, cw = min(s, h), min(s, w)
-            x0, y0 = _randint(0, w - cw, gen), _randint(0, h - ch, gen)
+            x0, y0 = randint_inclusive(0, w - cw, gen), randint_inclusive(0, h - ch, gen)
             video = video[..., y0 : y0 + ch, x0 : x0 + cw]
             boxes, kept = crop_boxes(boxes, x0, y0, ch, cw)
             labels, scores = labels[kept], scores[kept]
             h, w = ch, cw
             if self.color_jitter:
                 bh, bs, bv = JITTER_BOUNDS
-                shifts = (_randint(-bh, bh, gen), _randint(-bs, bs, gen), _randint(-bv, bv, gen))
+                shifts = (
+                    randint_inclusive(-bh, bh, gen),
+                    randint_inclusive(-bs, bs, gen),
+                    randint_inclusive(-bv, bv, gen),
+                )
                 video = hsv_jitter(video, shifts)
             if self.flip and float(torch.rand(1, generator=gen)) < 0.5:
                 video = video.flip(-1)

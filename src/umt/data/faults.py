@@ -21,7 +21,7 @@ from typing import Any
 
 from umt.errors import MachineError
 
-__all__ = ["VideoFault", "TooManyFaultsError", "FaultCounter", "fault_kind"]
+__all__ = ["PROGRAMMING_ERRORS", "VideoFault", "TooManyFaultsError", "FaultCounter", "fault_kind"]
 
 _WARNED_PATHS: set[str] = set()  # files already announced in this process
 _WARNED_LOCK = threading.Lock()
@@ -160,3 +160,15 @@ class FaultCounter:
             "skipped_files": self.num_skipped_files,
             "by_path": dict(self.by_path),
         }
+
+
+# Errors of the program or the environment (a missing decoder package, say), not of one file:
+# they propagate instead of being counted against the video being read.
+PROGRAMMING_ERRORS = (
+    TypeError,
+    AttributeError,
+    NameError,
+    ImportError,
+    TooManyFaultsError,
+    KeyboardInterrupt,
+)

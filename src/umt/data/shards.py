@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from umt.data.datasets import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoRecord, load_annotations
+from umt.data.formats.annotations import load_annotations
+from umt.data.formats.records import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoRecord
 from umt.errors import InputError
 
 __all__ = ["write_shards", "shard_pattern"]

@@ -25,7 +25,7 @@ Layout written by :func:`write_synthetic_qa` (under the dataset folder ``root``)
 
     qa/train.json, qa/val.json   [{"video": "../videos/00012.mp4", "question", "answer",
                                    "question_id": "val-00012-colour", "type": "colour"}]
-                                 (the "umt" format of umt.data.qa.load_qa_annotations)
+                                 (the "umt" format of umt.data.formats.qa.load_qa_annotations)
     qa/answer_list.json          the 10 answers
     qa/.complete                 marker: version, seed and a hash of the source lists
     mc/val.json                  [{"video", "caption": [5 options], "answer": index}]: the
@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from umt.data.qa import QAEntry, load_answer_list, load_qa_annotations
+from umt.data.formats.qa import QAEntry, load_answer_list, load_qa_annotations
 from umt.data.synth import CLASSES
 from umt.errors import InputError
 

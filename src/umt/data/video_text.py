@@ -54,34 +54,18 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from umt.data.datasets import (
-    IMAGE_EXTENSIONS,
-    VIDEO_EXTENSIONS,
-    ShardDataset,
-    VideoDataset,
-    VideoRecord,
-    collate_videos,
-    detect_format,
-    load_annotations,
-)
+from umt.data.clip_spec import ClipSpec
+from umt.data.datasets import ShardDataset, VideoDataset, collate_videos
 from umt.data.faults import FaultCounter, VideoFault
+from umt.data.formats.annotations import detect_format, load_annotations
+from umt.data.formats.records import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoRecord
 from umt.data.sampling import SAMPLING_NAMES, make_generator, sample_seed
-from umt.data.transforms import (
-    Compose,
-    Normalize,
-    RandomHorizontalFlip,
-    RandomResizedCrop,
-    ToModelLayout,
-    VideoTransform,
-)
+from umt.data.transforms.recipes import build_caption_transform
 from umt.errors import InputError
 
 __all__ = [
     "ID_MODES",
     "MEDIA",
-    "BicubicResizedCrop",
-    "BicubicResize",
-    "build_caption_transform",
     "CaptionDataset",
     "CaptionCorpus",
     "CaptionShardDataset",
@@ -100,78 +84,6 @@ _SPEC_KEYS = ("anno", "root", "media", "id_by", "paragraph", "max_seconds")
 
 
 # --------------------------------------------------------------------------- transforms
-def _resize_bicubic(video: torch.Tensor, size: tuple[int, int], antialias: bool) -> torch.Tensor:
-    """Bicubic resize of ``[..., C, H, W]`` (uint8 results rounded and clamped, like
-    torchvision's tensor resize)."""
-    if tuple(video.shape[-2:]) == tuple(size):
-        return video
-    lead = video.shape[:-3]
-    flat = video.reshape(-1, *video.shape[-3:]).float()  # [N, C, H, W]
-    out = torch.nn.functional.interpolate(
-        flat, size=tuple(size), mode="bicubic", align_corners=False, antialias=antialias
-    )
-    if video.dtype == torch.uint8:
-        out = out.round_().clamp_(0, 255).to(torch.uint8)
-    else:
-        out = out.to(video.dtype)
-    return out.reshape(*lead, *out.shape[-3:])
-
-
-class BicubicResizedCrop(RandomResizedCrop):
-    """:class:`umt.data.transforms.RandomResizedCrop` (same box draw, one box per clip) with
-    a bicubic resize: torchvision's ``RandomResizedCrop(..., interpolation=BICUBIC)`` of the
-    official multi-modality code. ``antialias=False`` is torchvision's tensor behaviour of
-    the official environment."""
-
-    def __call__(
-        self, video: torch.Tensor, generator: torch.Generator | None = None, **params: Any
-    ) -> torch.Tensor:
-        top, left, h, w = self.get_params(video.shape[-2], video.shape[-1], self._gen(generator))
-        box = video[..., top : top + h, left : left + w]
-        return _resize_bicubic(box, self.size, self.antialias)
-
-
-class BicubicResize(VideoTransform):
-    """Resize every frame to ``size x size`` (or ``(h, w)``), bicubic: the official test
-    ``Resize((size, size), interpolation=BICUBIC)`` (aspect ratio not kept)."""
-
-    def __init__(self, size: int | Sequence[int], antialias: bool = False) -> None:
-        super().__init__(None)
-        self.size = (int(size), int(size)) if isinstance(size, int) else tuple(int(s) for s in size)
-        self.antialias = antialias
-
-    def __call__(
-        self, video: torch.Tensor, generator: torch.Generator | None = None, **params: Any
-    ) -> torch.Tensor:
-        return _resize_bicubic(video, self.size, self.antialias)
-
-
-def build_caption_transform(
-    train: bool = True,
-    input_size: int = 224,
-    rrc_scale: Sequence[float] = (0.5, 1.0),
-    flip: bool = True,
-    mean: str | Sequence[float] = "imagenet",
-    std: str | Sequence[float] | None = None,
-    antialias: bool = False,
-) -> Compose:
-    """The official multi-modality transform: ``[T, 3, H, W]`` uint8 -> ``[3, T, S, S]`` float.
-
-    Training: :class:`BicubicResizedCrop` (area ``rrc_scale``, aspect 3/4..4/3) -> horizontal
-    flip (p 0.5, when ``flip``) -> /255 -> normalise. Test: :class:`BicubicResize` to
-    ``S x S`` -> /255 -> normalise. Random draws come from the per-sample generator.
-    """
-    steps: list[VideoTransform]
-    if train:
-        steps = [BicubicResizedCrop(input_size, rrc_scale, antialias=antialias)]
-        if flip:
-            steps.append(RandomHorizontalFlip(0.5))
-    else:
-        steps = [BicubicResize(input_size, antialias=antialias)]
-    steps += [Normalize(mean, std), ToModelLayout()]
-    return Compose(steps)
-
-
 # --------------------------------------------------------------------------- one dataset
 def _check_choice(name: str, value: Any, choices: Sequence[str]) -> None:
     if value not in choices:
@@ -288,16 +200,18 @@ class CaptionDataset(Dataset):
         self.train = bool(train)
         self.videos = VideoDataset(
             self.records,
-            num_frames=num_frames,
-            sampling=sampling,
-            train=train,
+            clip=ClipSpec(
+                num_frames=num_frames,
+                sampling=sampling,
+                max_seconds=max_seconds,
+                image_repeat=1,
+                train=train,
+            ),
             transform=transform,
             seed=seed,
             backend=backend,
             max_retries=max_retries,
             max_fail_ratio=max_fail_ratio,
-            image_repeat=1,
-            max_seconds=max_seconds,
         )
         self.videos.source = self.source
 
@@ -772,10 +686,14 @@ class CaptionShardDataset(ShardDataset):
             )
         super().__init__(
             urls,
-            num_frames=num_frames,
-            sampling=sampling,
-            input_size=input_size,
-            train=train,
+            clip=ClipSpec(
+                num_frames=num_frames,
+                sampling=sampling,
+                max_seconds=max_seconds,
+                image_repeat=1,
+                train=train,
+                input_size=input_size,
+            ),
             transform=transform,
             seed=seed,
             backend=backend,
@@ -783,9 +701,7 @@ class CaptionShardDataset(ShardDataset):
             rank=rank,
             world_size=world_size,
             max_fail_ratio=max_fail_ratio,
-            image_repeat=1,
             repeat=repeat,
-            max_seconds=max_seconds,
         )
         self.media = media
         self.id_by = id_by

@@ -37,6 +37,7 @@ from torch import nn
 
 from umt.errors import InputError
 from umt.utils.device import maybe_autocast, model_device
+from umt.utils.dist import gather_objects, rank_world, unwrap_ddp
 
 __all__ = [
     "ClassificationResult",
@@ -55,31 +56,6 @@ CONFUSION_MAX_CLASSES = 50
 
 
 # --------------------------------------------------------------------------- helpers
-def _rank_world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _gather(obj: Any) -> list[Any]:
-    """``obj`` of every rank, in rank order (``[obj]`` when not distributed)."""
-    import torch.distributed as dist
-
-    rank, world = _rank_world()
-    if world == 1:
-        return [obj]
-    out: list[Any] = [None] * world
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The module inside DistributedDataParallel (its forward would sync buffers)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def topk_correct(scores: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
     """bool ``[N]``: whether ``labels`` is among the ``k`` highest ``scores [N, classes]``
     (``k`` is capped at the class count; ties go to the lower class index, like ``argmax``)."""
@@ -271,8 +247,8 @@ def evaluate_classification(
 
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1 video, got {batch_size}")
-    rank, world = _rank_world()
-    net = _unwrap(model)
+    rank, world = rank_world()
+    net = unwrap_ddp(model)
     num_classes = getattr(net, "num_classes", None)
     _check_labels(dataset.records, dataset.source, num_classes if num_classes else None)
     device = torch.device(device) if device is not None else model_device(net)
@@ -342,7 +318,7 @@ def evaluate_classification(
         "frame_indices": torch.cat(index_list) if index_list else None,
         "faults": faults,
     }
-    return _merge(dataset, _gather(local))
+    return _merge(dataset, gather_objects(local))
 
 
 def _listed(dataset: Any, position: int) -> str:
@@ -442,8 +418,8 @@ def validate(
 
     from umt.data.datasets import collate_videos
 
-    rank, world = _rank_world()
-    net = _unwrap(model)
+    rank, world = rank_world()
+    net = unwrap_ddp(model)
     device = torch.device(device) if device is not None else model_device(net)
     shard = list(range(rank, len(dataset), world))
     loader = DataLoader(
@@ -501,7 +477,7 @@ def validate(
     finally:
         bar.close()
         net.train(was_training)
-    parts = _gather((totals, faults))
+    parts = gather_objects((totals, faults))
     n = sum(p[0]["videos"] for p in parts)
     if n == 0:
         raise InputError("validate: the dataset has no videos")

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from umt.errors import InputError
-from umt.evaluate.retrieval import _bar
 from umt.utils.device import maybe_autocast, model_device
+from umt.utils.progress import progress_bar
 
 __all__ = ["MCResult", "mc_option_scores", "score_options", "evaluate_mc", "write_mc_predictions"]
 
@@ -127,7 +127,7 @@ def evaluate_mc(
     std = getattr(dataset, "std", None)
     predictions: list[dict[str, Any]] = []
     faults: list[tuple[int, str, str]] = []
-    bar = _bar(len(dataset), "questions", "q", progress)
+    bar = progress_bar(len(dataset), "questions", "q", progress)
     for batch in loader:
         faults.extend(batch["faults"])
         if batch["video"] is not None:

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from umt.errors import InputError
-from umt.evaluate.retrieval import _bar
 from umt.utils.device import maybe_autocast, model_device
+from umt.utils.progress import progress_bar
 
 __all__ = [
     "QAResult",
@@ -152,7 +152,7 @@ def evaluate_qa(
     )
     predictions: list[dict[str, Any]] = []
     faults: list[tuple[int, str, str]] = []
-    bar = _bar(len(dataset), "questions", "q", progress)
+    bar = progress_bar(len(dataset), "questions", "q", progress)
     for batch in loader:
         faults.extend(batch["faults"])
         if batch["video"] is not None:

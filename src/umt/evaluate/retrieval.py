@@ -30,7 +30,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -40,10 +39,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from umt.data.retrieval import RetrievalSet
+from umt.data.formats.retrieval import RetrievalSet
 from umt.errors import InputError
 from umt.outputs import check_writable
 from umt.utils.device import maybe_autocast, model_device, resolve_amp
+from umt.utils.progress import progress_bar
 
 __all__ = [
     "METRIC_KEYS",
@@ -251,12 +251,6 @@ class RetrievalResult:
         }
 
 
-def _bar(total: int, desc: str, unit: str, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not enabled)
-
-
 def _encode_texts(
     net: nn.Module,
     texts: Sequence[str],
@@ -269,7 +263,7 @@ def _encode_texts(
     """``(text_embeds [Nt, L, C], attention_mask [Nt, L], text_feat [Nt, D] float32)`` on
     ``device`` (L = ``max_text_len``)."""
     embeds, masks, feats = [], [], []
-    with _bar(len(texts), "texts", "text", progress) as bar:
+    with progress_bar(len(texts), "texts", "text", progress) as bar:
         for start in range(0, len(texts), TEXT_BATCH):
             chunk = list(texts[start : start + TEXT_BATCH])
             ids, mask = tokenizer(chunk, max_length=max_text_len)
@@ -314,7 +308,7 @@ def _encode_videos(
     embeds: torch.Tensor | None = None
     feats: torch.Tensor | None = None
     faults: list[tuple[int, str, str]] = []
-    with _bar(nv, "videos", "video", progress) as bar:
+    with progress_bar(nv, "videos", "video", progress) as bar:
         for batch in loader:
             faults.extend(batch["faults"])
             if batch["video"] is not None:
@@ -379,7 +373,7 @@ def _itm_scores(
     """float32 ``[P]``: ``itm_logits[:, 1]`` of the pairs ``keys = video * num_texts + text``
     (sorted, so a batch holds few distinct videos: each crosses to the device once)."""
     out = torch.empty(keys.numel(), dtype=torch.float32)
-    with _bar(keys.numel(), "re-ranking", "pair", progress) as bar:
+    with progress_bar(keys.numel(), "re-ranking", "pair", progress) as bar:
         for start in range(0, keys.numel(), itm_batch_size):
             chunk = keys[start : start + itm_batch_size]
             vids, texts = chunk // num_texts, chunk % num_texts
@@ -655,7 +649,7 @@ def run_retrieval(
     :meth:`RetrievalResult.summary` plus ``checkpoint``, ``annotations`` and ``predictions``
     (the file written or None).
     """
-    from umt.data.retrieval import load_retrieval_annotations
+    from umt.data.formats.retrieval import load_retrieval_annotations
 
     if not Path(checkpoint).exists():
         raise FileNotFoundError(f"{checkpoint}: checkpoint not found")

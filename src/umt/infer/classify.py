@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from umt.data.labels import TITLES, guess_class_names, guess_dataset, load_class_names
+from umt.data.formats.labels import TITLES, guess_class_names, guess_dataset, load_class_names
 from umt.errors import InputError
 from umt.models import VideoViT, load_checkpoint
 
@@ -142,7 +142,7 @@ def load_classifier(
 
 def resolve_class_names(num_classes: int, labels: str | os.PathLike | None = None) -> ClassNames:
     """The names for a ``num_classes``-way head: from ``labels`` (a file, see
-    :func:`umt.data.labels.load_class_names`), else the shipped list with that many classes,
+    :func:`umt.data.formats.labels.load_class_names`), else the shipped list with that many classes,
     else unknown. A labels file with another count is refused."""
     if labels is not None:
         names = load_class_names(labels)
@@ -204,7 +204,9 @@ def classify_videos(
 
     A video that cannot be read gives a result with ``error`` set; the others still run.
     """
-    from umt.data.datasets import MultiViewDataset, VideoRecord
+    from umt.data.clip_spec import ClipSpec
+    from umt.data.datasets import MultiViewDataset
+    from umt.data.formats.records import VideoRecord
 
     if top_k < 1:
         raise InputError(f"--top-k must be >= 1, got {top_k}")
@@ -220,12 +222,14 @@ def classify_videos(
     clips, crops = views
     dataset = MultiViewDataset(
         records,
-        num_frames=model.num_frames,
-        sampling=sampling,
-        input_size=model.img_size,
-        short_side=short_side,
-        num_clips=clips,
-        num_crops=crops,
+        clip=ClipSpec(
+            num_frames=model.num_frames,
+            sampling=sampling,
+            input_size=model.img_size,
+            short_side=short_side,
+            num_clips=clips,
+            num_crops=crops,
+        ),
     )
     k = min(int(top_k), model.num_classes)
     for i, record in enumerate(records):

@@ -88,7 +88,7 @@ def load_qa_model(
     checkpoint) and text settings (``qa.json`` beside it, else the official 25 / 5 / [SEP] /
     128). ``sizes``: what an official file does not store (``num_heads``, ``text_num_heads``,
     ``img_size``; :func:`umt.models.video_qa.load_video_qa` warns of those it assumed)."""
-    from umt.data.qa import load_answer_list
+    from umt.data.formats.qa import load_answer_list
     from umt.evaluate.retrieval import resolve_tokenizer
     from umt.models.video_qa import load_video_qa, read_answer_list
 

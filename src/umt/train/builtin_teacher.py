@@ -348,7 +348,7 @@ def load_frames(
 
 def _normalize(frames: torch.Tensor, norm: str) -> torch.Tensor:
     """Frames with values in [0, 255] (uint8 or float) ``[B, 3, H, W]`` -> normalised float."""
-    from umt.data.transforms import resolve_mean_std
+    from umt.data.transforms.video import resolve_mean_std
 
     mean, std = resolve_mean_std(norm)
     m = torch.tensor(mean).view(1, 3, 1, 1)

@@ -29,20 +29,21 @@ def probe_datasets(cfg: Any, ctx: RunContext) -> tuple[Any, Any, int]:
     """The synthetic set's train and val clips as the evaluation sees them (centre view), and
     the class count."""
     from umt.data import VideoDataset
+    from umt.data.clip_spec import ClipSpec
     from umt.train.data import ensure_synthetic
 
     root = ensure_synthetic(cfg, ctx.info)
     d = cfg.data
-    kw = dict(
+    clip = ClipSpec(
         num_frames=d.num_frames,
         sampling=d.sampling,
         frame_stride=d.sampling_rate,
+        train=False,
         input_size=d.input_size,
         short_side=d.input_size,
         mean=d.mean_std,
-        train=False,
-        seed=cfg.train.seed,
     )
+    kw = dict(clip=clip, seed=cfg.train.seed)
     train = VideoDataset(root / "train.csv", **kw)
     val = VideoDataset(root / "val.csv", **kw)
     classes = json.loads((root / "classes.json").read_text())

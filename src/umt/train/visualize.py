@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from umt.config.stage1 import Stage1Config
-from umt.data.transforms import resolve_mean_std
+from umt.data.transforms.video import resolve_mean_std
 from umt.masking import per_sample_uniform, semantic_mask
 from umt.train.tasks.common import teacher_input
 

@@ -215,7 +215,8 @@ class ClassifyTask(Task):
         return d.train_list, d.val_list, d.test_list or d.val_list
 
     def build_data(self) -> Any:
-        from umt.data.transforms import build_finetune_transform
+        from umt.data.clip_spec import ClipSpec
+        from umt.data.transforms.recipes import build_finetune_transform
         from umt.train.data import build_video_dataset
 
         cfg, d, a = self.cfg, self.cfg.data, self.cfg.augment
@@ -237,13 +238,14 @@ class ClassifyTask(Task):
             self.ctx.info,
             train_list,
             "train",
-            num_frames=d.num_frames,
-            sampling=d.sampling,
-            frame_stride=d.sampling_rate,
-            input_size=d.input_size,
-            train=True,
+            clip=ClipSpec(
+                num_frames=d.num_frames,
+                sampling=d.sampling,
+                frame_stride=d.sampling_rate,
+                input_size=d.input_size,
+                num_sample=d.clips_per_video,
+            ),
             transform=transform,
-            num_sample=d.clips_per_video,
             labels=d.labels,
             seed=cfg.train.seed,
         )
@@ -268,7 +270,7 @@ class ClassifyTask(Task):
         a = cfg.augment
         self.mixup = None
         if (a.mixup > 0 or a.cutmix > 0) and a.mixup_prob > 0:
-            from umt.data.transforms import Mixup
+            from umt.data.transforms.mixup import Mixup
 
             self.mixup = Mixup(
                 cfg.model.num_classes,
@@ -338,19 +340,23 @@ class ClassifyTask(Task):
             return False
         return epoch is None or (epoch + 1) % self.cfg.eval.every_epochs == 0
 
-    def _eval_data(self) -> dict[str, Any]:
+    def _eval_data(self, num_clips: int = 1, num_crops: int = 1) -> dict[str, Any]:
         """The clip settings validation and test share (official short-side resize + crops)."""
+        from umt.data.clip_spec import ClipSpec
+
         d = self.cfg.data
-        return dict(
-            root=d.root or None,
+        clip = ClipSpec(
             num_frames=d.num_frames,
             sampling=d.sampling,
             frame_stride=d.sampling_rate,
+            train=False,
             input_size=d.input_size,
             short_side=d.short_side or d.input_size,
             mean=d.mean_std,
-            labels=d.labels,
+            num_clips=num_clips,
+            num_crops=num_crops,
         )
+        return dict(root=d.root or None, labels=d.labels, clip=clip)
 
     def _eval_batch(self) -> int:
         return self.cfg.eval.batch_size or self.cfg.train.batch_size
@@ -363,7 +369,7 @@ class ClassifyTask(Task):
         d = self.cfg.data
         if not hasattr(self, "val_set"):
             self.val_set = VideoDataset(
-                self.val_list, train=False, seed=self.cfg.train.seed, **self._eval_data()
+                self.val_list, seed=self.cfg.train.seed, **self._eval_data()
             )
         res = validate(
             model,
@@ -401,9 +407,7 @@ class ClassifyTask(Task):
         net = plain_model(model)
         which = load_best_weights(net, best, cfg.eval.test_best)
         clips, crops = parse_views(cfg.eval.test_views)
-        dataset = MultiViewDataset(
-            self.test_list, num_clips=clips, num_crops=crops, normalize=False, **self._eval_data()
-        )
+        dataset = MultiViewDataset(self.test_list, normalize=False, **self._eval_data(clips, crops))
         result = evaluate_classification(
             net,
             dataset,

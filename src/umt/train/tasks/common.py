@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from umt.config import ConfigError, TaskConfig
-from umt.data.transforms import resolve_mean_std
+from umt.data.transforms.video import resolve_mean_std
 from umt.errors import InputError
 from umt.masking import per_sample_uniform, semantic_mask, tube_mask
 from umt.models.layers import DropPath
@@ -301,22 +301,22 @@ def weights_line(desc: str, notes: list[str]) -> str:
 def pretraining_clips(cfg: TaskConfig, info: DistInfo) -> Any:
     """The pretraining clips (stage 1, VideoMAE): ``data.train_list`` or the synthetic set,
     multi-scale crop and flip as ``data.*``, augmentations seeded by the run seed."""
+    from umt.data.clip_spec import ClipSpec
     from umt.train.data import build_video_dataset
 
     d = cfg.data
-    kw = dict(
+    clip = ClipSpec(
         num_frames=d.num_frames,
         sampling=d.sampling,
         frame_stride=d.sampling_rate,
-        input_size=d.input_size,
         train=True,
+        input_size=d.input_size,
         augment="pretrain",
         scales=tuple(d.scales),
         flip=d.flip,
         mean=d.mean_std,
-        seed=cfg.train.seed,
     )
-    return build_video_dataset(cfg, info, d.train_list, "train", **kw)
+    return build_video_dataset(cfg, info, d.train_list, "train", clip=clip, seed=cfg.train.seed)
 
 
 def ensure_synthetic_qa_files(cfg: TaskConfig, info: DistInfo) -> dict[str, Path]:

@@ -323,13 +323,13 @@ class DetectionTask(Task):
 
     def eval_metrics(self, parts: list[tuple[list[Any], Any]]) -> dict[str, Any]:
         """Frame-mAP@0.5 of the detections; the result is kept for :meth:`finish`."""
-        from umt.evaluate.detection import (
+        from umt.data.formats.ava import (
             AVABoxes,
-            frame_map,
             read_exclusions,
             read_groundtruth_csv,
             read_label_map,
         )
+        from umt.evaluate.detection import frame_map
 
         f = self.files
         skipped: dict[str, str] = {}
@@ -361,14 +361,13 @@ class DetectionTask(Task):
             return ["no validation keyframes (data.val_list): no detection results"]
         if not self.ctx.info.is_main:
             return []
-        from umt.evaluate.detection import (
-            OFFICIAL_MAP_KEY,
-            chance_frame_map,
+        from umt.data.formats.ava import (
             read_exclusions,
             read_groundtruth_csv,
             read_label_map,
             write_detections_csv,
         )
+        from umt.evaluate.detection import OFFICIAL_MAP_KEY, chance_frame_map
         from umt.train.validate import eval_batches, evaluating
 
         last = getattr(self, "last_eval", None)

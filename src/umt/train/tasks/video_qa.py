@@ -135,12 +135,13 @@ class QATask(Task):
             )
 
     def _entries(self, path: str, root: str) -> list[Any]:
-        from umt.data.qa import load_qa_annotations
+        from umt.data.formats.qa import load_qa_annotations
 
         return load_qa_annotations(path, root=root or None, fmt=self.cfg.data.format)
 
     def build_data(self) -> Any:
-        from umt.data.qa import QADataset, load_answer_list
+        from umt.data.formats.qa import load_answer_list
+        from umt.data.qa import QADataset
 
         cfg, d = self.cfg, self.cfg.data
         train_list, root = d.train_list, d.root

@@ -550,7 +550,7 @@ class VideoTextTask(Task):
         return epoch is None or (epoch + 1) % self.cfg.eval.every_epochs == 0
 
     def _retrieval(self, net: nn.Module, anno: str, root: str) -> Any:
-        from umt.data.retrieval import load_retrieval_annotations
+        from umt.data.formats.retrieval import load_retrieval_annotations
         from umt.evaluate.retrieval import evaluate_retrieval
 
         cfg, d = self.cfg, self.cfg.data

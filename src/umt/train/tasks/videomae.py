@@ -18,7 +18,7 @@ from torch import nn
 
 from umt.config import ConfigError
 from umt.config.videomae import VideoMAEConfig
-from umt.data.transforms import resolve_mean_std
+from umt.data.transforms.video import resolve_mean_std
 from umt.errors import InputError
 from umt.losses import reconstruction_loss
 from umt.masking import num_kept_per_frame, per_sample_uniform, random_mask, tube_mask
