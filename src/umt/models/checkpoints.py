@@ -120,7 +120,7 @@ def _clean(text: str) -> str:
     )
 
 
-def _error(message: str, cls: type[Exception] = ValueError) -> Exception:
+def _error(message: str, cls: type[Exception] = InputError) -> Exception:
     """One printable line: what is raised for bad input (the CLI prints it without a traceback)."""
     return cls(_clean(message))
 
