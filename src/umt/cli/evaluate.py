@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from umt.cli._common import (
     add_amp,
@@ -306,8 +307,6 @@ def _run_evaluate_classification(args: argparse.Namespace) -> int:
 
 
 def _evaluate_classification(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from umt.evaluate.classification import run_classification, write_classification_outputs
 
     run = run_classification(
@@ -499,8 +498,6 @@ def _add_evaluate_mc(tasks: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate_mc(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from umt.data.qa import MCDataset
     from umt.evaluate.multiple_choice import evaluate_mc, write_mc_predictions
     from umt.evaluate.retrieval import load_video_text, resolve_tokenizer
