@@ -257,7 +257,7 @@ class _UndecodableSet(torch.utils.data.Dataset):
 def test_worker_error_torch_cannot_rebuild_is_still_one_line():
     """VideoDecodeError takes two arguments, so torch re-raises it from a worker as a
     RuntimeError: the CLI still treats it as the data error it is, in the same one line."""
-    from umt.cli import _error_exit_code, _one_line
+    from umt.cli._errors import exit_code, one_line
     from umt.data.decode import VideoDecodeError
 
     direct = VideoDecodeError("clip.mp4", "cannot open as a video container")
@@ -266,5 +266,5 @@ def test_worker_error_torch_cannot_rebuild_is_still_one_line():
         next(iter(loader))
     err = caught.value
     assert not isinstance(err, VideoDecodeError)  # what torch gives: not the original type
-    assert _error_exit_code(err) == _error_exit_code(direct) == 1
-    assert _one_line(err) == _one_line(direct)
+    assert exit_code(err) == exit_code(direct) == 1
+    assert one_line(err) == one_line(direct)

@@ -41,6 +41,7 @@ from umt.utils.dist import gather_objects, rank_world, unwrap_ddp
 
 __all__ = [
     "ClassificationResult",
+    "ClassificationRun",
     "ValidationResult",
     "evaluate_classification",
     "validate",
@@ -48,6 +49,8 @@ __all__ = [
     "write_predictions",
     "write_per_class_csv",
     "write_confusion_png",
+    "write_classification_outputs",
+    "run_classification",
     "CONFUSION_MAX_CLASSES",
 ]
 
@@ -574,3 +577,155 @@ def write_confusion_png(
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def write_classification_outputs(result: ClassificationResult, predictions: Path) -> list[Path]:
+    """Write ``predictions`` (:func:`write_predictions`), ``*.per_class.csv`` beside it and, for
+    at most :data:`CONFUSION_MAX_CLASSES` classes, ``*.confusion.png``; the files written."""
+    written = [
+        write_predictions(result, predictions),
+        write_per_class_csv(result, predictions.with_suffix(".per_class.csv")),
+        write_confusion_png(result, predictions.with_suffix(".confusion.png")),
+    ]
+    return [p for p in written if p is not None]
+
+
+# --------------------------------------------------------------------------- the test of a file
+@dataclass
+class ClassificationRun:
+    """What :func:`run_classification` measured (``result``), with the clip size the model
+    took and this process's place among the test's processes (rank 0 reports)."""
+
+    result: ClassificationResult
+    num_frames: int
+    img_size: int
+    rank: int
+    world: int
+
+
+def _test_device(device: str) -> torch.device:
+    """``auto``: this process's GPU (``cuda:LOCAL_RANK``) when CUDA is available, else the CPU;
+    else the device named."""
+    if device == "auto":
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def run_classification(
+    checkpoint: str | os.PathLike,
+    annotations: str | os.PathLike,
+    *,
+    root: str | os.PathLike | None = None,
+    format: str = "auto",  # noqa: A002 - the annotation format, as MultiViewDataset names it
+    labels: str | os.PathLike | None = None,
+    num_frames: int | None = None,
+    img_size: int | None = None,
+    num_heads: int | None = None,
+    short_side: int | None = None,
+    views: tuple[int, int] = (4, 3),
+    sampling: str = "sparse",
+    frame_stride: int = 4,
+    batch_size: int = 4,
+    num_workers: int = 4,
+    backend: str = "auto",
+    device: str = "auto",
+    amp: str = "auto",
+    predictions: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> ClassificationRun:
+    """``umt evaluate classification``: load the classifier of ``checkpoint`` and run the
+    official multi-view test (``views`` = (clips, crops)) over the videos of ``annotations``.
+
+    Sizes not given come from the checkpoint (else 8 frames, 224 px, heads of width 64);
+    ``amp``: ``auto`` (float16 on CUDA), ``fp16``, ``bf16`` or ``none``. Under ``torchrun``
+    (``WORLD_SIZE`` > 1) it joins the process group and each process scores a shard. Warnings
+    about assumed sizes are shown once the model is known to be a classifier. ``predictions``
+    is only checked to be writable, before the test (see :func:`write_classification_outputs`).
+    Raises :class:`InputError` for a checkpoint without a head or an unusable option,
+    ``FileNotFoundError`` for a missing checkpoint and ``TooManyFaultsError`` when no video
+    could be read.
+    """
+    import torch.distributed as dist
+
+    from umt.data.clip_spec import ClipSpec
+    from umt.data.datasets import MultiViewDataset
+    from umt.data.decode import available_backends
+    from umt.data.faults import TooManyFaultsError
+    from umt.models import load_checkpoint
+    from umt.outputs import check_writable
+    from umt.utils.device import resolve_amp
+
+    if backend not in ("auto", "pyav") and backend not in available_backends():
+        raise InputError(
+            f"--backend {backend}: not usable here; use one of: {', '.join(available_backends())}"
+        )
+    if not Path(checkpoint).exists():
+        raise FileNotFoundError(f"{checkpoint}: checkpoint not found")
+    if predictions is not None:  # before the (long) test, not after it
+        check_writable(predictions, "predictions file")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = _test_device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+
+    sizes = {
+        key: value
+        for key, value in (
+            ("num_frames", num_frames),
+            ("img_size", img_size),
+            ("num_heads", num_heads),
+        )
+        if value is not None
+    }
+    with warnings.catch_warnings(record=True) as assumed:  # shown once it is a classifier
+        warnings.simplefilter("always")
+        model = load_checkpoint(checkpoint, part="student", **sizes)
+    if getattr(model, "head", None) is None or not getattr(model, "num_classes", 0):
+        raise InputError(
+            f"{checkpoint}: not a classifier (the model has no classification head); "
+            "evaluate a fine-tuned checkpoint, not a pretraining one"
+        )
+    for caught in assumed:
+        warnings.showwarning(caught.message, caught.category, caught.filename, caught.lineno)
+    if short_side is not None and short_side < model.img_size:
+        raise InputError(
+            f"--short-side {short_side} is smaller than the input size {model.img_size}: "
+            "the crops would not fit; give at least the input size"
+        )
+    clips, crops = views
+    dataset = MultiViewDataset(
+        annotations,
+        clip=ClipSpec(
+            num_frames=model.num_frames,
+            sampling=sampling,
+            frame_stride=frame_stride,
+            input_size=model.img_size,
+            short_side=short_side or model.img_size,
+            num_clips=clips,
+            num_crops=crops,
+        ),
+        root=root,
+        format=format,
+        normalize=False,
+        backend=backend,
+        labels=labels,
+    )
+    result = evaluate_classification(
+        model.to(dev),
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=dev,
+        autocast_dtype=resolve_amp(amp, dev),
+        progress=progress,
+    )
+    if result.num_videos == 0:
+        first = f"{result.skipped[0][0]}: {result.skipped[0][1]}" if result.skipped else "none"
+        raise TooManyFaultsError(
+            f"{annotations}: none of its {result.num_listed} videos could be read (first: {first})"
+        )
+    return ClassificationRun(result, model.num_frames, model.img_size, rank, world)

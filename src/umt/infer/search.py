@@ -31,7 +31,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,9 @@ __all__ = [
     "search",
     "text_features",
     "zero_shot_classify",
+    "zero_shot_classify_videos",
+    "ZeroShotPrediction",
+    "read_class_names",
 ]
 
 INDEX_VERSION = 2  # 2: model fingerprint and chunk checksums; 1 still reads
@@ -623,3 +626,69 @@ def zero_shot_classify(
         v = F.normalize(model.vision_features(pooled).float(), dim=-1)  # [B, T, D]
         logits = torch.einsum("btd,kd->bkt", v, classes).mean(-1) / model.temp.float()
     return logits.softmax(-1).cpu()
+
+
+def read_class_names(path: str | os.PathLike, option: str = "--zero-shot") -> list[str]:
+    """The class names of a text file, one per line (blank lines skipped); at least two."""
+    labels = Path(path)
+    if not labels.is_file():
+        raise FileNotFoundError(f"{option} {labels}: file not found")
+    names = [n.strip() for n in read_text(labels).splitlines() if n.strip()]
+    if len(names) < 2:
+        raise InputError(f"{option} {labels}: needs at least two class names, one per line")
+    return names
+
+
+@dataclass
+class ZeroShotPrediction:
+    """One video's zero-shot classes: ``top`` (class name, probability), best first; or the
+    ``error`` that kept the video from being read (``top`` empty)."""
+
+    path: str
+    top: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
+
+
+def zero_shot_classify_videos(
+    model: Any,
+    tokenizer: Any,
+    videos: Sequence[str],
+    class_names: Sequence[str],
+    *,
+    input_size: int | None = None,
+    top_k: int = 5,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> Iterator[ZeroShotPrediction]:
+    """Classify each video file (frames from the middle of the model's T segments, resized to
+    ``input_size``, default the model's) from ``class_names`` alone (:func:`zero_shot_classify`,
+    the class features computed once); one :class:`ZeroShotPrediction` per video, in order, as
+    each is done."""
+    from umt.data.retrieval import RetrievalVideoDataset
+
+    enc = model.vision_encoder
+    dataset = RetrievalVideoDataset(
+        list(videos),
+        num_frames=enc.num_frames,
+        input_size=input_size or enc.img_size,
+        normalize=True,
+    )
+    classes = class_text_features(model, tokenizer, class_names, device=device, progress=progress)
+    for i in range(len(dataset)):
+        sample = dataset[i]
+        if "fault" in sample:
+            yield ZeroShotPrediction(sample["path"], error=sample["fault"])
+            continue
+        probs = zero_shot_classify(
+            model,
+            tokenizer,
+            sample["video"][None],
+            class_names,
+            device=device,
+            class_features=classes,
+        )[0]
+        top = probs.topk(min(top_k, len(class_names)))
+        yield ZeroShotPrediction(
+            sample["path"],
+            [(class_names[j], float(p)) for p, j in zip(top.values.tolist(), top.indices.tolist())],
+        )

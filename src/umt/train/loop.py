@@ -869,16 +869,11 @@ class _Run:
 
 
 def main_entry(cfg: TaskConfig, task_cls: type[Task], command: str) -> int:
-    """CLI entry: run and map the run's own failures to exit codes (3: the loss diverged,
-    143 / 130: stopped by SIGTERM / Ctrl-C after saving, 1: the environment failed)."""
+    """CLI entry: run; the exit code (143 / 130: stopped by SIGTERM / Ctrl-C after saving).
+    The run's own failures are UmtErrors carrying their codes (NonFiniteLossError 3, RunError
+    1), which the command line reports."""
     try:
         result = train(cfg, task_cls)
-    except NonFiniteLossError as err:
-        print(f"umt {command}: error: {err}", file=sys.stderr)
-        return 3
-    except RunError as err:
-        print(f"umt {command}: error: {err}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:  # before the first step
         print(f"umt {command}: interrupted before training started; nothing saved", file=sys.stderr)
         return 130
