@@ -45,7 +45,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from umt.errors import InputError
-from umt.models._io import build_checked, input_error, weights_file
+from umt.models.hub import load_native
 from umt.models.layers import interpolate_pos_table, sincos_table
 from umt.models.registry import Family, OpenedCheckpoint, register_family, register_model
 from umt.models.video_vit import (
@@ -532,22 +532,13 @@ def _load(
 ) -> tuple[VideoDetector, dict[str, Any], list[str]]:
     """The family loader: a whole detector saved in umt's format (a detector starts from any
     other checkpoint with :meth:`VideoDetector.load_backbone`)."""
-    if src.native is None:
-        raise input_error(
-            f"{src.path}: a {src.kind} checkpoint is not a saved detector; start one from it "
-            "with VideoDetector.load_backbone"
-        )
-    config, where = src.native
-    cfg = {**config, **overrides}
-    model = build_checked(
+    model, cfg = load_native(
+        src,
         VideoDetector,
-        cfg,
-        src.sd,
         strict,
-        skip=(),
-        context=f"{where} does not match the weights in {weights_file(src.path)}",
+        overrides,
+        " is not a saved detector; start one from it with VideoDetector.load_backbone",
     )
-    model.load_state_dict(src.sd, strict=strict)
     return model, cfg, []
 
 

@@ -50,6 +50,7 @@ from umt.errors import InputError
 from umt.models._io import (
     ARCHITECTURE,
     CheckpointInfo,
+    build_checked,
     check_args,
     input_error,
     printable,
@@ -57,6 +58,7 @@ from umt.models._io import (
     read_state_dict,
     strip_prefix,
     warn_assumed,
+    weights_file,
 )
 from umt.models.registry import (
     Family,
@@ -70,6 +72,7 @@ __all__ = [
     "convert_checkpoint",
     "detect_checkpoint",
     "load_checkpoint",
+    "load_native",
     "load_student",
     "load_teacher",
     "model_config_of",
@@ -199,6 +202,35 @@ def _load_source(
     if src.pick == "teacher":
         return model.teacher, cfg["teacher"], assumed
     return model, cfg, assumed
+
+
+def load_native(
+    src: OpenedCheckpoint,
+    cls: type[nn.Module],
+    strict: bool,
+    overrides: dict[str, Any],
+    refusal: str,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The family loader of a model that loads only from umt's format: ``cls`` built from the
+    saved config (``overrides`` on top), checked against the weights, then loaded with them.
+
+    Returns ``(model, config)``. A foreign file (``src.native`` is None) is refused:
+    ``"<path>: a <kind> checkpoint<refusal>"`` (``refusal`` says what it is not and what loads
+    it instead)."""
+    if src.native is None:
+        raise input_error(f"{src.path}: a {src.kind} checkpoint{refusal}")
+    config, where = src.native
+    cfg = {**config, **overrides}
+    model = build_checked(
+        cls,
+        cfg,
+        src.sd,
+        strict,
+        skip=(),
+        context=f"{where} does not match the weights in {weights_file(src.path)}",
+    )
+    model.load_state_dict(src.sd, strict=strict)
+    return model, cfg
 
 
 # --------------------------------------------------------------------------- the public way

@@ -26,7 +26,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from umt.errors import InputError
-from umt.models._io import AssumedSizeWarning, build_checked, read_state_dict, weights_file
+from umt.models._io import AssumedSizeWarning, read_state_dict
+from umt.models.hub import load_native
 from umt.models.registry import Family, OpenedCheckpoint, register_family
 
 __all__ = ["BertTextEncoder", "bert_state_dict", "load_bert", "init_bert_weights"]
@@ -645,22 +646,14 @@ def _load(
 ) -> tuple[BertTextEncoder, dict[str, Any], list[str]]:
     """The family loader: a text tower saved in umt's format (a HuggingFace BERT folder loads
     with :func:`load_bert`, which also places the cross-attention layers)."""
-    if src.native is None:
-        raise InputError(
-            f"{src.path}: a {src.kind} checkpoint holds no text tower on its own; load a "
-            "HuggingFace BERT with umt.models.text_bert.load_bert"
-        )
-    config, where = src.native
-    cfg = {**config, **overrides}
-    model = build_checked(
+    model, cfg = load_native(
+        src,
         BertTextEncoder,
-        cfg,
-        src.sd,
         strict,
-        skip=(),
-        context=f"{where} does not match the weights in {weights_file(src.path)}",
+        overrides,
+        " holds no text tower on its own; load a HuggingFace BERT with "
+        "umt.models.text_bert.load_bert",
     )
-    model.load_state_dict(src.sd, strict=strict)
     return model, cfg, []
 
 

@@ -21,7 +21,8 @@ from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
 from umt.errors import InputError
-from umt.models._io import CheckpointInfo, build_checked, input_error, strip_wrappers, weights_file
+from umt.models._io import CheckpointInfo, strip_wrappers
+from umt.models.hub import load_native
 from umt.models.layers import sincos_table, trunc_normal_
 from umt.models.registry import Family, OpenedCheckpoint, register_family, register_model
 from umt.models.video_vit import Block, VideoViT
@@ -237,22 +238,14 @@ def _load(
     src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
 ) -> tuple[VideoMAE, dict[str, Any], list[str]]:
     """The family loader: a whole VideoMAE (encoder and decoder) from umt's format."""
-    if src.native is None:
-        raise input_error(
-            f"{src.path}: a {src.kind} checkpoint: only umt's own VideoMAE folders load whole "
-            "(other VideoMAE files load their encoder, part='student')"
-        )
-    config, where = src.native
-    cfg = {**config, **overrides}
-    model = build_checked(
+    model, _ = load_native(
+        src,
         VideoMAE,
-        cfg,
-        src.sd,
         strict,
-        skip=(),
-        context=f"{where} does not match the weights in {weights_file(src.path)}",
+        overrides,
+        ": only umt's own VideoMAE folders load whole (other VideoMAE files load their encoder, "
+        "part='student')",
     )
-    model.load_state_dict(src.sd, strict=strict)
     return model, model.model_config, []
 
 
