@@ -49,9 +49,10 @@ from umt.models.hub import load_native
 from umt.models.layers import interpolate_pos_table, sincos_table
 from umt.models.registry import Family, OpenedCheckpoint, register_family, register_model
 from umt.models.video_vit import (
-    Block,
     PatchEmbed3d,
     VideoViT,
+    blocks_of,
+    clip_grid,
     encoder_mismatch,
     read_student_weights,
 )
@@ -124,11 +125,7 @@ class VideoDetector(
         aligned: bool = False,
     ) -> None:
         super().__init__()
-        if img_size % patch_size or num_frames % tubelet_size:
-            raise InputError(
-                f"img_size {img_size} / patch {patch_size} and num_frames {num_frames} / "
-                f"tubelet {tubelet_size} must divide evenly"
-            )
+        grid = clip_grid(img_size, patch_size, num_frames, tubelet_size)
         if num_classes < 1:
             raise InputError(f"num_classes must be >= 1, got {num_classes}")
         self.img_size = img_size
@@ -141,16 +138,21 @@ class VideoDetector(
         self.sampling_ratio = sampling_ratio
         self.aligned = aligned
         # The layout the fixed table is built for (official: all_frames/tubelet x 14 x 14).
-        self.grid = (num_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
+        self.grid = grid
         self.grad_checkpoint_blocks = 0
 
         self.patch_embed = PatchEmbed3d(patch_size, tubelet_size, in_chans, embed_dim)
         n = self.grid[0] * self.grid[1] * self.grid[2]
         self.register_buffer("pos_embed", sincos_table(n, embed_dim), persistent=False)
-        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
-        self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, rates[i], init_values, layer_norm_eps)
-            for i in range(depth)
+        self.blocks = blocks_of(
+            depth,
+            embed_dim,
+            num_heads,
+            mlp_ratio,
+            qkv_bias,
+            drop_path_rate,
+            init_values,
+            layer_norm_eps,
         )
         self.norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps)
         self.head = nn.Linear(embed_dim, num_classes)

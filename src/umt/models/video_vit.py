@@ -47,6 +47,8 @@ __all__ = [
     "Attention",
     "Block",
     "AlignHead",
+    "blocks_of",
+    "clip_grid",
     "encoder_mismatch",
     "infer_layout",
     "read_student_weights",
@@ -159,6 +161,38 @@ class AlignHead(nn.Module):
         return x
 
 
+def clip_grid(
+    img_size: int, patch_size: int, num_frames: int, tubelet_size: int
+) -> tuple[int, int, int]:
+    """The token grid ``(T', h, w)`` of a clip of ``num_frames`` frames of ``img_size`` px;
+    sizes that do not divide into patches and tubelets are refused."""
+    if img_size % patch_size or num_frames % tubelet_size:
+        raise InputError(
+            f"img_size {img_size} / patch {patch_size} and num_frames {num_frames} / "
+            f"tubelet {tubelet_size} must divide evenly"
+        )
+    return num_frames // tubelet_size, img_size // patch_size, img_size // patch_size
+
+
+def blocks_of(
+    depth: int,
+    embed_dim: int,
+    num_heads: int,
+    mlp_ratio: float,
+    qkv_bias: bool,
+    drop_path_rate: float,
+    init_values: float,
+    layer_norm_eps: float,
+) -> nn.ModuleList:
+    """``depth`` transformer blocks, their drop-path rate rising linearly from 0 in the first
+    to ``drop_path_rate`` in the last (official)."""
+    rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
+    return nn.ModuleList(
+        Block(embed_dim, num_heads, mlp_ratio, qkv_bias, rates[i], init_values, layer_norm_eps)
+        for i in range(depth)
+    )
+
+
 class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video", "umt"]):
     """Video ViT student (UMT-B/16, UMT-L/16, ...).
 
@@ -228,11 +262,7 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
             )
         if pos_embed not in ("sincos", "learned"):
             raise InputError(f"pos_embed must be 'sincos' or 'learned', not {pos_embed!r}")
-        if img_size % patch_size or num_frames % tubelet_size:
-            raise InputError(
-                f"img_size {img_size} / patch {patch_size} and num_frames {num_frames} / "
-                f"tubelet {tubelet_size} must divide evenly"
-            )
+        grid = clip_grid(img_size, patch_size, num_frames, tubelet_size)
         if align_layers and (align_layers - 1) * align_interval >= depth:
             raise InputError(
                 f"{align_layers} aligned layers every {align_interval} need > depth {depth}"
@@ -242,7 +272,7 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
         self.num_frames = num_frames
         self.tubelet_size = tubelet_size
         self.embed_dim = embed_dim
-        self.grid = (num_frames // tubelet_size, img_size // patch_size, img_size // patch_size)
+        self.grid = grid
         self.num_patches_per_frame = self.grid[1] * self.grid[2]
         self.num_patches = self.grid[0] * self.num_patches_per_frame
         self.grad_checkpoint_blocks = 0
@@ -262,10 +292,15 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
             self.register_buffer(
                 "pos_embed", self._sincos(embed_dim, sincos_source_grid), persistent=False
             )
-        rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
-        self.blocks = nn.ModuleList(
-            Block(embed_dim, num_heads, mlp_ratio, qkv_bias, rates[i], init_values, layer_norm_eps)
-            for i in range(depth)
+        self.blocks = blocks_of(
+            depth,
+            embed_dim,
+            num_heads,
+            mlp_ratio,
+            qkv_bias,
+            drop_path_rate,
+            init_values,
+            layer_norm_eps,
         )
         self.norm = nn.LayerNorm(embed_dim, eps=layer_norm_eps) if final_norm else nn.Identity()
 
