@@ -17,10 +17,13 @@ from typing import Any
 __all__ = [
     "UmtParser",
     "add_amp",
+    "add_classifier_sizes",
     "add_device",
+    "add_evaluation_run",
     "add_num_frames",
     "add_qa_text_options",
     "add_size_options",
+    "add_tokenizer",
     "count_at_least",
     "device_and_amp",
     "model_sizes",
@@ -113,6 +116,57 @@ def add_num_frames(
 ) -> None:
     """``--num-frames``: frames per clip, at least 1."""
     p.add_argument("--num-frames", type=count_at_least(1), default=default, help=help)
+
+
+def add_classifier_sizes(p: argparse.ArgumentParser) -> None:
+    """``--num-frames``, ``--input-size``, ``--num-heads``: the sizes of a video classifier
+    (default: the checkpoint's config, else the official ones)."""
+    p.add_argument(
+        "--num-frames",
+        type=count_at_least(1),
+        default=None,
+        help="frames per clip (default: the checkpoint's config, else the official 8)",
+    )
+    p.add_argument(
+        "--input-size",
+        type=count_at_least(1),
+        default=None,
+        help="input resolution / img_size (default: the checkpoint's config, else the official "
+        "224)",
+    )
+    p.add_argument(
+        "--num-heads",
+        type=count_at_least(1),
+        default=None,
+        help="attention heads when the checkpoint does not store them (default: width / 64)",
+    )
+
+
+def add_evaluation_run(p: argparse.ArgumentParser, backend: bool = False) -> None:
+    """How an evaluation runs: ``--workers`` (decoding processes, 4), ``--backend`` (the video
+    decoder; with ``backend``), ``--device``, ``--amp``, ``--no-progress``."""
+    p.add_argument(
+        "--workers", type=count_at_least(0), default=4, help="decoding processes (default: 4)"
+    )
+    if backend:
+        p.add_argument(
+            "--backend", default="auto", choices=["auto", "pyav", "torchcodec", "decord"]
+        )
+    add_device(p)
+    add_amp(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_tokenizer(p: argparse.ArgumentParser) -> None:
+    """``--tokenizer``: the vocabulary of a video-text or QA model's text tower (as
+    :func:`umt.evaluate.retrieval.resolve_tokenizer` finds it when not given)."""
+    p.add_argument(
+        "--tokenizer",
+        default=None,
+        metavar="PATH",
+        help="vocab.txt / tokenizer.json (or their folder); default: beside the checkpoint, "
+        "else the bert-base-uncased vocabulary",
+    )
 
 
 def add_qa_text_options(p: argparse.ArgumentParser) -> None:

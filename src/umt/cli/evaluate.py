@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 from umt.cli._common import (
-    add_amp,
-    add_device,
+    add_classifier_sizes,
+    add_evaluation_run,
     add_num_frames,
     add_qa_text_options,
     add_size_options,
+    add_tokenizer,
     count_at_least,
     device_and_amp,
     model_sizes,
@@ -72,24 +73,7 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     c.add_argument("--format", default="auto", choices=["auto", "list", "ssv2"])
     c.add_argument("--labels", default=None, help="SSv2 label-name -> index JSON")
-    c.add_argument(
-        "--num-frames",
-        type=count_at_least(1),
-        default=None,
-        help="frames per clip (default: the checkpoint's config, else the official 8)",
-    )
-    c.add_argument(
-        "--input-size",
-        type=count_at_least(1),
-        default=None,
-        help="model input size / img_size (default: the checkpoint's config, else 224)",
-    )
-    c.add_argument(
-        "--num-heads",
-        type=count_at_least(1),
-        default=None,
-        help="attention heads, for files that do not store them (default: width / 64)",
-    )
+    add_classifier_sizes(c)
     c.add_argument(
         "--short-side",
         type=count_at_least(1),
@@ -122,14 +106,8 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         default=4,
         help="VIDEOS per forward pass (each brings CLIPS x CROPS views; default: 4)",
     )
-    c.add_argument(
-        "--workers", type=count_at_least(0), default=4, help="decoding processes (default: 4)"
-    )
     c.add_argument("--predictions", default=None, metavar="FILE.jsonl", help="per-video output")
-    c.add_argument("--backend", default="auto", choices=["auto", "pyav", "torchcodec", "decord"])
-    add_device(c)
-    add_amp(c)
-    c.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_evaluation_run(c, backend=True)
     c.set_defaults(handler=_run_evaluate_classification)
     _add_evaluate_retrieval(tasks)
     _add_evaluate_ava(tasks)
@@ -191,18 +169,8 @@ def _add_evaluate_retrieval(tasks: argparse._SubParsersAction) -> None:
         default=None,
         help="sample only the first N seconds of each video (DiDeMo: 30)",
     )
-    r.add_argument(
-        "--tokenizer",
-        default=None,
-        metavar="PATH",
-        help="vocab.txt / tokenizer.json (or their folder); default: beside the checkpoint, "
-        "else the bert-base-uncased vocabulary",
-    )
-    r.add_argument("--workers", type=count_at_least(0), default=4, help="decoding processes")
-    r.add_argument("--backend", default="auto", choices=["auto", "pyav", "torchcodec", "decord"])
-    add_device(r)
-    add_amp(r)
-    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_tokenizer(r)
+    add_evaluation_run(r, backend=True)
     add_size_options(r)
     r.set_defaults(handler=_run_evaluate_retrieval)
 
@@ -398,11 +366,8 @@ def _add_evaluate_qa(tasks: argparse._SubParsersAction) -> None:
     add_qa_text_options(q)
     q.add_argument("--batch-size", type=count_at_least(1), default=16, help="questions per pass")
     q.add_argument("--predictions", default=None, metavar="FILE.jsonl", help="per-question output")
-    q.add_argument("--tokenizer", default=None, metavar="PATH", help="vocab.txt or its folder")
-    q.add_argument("--workers", type=count_at_least(0), default=4, help="decoding processes")
-    add_device(q)
-    add_amp(q)
-    q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_tokenizer(q)
+    add_evaluation_run(q)
     add_size_options(q)
     q.set_defaults(handler=_run_evaluate_qa)
 
@@ -489,11 +454,8 @@ def _add_evaluate_mc(tasks: argparse._SubParsersAction) -> None:
     )
     m.add_argument("--batch-size", type=count_at_least(1), default=8, help="questions per pass")
     m.add_argument("--predictions", default=None, metavar="FILE.jsonl", help="per-question output")
-    m.add_argument("--tokenizer", default=None, metavar="PATH", help="vocab.txt or its folder")
-    m.add_argument("--workers", type=count_at_least(0), default=4, help="decoding processes")
-    add_device(m)
-    add_amp(m)
-    m.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_tokenizer(m)
+    add_evaluation_run(m)
     add_size_options(m)
     m.set_defaults(handler=_run_evaluate_mc)
 

@@ -10,10 +10,12 @@ from typing import Any
 from umt.cli._common import (
     Note,
     add_amp,
+    add_classifier_sizes,
     add_device,
     add_num_frames,
     add_qa_text_options,
     add_size_options,
+    add_tokenizer,
     count_at_least,
     device_and_amp,
     model_sizes,
@@ -83,24 +85,7 @@ def add_classify(sub: argparse._SubParsersAction) -> None:
         choices=["sparse", "ssv2", "dense"],
         help="test-clip frame sampling (default: sparse, the official Kinetics/MiT test)",
     )
-    p.add_argument(
-        "--num-frames",
-        type=count_at_least(1),
-        default=None,
-        help="frames per clip (default: the checkpoint's config, else the official 8)",
-    )
-    p.add_argument(
-        "--input-size",
-        type=count_at_least(1),
-        default=None,
-        help="input resolution (default: the checkpoint's config, else the official 224)",
-    )
-    p.add_argument(
-        "--num-heads",
-        type=count_at_least(1),
-        default=None,
-        help="attention heads when the checkpoint does not store them (default: width / 64)",
-    )
+    add_classifier_sizes(p)
     add_device(p)
     add_amp(p)
     p.add_argument(
@@ -400,7 +385,7 @@ def add_ask(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--top-k", type=count_at_least(1), default=3, help="answers shown (default: 3)")
     add_num_frames(p)
-    p.add_argument("--tokenizer", default=None, metavar="PATH", help="vocab.txt or its folder")
+    add_tokenizer(p)
     p.add_argument("--json", action="store_true", help="one JSON object per line and question")
     add_qa_text_options(p)
     add_device(p)
