@@ -16,6 +16,7 @@ from typing import Any
 from torch import nn
 
 from umt.train.tasks.base import RunContext
+from umt.train.tasks.common import data_clip
 
 
 def probe_enabled(cfg: Any) -> bool:
@@ -29,20 +30,11 @@ def probe_datasets(cfg: Any, ctx: RunContext) -> tuple[Any, Any, int]:
     """The synthetic set's train and val clips as the evaluation sees them (centre view), and
     the class count."""
     from umt.data import VideoDataset
-    from umt.data.clip_spec import ClipSpec
     from umt.train.data import ensure_synthetic
 
     root = ensure_synthetic(cfg, ctx.info)
     d = cfg.data
-    clip = ClipSpec(
-        num_frames=d.num_frames,
-        sampling=d.sampling,
-        frame_stride=d.sampling_rate,
-        train=False,
-        input_size=d.input_size,
-        short_side=d.input_size,
-        mean=d.mean_std,
-    )
+    clip = data_clip(d, False, short_side=d.input_size)
     kw = dict(clip=clip, seed=cfg.train.seed)
     train = VideoDataset(root / "train.csv", **kw)
     val = VideoDataset(root / "val.csv", **kw)

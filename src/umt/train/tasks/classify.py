@@ -29,10 +29,12 @@ from umt.train.tasks.base import Task
 from umt.train.tasks.common import (
     DROP_PATH_STREAM,
     autocast_off,
+    build_encoder,
     count_params,
+    data_clip,
     drop_path_noise,
+    encoder_sizes,
     load_best_weights,
-    not_none,
     plain_model,
     resolve_init,
     weights_line,
@@ -48,43 +50,27 @@ def build_classifier(cfg: ClassifyConfig, table_from_checkpoint: bool = False) -
     Its position table is the fixed sin-cos one, or, with ``table_from_checkpoint``, a frozen
     parameter that takes the checkpoint's table (the official model adds its table detached:
     never trained, but saved and loaded with the weights)."""
-    from umt.models import create_model, model_config
+    from umt.models import model_config
 
-    m, d = cfg.model, cfg.data
-    kw = not_none(
-        patch_size=m.patch_size,
-        embed_dim=m.embed_dim,
-        depth=m.depth,
-        num_heads=m.num_heads,
-        mlp_ratio=m.mlp_ratio,
-    )
-    patch = kw.get("patch_size", model_config(m.name).get("patch_size", 16))
+    m = cfg.model
+    patch = encoder_sizes(m).get("patch_size", model_config(m.name).get("patch_size", 16))
     side = 224 // patch  # the official table is built for 8 frames at 224 px, then interpolated
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.train.seed)
-        model = create_model(
-            m.name,
-            img_size=d.input_size,
-            num_frames=d.num_frames,
-            tubelet_size=m.tubelet_size,
-            drop_path_rate=m.drop_path_rate,
-            head_drop_rate=m.head_drop_rate,
-            num_classes=m.num_classes,
-            align_layers=0,
-            final_norm=False,
-            fc_norm=True,
-            pos_embed="learned" if table_from_checkpoint else "sincos",
-            sincos_source_grid=None if table_from_checkpoint else [8, side, side],
-            weight_init="trunc_normal",
-            **kw,
-        )
+    model = build_encoder(
+        cfg,
+        head_drop_rate=m.head_drop_rate,
+        num_classes=m.num_classes,
+        align_layers=0,
+        final_norm=False,
+        fc_norm=True,
+        pos_embed="learned" if table_from_checkpoint else "sincos",
+        sincos_source_grid=None if table_from_checkpoint else [8, side, side],
+        weight_init="trunc_normal",
+    )
     with torch.no_grad():
         model.head.weight.mul_(m.head_init_scale)
         model.head.bias.mul_(m.head_init_scale)
     if table_from_checkpoint:
         model.pos_embed.requires_grad_(False)
-    if m.grad_checkpointing:
-        model.set_grad_checkpointing(m.grad_checkpointing)
     return model
 
 
@@ -342,17 +328,11 @@ class ClassifyTask(Task):
 
     def _eval_data(self, num_clips: int = 1, num_crops: int = 1) -> dict[str, Any]:
         """The clip settings validation and test share (official short-side resize + crops)."""
-        from umt.data.clip_spec import ClipSpec
-
         d = self.cfg.data
-        clip = ClipSpec(
-            num_frames=d.num_frames,
-            sampling=d.sampling,
-            frame_stride=d.sampling_rate,
-            train=False,
-            input_size=d.input_size,
+        clip = data_clip(
+            d,
+            False,
             short_side=d.short_side or d.input_size,
-            mean=d.mean_std,
             num_clips=num_clips,
             num_crops=num_crops,
         )

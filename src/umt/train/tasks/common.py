@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from umt.config import ConfigError, TaskConfig
+from umt.data.clip_spec import ClipSpec
 from umt.data.transforms.video import resolve_mean_std
 from umt.errors import InputError
 from umt.masking import per_sample_uniform, semantic_mask, tube_mask
@@ -72,15 +73,40 @@ def load_best_weights(net: nn.Module, best: Path | None, enabled: bool, strict: 
 
 
 def encoder_sizes(m: Any) -> dict[str, Any]:
-    """The ``VideoViT`` sizes a ``model`` section sets (unset ones keep the registry's)."""
+    """The ``VideoViT`` sizes a ``model`` section sets, and its ``pos_embed`` where the section
+    has one (a pretraining student's); unset ones keep the registry's."""
     return not_none(
         patch_size=m.patch_size,
         embed_dim=m.embed_dim,
         depth=m.depth,
         num_heads=m.num_heads,
         mlp_ratio=m.mlp_ratio,
-        pos_embed=m.pos_embed,
+        pos_embed=getattr(m, "pos_embed", None),
     )
+
+
+def build_encoder(cfg: Any, **more: Any) -> nn.Module:
+    """A task's new model with random weights, seeded by the run seed: ``create_model`` of
+    ``model.name`` with the clip of ``data.*``, ``model.tubelet_size``, its drop path, ``more``
+    (the task's own arguments) and the sizes :func:`encoder_sizes` reads; gradient
+    checkpointing as ``model.grad_checkpointing``."""
+    from umt.models import create_model
+
+    m, d = cfg.model, cfg.data
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.train.seed)
+        model = create_model(
+            m.name,
+            img_size=d.input_size,
+            num_frames=d.num_frames,
+            tubelet_size=m.tubelet_size,
+            drop_path_rate=m.drop_path_rate,
+            **more,
+            **encoder_sizes(m),
+        )
+    if m.grad_checkpointing:
+        model.set_grad_checkpointing(m.grad_checkpointing)
+    return model
 
 
 def compile_blocks(student: nn.Module) -> None:
@@ -232,13 +258,7 @@ def video_encoder_args(cfg: Any) -> dict[str, Any]:
     m, d = cfg.model, cfg.data
     return {
         **model_config(m.name),
-        **not_none(
-            patch_size=m.patch_size,
-            embed_dim=m.embed_dim,
-            depth=m.depth,
-            num_heads=m.num_heads,
-            mlp_ratio=m.mlp_ratio,
-        ),
+        **encoder_sizes(m),
         "img_size": d.input_size,
         "num_frames": d.num_frames,
         "tubelet_size": m.tubelet_size,
@@ -298,24 +318,28 @@ def weights_line(desc: str, notes: list[str]) -> str:
 
 
 # --------------------------------------------------------------------------- data
-def pretraining_clips(cfg: TaskConfig, info: DistInfo) -> Any:
-    """The pretraining clips (stage 1, VideoMAE): ``data.train_list`` or the synthetic set,
-    multi-scale crop and flip as ``data.*``, augmentations seeded by the run seed."""
-    from umt.data.clip_spec import ClipSpec
-    from umt.train.data import build_video_dataset
-
-    d = cfg.data
-    clip = ClipSpec(
+def data_clip(d: Any, train: bool, **more: Any) -> ClipSpec:
+    """The :class:`umt.data.clip_spec.ClipSpec` of a ``data`` section: its ``num_frames``,
+    ``sampling`` (``sampling_rate`` frames apart when dense), ``input_size`` and ``mean_std``;
+    ``more``: the rest of the spec (augmentation, short side, evaluation views)."""
+    return ClipSpec(
         num_frames=d.num_frames,
         sampling=d.sampling,
         frame_stride=d.sampling_rate,
-        train=True,
+        train=train,
         input_size=d.input_size,
-        augment="pretrain",
-        scales=tuple(d.scales),
-        flip=d.flip,
         mean=d.mean_std,
+        **more,
     )
+
+
+def pretraining_clips(cfg: TaskConfig, info: DistInfo) -> Any:
+    """The pretraining clips (stage 1, VideoMAE): ``data.train_list`` or the synthetic set,
+    multi-scale crop and flip as ``data.*``, augmentations seeded by the run seed."""
+    from umt.train.data import build_video_dataset
+
+    d = cfg.data
+    clip = data_clip(d, True, augment="pretrain", scales=tuple(d.scales), flip=d.flip)
     return build_video_dataset(cfg, info, d.train_list, "train", clip=clip, seed=cfg.train.seed)
 
 

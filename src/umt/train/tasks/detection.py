@@ -40,9 +40,9 @@ from umt.train.tasks.base import Task
 from umt.train.tasks.common import (
     DROP_PATH_STREAM,
     autocast_off,
+    build_encoder,
     count_params,
     drop_path_noise,
-    not_none,
     plain_model,
     resolve_init,
     weights_line,
@@ -66,31 +66,8 @@ def synthetic_detection_root(cfg: DetectionConfig) -> Path:
 
 def build_detector(cfg: DetectionConfig) -> nn.Module:
     """The detector of ``cfg`` with random weights (seeded by the run seed)."""
-    from umt.models import create_model
-
-    m, d = cfg.model, cfg.data
-    kw = not_none(
-        patch_size=m.patch_size,
-        embed_dim=m.embed_dim,
-        depth=m.depth,
-        num_heads=m.num_heads,
-        mlp_ratio=m.mlp_ratio,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.train.seed)
-        model = create_model(
-            m.name,
-            img_size=d.input_size,
-            num_frames=d.num_frames,
-            tubelet_size=m.tubelet_size,
-            drop_path_rate=m.drop_path_rate,
-            num_classes=m.num_classes,
-            init_scale=m.head_init_scale,
-            **kw,
-        )
-    if m.grad_checkpointing:
-        model.set_grad_checkpointing(m.grad_checkpointing)
-    return model
+    m = cfg.model
+    return build_encoder(cfg, num_classes=m.num_classes, init_scale=m.head_init_scale)
 
 
 class DetectionTask(Task):

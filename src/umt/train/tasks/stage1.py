@@ -23,11 +23,11 @@ from umt.train.builtin_teacher import BUILTIN
 from umt.train.tasks.base import Task
 from umt.train.tasks.common import (
     autocast_off,
+    build_encoder,
     compile_blocks,
     count_params,
     drop_path_noise,
     drop_path_seeds,
-    encoder_sizes,
     has_drop_path,
     mask_seeds,
     not_none,
@@ -139,26 +139,12 @@ def build_teacher(
 
 def build_student(cfg: Stage1Config, teacher_dim: int) -> nn.Module:
     """The stage-1 student (``VideoViT`` with K alignment heads), seeded by the run seed."""
-    from umt.models import create_model
-
-    m = cfg.model
-    kw = encoder_sizes(m)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.train.seed)
-        student = create_model(
-            m.name,
-            img_size=cfg.data.input_size,
-            num_frames=cfg.data.num_frames,
-            tubelet_size=m.tubelet_size,
-            drop_path_rate=m.drop_path_rate,
-            align_layers=cfg.teacher.return_layers,
-            align_dim=teacher_dim,
-            weight_init="xavier",  # the official stage-1 init
-            **kw,
-        )
-    if m.grad_checkpointing:
-        student.set_grad_checkpointing(m.grad_checkpointing)
-    return student
+    return build_encoder(
+        cfg,
+        align_layers=cfg.teacher.return_layers,
+        align_dim=teacher_dim,
+        weight_init="xavier",  # the official stage-1 init
+    )
 
 
 def check_token_grids(student: nn.Module, teacher: nn.Module) -> None:
