@@ -338,3 +338,15 @@ def test_a_read_only_umt_home_says_what_to_do(tmp_path, monkeypatch):
     lines = run.stderr.strip().splitlines()
     assert run.returncode == 1 and len(lines) == 1, run.stderr[-2000:]
     assert str(home) in lines[0] and "set UMT_HOME to a writable folder" in lines[0]
+
+
+@pytest.mark.parametrize("key", ["model.name", "teacher.name"])
+def test_an_unknown_model_name_is_refused_before_any_work(key, tmp_path, monkeypatch):
+    """Before the fix, model.name=nope ended in a traceback after the built-in teacher had
+    trained (minutes); now one line, exit 2, and nothing made under UMT_HOME."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("UMT_HOME", str(home))
+    run = run_cli(["pretrain", f"{key}=nope", "--output-dir", str(tmp_path / "run")], tmp_path)
+    line = _one_error_line(run, "pretrain")
+    assert f"{key}: unknown model 'nope'; known: " in line and "umt-b16" in line
+    assert not home.exists() and not (tmp_path / "run").exists()

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from umt.errors import InputError
+
 __all__ = [
     "DropPath",
     "Mlp",
@@ -132,7 +134,7 @@ def interpolate_pos_table(
     t0, h0, w0 = src_grid
     t1, h1, w1 = dst_grid
     if table.shape[1] != t0 * h0 * w0:
-        raise ValueError(f"position table has {table.shape[1]} rows, not {t0}x{h0}x{w0}")
+        raise InputError(f"position table has {table.shape[1]} rows, not {t0}x{h0}x{w0}")
     c = table.shape[-1]
     dtype = table.dtype
     x = table.float().reshape(t0, h0, w0, c)
@@ -157,7 +159,7 @@ def interpolate_grid_pos_embed(
     prefix, grid = pos[:num_prefix], pos[num_prefix:]
     side = math.isqrt(grid.shape[0])
     if side * side != grid.shape[0]:
-        raise ValueError(f"position embedding of {grid.shape[0]} patches is not a square grid")
+        raise InputError(f"position embedding of {grid.shape[0]} patches is not a square grid")
     if (side, side) == tuple(new_grid):
         return pos
     c = grid.shape[-1]

@@ -53,11 +53,19 @@ def model_config(name: str) -> dict[str, Any]:
     return copy.deepcopy(_lookup(name)[1])
 
 
+class UnknownModelError(InputError, KeyError):
+    """A model name the registry does not know (exit code 2; also a ``KeyError``)."""
+
+    __str__ = Exception.__str__  # the message as written, not KeyError's quoted repr
+
+
 def _lookup(name: str) -> tuple[type[nn.Module], dict[str, Any], str]:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(list_models())}") from None
+        raise UnknownModelError(
+            f"unknown model {name!r}; known: {', '.join(list_models())}"
+        ) from None
 
 
 def create_model(name: str, **overrides: Any) -> nn.Module:

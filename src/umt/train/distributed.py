@@ -148,7 +148,7 @@ def strategy(cfg: TaskConfig, info: DistInfo) -> str:
         return "none"
     if cfg.dist.strategy == "fsdp":
         if not fsdp_available():
-            raise RuntimeError("dist.strategy=fsdp needs torch's FSDP2 (fully_shard); use ddp")
+            raise InputError("dist.strategy=fsdp needs torch's FSDP2 (fully_shard); use ddp")
         return "fsdp"
     return "ddp"
 

@@ -292,6 +292,22 @@ def train(
         cleanup()
 
 
+def check_model_names(cfg: TaskConfig) -> None:
+    """Refuse an unknown ``model.name`` / ``teacher.name`` before any work (a teacher trained,
+    a model built), naming the key and the known variants."""
+    from umt.models import model_config
+    from umt.models.registry import UnknownModelError
+
+    for section in ("model", "teacher"):
+        name = getattr(getattr(cfg, section, None), "name", None)
+        if name is None:
+            continue
+        try:
+            model_config(name)
+        except UnknownModelError as err:
+            raise ConfigError(f"{section}.name: {err}") from None
+
+
 class _Run:
     """One invocation of the loop: set-up (nothing written until the data, the models and the
     run folder are settled), the steps, the end."""
@@ -457,6 +473,7 @@ class _Run:
     def _setup(self) -> None:
         cfg, info, task = self.cfg, self.info, self.task
         task.ctx.resume_from = self._resume_source()
+        check_model_names(cfg)
         task.check()
         self._data()  # a bad list or shard set is refused before anything is built or written
         self.out = self._output_dir()
