@@ -35,7 +35,6 @@ from umt.models._io import (
 from umt.models.layers import QuickGELU, interpolate_grid_pos_embed
 from umt.models.registry import (
     Family,
-    OpenedCheckpoint,
     register_family,
     register_model,
 )
@@ -510,16 +509,6 @@ def _load_weights(model: CLIPTeacher, sd: dict[str, torch.Tensor], strict: bool)
     model.load_state_dict(sd, strict=strict)
 
 
-def _load(
-    src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
-) -> tuple[CLIPTeacher, dict[str, Any], list[str]]:
-    """The family loader: a teacher from umt's format or any CLIP layout."""
-    if src.native is not None:
-        model, cfg = _from_config(src.path, src.sd, src.native, strict, overrides)
-        return model, cfg, []
-    return _from_weights(src.path, src.sd, src.kind, strict, overrides)
-
-
 def _describe(model: CLIPTeacher, cfg: dict[str, Any]) -> list[str]:
     return [
         "model: CLIP visual teacher",
@@ -531,7 +520,15 @@ def _describe(model: CLIPTeacher, cfg: dict[str, Any]) -> list[str]:
 
 
 register_family(
-    Family(CLIPTeacher, "teacher", _load, _describe, recognise=recognise_clip, order=30)
+    Family(
+        CLIPTeacher,
+        "teacher",
+        _describe,
+        recognise=recognise_clip,
+        order=30,
+        from_config=_from_config,
+        from_weights=_from_weights,
+    )
 )
 
 register_model(

@@ -45,9 +45,8 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from umt.errors import InputError
-from umt.models.hub import load_native
 from umt.models.layers import interpolate_pos_table, sincos_table
-from umt.models.registry import Family, OpenedCheckpoint, register_family, register_model
+from umt.models.registry import Family, register_family, register_model
 from umt.models.video_vit import (
     PatchEmbed3d,
     VideoViT,
@@ -529,21 +528,6 @@ def detection_scores(logits: torch.Tensor, box_scores: torch.Tensor) -> torch.Te
 
 
 # --------------------------------------------------------------------------- umt's format
-def _load(
-    src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
-) -> tuple[VideoDetector, dict[str, Any], list[str]]:
-    """The family loader: a whole detector saved in umt's format (a detector starts from any
-    other checkpoint with :meth:`VideoDetector.load_backbone`)."""
-    model, cfg = load_native(
-        src,
-        VideoDetector,
-        strict,
-        overrides,
-        " is not a saved detector; start one from it with VideoDetector.load_backbone",
-    )
-    return model, cfg, []
-
-
 def _describe(model: VideoDetector, cfg: dict[str, Any]) -> list[str]:
     return [
         "model: AVA action detector: video ViT + RoIAlign + classifier",
@@ -553,7 +537,16 @@ def _describe(model: VideoDetector, cfg: dict[str, Any]) -> list[str]:
     ]
 
 
-register_family(Family(VideoDetector, "detector", _load, _describe))
+# umt's format only (hub's generic loader); a detector starts from any other checkpoint with
+# VideoDetector.load_backbone
+register_family(
+    Family(
+        VideoDetector,
+        "detector",
+        _describe,
+        foreign_hint=" is not a saved detector; start one from it with VideoDetector.load_backbone",
+    )
+)
 
 # AVA v2.2 action detection (official ``AD/``): the student's encoder (no alignment heads) with
 # its final norm, RoIAlign on the time-averaged features and an 80-way head, 8 frames, tubelet 1.

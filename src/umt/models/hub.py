@@ -40,6 +40,7 @@ This module imports no model family: the families register themselves.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -194,9 +195,10 @@ def _load_source(
     src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
 ) -> tuple[nn.Module, dict[str, Any], list[str]]:
     fam = family_for_part(src.which)
-    if src.which not in ("video-text", "video-qa"):  # those take flat / their own overrides
-        check_args(fam.cls, list(overrides), "overrides", TypeError)
-    model, cfg, assumed = fam.load(src, strict, overrides)
+    if fam.load is not None:  # a family that loads its own way (and checks its overrides)
+        model, cfg, assumed = fam.load(src, strict, overrides)
+    else:
+        model, cfg, assumed = _load_family(fam, src, strict, overrides)
     if src.pick == "student":
         return model.vision_encoder, cfg["vision"], assumed
     if src.pick == "teacher":
@@ -204,32 +206,47 @@ def _load_source(
     return model, cfg, assumed
 
 
+def _load_family(
+    fam: Family, src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
+) -> tuple[nn.Module, dict[str, Any], list[str]]:
+    """The one dispatch of :class:`Family`: overrides checked, then umt's format through
+    ``from_config`` (or :func:`load_native`), a foreign layout through ``from_weights`` (or
+    refused with the family's ``foreign_hint``)."""
+    if fam.check_overrides is None:
+        check_args(fam.cls, list(overrides), "overrides", TypeError)
+    else:
+        fam.check_overrides(overrides)
+    if src.native is not None:
+        load = fam.from_config or functools.partial(load_native, fam.cls)
+        model, cfg = load(src.path, src.sd, src.native, strict, overrides)
+        return model, cfg, []
+    if fam.from_weights is None:
+        raise input_error(f"{src.path}: a {src.kind} checkpoint{fam.foreign_hint}")
+    return fam.from_weights(src.path, src.sd, src.kind, strict, overrides)
+
+
 def load_native(
-    src: OpenedCheckpoint,
     cls: type[nn.Module],
+    path: Path,
+    sd: dict[str, torch.Tensor],
+    native: tuple[dict[str, Any], str],
     strict: bool,
     overrides: dict[str, Any],
-    refusal: str,
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """The family loader of a model that loads only from umt's format: ``cls`` built from the
-    saved config (``overrides`` on top), checked against the weights, then loaded with them.
-
-    Returns ``(model, config)``. A foreign file (``src.native`` is None) is refused:
-    ``"<path>: a <kind> checkpoint<refusal>"`` (``refusal`` says what it is not and what loads
-    it instead)."""
-    if src.native is None:
-        raise input_error(f"{src.path}: a {src.kind} checkpoint{refusal}")
-    config, where = src.native
+    """The generic loader of umt's format: ``cls`` built from the saved config (``native``:
+    ``(config, where it came from)``, ``overrides`` on top), checked against the weights ``sd``
+    read from ``path``, then loaded with them. Returns ``(model, config)``."""
+    config, where = native
     cfg = {**config, **overrides}
     model = build_checked(
         cls,
         cfg,
-        src.sd,
+        sd,
         strict,
         skip=(),
-        context=f"{where} does not match the weights in {weights_file(src.path)}",
+        context=f"{where} does not match the weights in {weights_file(path)}",
     )
-    model.load_state_dict(src.sd, strict=strict)
+    model.load_state_dict(sd, strict=strict)
     return model, cfg
 
 

@@ -99,24 +99,46 @@ class OpenedCheckpoint:
 Loader = Callable[
     [OpenedCheckpoint, bool, dict[str, Any]], tuple[nn.Module, dict[str, Any], list[str]]
 ]
+"""A whole family loader: ``(source, strict, overrides) -> (model, config, sizes assumed)``."""
+
+FromConfig = Callable[
+    [Path, dict[str, torch.Tensor], tuple[dict[str, Any], str], bool, dict[str, Any]],
+    tuple[nn.Module, dict[str, Any]],
+]
+"""``(path, state dict, (config, where), strict, overrides) -> (model, config)``."""
+
+FromWeights = Callable[
+    [Path, dict[str, torch.Tensor], str, bool, dict[str, Any]],
+    tuple[nn.Module, dict[str, Any], list[str]],
+]
+"""``(path, state dict, kind, strict, overrides) -> (model, config, sizes assumed)``."""
 
 
 @dataclass(frozen=True)
 class Family:
     """One model class and its checkpoint formats, as :mod:`umt.models.hub` uses them.
 
-    ``part``: the name ``load_checkpoint(part=...)`` gives it; ``load(source, strict,
-    overrides) -> (model, config, sizes assumed)`` builds it from umt's format
-    (``source.native``) or a foreign layout it recognised; ``recognise(state_dict, path)``
-    names a foreign layout it reads (None: not one of its); families are asked in ``order``;
-    ``describe(model, config)``: the lines ``umt convert`` reports about a model."""
+    ``part``: the name ``load_checkpoint(part=...)`` gives it; ``describe(model, config)``: the
+    lines ``umt convert`` reports about a model; ``recognise(state_dict, path)`` names a foreign
+    layout it reads (None: not one of its); families are asked in ``order``.
+
+    How the hub loads it: ``check_overrides(overrides)`` refuses names the family does not take
+    before any work (None: ``cls``'s constructor arguments); umt's format (``source.native``)
+    with ``from_config`` (None: the hub's generic :func:`umt.models.hub.load_native` of
+    ``cls``); a foreign layout it recognised with ``from_weights`` (None: refused,
+    ``"<path>: a <kind> checkpoint<foreign_hint>"``). ``load(source, strict, overrides)``
+    replaces all of that for a family that loads its own way (it checks its own overrides)."""
 
     cls: type[nn.Module]
     part: str
-    load: Loader
     describe: Callable[[Any, dict[str, Any]], list[str]]
     recognise: Callable[[dict[str, torch.Tensor], str], CheckpointInfo | None] | None = None
     order: int = 100
+    from_config: FromConfig | None = None
+    from_weights: FromWeights | None = None
+    foreign_hint: str = ""
+    check_overrides: Callable[[dict[str, Any]], object] | None = None
+    load: Loader | None = None
 
     @property
     def architecture(self) -> str:

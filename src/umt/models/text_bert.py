@@ -27,8 +27,7 @@ from torch.utils.checkpoint import checkpoint
 
 from umt.errors import InputError
 from umt.models._io import AssumedSizeWarning, read_state_dict
-from umt.models.hub import load_native
-from umt.models.registry import Family, OpenedCheckpoint, register_family
+from umt.models.registry import Family, register_family
 
 __all__ = ["BertTextEncoder", "bert_state_dict", "load_bert", "init_bert_weights"]
 
@@ -641,22 +640,6 @@ def _describe_new(missing: list[str], model: BertTextEncoder) -> str | None:
 
 
 # --------------------------------------------------------------------------- umt's format
-def _load(
-    src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
-) -> tuple[BertTextEncoder, dict[str, Any], list[str]]:
-    """The family loader: a text tower saved in umt's format (a HuggingFace BERT folder loads
-    with :func:`load_bert`, which also places the cross-attention layers)."""
-    model, cfg = load_native(
-        src,
-        BertTextEncoder,
-        strict,
-        overrides,
-        " holds no text tower on its own; load a HuggingFace BERT with "
-        "umt.models.text_bert.load_bert",
-    )
-    return model, cfg, []
-
-
 def _describe(model: BertTextEncoder, cfg: dict[str, Any]) -> list[str]:
     return [
         "model: BERT text encoder",
@@ -666,4 +649,14 @@ def _describe(model: BertTextEncoder, cfg: dict[str, Any]) -> list[str]:
     ]
 
 
-register_family(Family(BertTextEncoder, "text-encoder", _load, _describe))
+# umt's format only (hub's generic loader); a HuggingFace BERT folder loads with load_bert,
+# which also places the cross-attention layers
+register_family(
+    Family(
+        BertTextEncoder,
+        "text-encoder",
+        _describe,
+        foreign_hint=" holds no text tower on its own; load a HuggingFace BERT with "
+        "umt.models.text_bert.load_bert",
+    )
+)

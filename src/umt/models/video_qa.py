@@ -528,7 +528,7 @@ def _describe(model: UMTVideoQA, cfg: dict[str, Any]) -> list[str]:
 
 
 register_family(
-    Family(UMTVideoQA, "video-qa", _load, _describe, recognise=recognise_video_qa, order=10)
+    Family(UMTVideoQA, "video-qa", _describe, recognise=recognise_video_qa, order=10, load=_load)
 )
 
 

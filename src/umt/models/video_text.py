@@ -33,7 +33,6 @@ from umt.models.clip_teacher import CLIPTeacher, teacher_state_dict
 from umt.models.layers import interpolate_grid_pos_embed
 from umt.models.registry import (
     Family,
-    OpenedCheckpoint,
     model_config,
     register_family,
     register_model,
@@ -536,17 +535,6 @@ def _from_weights(
     return model, model.model_config, assumed
 
 
-def _load(
-    src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
-) -> tuple[UMTVideoText, dict[str, Any], list[str]]:
-    """The family loader: a whole stage-2 model from umt's format or an official file."""
-    _split_overrides(overrides)  # refuses unknown names before any work
-    if src.native is not None:
-        model, cfg = _from_config(src.path, src.sd, src.native, strict, overrides)
-        return model, cfg, []
-    return _from_weights(src.path, src.sd, src.kind, strict, overrides)
-
-
 def _describe(model: UMTVideoText, cfg: dict[str, Any]) -> list[str]:
     v, t = model.vision_encoder, model.text_encoder
     k = len(v.align_indices)
@@ -574,7 +562,16 @@ def _describe(model: UMTVideoText, cfg: dict[str, Any]) -> list[str]:
 
 
 register_family(
-    Family(UMTVideoText, "video-text", _load, _describe, recognise=recognise_video_text, order=20)
+    Family(
+        UMTVideoText,
+        "video-text",
+        _describe,
+        recognise=recognise_video_text,
+        order=20,
+        from_config=_from_config,
+        from_weights=_from_weights,
+        check_overrides=_split_overrides,  # flat names; unknown ones refused before any work
+    )
 )
 
 _BERT_BASE = dict(

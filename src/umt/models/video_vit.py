@@ -39,7 +39,7 @@ from umt.models._io import (
 )
 from umt.models.hub import detect_checkpoint
 from umt.models.layers import DropPath, Mlp, interpolate_pos_table, sincos_table, trunc_normal_
-from umt.models.registry import Family, OpenedCheckpoint, register_family, register_model
+from umt.models.registry import Family, register_family, register_model
 
 __all__ = [
     "VideoViT",
@@ -803,16 +803,6 @@ def _require_sizes(path: Path, learned: bool, overrides: dict[str, Any]) -> None
     )
 
 
-def _load(
-    src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
-) -> tuple[VideoViT, dict[str, Any], list[str]]:
-    """The family loader: a student from umt's format or any student layout."""
-    if src.native is not None:
-        model, cfg = _from_config(src.path, src.sd, src.native, strict, overrides)
-        return model, cfg, []
-    return _from_weights(src.path, src.sd, src.kind, strict, overrides)
-
-
 def _describe(model: VideoViT, cfg: dict[str, Any]) -> list[str]:
     what = "classifier" if model.head is not None else "student encoder"
     lines = [
@@ -830,7 +820,15 @@ def _describe(model: VideoViT, cfg: dict[str, Any]) -> list[str]:
 
 
 register_family(
-    Family(VideoViT, "student", _load, _describe, recognise=recognise_student, order=90)
+    Family(
+        VideoViT,
+        "student",
+        _describe,
+        recognise=recognise_student,
+        order=90,
+        from_config=_from_config,
+        from_weights=_from_weights,
+    )
 )
 
 _B16 = dict(embed_dim=768, depth=12, num_heads=12, align_layers=6, align_dim=512)

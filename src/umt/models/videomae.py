@@ -14,6 +14,7 @@ order.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,7 +25,7 @@ from umt.errors import InputError
 from umt.models._io import CheckpointInfo, strip_wrappers
 from umt.models.hub import load_native
 from umt.models.layers import sincos_table, trunc_normal_
-from umt.models.registry import Family, OpenedCheckpoint, register_family, register_model
+from umt.models.registry import Family, register_family, register_model
 from umt.models.video_vit import Block, VideoViT
 
 __all__ = ["VideoMAE", "VideoMAEDecoder", "patch_targets", "recognise_videomae"]
@@ -234,19 +235,17 @@ def recognise_videomae(sd: dict[str, torch.Tensor], path: str) -> CheckpointInfo
     return None
 
 
-def _load(
-    src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
-) -> tuple[VideoMAE, dict[str, Any], list[str]]:
-    """The family loader: a whole VideoMAE (encoder and decoder) from umt's format."""
-    model, _ = load_native(
-        src,
-        VideoMAE,
-        strict,
-        overrides,
-        ": only umt's own VideoMAE folders load whole (other VideoMAE files load their encoder, "
-        "part='student')",
-    )
-    return model, model.model_config, []
+def _from_config(
+    path: Path,
+    sd: dict[str, torch.Tensor],
+    native: tuple[dict[str, Any], str],
+    strict: bool,
+    overrides: dict[str, Any],
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A whole VideoMAE (encoder and decoder) from umt's format: the hub's generic loader, with
+    the config every default filled in (``_describe`` reads the decoder's sizes)."""
+    model, _ = load_native(VideoMAE, path, sd, native, strict, overrides)
+    return model, model.model_config
 
 
 def _describe(model: VideoMAE, cfg: dict[str, Any]) -> list[str]:
@@ -261,7 +260,16 @@ def _describe(model: VideoMAE, cfg: dict[str, Any]) -> list[str]:
 
 
 register_family(
-    Family(VideoMAE, "videomae", _load, _describe, recognise=recognise_videomae, order=80)
+    Family(
+        VideoMAE,
+        "videomae",
+        _describe,
+        recognise=recognise_videomae,
+        order=80,
+        from_config=_from_config,
+        foreign_hint=": only umt's own VideoMAE folders load whole (other VideoMAE files load "
+        "their encoder, part='student')",
+    )
 )
 
 # VideoMAE (official ``pretrain_videomae_{base,large}_patch16_224``): 16 frames at 224 px in
