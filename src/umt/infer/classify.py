@@ -27,6 +27,7 @@ import torch
 from umt.data.formats.labels import TITLES, guess_class_names, guess_dataset, load_class_names
 from umt.errors import InputError
 from umt.models import VideoViT, load_checkpoint
+from umt.utils.device import resolve_device  # exported here too (umt.infer.resolve_device)
 
 __all__ = [
     "Prediction",
@@ -89,22 +90,6 @@ def parse_views(text: str) -> tuple[int, int]:
     if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
         raise InputError(f"--views: {text!r} is not CLIPSxCROPS with positive counts (e.g. 4x3)")
     return int(parts[0]), int(parts[1])
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
-    name = str(name).strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(
-                f"--device {name}: CUDA is not available here; use --device cpu or auto"
-            )
-        return torch.device(name)
-    raise InputError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
 
 
 def load_classifier(

@@ -9,7 +9,7 @@ from torch import nn
 
 from umt.errors import InputError
 
-__all__ = ["maybe_autocast", "model_device", "resolve_amp"]
+__all__ = ["maybe_autocast", "model_device", "resolve_amp", "resolve_device"]
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -35,3 +35,19 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     if amp not in table:
         raise InputError(f"amp must be auto, fp16, bf16 or none, not {amp!r}")
     return table[amp]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``."""
+    name = str(name).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(
+                f"--device {name}: CUDA is not available here; use --device cpu or auto"
+            )
+        return torch.device(name)
+    raise InputError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
