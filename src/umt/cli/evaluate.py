@@ -15,11 +15,9 @@ from umt.cli._common import (
     add_size_options,
     add_tokenizer,
     count_at_least,
-    device_and_amp,
     model_sizes,
     no_subcommand,
     noted_warnings,
-    qa_text_settings,
     stderr_note,
     views,
     warnings_as_notes,
@@ -380,43 +378,33 @@ def _unread(faults: list[tuple[int, str, str]]) -> str:
 
 
 def _run_evaluate_qa(args: argparse.Namespace) -> int:
-    from umt.data.formats.qa import load_qa_annotations
-    from umt.data.qa import QADataset
-    from umt.evaluate.qa import evaluate_qa, write_qa_predictions
-    from umt.infer.qa import load_qa_model
-    from umt.outputs import check_writable
+    from umt.evaluate.qa import run_qa, write_qa_predictions
 
     note = stderr_note("evaluate")
-    if args.predictions:  # before the (long) evaluation, not after it
-        check_writable(args.predictions, "predictions file")
-    entries = load_qa_annotations(args.annotations, root=args.root, fmt=args.format)
-    device, amp = device_and_amp(args)
-    with noted_warnings(note):
-        loaded = load_qa_model(
-            args.checkpoint, args.num_frames, args.answer_list, args.tokenizer, **model_sizes(args)
-        )
-    s = qa_text_settings(args, loaded.settings)
-    enc = loaded.model.vision_encoder
-    dataset = QADataset(entries, num_frames=enc.num_frames, input_size=enc.img_size, train=False)
-    dataset.source = str(args.annotations)
-    model = loaded.model.to(device)
-    result = evaluate_qa(
-        model,
-        dataset,
-        loaded.tokenizer,
-        loaded.answers,
-        k_test=int(s["k_test"]),
-        question_max_length=int(s["question_max_length"]),
-        answer_max_length=int(s["answer_max_length"]),
-        eos=str(s["eos"]),
+    run = run_qa(
+        args.checkpoint,
+        args.annotations,
+        answer_list=args.answer_list,
+        root=args.root,
+        format=args.format,
+        num_frames=args.num_frames,
+        k_test=args.k_test,
+        question_max_length=args.max_question_len,
+        answer_max_length=args.max_answer_len,
+        tokenizer=args.tokenizer,
         batch_size=args.batch_size,
         num_workers=args.workers,
-        amp_dtype=amp,
+        device=args.device,
+        amp=args.amp,
+        predictions=args.predictions,
         progress=not args.no_progress,
+        sizes=model_sizes(args),
+        load_context=lambda: noted_warnings(note),
     )
+    result = run.result
     print(
         f"QA accuracy (exact match): {result.accuracy:.2f}% of {result.num_questions} "
-        f"questions; {len(loaded.answers)} candidate answers"
+        f"questions; {run.num_answers} candidate answers"
     )
     for t, acc in result.per_type.items():
         print(f"  {t:<16} {acc:6.2f}%")
@@ -461,35 +449,24 @@ def _add_evaluate_mc(tasks: argparse._SubParsersAction) -> None:
 
 
 def _run_evaluate_mc(args: argparse.Namespace) -> int:
-    from umt.data.qa import MCDataset
-    from umt.evaluate.multiple_choice import evaluate_mc, write_mc_predictions
-    from umt.evaluate.retrieval import load_video_text, resolve_tokenizer
-    from umt.outputs import check_writable
+    from umt.evaluate.multiple_choice import run_mc, write_mc_predictions
 
     note = stderr_note("evaluate")
-    if not Path(args.annotations).is_file():
-        raise FileNotFoundError(f"{args.annotations}: no such annotation file")
-    if args.predictions:  # before the (long) evaluation, not after it
-        check_writable(args.predictions, "predictions file")
-    device, amp = device_and_amp(args)
-    with noted_warnings(note):
-        model = load_video_text(args.checkpoint, args.num_frames, **model_sizes(args))
-    tokenizer = resolve_tokenizer(args.checkpoint, model, args.tokenizer)
-    dataset = MCDataset(
+    result = run_mc(
+        args.checkpoint,
         args.annotations,
         root=args.root,
         num_frames=args.num_frames,
-        input_size=model.vision_encoder.img_size,
-    )
-    result = evaluate_mc(
-        model.to(device),
-        dataset,
-        tokenizer,
         max_text_len=args.max_text_len,
+        tokenizer=args.tokenizer,
         batch_size=args.batch_size,
         num_workers=args.workers,
-        amp_dtype=amp,
+        device=args.device,
+        amp=args.amp,
+        predictions=args.predictions,
         progress=not args.no_progress,
+        sizes=model_sizes(args),
+        load_context=lambda: noted_warnings(note),
     )
     print(
         f"multiple-choice accuracy: {result.accuracy:.2f}% of {result.num_questions} questions "

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,14 @@ from umt.errors import InputError
 from umt.utils.device import maybe_autocast, model_device
 from umt.utils.progress import progress_bar
 
-__all__ = ["MCResult", "mc_option_scores", "score_options", "evaluate_mc", "write_mc_predictions"]
+__all__ = [
+    "MCResult",
+    "mc_option_scores",
+    "score_options",
+    "evaluate_mc",
+    "write_mc_predictions",
+    "run_mc",
+]
 
 ITM_WEIGHT = 0.7  # the official weight of the matching head (the contrastive part has 0.3)
 
@@ -174,3 +182,63 @@ def write_mc_predictions(path: str | os.PathLike, result: MCResult) -> Path:
             f.write(json.dumps(p) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def run_mc(
+    checkpoint: str | os.PathLike,
+    annotations: str | os.PathLike,
+    *,
+    root: str | os.PathLike | None = None,
+    num_frames: int = 12,
+    max_text_len: int = 32,
+    tokenizer: str | os.PathLike | None = None,
+    batch_size: int = 8,
+    num_workers: int = 4,
+    device: str = "auto",
+    amp: str = "auto",
+    predictions: str | os.PathLike | None = None,
+    progress: bool = True,
+    sizes: dict[str, int] | None = None,
+    load_context: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> MCResult:
+    """``umt evaluate mc``: load the video-text model of ``checkpoint``
+    (:func:`umt.evaluate.retrieval.load_video_text`, its position table built for
+    ``num_frames``) and its tokenizer, and test it on the multiple-choice ``annotations`` (a
+    JSON list of ``{"video", "caption": [options], "answer": index}``).
+
+    ``amp``: ``auto`` (float16 on CUDA), ``fp16``, ``bf16`` or ``none``. ``sizes``: what an
+    official file does not store (``num_heads``, ``text_num_heads``, ``img_size``).
+    ``predictions`` is only checked to be writable, before any work (write it with
+    :func:`write_mc_predictions`). ``load_context()``: the context the model is loaded in (the
+    command line notes the sizes assumed for an official file with it); default: none.
+    """
+    from umt.data.qa import MCDataset
+    from umt.evaluate.retrieval import load_video_text, resolve_tokenizer
+    from umt.outputs import check_writable
+    from umt.utils.device import resolve_amp, resolve_device
+
+    if not Path(annotations).is_file():
+        raise FileNotFoundError(f"{annotations}: no such annotation file")
+    if predictions:  # before the (long) evaluation, not after it
+        check_writable(predictions, "predictions file")
+    dev = resolve_device(device)
+    amp_dtype = resolve_amp(amp, dev)
+    with (load_context or nullcontext)():
+        model = load_video_text(checkpoint, num_frames, **(sizes or {}))
+    tok = resolve_tokenizer(checkpoint, model, tokenizer)
+    dataset = MCDataset(
+        annotations,
+        root=root,
+        num_frames=num_frames,
+        input_size=model.vision_encoder.img_size,
+    )
+    return evaluate_mc(
+        model.to(dev),
+        dataset,
+        tok,
+        max_text_len=max_text_len,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        amp_dtype=amp_dtype,
+        progress=progress,
+    )

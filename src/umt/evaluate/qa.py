@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,17 @@ from umt.utils.device import maybe_autocast, model_device
 from umt.utils.progress import progress_bar
 
 __all__ = [
+    "QA_SETTINGS",
+    "LoadedQA",
+    "QARun",
     "QAResult",
     "exact_match_accuracy",
     "tokenize_answers",
     "answer_questions",
     "evaluate_qa",
     "write_qa_predictions",
+    "load_qa_model",
+    "run_qa",
 ]
 
 
@@ -226,3 +232,151 @@ def write_qa_predictions(path: str | os.PathLike, result: QAResult) -> Path:
             f.write(json.dumps(p) + "\n")
     os.replace(tmp, path)
     return path
+
+
+# --------------------------------------------------------------------------- a whole test
+QA_SETTINGS = "qa.json"
+"""Beside a umt QA checkpoint: the text lengths, eos and k_test it was trained and tested with."""
+
+
+@dataclass
+class LoadedQA:
+    """A QA model ready to answer: its tokenizer, answer list and text settings."""
+
+    model: nn.Module
+    tokenizer: Any
+    answers: list[str]
+    settings: dict[str, Any]  # question_max_length, answer_max_length, eos, k_test
+    notes: list[str]
+
+
+def _settings(path: Path) -> dict[str, Any]:
+    """The text settings saved beside a QA checkpoint (``qa.json``), else the official ones."""
+    out: dict[str, Any] = {
+        "question_max_length": 25,
+        "answer_max_length": 5,
+        "eos": "[SEP]",
+        "k_test": 128,
+    }
+    f = (path if path.is_dir() else path.parent) / QA_SETTINGS
+    if f.is_file():
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise InputError(f"{f}: invalid JSON ({err})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{f}: not a JSON object")
+        out.update({k: data[k] for k in out if k in data})
+    return out
+
+
+def load_qa_model(
+    checkpoint: str | os.PathLike,
+    num_frames: int | None = None,
+    answers: str | os.PathLike | None = None,
+    tokenizer: str | os.PathLike | None = None,
+    **sizes: int,
+) -> LoadedQA:
+    """A QA checkpoint (umt's folder, an official QA ``.pth``, or a stage-2 model) with its
+    tokenizer, answer list (``answers``, a JSON list, else the ``answer_list.json`` beside the
+    checkpoint) and text settings (``qa.json`` beside it, else the official 25 / 5 / [SEP] /
+    128). ``sizes``: what an official file does not store (``num_heads``, ``text_num_heads``,
+    ``img_size``; :func:`umt.models.video_qa.load_video_qa` warns of those it assumed)."""
+    from umt.data.formats.qa import load_answer_list
+    from umt.evaluate.retrieval import resolve_tokenizer
+    from umt.models.video_qa import load_video_qa, read_answer_list
+
+    path = Path(checkpoint)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: checkpoint not found")
+    model, notes = load_video_qa(path, num_frames=num_frames, **sizes)
+    if answers is not None:
+        answer_list = load_answer_list(answers)
+    else:
+        found = read_answer_list(path)
+        if found is None:
+            raise FileNotFoundError(
+                f"{path}: no answer_list.json beside the checkpoint; pass --answers FILE (a JSON "
+                "list of the candidate answers, e.g. msrvtt_qa_answer_list.json)"
+            )
+        answer_list = found
+    tok = resolve_tokenizer(path, model, tokenizer)
+    return LoadedQA(model, tok, answer_list, _settings(path), notes)
+
+
+@dataclass
+class QARun:
+    """What :func:`run_qa` measured (``result``) and how many candidate answers it ranked."""
+
+    result: QAResult
+    num_answers: int
+
+
+def run_qa(
+    checkpoint: str | os.PathLike,
+    annotations: str | os.PathLike,
+    *,
+    answer_list: str | os.PathLike | None = None,
+    root: str | os.PathLike | None = None,
+    format: str = "auto",  # noqa: A002 - the annotation format, as load_qa_annotations names it
+    num_frames: int | None = None,
+    k_test: int | None = None,
+    question_max_length: int | None = None,
+    answer_max_length: int | None = None,
+    tokenizer: str | os.PathLike | None = None,
+    batch_size: int = 16,
+    num_workers: int = 4,
+    device: str = "auto",
+    amp: str = "auto",
+    predictions: str | os.PathLike | None = None,
+    progress: bool = True,
+    sizes: dict[str, int] | None = None,
+    load_context: Callable[[], AbstractContextManager[Any]] | None = None,
+) -> QARun:
+    """``umt evaluate qa``: load the QA model of ``checkpoint`` (:func:`load_qa_model`: its
+    answer list, tokenizer and ``qa.json`` settings) and test it on ``annotations``
+    (:func:`umt.data.formats.qa.load_qa_annotations` reads them in ``format``).
+
+    ``k_test``, ``question_max_length``, ``answer_max_length``: None keeps the checkpoint's
+    settings. ``amp``: ``auto`` (float16 on CUDA), ``fp16``, ``bf16`` or ``none``. ``sizes``:
+    what an official file does not store (``num_heads``, ``text_num_heads``, ``img_size``).
+    ``predictions`` is only checked to be writable, before any work (write it with
+    :func:`write_qa_predictions`). ``load_context()``: the context the model is loaded in (the
+    command line notes the sizes assumed for an official file with it); default: none.
+    """
+    from umt.data.formats.qa import load_qa_annotations
+    from umt.data.qa import QADataset
+    from umt.outputs import check_writable
+    from umt.utils.device import resolve_amp, resolve_device
+
+    if predictions:  # before the (long) evaluation, not after it
+        check_writable(predictions, "predictions file")
+    entries = load_qa_annotations(annotations, root=root, fmt=format)
+    dev = resolve_device(device)
+    amp_dtype = resolve_amp(amp, dev)
+    with (load_context or nullcontext)():
+        loaded = load_qa_model(checkpoint, num_frames, answer_list, tokenizer, **(sizes or {}))
+    given = {
+        "k_test": k_test,
+        "question_max_length": question_max_length,
+        "answer_max_length": answer_max_length,
+    }
+    s = {**loaded.settings, **{k: v for k, v in given.items() if v is not None}}
+    enc = loaded.model.vision_encoder
+    dataset = QADataset(entries, num_frames=enc.num_frames, input_size=enc.img_size, train=False)
+    dataset.source = str(annotations)
+    result = evaluate_qa(
+        loaded.model.to(dev),
+        dataset,
+        loaded.tokenizer,
+        loaded.answers,
+        k_test=int(s["k_test"]),
+        question_max_length=int(s["question_max_length"]),
+        answer_max_length=int(s["answer_max_length"]),
+        eos=str(s["eos"]),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        amp_dtype=amp_dtype,
+        progress=progress,
+    )
+    return QARun(result, len(loaded.answers))

@@ -11,18 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from umt.errors import InputError
+from umt.evaluate.qa import QA_SETTINGS, LoadedQA, load_qa_model  # exported here too
 
 __all__ = ["Answer", "LoadedQA", "QA_SETTINGS", "load_qa_model", "ask"]
-
-QA_SETTINGS = "qa.json"
-"""Beside a umt QA checkpoint: the text lengths, eos and k_test it was trained and tested with."""
 
 
 @dataclass
@@ -42,72 +39,6 @@ class Answer:
             "question": self.question,
             "answers": [{"answer": a, "probability": round(p, 6)} for a, p in self.answers],
         }
-
-
-@dataclass
-class LoadedQA:
-    """A QA model ready to answer: its tokenizer, answer list and text settings."""
-
-    model: nn.Module
-    tokenizer: Any
-    answers: list[str]
-    settings: dict[str, Any]  # question_max_length, answer_max_length, eos, k_test
-    notes: list[str]
-
-
-def _settings(path: Path) -> dict[str, Any]:
-    import json
-
-    out: dict[str, Any] = {
-        "question_max_length": 25,
-        "answer_max_length": 5,
-        "eos": "[SEP]",
-        "k_test": 128,
-    }
-    f = (path if path.is_dir() else path.parent) / QA_SETTINGS
-    if f.is_file():
-        try:
-            data = json.loads(f.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise InputError(f"{f}: invalid JSON ({err})") from None
-        if not isinstance(data, dict):
-            raise InputError(f"{f}: not a JSON object")
-        out.update({k: data[k] for k in out if k in data})
-    return out
-
-
-def load_qa_model(
-    checkpoint: str | os.PathLike,
-    num_frames: int | None = None,
-    answers: str | os.PathLike | None = None,
-    tokenizer: str | os.PathLike | None = None,
-    **sizes: int,
-) -> LoadedQA:
-    """A QA checkpoint (umt's folder, an official QA ``.pth``, or a stage-2 model) with its
-    tokenizer, answer list (``answers``, a JSON list, else the ``answer_list.json`` beside the
-    checkpoint) and text settings (``qa.json`` beside it, else the official 25 / 5 / [SEP] /
-    128). ``sizes``: what an official file does not store (``num_heads``, ``text_num_heads``,
-    ``img_size``; :func:`umt.models.video_qa.load_video_qa` warns of those it assumed)."""
-    from umt.data.formats.qa import load_answer_list
-    from umt.evaluate.retrieval import resolve_tokenizer
-    from umt.models.video_qa import load_video_qa, read_answer_list
-
-    path = Path(checkpoint)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
-    model, notes = load_video_qa(path, num_frames=num_frames, **sizes)
-    if answers is not None:
-        answer_list = load_answer_list(answers)
-    else:
-        found = read_answer_list(path)
-        if found is None:
-            raise FileNotFoundError(
-                f"{path}: no answer_list.json beside the checkpoint; pass --answers FILE (a JSON "
-                "list of the candidate answers, e.g. msrvtt_qa_answer_list.json)"
-            )
-        answer_list = found
-    tok = resolve_tokenizer(path, model, tokenizer)
-    return LoadedQA(model, tok, answer_list, _settings(path), notes)
 
 
 @torch.no_grad()
