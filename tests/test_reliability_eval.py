@@ -153,6 +153,32 @@ def test_evaluate_commands_skip_count_and_name_broken_videos(synthetic, models, 
     assert all(path in err for path in broken), err
 
 
+def test_run_qa_and_run_mc_are_the_library_side_of_the_commands(synthetic, models, tmp_path):
+    """``umt evaluate qa`` / ``mc`` are run_qa / run_mc plus printing: the same counts, the
+    broken videos counted as wrong, and a predictions path refused before any work."""
+    import warnings
+
+    from umt.evaluate.multiple_choice import run_mc
+    from umt.evaluate.qa import run_qa
+    from umt.outputs import OutputPathError
+
+    val, broken = _broken_val_list(synthetic, tmp_path / "data")
+    ann = _annotations(synthetic, tmp_path, val)
+    common = dict(num_workers=0, device="cpu", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # "skipping video ..."
+        qa = run_qa(models["vt"], ann["qa"], answer_list=models["answers"], **common)
+        mc = run_mc(models["vt"], ann["mc"], num_frames=2, **common)
+    assert qa.num_answers == 4 and qa.result.num_questions == 12
+    assert sorted({path for _, path, _ in qa.result.faults}) == broken
+    assert mc.num_questions == 12 and len(mc.predictions) == 9 and len(mc.faults) == 3
+    bad = _blocked(tmp_path)
+    with pytest.raises(OutputPathError):
+        run_qa(models["vt"], ann["qa"], answer_list=models["answers"], predictions=bad, **common)
+    with pytest.raises(OutputPathError):
+        run_mc(models["vt"], ann["mc"], predictions=bad, **common)
+
+
 def _wrong_root_qa(models: dict[str, Path], ann: Path, workers: int, capsys) -> tuple[int, str]:
     code, _, err = _cli(
         ["evaluate", "qa", str(models["vt"]), str(ann), "--answer-list", str(models["answers"]),
