@@ -33,8 +33,9 @@ class ClipSpec:
     Views:
         num_clips / num_crops: evaluation views (1 x 1: the official validation view; more:
             the official multi-view test, ``num_clips x num_crops`` views in segment-major order).
-        num_sample: repeated augmentation (official fine-tuning ``num_sample``): the decoded
-            frames are transformed ``num_sample`` times, the clip is ``[num_sample, 3, T, S, S]``.
+        clips_per_video: repeated augmentation (the official fine-tuning ``num_sample``; the
+            config's ``data.clips_per_video``): the decoded frames are transformed
+            ``clips_per_video`` times, the clip is ``[clips_per_video, 3, T, S, S]``.
     """
 
     num_frames: int = 8
@@ -55,4 +56,4 @@ class ClipSpec:
     std: str | Sequence[float] | None = None
     num_clips: int = 1
     num_crops: int = 1
-    num_sample: int = 1
+    clips_per_video: int = 1

@@ -228,7 +228,7 @@ class VideoDataset(Dataset):
             ``num_clips x num_crops`` views per video in segment-major order (dataset length
             multiplies; sample ``"view"`` = ``clip * num_crops + crop``).
             :class:`MultiViewDataset` gives all views of a video at once. With
-            ``clip.num_sample`` > 1 the sample's ``"video"`` is ``[num_sample, 3, T, S, S]`` and
+            ``clip.clips_per_video`` = R > 1 the sample's ``"video"`` is ``[R, 3, T, S, S]`` and
             :func:`collate_videos` flattens the repeats into the batch. Videos shorter than
             ``clip.min_frames`` (default :func:`min_frames_needed`: 1 for segments,
             ``num_frames`` for dense, ``ceil(num_frames/2)`` (>= 2) for sparse) are faults.
@@ -256,10 +256,10 @@ class VideoDataset(Dataset):
     ) -> None:
         self.source, self.records = _read_records(annotations, format, root, labels, "VideoDataset")
         clip = ClipSpec() if clip is None else clip
-        if clip.num_sample < 1:
-            raise InputError(f"num_sample must be >= 1, got {clip.num_sample}")
+        if clip.clips_per_video < 1:
+            raise InputError(f"clips_per_video must be >= 1, got {clip.clips_per_video}")
         self.clip = clip
-        self.num_sample = int(clip.num_sample)
+        self.clips_per_video = int(clip.clips_per_video)
         train, num_clips, num_crops = clip.train, clip.num_clips, clip.num_crops
         if transform is None:
             transform = build_clip_transform(clip)
@@ -308,7 +308,7 @@ class VideoDataset(Dataset):
             gen = make_generator(sample_seed(self.seed, epoch, index))
             try:
                 video = self.loader.clip(
-                    record.path, record.path, gen, view_spec, repeats=self.num_sample
+                    record.path, record.path, gen, view_spec, repeats=self.clips_per_video
                 )
             except PROGRAMMING_ERRORS:
                 raise
@@ -568,8 +568,8 @@ class ShardDataset(IterableDataset):
     ) -> None:
         self.urls = _expand_urls(urls)
         clip = ClipSpec() if clip is None else clip
-        if clip.num_sample != 1 or clip.num_clips * clip.num_crops != 1:
-            raise InputError("tar shards stream one clip per sample (num_sample and views 1)")
+        if clip.clips_per_video != 1 or clip.num_clips * clip.num_crops != 1:
+            raise InputError("tar shards stream one clip per sample (clips_per_video and views 1)")
         if transform is None:
             transform = build_clip_transform(clip)
         self.loader = ClipLoader(clip, backend, transform)
@@ -735,7 +735,7 @@ def collate_videos(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     An evaluation sample that could not be read (``"fault"``, no ``"video"``) is left out and
     only listed in ``"faults"``; when no sample is left, ``"video"`` is None.
 
-    Samples with repeated clips (``"video"`` ``[R, 3, T, H, W]``, ``num_sample``) are flattened
+    Samples with repeated clips (``"video"`` ``[R, 3, T, H, W]``, ``clips_per_video``) are flattened
     as the official ``multiple_samples_collate``: ``B * R`` clips, a sample's repeats next to
     each other, its fields repeated, and ``"repeat"`` ``long [B * R]`` numbering them.
     """

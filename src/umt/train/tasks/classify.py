@@ -229,7 +229,7 @@ class ClassifyTask(Task):
                 sampling=d.sampling,
                 frame_stride=d.sampling_rate,
                 input_size=d.input_size,
-                num_sample=d.clips_per_video,
+                clips_per_video=d.clips_per_video,
             ),
             transform=transform,
             labels=d.labels,
