@@ -102,7 +102,7 @@ def add_amp(p: argparse.ArgumentParser) -> None:
 def device_and_amp(args: argparse.Namespace) -> tuple[Any, Any]:
     """The torch device of ``--device`` and the autocast dtype of ``--amp`` (None: no
     autocast) on it."""
-    from umt.infer.classify import resolve_device
+    from umt.utils.device import resolve_device
     from umt.utils.device import resolve_amp
 
     device = resolve_device(args.device)

@@ -152,7 +152,7 @@ def _load_video_text(checkpoint: str, num_frames: int | None, note: Note) -> tup
 
 
 def _zero_shot_classify(args: argparse.Namespace, note: Note) -> int:
-    from umt.infer.classify import resolve_device
+    from umt.utils.device import resolve_device
     from umt.infer.search import read_class_names, zero_shot_classify_videos
 
     names = read_class_names(args.zero_shot)
@@ -228,7 +228,7 @@ def add_embed(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_embed(args: argparse.Namespace) -> int:
-    from umt.infer.classify import resolve_device
+    from umt.utils.device import resolve_device
     from umt.infer.search import embed_videos, list_videos
     from umt.outputs import check_writable
     from umt.utils.device import resolve_amp
@@ -298,7 +298,7 @@ def add_search(sub: argparse._SubParsersAction) -> None:
 def _run_search(args: argparse.Namespace) -> int:
     import time
 
-    from umt.infer.classify import resolve_device
+    from umt.utils.device import resolve_device
     from umt.infer.search import check_queries, load_index, search
 
     note = stderr_note("search")
