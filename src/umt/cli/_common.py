@@ -102,8 +102,7 @@ def add_amp(p: argparse.ArgumentParser) -> None:
 def device_and_amp(args: argparse.Namespace) -> tuple[Any, Any]:
     """The torch device of ``--device`` and the autocast dtype of ``--amp`` (None: no
     autocast) on it."""
-    from umt.utils.device import resolve_device
-    from umt.utils.device import resolve_amp
+    from umt.utils.device import resolve_amp, resolve_device
 
     device = resolve_device(args.device)
     return device, resolve_amp(args.amp, device)

@@ -152,8 +152,8 @@ def _load_video_text(checkpoint: str, num_frames: int | None, note: Note) -> tup
 
 
 def _zero_shot_classify(args: argparse.Namespace, note: Note) -> int:
-    from umt.utils.device import resolve_device
     from umt.infer.search import read_class_names, zero_shot_classify_videos
+    from umt.utils.device import resolve_device
 
     names = read_class_names(args.zero_shot)
     device = resolve_device(args.device)
@@ -228,10 +228,9 @@ def add_embed(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_embed(args: argparse.Namespace) -> int:
-    from umt.utils.device import resolve_device
     from umt.infer.search import embed_videos, list_videos
     from umt.outputs import check_writable
-    from umt.utils.device import resolve_amp
+    from umt.utils.device import resolve_amp, resolve_device
 
     note = stderr_note("embed")
 
@@ -298,8 +297,8 @@ def add_search(sub: argparse._SubParsersAction) -> None:
 def _run_search(args: argparse.Namespace) -> int:
     import time
 
-    from umt.utils.device import resolve_device
     from umt.infer.search import check_queries, load_index, search
+    from umt.utils.device import resolve_device
 
     note = stderr_note("search")
 
