@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from train_helpers import tiny_config
+from train_helpers import amp_trace, eager_grad_scaler, tiny_config
 from umt.train import checkpoint as ckpt
 from umt.train import pretrain
 
@@ -100,6 +100,33 @@ def test_resume_gives_same_losses_as_uninterrupted(synthetic, tmp_path):
     ]
     assert steps == [1, 2, 3, 4, 5, 6]
     assert (tmp_path / "b" / "checkpoints" / "step_000006" / "config.yaml").is_file()
+
+
+def test_fp16_resume_is_bit_identical_through_overflows(synthetic, tmp_path, monkeypatch):
+    """fp16 autocast + grad scaler on CPU: 3 steps + resume + 3 equal 6 straight, bit for bit,
+    with gradient overflows that skip steps on both sides of the stop (the scale at the stop
+    is not the starting one: a resume without the saved scaler would differ)."""
+    eager_grad_scaler(monkeypatch, init_scale=2.0**20)
+    fp16 = ("train.precision=fp16",)
+    lines: list[str] = []
+    pretrain(tiny_config(synthetic, tmp_path / "a", *fp16, "train.max_steps=6"), echo=lines.append)
+    assert any(ln.endswith("; device cpu; precision fp16 autocast + grad scaler") for ln in lines)
+    straight = amp_trace(tmp_path / "a")
+    skipped = [s[1] for s in straight]
+    assert 1 in skipped[:3] and 1 in skipped[3:] and 0 in skipped  # overflows on both sides
+    summary = f"fp16: {sum(skipped)} of 6 steps skipped on a gradient overflow; loss scale now"
+    assert any(ln.startswith(summary) for ln in lines)
+    pretrain(tiny_config(synthetic, tmp_path / "b", *fp16, "train.max_steps=3"))
+    state = json.loads((tmp_path / "b" / "checkpoints" / "step_000003" / "state.json").read_text())
+    assert state["scaler"]["scale"] == straight[3][0] != 2.0**20  # the scale step 4 used
+    second = pretrain(
+        tiny_config(synthetic, tmp_path / "b", *fp16, "train.max_steps=6", "train.resume=auto")
+    )
+    assert second.first_step == 3
+    assert amp_trace(tmp_path / "b") == straight
+    a = load_file(str(tmp_path / "a" / "checkpoints" / "step_000006" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoints" / "step_000006" / "model.safetensors"))
+    assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
 
 
 def test_non_finite_loss_stops_naming_step_and_checkpoint(synthetic, tmp_path):

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from train_helpers import run_cli, tiny_args, tiny_config
 from umt.train import checkpoint as ckpt
@@ -29,6 +30,9 @@ def test_default_command_runs(tmp_path):
         del os.environ["UMT_HOME"]
     assert res.returncode == 0, res.stderr[-3000:]
     assert "RANDOMLY INITIALISED" in res.stdout and "UMA loss:" in res.stdout
+    # the recipe's precision auto is fp32 on CPU, said once; no autocast, no grad scaler
+    assert res.stdout.count("note: precision auto: fp32 on cpu (train.precision=fp16 or") == 1
+    assert "autocast" not in res.stdout
     assert (env_home / "synthetic" / "train.csv").is_file()
     (run,) = list((tmp_path / "runs").iterdir())
     assert run.name.startswith("umt-tiny-synthetic-")
@@ -37,10 +41,34 @@ def test_default_command_runs(tmp_path):
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in recs] == [1, 2, 3]
     assert {"loss", "lr", "clips_per_s", "skipped_videos"} <= recs[0].keys()
+    assert "amp_scale" not in recs[0] and "skipped_step" not in recs[0]  # fp16 only
     assert [p.name for p in ckpt.list_checkpoints(run / "checkpoints")] == [
         "step_000002",
         "step_000003",
     ]
+
+
+def test_precision_per_device():
+    """fp16 (autocast + grad scaler) and bf16 run as asked on CPU and CUDA; auto is bf16 on
+    CUDA and fp32 on CPU (with a note); another device runs fp32 for fp16 and says so."""
+    from umt.config import load_config
+    from umt.train.loop import resolve_precision
+
+    def resolve(precision: str, device: str):
+        cfg = load_config(None, [f"train.precision={precision}"])
+        return resolve_precision(cfg, torch.device(device))
+
+    for device in ("cpu", "cuda"):
+        assert resolve("fp16", device) == (torch.float16, "")
+        assert resolve("bf16", device) == (torch.bfloat16, "")
+        assert resolve("fp32", device) == (None, "")
+    assert resolve("auto", "cuda") == (torch.bfloat16, "")
+    assert resolve("auto", "cpu") == (
+        None,
+        "precision auto: fp32 on cpu (train.precision=fp16 or bf16 on request)",
+    )
+    assert resolve("fp16", "mps") == (None, "precision fp16 is a CPU / GPU setting; fp32 on mps")
+    assert resolve("bf16", "mps") == (torch.bfloat16, "")
 
 
 # First losses of the tiny config (seed 0, CPU, fp32, built-in synthetic set). Regenerate only on

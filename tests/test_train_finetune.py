@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 import umt
 from official_fixtures import load_case
 from train_helpers import TINY_FT as TINY_FT_BASE
-from train_helpers import TORCHRUN_2, run_cli
+from train_helpers import TORCHRUN_2, amp_trace, eager_grad_scaler, run_cli
 from umt.config import ConfigError, load_config
 from umt.models.video_vit import read_student_weights
 from umt.train import finetune
@@ -252,6 +252,29 @@ def test_finetune_from_own_pretraining_run_and_resume_equals_straight(synthetic,
         b = load_file(str(tmp_path / "b" / "checkpoints" / "step_000006" / name))
         for k in a:
             torch.testing.assert_close(a[k], b[k], rtol=1e-6, atol=1e-7)
+
+
+def test_finetune_fp16_resume_equals_straight(synthetic, tmp_path, monkeypatch):
+    """fp16 autocast + grad scaler on CPU: 3 steps + resume + 3 equal 6 straight, bit for bit
+    (weights and their EMA), with overflows that skip steps and a scale at the stop that is
+    not the starting one."""
+    eager_grad_scaler(monkeypatch, init_scale=2.0**14)
+    extra = (
+        "model.init=scratch", "data.clips_per_video=2", "train.ema_decay=0.9",
+        "schedule.epochs=1", "schedule.steps_per_epoch=6", "model.drop_path_rate=0.2",
+        "train.precision=fp16",
+    )  # fmt: skip
+    finetune(ft_config(synthetic, tmp_path / "a", *extra))
+    straight = amp_trace(tmp_path / "a")
+    assert len(straight) == 6 and 1 in [s[1] for s in straight]
+    finetune(ft_config(synthetic, tmp_path / "b", *extra, "train.max_steps=3"))
+    second = finetune(ft_config(synthetic, tmp_path / "b", *extra, "train.resume=auto"))
+    assert second.first_step == 3 and straight[3][0] != 2.0**14
+    assert amp_trace(tmp_path / "b") == straight
+    for name in ("model.safetensors", "ema.safetensors"):
+        a = load_file(str(tmp_path / "a" / "checkpoints" / "step_000006" / name))
+        b = load_file(str(tmp_path / "b" / "checkpoints" / "step_000006" / name))
+        assert a.keys() == b.keys() and [k for k in a if not torch.equal(a[k], b[k])] == []
 
 
 @pytest.mark.slow

@@ -197,3 +197,96 @@ def test_teacher_and_student_token_grids_must_match():
     )
     with pytest.raises(ValueError, match="tubelet"):
         check_token_grids(tube, ok)
+
+
+# --------------------------------------------------------------------------- fp16 + grad scaler
+def _fp16_step(student, opt, batch, teacher, scaler, clip_grad=None):
+    return train_step(
+        student,
+        opt,
+        [batch],
+        uma_loss_fn(teacher, StepConfig()),
+        clip_grad=clip_grad,
+        scaler=scaler,
+        amp_dtype=torch.float16,
+    )
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_fp16_overflow_skips_the_step_and_halves_the_scale(fused):
+    """A gradient that overflows fp16 (a huge loss scale) is no error: the optimizer step is
+    skipped (weights and AdamW state untouched) and the scale halves; at a sane scale the next
+    step updates the weights. The fused AdamW kernel takes the scaler's ``found_inf`` too."""
+    cfg, student, teacher = _models(f"optim.fused={str(fused).lower()}")
+    opt = build_optimizer(student, cfg, lr=1e-3)
+    assert opt.defaults["fused"] is (True if fused else None)
+    batch = _batch(2, cfg)
+    before = copy.deepcopy(student.state_dict())
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**40)
+    out = _fp16_step(student, opt, batch, teacher, scaler)
+    assert 0.0 <= out["loss"] <= 4.0  # the loss itself is finite
+    assert (out["amp_scale"], out["skipped_step"]) == (2.0**40, 1)
+    assert scaler.get_scale() == 2.0**39
+    for k, v in student.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not any(s.get("step", 0) for s in opt.state.values())  # no AdamW step counted
+    assert all(p.grad is None for p in student.parameters())
+
+    scaler.update(2.0**10)  # a scale the gradients fit in
+    out = _fp16_step(student, opt, batch, teacher, scaler)
+    assert (out["amp_scale"], out["skipped_step"]) == (2.0**10, 0)
+    assert scaler.get_scale() == 2.0**10  # no overflow: kept (grows after growth_interval)
+    assert any(not torch.equal(v, before[k]) for k, v in student.state_dict().items())
+
+
+def test_fp16_unscales_before_clipping():
+    """The reported norm is the unscaled gradients' norm and the clip applies to them: with
+    SGD at lr 1 the update is the clipped gradient, of norm ``clip_grad`` (clipping the
+    scaled gradients, then unscaling, would leave a step 2**12 times smaller)."""
+    cfg, student, teacher = _models()
+    batch = _batch(2, cfg)
+    ref = copy.deepcopy(student)
+    with torch.autocast("cpu", dtype=torch.float16):
+        loss = uma_loss_fn(teacher, StepConfig())(ref, batch)
+    loss.backward()
+    true_norm = float(
+        torch.linalg.vector_norm(
+            torch.stack([p.grad.norm() for p in ref.parameters() if p.grad is not None])
+        )
+    )
+    before = [p.detach().clone() for p in student.parameters()]
+    opt = torch.optim.SGD(student.parameters(), lr=1.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**12)
+    clip = true_norm / 10
+    out = _fp16_step(student, opt, batch, teacher, scaler, clip_grad=clip)
+    assert out["skipped_step"] == 0
+    assert out["grad_norm"] == pytest.approx(true_norm, rel=1e-3)
+    moved = torch.linalg.vector_norm(
+        torch.stack([(p.detach() - b).norm() for p, b in zip(student.parameters(), before)])
+    )
+    assert float(moved) == pytest.approx(clip, rel=1e-3)
+
+
+def test_fp16_scaler_state_round_trips_through_a_checkpoint(tmp_path):
+    """The scale and the growth tracker (steps since the last overflow) are saved in
+    state.json and come back into a fresh GradScaler as they were."""
+    from umt.train import checkpoint as ckpt
+
+    cfg, student, teacher = _models()
+    opt = build_optimizer(student, cfg, lr=1e-3)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=5)
+    for seed in range(3):  # three quiet steps: the growth tracker at 3
+        assert _fp16_step(student, opt, _batch(2, cfg, seed), teacher, scaler)["skipped_step"] == 0
+    saved = scaler.state_dict()
+    assert saved["scale"] == 2.0**10 and saved["_growth_tracker"] == 3
+    state = ckpt.TrainState(step=6, scaler=saved)
+    path = ckpt.save_checkpoint(tmp_path, student, opt, state, "a: 1\n")
+    got = ckpt.load_training_checkpoint(path, student, opt)
+    fresh = torch.amp.GradScaler("cpu")
+    fresh.load_state_dict(got.scaler)
+    assert fresh.state_dict() == saved
+    # Both now behave alike: two more quiet steps reach growth_interval and double the scale.
+    for s in (scaler, fresh):
+        for seed in range(2):
+            _fp16_step(student, opt, _batch(2, cfg, seed), teacher, s)
+    assert scaler.get_scale() == fresh.get_scale() == 2.0**11

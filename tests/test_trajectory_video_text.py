@@ -90,9 +90,10 @@ class Trajectory:
         self.steps = load_file(str(folder / "steps.safetensors"))
         self.initial = load_file(str(folder / "initial.safetensors"))
         self.final = load_file(str(folder / "final.safetensors"))
-        self.cfg = load_config(self.meta["umt_recipe"], overrides)
+        # The official runs were recorded in float32 on CPU (their fp16 off): so is the replay.
+        self.cfg = load_config(self.meta["umt_recipe"], [*overrides, "train.precision=fp32"])
         info = DistInfo()
-        amp, _ = resolve_precision(self.cfg, info.device)  # fp16 recipes run in fp32 on CPU
+        amp, _ = resolve_precision(self.cfg, info.device)
         self.task = VideoTextTask(self.cfg, RunContext(info=info, amp_dtype=amp))
         self.net = load_checkpoint(
             folder / "initial.safetensors", part="video-text", **self.meta["umt_load"]

@@ -142,3 +142,24 @@ def loop_step(task: Any, model: Any, optimizer: Any, batch: dict, epoch: int, cl
         all_reduce_mean,
         amp_dtype=task.ctx.amp_dtype,
     )
+
+
+def eager_grad_scaler(monkeypatch: Any, init_scale: float) -> None:
+    """Make the training loop's fp16 ``GradScaler`` start at ``init_scale`` and double after
+    every step without an overflow (``growth_interval=1``): a run of a few tiny steps then
+    overflows, skips steps and changes its scale, so an exact resume needs the saved scaler."""
+    import torch
+
+    class EagerScaler(torch.amp.GradScaler):
+        def __init__(self, device: str = "cuda", **_: Any) -> None:
+            super().__init__(device, init_scale=init_scale, growth_interval=1)
+
+    monkeypatch.setattr(torch.amp, "GradScaler", EagerScaler)
+
+
+def amp_trace(out: Path) -> list[tuple[float, int, float]]:
+    """``(amp_scale, skipped_step, loss)`` of every step in ``out/metrics.jsonl``."""
+    import json
+
+    recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return [(r["amp_scale"], r["skipped_step"], r["loss"]) for r in recs if "amp_scale" in r]

@@ -193,8 +193,8 @@ class TrainConfig:
     accum_steps: int = 1
     seed: int = 0
     max_steps: int | None = None  # stop after this optimizer step (None = full schedule)
-    # fp16: autocast + grad scaler, as the official recipes run; bf16: autocast, no scaler;
-    # auto: bf16 on GPU. On CPU every setting but an explicit bf16 runs in fp32.
+    # fp16: autocast + grad scaler, as the official recipes run (on CPU too); bf16: autocast,
+    # no scaler; auto: bf16 on GPU, fp32 on CPU.
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"
     output_dir: str | None = None  # None = runs/<recipe>-<timestamp>

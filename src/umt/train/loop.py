@@ -70,16 +70,19 @@ class RunError(MachineError):
 
 # --------------------------------------------------------------------------- precision
 def resolve_precision(cfg: TaskConfig, device: torch.device) -> tuple[torch.dtype | None, str]:
-    """(autocast dtype or None for float32, a note when the setting does not apply here)."""
+    """(autocast dtype or None for float32, a note for the start-up lines or "").
+
+    On CUDA ``auto`` is bf16. On CPU fp16 (autocast + grad scaler) and bf16 run as asked and
+    ``auto`` is fp32, which the note says; elsewhere (e.g. mps) only bf16 and fp32 apply."""
     p = cfg.train.precision
-    if device.type != "cuda":
-        if p == "bf16":
-            return torch.bfloat16, ""
-        note = "" if p in ("auto", "fp32") else f"precision {p} is a GPU setting; fp32 on {device}"
-        return None, note
+    table = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+    if device.type == "cuda":
+        return table["bf16" if p == "auto" else p], ""
     if p == "auto":
-        p = "bf16"
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[p], ""
+        return None, f"precision auto: fp32 on {device} (train.precision=fp16 or bf16 on request)"
+    if p == "fp16" and device.type != "cpu":
+        return None, f"precision fp16 is a CPU / GPU setting; fp32 on {device}"
+    return table[p], ""
 
 
 # --------------------------------------------------------------------------- signals
@@ -322,6 +325,7 @@ class _Run:
         self.created_dir = False  # this run made its folder
         self.new_run_dir = False  # its folder held no run before this one
         self.stop_phase: str | None = None  # where a stop signal interrupted the run, if not a step
+        self.overflow_steps = 0  # fp16 steps the grad scaler skipped in this invocation
 
     # ---------------------------------------------------------------- set-up
     def _data(self) -> None:
@@ -533,12 +537,21 @@ class _Run:
             f"{info.world_size} process(es) x batch {cfg.train.batch_size} x "
             f"accum {cfg.train.accum_steps} = {self.total_batch} clips/step; lr {self.lr:.3g}; "
             f"{self.steps_per_epoch} steps/epoch; steps {st.step} -> {self.total_steps}; "
-            f"device {info.device}" + (f"; precision {self.amp}" if self.amp else "")
+            f"device {info.device}" + self._precision_desc()
         )
         if self.precision_note:
             self.say(f"  note: {self.precision_note}")
         if self.last_ckpt is not None:
             self.say(f"  resumed from {self.last_ckpt} (step {st.step})")
+
+    def _precision_desc(self) -> str:
+        """The start-up line's precision part ("" for float32)."""
+        if self.amp is None:
+            return ""
+        name = {torch.float16: "fp16", torch.bfloat16: "bf16"}.get(self.amp, str(self.amp))
+        return f"; precision {name} autocast" + (
+            " + grad scaler" if self.scaler is not None else ""
+        )
 
     # ---------------------------------------------------------------- saving
     def _model_config(self) -> dict[str, Any] | None:
@@ -629,6 +642,7 @@ class _Run:
                     self.ema.update(unwrap(self.model))
                 step += 1
                 dt, t0 = time.perf_counter() - t0, time.perf_counter()
+                self.overflow_steps += out.get("skipped_step", 0)
                 result.losses.append(out["loss"])
                 result.steps.append(step)
                 skipped = all_reduce_sum_int(faults.num_skipped_files, info.device)
@@ -646,6 +660,7 @@ class _Run:
                             "clips_per_s": self.total_batch / max(dt, 1e-9),
                             "step_s": dt,
                             "skipped_videos": skipped,
+                            **{k: out[k] for k in ("amp_scale", "skipped_step") if k in out},
                             "time": round(time.time() - self.t_start, 3),
                             **task.step_metrics(),
                         }
@@ -840,6 +855,11 @@ class _Run:
             self.say(
                 f"{self.task.loss_name}: {result.losses[0]:.4f} (step {result.first_step + 1}) -> "
                 f"{result.losses[-1]:.4f} (step {step}); {result.wall_s:.1f}s"
+            )
+        if self.overflow_steps:
+            self.say(
+                f"fp16: {self.overflow_steps} of {len(result.losses)} steps skipped on a gradient "
+                f"overflow; loss scale now {self.scaler.get_scale():g}"
             )
         if self.faults is not None and self.faults.num_skipped_files:
             self.say(f"data: {self.faults.summary(self.num_clips)}")

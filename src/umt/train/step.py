@@ -1,5 +1,5 @@
 """One optimizer step of any task: forward/backward over the micro-batches (gradient sync on the
-last one only), non-finite guard, unscale, clip, step."""
+last one only), non-finite guard, unscale, clip, step (skipped by the grad scaler on overflow)."""
 
 from __future__ import annotations
 
@@ -57,8 +57,11 @@ def train_step(
     that needs a part in float32 says so itself with ``torch.autocast(..., enabled=False)``.
 
     Returns ``{"loss", "grad_norm"}``; the loss is the mean over micro-batches (and over processes
-    through ``reduce_fn``); ``grad_norm`` is NaN unless ``clip_grad`` is set. Raises
-    ``NonFiniteLossError`` before touching the weights when the loss is not finite."""
+    through ``reduce_fn``); ``grad_norm`` (of the unscaled gradients) is NaN unless ``clip_grad``
+    is set. With a ``scaler`` (fp16) it also has ``amp_scale``, the loss scale this step's
+    backward used, and ``skipped_step`` (1 when a gradient overflowed: the scaler skipped the
+    optimizer step and lowered the scale; else 0). Raises ``NonFiniteLossError`` before touching
+    the weights when the loss itself is not finite."""
     model.train()
     n = len(micro_batches)
     device = model_device(model)
@@ -72,22 +75,26 @@ def train_step(
         total = loss.detach() if total is None else total + loss.detach()
     if reduce_fn is not None:
         total = reduce_fn(total)
-    loss_value = float(total)
+    loss_value = float(total)  # waits for the backward: reading the scale now costs nothing
+    scale = scaler.get_scale() if scaler is not None else 1.0
     if not torch.isfinite(total):
         optimizer.zero_grad(set_to_none=True)
         raise NonFiniteLossError(f"loss is {loss_value}")
     if scaler is not None:
-        scaler.unscale_(optimizer)
+        scaler.unscale_(optimizer)  # before clipping: the norm and the clip see true gradients
     grad_norm = float("nan")
     if clip_grad is not None and clip_grad > 0:
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
         if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor
             norm = norm.full_tensor()
         grad_norm = float(norm)
+    out = {"loss": loss_value, "grad_norm": grad_norm}
     if scaler is not None:
-        scaler.step(optimizer)
-        scaler.update()
+        scaler.step(optimizer)  # no update when a gradient is inf / NaN
+        scaler.update()  # lowers the scale after an overflow, raises it after a quiet stretch
+        out["amp_scale"] = scale
+        out["skipped_step"] = int(scaler.get_scale() < scale)
     else:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return {"loss": loss_value, "grad_norm": grad_norm}
+    return out
