@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from umt.train import builtin_teacher as bt
+from umt.train.tasks.teacher import TeacherRecipe
 
 # A teacher small enough to train in a second or two (the cache logic is the same).
-SMALL = bt.TeacherRecipe(
+SMALL = TeacherRecipe(
     img_size=32, width=32, layers=2, heads=2, output_dim=16, steps=4, batch_size=8, warmup_steps=1
 )
 
@@ -62,7 +63,7 @@ def test_loads_as_a_frozen_clip_teacher(synthetic, tmp_path):
 
 def test_recipe_change_gives_another_teacher(synthetic, tmp_path):
     first, _, _ = _ensure(SMALL, synthetic, tmp_path)
-    other = bt.TeacherRecipe(**{**SMALL.to_dict(), "crop_scales": (1.0,), "steps": 5})
+    other = TeacherRecipe(**{**SMALL.to_dict(), "crop_scales": (1.0,), "steps": 5})
     assert other.key() != SMALL.key()
     second, desc, lines = _ensure(other, synthetic, tmp_path)
     assert second != first and "trained now" in desc and first.is_dir()
@@ -112,7 +113,7 @@ def test_recipe_follows_the_config():
     assert r.norm == cfg.data.teacher_norm
     r2 = bt.recipe_from_config(load_config("umt-tiny-synthetic", ["teacher.width=64"]))
     assert r2.width == 64 and r2.key() != r.key()
-    assert bt.TeacherRecipe.from_dict(r.to_dict()) == r
+    assert TeacherRecipe.from_dict(r.to_dict()) == r
 
 
 def test_frame_objects_follow_the_rendered_clip():

@@ -172,7 +172,7 @@ def test_sigterm_while_the_teacher_trains_keeps_its_progress_and_continues(
         f"its progress is kept in {keep}: run the same command again to continue from there"
     )
     step = int(line.split("after step ")[1].split("/")[0])
-    assert 0 < step < 600 and keep.is_file()
+    assert 0 < step < 600 and (keep / "checkpoints").is_dir()
     monkeypatch.setenv("UMT_HOME", str(home))
     res = run_cli(["teacher", "train", *TEACHER], tmp_path, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -243,8 +243,9 @@ def test_a_long_wait_for_the_teacher_s_lock_is_reported_periodically(
     synthetic, tmp_path, monkeypatch
 ):
     from umt.train import builtin_teacher as bt
+    from umt.train.tasks.teacher import TeacherRecipe
 
-    recipe = bt.TeacherRecipe(
+    recipe = TeacherRecipe(
         img_size=32, width=32, layers=2, heads=2, output_dim=16, steps=2, batch_size=8,
         warmup_steps=1,
     )  # fmt: skip

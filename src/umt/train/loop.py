@@ -281,6 +281,7 @@ def train(
     :func:`umt.train.distributed.exit_process` after this returns (``umt`` does), or the
     interpreter's teardown can occasionally abort it."""
     t_start = time.time()
+    task_cls.prepare(cfg, echo)  # before the processes join (e.g. a cached teacher made once)
     info = init_distributed(cfg)
     try:
         run = _Run(cfg, task_cls, info, echo or (lambda s: print(s, flush=True)), t_start)
@@ -645,6 +646,7 @@ class _Run:
                 self.overflow_steps += out.get("skipped_step", 0)
                 result.losses.append(out["loss"])
                 result.steps.append(step)
+                task.after_step(step, out["loss"])
                 skipped = all_reduce_sum_int(faults.num_skipped_files, info.device)
                 if step % cfg.train.log_every == 0 or step == self.total_steps:
                     logger.log(

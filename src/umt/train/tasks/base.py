@@ -76,6 +76,12 @@ class Task:
         return self.ctx.resume_from is None
 
     # ---------------------------------------------------------------- building
+    @classmethod
+    def prepare(cls, cfg: Any, say: Callable[[str], None] | None) -> None:
+        """Work each process does before the processes join and the task is built, e.g. making
+        a cached input on first use (the built-in teacher, itself trained by the loop);
+        ``say``: where its lines go (None: the loop's default, printing)."""
+
     def check(self) -> None:
         """Refuse settings this task cannot run with (raise ``ConfigError``), before any work."""
 
@@ -141,6 +147,10 @@ class Task:
     def loss(self, model: nn.Module, batch: dict[str, Any], epoch: int) -> torch.Tensor:
         """The loss of one micro-batch (a scalar tensor with a graph to ``model``)."""
         raise NotImplementedError
+
+    def after_step(self, step: int, loss: float) -> None:
+        """Hears each optimizer step's number (from 1) and loss, on every process, after the
+        step (e.g. progress lines of a task run inside another command)."""
 
     def step_metrics(self) -> dict[str, float]:
         """Extra numbers logged with each step (e.g. the parts of a summed loss), from the

