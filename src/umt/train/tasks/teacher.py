@@ -7,8 +7,8 @@ tower on single frames of the synthetic set, run by :func:`umt.train.loop.train`
   (:meth:`BuiltinTeacherConfig.for_recipe`), the rest (folders, device, logging) says where and
   how it runs;
 * **data**: :class:`TeacherFrames`, frames drawn at random (with replacement) from the training
-  videos, each cropped and flipped by stage 1's own augmentation
-  (:func:`umt.data.transforms.build_pretrain_transform`), with the object it shows and a caption
+  videos, each cropped and flipped by stage 1's own transforms (:mod:`umt.data.transforms`: a
+  square multi-scale crop, a flip, normalisation), with the object it shows and a caption
   template; an item's draws are a function of its index, so a resume continues exactly;
 * **model**: :class:`LockedTextCLIP` (image tower, linear ``text_proj`` of the locked MiniLM
   embeddings, learnable temperature);
@@ -197,18 +197,27 @@ def load_frames(
 
 class TeacherFrames(torch.utils.data.Dataset):
     """``steps x batch_size`` draws per epoch, each a random frame of ``frames`` (uint8
-    ``[N, 3, S, S]``) with a random caption template, augmented as stage 1 augments its clips
-    (multi-scale crop, flip, normalisation). Item ``(epoch, i)`` draws from a generator seeded by
+    ``[N, 3, S, S]``) with a random caption template, augmented by stage 1's transforms (a
+    square multi-scale crop anywhere in the frame, a flip, normalisation). Item ``(epoch, i)`` draws from a generator seeded by
     ``(seed, epoch, i)`` alone: ``{"index", "image" [3, size, size], "object", "template"}``."""
 
     def __init__(self, frames: torch.Tensor, objects: torch.Tensor, recipe: TeacherRecipe) -> None:
-        from umt.data.transforms import build_pretrain_transform
+        from umt.data.transforms import (
+            Compose,
+            MultiScaleCrop,
+            Normalize,
+            RandomHorizontalFlip,
+            ToModelLayout,
+        )
 
         self.frames, self.objects = frames, objects
         self.length = recipe.steps * recipe.batch_size
         self.seed = recipe.seed
-        self.transform = build_pretrain_transform(
-            recipe.img_size, recipe.crop_scales, flip=True, mean=recipe.norm
+        # Stage 1's crop, square (no aspect distortion: a frame's caption names its shape) and
+        # anywhere in the frame.
+        crop = MultiScaleCrop(recipe.img_size, recipe.crop_scales, max_distort=0, fix_crop=False)
+        self.transform = Compose(
+            [crop, RandomHorizontalFlip(0.5), Normalize(recipe.norm), ToModelLayout()]
         )
 
     def __len__(self) -> int:
