@@ -62,7 +62,7 @@ class TeacherRecipe:
     heads: int = 4
     output_dim: int = 128
     norm: str = "imagenet"  # the mean / std of the frames it reads (data.teacher_norm)
-    steps: int = 1000  # shape is learnt late (most frames right only after several hundred)
+    steps: int = 1000  # shape is learnt late (val frames at 1000 steps: colour 99%, shape 76%)
     batch_size: int = 64
     lr: float = 2e-3
     min_lr: float = 1e-5
