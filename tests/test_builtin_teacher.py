@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from umt.train import builtin_teacher as bt
-from umt.train.tasks.teacher import TeacherRecipe
+from umt.config.teacher import TeacherRecipe, recipe_from_config
 
 # A teacher small enough to train in a second or two (the cache logic is the same).
 SMALL = TeacherRecipe(
@@ -108,10 +108,10 @@ def test_recipe_follows_the_config():
 
     cfg = load_config("umt-tiny-synthetic")
     assert cfg.teacher.weights == bt.BUILTIN
-    r = bt.recipe_from_config(cfg)
+    r = recipe_from_config(cfg)
     assert (r.img_size, r.width, r.layers, r.heads, r.output_dim) == (112, 128, 4, 4, 128)
     assert r.norm == cfg.data.teacher_norm
-    r2 = bt.recipe_from_config(load_config("umt-tiny-synthetic", ["teacher.width=64"]))
+    r2 = recipe_from_config(load_config("umt-tiny-synthetic", ["teacher.width=64"]))
     assert r2.width == 64 and r2.key() != r.key()
     assert TeacherRecipe.from_dict(r.to_dict()) == r
 
@@ -165,3 +165,23 @@ def test_stage1_mask_kinds(kind):
         assert not torch.equal(mask, other)
     with pytest.raises(ValueError, match="mask kind"):
         teacher_targets(teacher, video, seeds, 0.75, mask_kind="grid")
+
+
+def test_a_teacher_recipe_of_its_own_is_one_registered_task(tmp_path):
+    """``task: builtin-teacher`` is a recipe like any other: loaded, checked, its loop sections
+    derived from its ``teacher`` recipe (a hand-set lr there is refused)."""
+    from umt.config import ConfigError, load_config
+    from umt.config.teacher import BuiltinTeacherConfig
+
+    f = tmp_path / "t.yaml"
+    cfg = BuiltinTeacherConfig.for_recipe(SMALL, "", "")
+    f.write_text(cfg.to_yaml())
+    back = load_config(str(f))
+    assert isinstance(back, BuiltinTeacherConfig) and back.teacher == SMALL
+    assert back.teacher.key() == SMALL.key()
+    with pytest.raises(ConfigError, match="optim is derived from the teacher recipe"):
+        load_config(str(f), ["optim.lr=0.1"])
+    with pytest.raises(ConfigError, match="teacher.crop_scales"):
+        load_config(str(f), ["teacher.crop_scales=[0.0]"])
+    with pytest.raises(ConfigError, match="unknown config key 'teacher.widht'"):
+        load_config(str(f), ["teacher.widht=3"])

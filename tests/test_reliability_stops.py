@@ -151,7 +151,8 @@ def test_sigterm_while_the_teacher_trains_keeps_its_progress_and_continues(
     synthetic, tmp_path, monkeypatch
 ):
     from umt.config import load_config
-    from umt.train.builtin_teacher import partial_path, recipe_from_config, teacher_dir
+    from umt.config.teacher import recipe_from_config
+    from umt.train.builtin_teacher import partial_path, teacher_dir
 
     home = _home(synthetic, tmp_path / "home")
     log = tmp_path / "teacher.log"
@@ -207,7 +208,8 @@ def test_waiting_for_another_process_s_teacher_is_said_and_not_training_time(
 ):
     from train_helpers import TINY
     from umt.config import load_config
-    from umt.train.builtin_teacher import recipe_from_config, teacher_dir
+    from umt.config.teacher import recipe_from_config
+    from umt.train.builtin_teacher import teacher_dir
 
     home = _home(synthetic, tmp_path / "home")
     monkeypatch.setenv("UMT_HOME", str(home))
@@ -243,7 +245,7 @@ def test_a_long_wait_for_the_teacher_s_lock_is_reported_periodically(
     synthetic, tmp_path, monkeypatch
 ):
     from umt.train import builtin_teacher as bt
-    from umt.train.tasks.teacher import TeacherRecipe
+    from umt.config.teacher import TeacherRecipe
 
     recipe = TeacherRecipe(
         img_size=32, width=32, layers=2, heads=2, output_dim=16, steps=2, batch_size=8,

@@ -34,7 +34,8 @@ def add_teacher(sub: argparse._SubParsersAction) -> None:
             "--config",
             default=None,
             metavar="FILE|RECIPE",
-            help="the pretraining recipe whose teacher section to use (default: the default)",
+            help="a pretraining recipe (its teacher section) or a builtin-teacher recipe "
+            "(default: the default pretraining recipe)",
         )
         if name == "train":
             t.add_argument("--retrain", action="store_true", help="train again even if cached")
@@ -45,31 +46,39 @@ def add_teacher(sub: argparse._SubParsersAction) -> None:
 
 
 def run_teacher(args: argparse.Namespace) -> int:
+    import dataclasses
     import json
 
-    from umt.config import load_config
+    from umt.config import load_config, task_command
+    from umt.config.teacher import BuiltinTeacherConfig, recipe_from_config
     from umt.data import ensure_synthetic_dataset
     from umt.train.builtin_teacher import (
         check_cached,
         describe,
         ensure_builtin_teacher,
         read_report,
-        recipe_from_config,
         teacher_dir,
     )
     from umt.train.data import synthetic_root
 
-    cfg = load_config(args.config, list(args.overrides), task="pretrain")
-    if not hasattr(cfg, "teacher"):
-        raise InputError(f"recipe {cfg.recipe}: has no teacher section")
-    recipe = recipe_from_config(cfg)
+    cfg = load_config(args.config, list(args.overrides))
+    if isinstance(cfg, BuiltinTeacherConfig):  # a teacher recipe of its own
+        recipe = cfg.teacher
+    elif hasattr(cfg, "teacher"):  # the teacher a run's recipe asks for
+        recipe = recipe_from_config(cfg)
+    else:
+        raise InputError(
+            f"recipe {cfg.recipe} ({task_command(cfg.task)}): has no teacher section; pass a "
+            "pretraining recipe or a builtin-teacher one"
+        )
     folder = teacher_dir(recipe)
     if args.teacher_command == "info":
         problem = check_cached(folder, recipe)
         print(describe(folder, "cached") if problem is None else f"{folder}: {problem}")
         print(json.dumps({"path": str(folder), "cached": problem is None, **read_report(folder)}))
         return 0 if problem is None else 1
-    root = ensure_synthetic_dataset(synthetic_root(cfg), **recipe.synthetic)
+    synth = dataclasses.asdict(recipe.synthetic)
+    root = ensure_synthetic_dataset(synthetic_root(cfg), **synth)
     folder, line = ensure_builtin_teacher(
         recipe, root, log=lambda m: print(m, flush=True), retrain=args.retrain
     )

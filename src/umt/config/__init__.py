@@ -11,7 +11,8 @@ Layout: :mod:`umt.config._loader` (YAML -> dataclasses, overrides, ``base:``, di
 class, once), :mod:`umt.config.common` (:class:`TaskConfig` and the sections tasks share), and one
 module per task's schema: :mod:`~umt.config.stage1`, :mod:`~umt.config.classify`,
 :mod:`~umt.config.video_text` (stage 2 and retrieval), :mod:`~umt.config.video_qa`,
-:mod:`~umt.config.videomae`, :mod:`~umt.config.detection`. The schemas live here, not beside
+:mod:`~umt.config.videomae`, :mod:`~umt.config.detection`, :mod:`~umt.config.teacher` (the built-in
+teacher's training). The schemas live here, not beside
 their tasks in :mod:`umt.train.tasks`, because the tasks import torch and this package must not:
 the CLI reads recipes for its ``--help``. Importing this package registers every task.
 """
@@ -23,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 # Each schema module registers its task(s) on import; this order is the registry's order.
-from umt.config import classify, detection, stage1, video_qa, video_text, videomae  # noqa: F401
+from umt.config import (  # noqa: F401
+    classify,
+    detection,
+    stage1,
+    teacher,
+    video_qa,
+    video_text,
+    videomae,
+)
 from umt.config._loader import (
     ConfigError,
     apply_overrides,

@@ -8,7 +8,7 @@ their colour and shape, locked MiniLM text tower, contrastive loss), trained by 
 signals and ``metrics.jsonl``.
 
 The result is cached under ``$UMT_HOME/teachers`` (else ``~/.cache/umt/teachers``) in a folder
-named by a hash of its :class:`~umt.train.tasks.teacher.TeacherRecipe`, beside the recipe, a
+named by a hash of its :class:`~umt.config.teacher.TeacherRecipe`, beside the recipe, a
 checksum of the weights and a report (zero-shot colour / shape accuracy on the val frames). A
 later run whose recipe hashes the same reuses it; a folder whose recipe or checksum does not match
 is refused and rebuilt. The training's run folder sits beside it (:func:`partial_path`): a stopped
@@ -18,6 +18,7 @@ training continues from its checkpoint; it is removed once the teacher is cached
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -29,8 +30,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from umt.config.teacher import TeacherRecipe, recipe_from_config
 from umt.errors import InputError, MachineError, StoppedError
-from umt.train.tasks.teacher import TeacherRecipe
 from umt.utils.files import sha256_file
 
 BUILTIN = "builtin"  # the teacher.weights value that asks for this teacher
@@ -117,25 +118,6 @@ def _mark_holder(lock: Any, text: str) -> None:
         pass  # only informative
 
 
-def recipe_from_config(cfg: Any) -> TeacherRecipe:
-    """The built-in teacher a stage-1 config asks for: its ``teacher`` sizes and
-    ``teacher.builtin_steps`` (unset ones keep the recipe defaults), ``teacher.img_size`` (else
-    ``data.input_size``), ``data.teacher_norm``."""
-    t = cfg.teacher
-    sizes = {
-        k: getattr(t, k)
-        for k in ("patch_size", "width", "layers", "heads", "output_dim")
-        if getattr(t, k) is not None
-    }
-    if getattr(t, "builtin_steps", None) is not None:
-        sizes["steps"] = t.builtin_steps
-    return TeacherRecipe(
-        img_size=t.img_size or cfg.data.input_size,
-        norm=getattr(cfg.data, "teacher_norm", "imagenet"),
-        **sizes,
-    )
-
-
 def ensure_for_config(cfg: Any, log: Callable[[str], None] | None = None) -> tuple[Path, str]:
     """:func:`ensure_builtin_teacher` of the teacher a run's config asks for (its synthetic set
     made first when absent): the cached folder and a line saying which teacher it is."""
@@ -143,7 +125,7 @@ def ensure_for_config(cfg: Any, log: Callable[[str], None] | None = None) -> tup
     from umt.train.data import synthetic_root
 
     recipe = recipe_from_config(cfg)
-    root = ensure_synthetic_dataset(synthetic_root(cfg), **recipe.synthetic)
+    root = ensure_synthetic_dataset(synthetic_root(cfg), **dataclasses.asdict(recipe.synthetic))
     return ensure_builtin_teacher(recipe, root, log=log)
 
 
@@ -324,8 +306,9 @@ def train_teacher(
     ``progress(step)`` hears every 100 steps."""
     import torch
 
+    from umt.config.teacher import BuiltinTeacherConfig
     from umt.train.loop import RunError, train
-    from umt.train.tasks.teacher import EXPORT, BuiltinTeacherConfig, TeacherTask
+    from umt.train.tasks.teacher import EXPORT, TeacherTask
 
     t0 = time.time()
 
@@ -339,6 +322,7 @@ def train_teacher(
         on_step = staticmethod(report)
 
     cfg = BuiltinTeacherConfig.for_recipe(recipe, synthetic_root, run_dir)
+    cfg.validate()
     step = _checkpoint_step(run_dir)
     if step:
         say(f"built-in teacher: continuing an interrupted training from step {step} ({run_dir})")

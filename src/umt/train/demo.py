@@ -260,8 +260,9 @@ def _run_demo(
     done: list[RunRecord],
     stopper: Any,
 ) -> DemoResult:
-    from umt.train.builtin_teacher import read_report, recipe_from_config, teacher_dir
-    from umt.train.tasks.stage1 import build_teacher
+    from umt.config.teacher import recipe_from_config
+    from umt.train.builtin_teacher import read_report, teacher_dir
+    from umt.train.tasks.common import build_teacher
 
     t0 = time.time()
     base = pretrain_config(VARIANTS[0], 1, 0, out / "unused", settings.teacher_steps)

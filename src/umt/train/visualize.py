@@ -55,7 +55,7 @@ def visualize_mask(
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from umt.train.tasks.stage1 import build_teacher
+    from umt.train.tasks.common import build_teacher
 
     path = Path(video) if video else _first_synthetic_clip(cfg)
     if not path.is_file():

