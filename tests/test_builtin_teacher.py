@@ -8,8 +8,8 @@ import json
 import pytest
 import torch
 
-from umt.train import builtin_teacher as bt
 from umt.config.teacher import TeacherRecipe, recipe_from_config
+from umt.train import builtin_teacher as bt
 
 # A teacher small enough to train in a second or two (the cache logic is the same).
 SMALL = TeacherRecipe(

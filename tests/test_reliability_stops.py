@@ -244,8 +244,8 @@ def test_waiting_for_another_process_s_teacher_is_said_and_not_training_time(
 def test_a_long_wait_for_the_teacher_s_lock_is_reported_periodically(
     synthetic, tmp_path, monkeypatch
 ):
-    from umt.train import builtin_teacher as bt
     from umt.config.teacher import TeacherRecipe
+    from umt.train import builtin_teacher as bt
 
     recipe = TeacherRecipe(
         img_size=32, width=32, layers=2, heads=2, output_dim=16, steps=2, batch_size=8,

@@ -160,29 +160,29 @@ class LockedTextCLIP(nn.Module):
         return self.image.encode_image(images), self.text_proj(text), self.temp
 
 
-def zero_shot(
-    model: LockedTextCLIP,
-    frames: torch.Tensor,
-    objects: torch.Tensor,
-    text: torch.Tensor,
-    names: list[tuple[str, str]],
-    recipe: TeacherRecipe,
-) -> dict[str, Any]:
-    """Zero-shot frame classification: each frame's object is the one whose prompt ensemble
-    (mean of its normalised template embeddings) is nearest; accuracy of colour, shape, both.
-    The frames are resized and normalised by the evaluation transform."""
-    from umt.data.transforms.recipes import build_eval_transform
+class TeacherValFrames(torch.utils.data.Dataset):
+    """Every frame of ``frames`` (uint8 ``[N, 3, S, S]``) through the evaluation transform (a
+    resize of the short side, a centre crop, normalisation): ``{"image" [3, size, size],
+    "object"}``."""
 
-    view = build_eval_transform(recipe.img_size, mean=recipe.norm)  # [T,3,H,W] -> [3,T,S,S]
-    with torch.no_grad():
-        cls = F.normalize(model.text_proj(text), dim=-1).mean(1)  # [O, D]
-        cls = F.normalize(cls, dim=-1)
-        preds = []
-        for i in range(0, len(frames), 256):
-            x = view(frames[i : i + 256]).transpose(0, 1)  # [b, 3, S, S]
-            emb = F.normalize(model.image.encode_image(x), dim=-1)  # [b, D]
-            preds.append((emb @ cls.T).argmax(-1))
-        pred = torch.cat(preds)
+    def __init__(self, frames: torch.Tensor, objects: torch.Tensor, recipe: TeacherRecipe) -> None:
+        from umt.data.transforms.recipes import build_eval_transform
+
+        self.frames, self.objects = frames, objects
+        self.view = build_eval_transform(recipe.img_size, mean=recipe.norm)  # -> [3, T, S, S]
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"image": self.view(self.frames[i][None])[:, 0], "object": int(self.objects[i])}
+
+
+def zero_shot_metrics(
+    pred: torch.Tensor, objects: torch.Tensor, names: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """Accuracy of predicted objects ``pred`` ``[N]`` against ``objects`` ``[N]`` (indices into
+    ``names``, ``(colour, shape)`` pairs): object, colour and shape, with their chance levels."""
     colours = sorted({c for c, _ in names})
     shapes = sorted({s for _, s in names})
     p_names = [names[int(i)] for i in pred]
@@ -221,6 +221,7 @@ class TeacherTask(Task):
         frames, objects, self.names = load_frames(root, "train")  # [N, 3, S, S], [N]
         self.val_frames, self.val_objects, _ = load_frames(root, "val")
         self.train_frames = len(frames)
+        self.zero_shot: dict[str, Any] | None = None  # the last validation's metrics
         return TeacherFrames(frames, objects, recipe)
 
     def collate(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
@@ -264,14 +265,39 @@ class TeacherTask(Task):
         if self.on_step is not None:
             self.on_step(step, loss)
 
+    # ---------------------------------------------------------------- zero-shot validation
+    def evaluates(self, epoch: int | None) -> bool:
+        return True  # its one epoch ends the run: zero-shot once, at the end
+
+    def eval_dataset(self) -> TeacherValFrames:
+        return TeacherValFrames(self.val_frames, self.val_objects, self.cfg.teacher)
+
+    def eval_batch_size(self) -> int:
+        return 256
+
+    def eval_step(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+        """Each frame's object: the one whose prompt ensemble (the mean of its normalised
+        template embeddings) is nearest. ``(predicted [b], true [b])`` object ids."""
+        dev = self.ctx.device
+        cls = F.normalize(model.text_proj(self.text.to(dev)), dim=-1).mean(1)  # [O, D]
+        cls = F.normalize(cls, dim=-1)
+        emb = F.normalize(model.image.encode_image(batch["image"].to(dev)), dim=-1)  # [b, D]
+        return (emb @ cls.T).argmax(-1).cpu(), batch["object"]
+
+    def eval_metrics(self, parts: list[tuple[torch.Tensor, ...]]) -> dict[str, Any]:
+        pred = torch.cat([p for p, _ in parts])
+        objects = torch.cat([o for _, o in parts])
+        self.zero_shot = zero_shot_metrics(pred, objects, self.names)
+        return self.zero_shot
+
     def finish(self, model: nn.Module, out: Path, best: Path | None) -> list[str]:
-        """Zero-shot on the val frames (``report.json``) and the frozen teacher (``export/``)."""
+        """The zero-shot report (``report.json``) and the frozen teacher (``export/``)."""
         from umt.models import save_pretrained
         from umt.models.clip_teacher import CLIPTeacher
+        from umt.train.validate import evaluate_here
 
         recipe = self.cfg.teacher
-        model.eval()
-        zs = zero_shot(model, self.val_frames, self.val_objects, self.text, self.names, recipe)
+        zs = self.zero_shot or evaluate_here(self, model, 0)
         report = {"zero_shot": zs, "train_frames": self.train_frames}
         (out / REPORT).write_text(json.dumps(report, indent=1))
         # A run picks its K (teacher.return_layers) when it loads the teacher.
