@@ -66,8 +66,9 @@ def load_frames(
 class TeacherFrames(torch.utils.data.Dataset):
     """``steps x batch_size`` draws per epoch, each a random frame of ``frames`` (uint8
     ``[N, 3, S, S]``) with a random caption template, augmented by stage 1's transforms (a
-    square multi-scale crop anywhere in the frame, a flip, normalisation). Item ``(epoch, i)`` draws from a generator seeded by
-    ``(seed, epoch, i)`` alone: ``{"index", "image" [3, size, size], "object", "template"}``."""
+    square multi-scale crop anywhere in the frame, a flip, normalisation). Item ``(epoch, i)``
+    draws from a generator seeded by ``(seed, epoch, i)`` alone: ``{"index", "image" [3, size,
+    size], "object", "template"}``."""
 
     def __init__(self, frames: torch.Tensor, objects: torch.Tensor, recipe: TeacherRecipe) -> None:
         from umt.data.transforms.video import (
