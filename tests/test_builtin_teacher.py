@@ -185,3 +185,22 @@ def test_a_teacher_recipe_of_its_own_is_one_registered_task(tmp_path):
         load_config(str(f), ["teacher.crop_scales=[0.0]"])
     with pytest.raises(ConfigError, match="unknown config key 'teacher.widht'"):
         load_config(str(f), ["teacher.widht=3"])
+
+
+def test_teacher_info_reads_a_teacher_recipe_of_its_own(tmp_path, monkeypatch):
+    """`umt teacher info --config t.yaml` names the cache folder of that recipe (not cached:
+    exit 1), and a recipe without a teacher section is refused in one line."""
+    from train_helpers import run_cli
+
+    from umt.config.teacher import BuiltinTeacherConfig
+
+    monkeypatch.setenv("UMT_HOME", str(tmp_path / "home"))
+    f = tmp_path / "t.yaml"
+    f.write_text(BuiltinTeacherConfig.for_recipe(SMALL, "", "").to_yaml())
+    res = run_cli(["teacher", "info", "--config", str(f)], tmp_path, timeout=120)
+    assert res.returncode == 1, res.stderr
+    info = json.loads(res.stdout.strip().splitlines()[-1])
+    assert info["cached"] is False and info["path"].endswith(f"synthetic-clip-{SMALL.key()}")
+    res = run_cli(["teacher", "info", "--config", "umt-tiny-synthetic-ft"], tmp_path, timeout=120)
+    assert res.returncode == 2 and "has no teacher section" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
