@@ -191,7 +191,6 @@ def test_teacher_info_reads_a_teacher_recipe_of_its_own(tmp_path, monkeypatch):
     """`umt teacher info --config t.yaml` names the cache folder of that recipe (not cached:
     exit 1), and a recipe without a teacher section is refused in one line."""
     from train_helpers import run_cli
-
     from umt.config.teacher import BuiltinTeacherConfig
 
     monkeypatch.setenv("UMT_HOME", str(tmp_path / "home"))
