@@ -46,20 +46,18 @@ def add_teacher(sub: argparse._SubParsersAction) -> None:
 
 
 def run_teacher(args: argparse.Namespace) -> int:
-    import dataclasses
     import json
 
     from umt.config import load_config, task_command
     from umt.config.teacher import BuiltinTeacherConfig, recipe_from_config
-    from umt.data import ensure_synthetic_dataset
     from umt.train.builtin_teacher import (
         check_cached,
         describe,
         ensure_builtin_teacher,
         read_report,
+        synthetic_set,
         teacher_dir,
     )
-    from umt.train.data import synthetic_root
 
     cfg = load_config(args.config, list(args.overrides))
     if isinstance(cfg, BuiltinTeacherConfig):  # a teacher recipe of its own
@@ -77,10 +75,8 @@ def run_teacher(args: argparse.Namespace) -> int:
         print(describe(folder, "cached") if problem is None else f"{folder}: {problem}")
         print(json.dumps({"path": str(folder), "cached": problem is None, **read_report(folder)}))
         return 0 if problem is None else 1
-    synth = dataclasses.asdict(recipe.synthetic)
-    root = ensure_synthetic_dataset(synthetic_root(cfg), **synth)
     folder, line = ensure_builtin_teacher(
-        recipe, root, log=lambda m: print(m, flush=True), retrain=args.retrain
+        recipe, synthetic_set(cfg, recipe), log=lambda m: print(m, flush=True), retrain=args.retrain
     )
     print(line)
     print(json.dumps({"path": str(folder), **read_report(folder)}))

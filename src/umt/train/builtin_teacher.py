@@ -121,12 +121,21 @@ def _mark_holder(lock: Any, text: str) -> None:
 def ensure_for_config(cfg: Any, log: Callable[[str], None] | None = None) -> tuple[Path, str]:
     """:func:`ensure_builtin_teacher` of the teacher a run's config asks for (its synthetic set
     made first when absent): the cached folder and a line saying which teacher it is."""
-    from umt.data import ensure_synthetic_dataset
-    from umt.train.data import synthetic_root
-
     recipe = recipe_from_config(cfg)
-    root = ensure_synthetic_dataset(synthetic_root(cfg), **dataclasses.asdict(recipe.synthetic))
-    return ensure_builtin_teacher(recipe, root, log=log)
+    return ensure_builtin_teacher(recipe, synthetic_set(cfg, recipe), log=log)
+
+
+def synthetic_set(cfg: Any, recipe: TeacherRecipe) -> Path:
+    """The synthetic set ``recipe`` learns from, under the run's ``synthetic_root`` (made first
+    when absent; a folder that cannot be written is one line saying so)."""
+    from umt.data import ensure_synthetic_dataset
+    from umt.train.data import synthetic_root, synthetic_write_error
+
+    root = synthetic_root(cfg)
+    try:
+        return ensure_synthetic_dataset(root, **dataclasses.asdict(recipe.synthetic))
+    except OSError as err:
+        raise synthetic_write_error(err, root) from None
 
 
 def prepare_for_run(cfg: Any, say: Callable[[str], None] | None) -> None:
