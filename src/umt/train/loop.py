@@ -281,6 +281,7 @@ def train(
     :func:`umt.train.distributed.exit_process` after this returns (``umt`` does), or the
     interpreter's teardown can occasionally abort it."""
     t_start = time.time()
+    check_model_names(cfg)  # before any work, the task's set-up included
     task_cls.prepare(cfg, echo)  # before the processes join (e.g. a cached teacher made once)
     info = init_distributed(cfg)
     try:
@@ -478,7 +479,6 @@ class _Run:
     def _setup(self) -> None:
         cfg, info, task = self.cfg, self.info, self.task
         task.ctx.resume_from = self._resume_source()
-        check_model_names(cfg)
         task.check()
         self._data()  # a bad list or shard set is refused before anything is built or written
         self.out = self._output_dir()
