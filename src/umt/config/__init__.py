@@ -28,6 +28,7 @@ from umt.config._loader import (
     ConfigError,
     apply_overrides,
     build,
+    flatten,
     list_recipes,
     read_recipe,
     rename_keys,
@@ -40,6 +41,7 @@ __all__ = [
     "DEFAULT_RECIPE",
     "ConfigError",
     "TaskConfig",
+    "flatten",
     "from_dict",
     "list_recipes",
     "load_config",
@@ -96,7 +98,8 @@ def upgrade_saved_config(data: Any) -> Any:
     there is refused with its new name."""
     if not isinstance(data, dict) or data.get("task", "pretrain") not in TASKS:
         return data
-    return rename_keys(data, config_class(data).renamed_keys)
+    cls = config_class(data)
+    return rename_keys(data, cls.renamed_keys, cls.renamed_values)
 
 
 def save_config(cfg: TaskConfig, path: str | Path) -> None:
