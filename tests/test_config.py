@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import sys
 import typing
@@ -296,6 +297,9 @@ def test_a_renamed_key_is_refused_with_its_new_name(tmp_path):
         ("umt-tiny-synthetic-ft", "data.num_sample", "data.clips_per_video"),
         ("umt-tiny-synthetic", "loss.kind", "loss.uma_kind"),
         ("umt-tiny-synthetic", "loss.weight", "loss.uma"),
+        ("umt-tiny-synthetic", "train.tensorboard", "train.loggers"),
+        ("umt-tiny-synthetic-ft", "train.tensorboard", "train.loggers"),
+        ("umt-tiny-synthetic-qa", "train.tensorboard", "train.loggers"),
     ],
 )
 def test_every_renamed_key_is_refused_in_overrides_and_recipes(tmp_path, recipe, old, new):
@@ -309,12 +313,16 @@ def test_every_renamed_key_is_refused_in_overrides_and_recipes(tmp_path, recipe,
         load_config(str(tmp_path / "r.yaml"))
 
 
+# The old form of the values whose form changed with their key's name.
+OLD_VALUES = {"train.tensorboard": lambda loggers: "tensorboard" in loggers}
+
+
 def _saved_before_the_renames(cfg: TaskConfig) -> dict:
     """``cfg`` as a run's config.yaml written before the keys were renamed."""
     saved = cfg.to_dict()
     for old, new in type(cfg).renamed_keys.items():
         (s_old, k_old), (s_new, k_new) = old.split("."), new.split(".")
-        saved[s_old][k_old] = saved[s_new].pop(k_new)
+        saved[s_old][k_old] = OLD_VALUES.get(old, lambda v: v)(saved[s_new].pop(k_new))
     return saved
 
 
@@ -329,7 +337,11 @@ def test_an_old_run_resumes_across_the_renames(recipe):
     cfg = load_config(recipe)
     task = task_class(cfg.task)(cfg, None)
     saved = _saved_before_the_renames(cfg)
+    assert saved["train"]["tensorboard"] is True and "loggers" not in saved["train"]
     assert upgrade_saved_config(saved) == cfg.to_dict()
+    saved_off = copy.deepcopy(saved)
+    saved_off["train"]["tensorboard"] = False  # tensorboard off: no loggers
+    assert upgrade_saved_config(saved_off)["train"]["loggers"] == []
     assert config_differences(task, yaml.safe_dump(saved)) == []
     if cfg.task == "finetune":
         saved["data"]["num_sample"] = 3

@@ -23,7 +23,7 @@ TINY_FT = [
     "train.batch_size=4",
     "train.progress=false",
     "train.plot=false",
-    "train.tensorboard=false",
+    "train.loggers=[]",
 ]
 
 
@@ -66,7 +66,7 @@ TINY = [
     "train.batch_size=4",
     "train.progress=false",
     "train.plot=false",
-    "train.tensorboard=false",
+    "train.loggers=[]",
     "optim.scale_lr=false",
     "optim.lr=1e-3",
     "optim.warmup_lr=1e-4",

@@ -26,8 +26,9 @@ many GPUs / nodes: launch the same command with torchrun, e.g.
 
 outputs in the run folder: config.yaml, metrics.jsonl, loss_curve.png,
 checkpoints/step_NNNNNN/ (safetensors + JSON, keep-last-N; each loads with umt.load_checkpoint),
-{extra_outputs}tensorboard/ when installed. A new run never reuses a folder that holds a run
-(--resume or --overwrite say what to do with it).
+{extra_outputs}tensorboard/ and wandb/ (train.loggers=[tensorboard,wandb]; default
+[tensorboard]; W&B offline unless WANDB_MODE or an API key). A new run never reuses a folder
+that holds a run (--resume or --overwrite say what to do with it).
 
 SIGTERM or Ctrl-C: the run finishes its step (or stops its validation / end-of-run test at
 once), writes a checkpoint and exits with 143 / 130 (a second Ctrl-C stops at once).

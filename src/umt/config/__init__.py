@@ -37,6 +37,7 @@ from umt.config._loader import (
     ConfigError,
     apply_overrides,
     build,
+    flatten,
     list_recipes,
     read_recipe,
     rename_keys,
@@ -49,6 +50,7 @@ __all__ = [
     "DEFAULT_RECIPE",
     "ConfigError",
     "TaskConfig",
+    "flatten",
     "from_dict",
     "list_recipes",
     "load_config",
@@ -105,7 +107,8 @@ def upgrade_saved_config(data: Any) -> Any:
     there is refused with its new name."""
     if not isinstance(data, dict) or data.get("task", "pretrain") not in TASKS:
         return data
-    return rename_keys(data, config_class(data).renamed_keys)
+    cls = config_class(data)
+    return rename_keys(data, cls.renamed_keys, cls.renamed_values)
 
 
 def save_config(cfg: TaskConfig, path: str | Path) -> None:

@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 import types
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -180,9 +180,24 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def rename_keys(data: dict[str, Any], renamed: Mapping[str, str]) -> dict[str, Any]:
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as ``{"section.key": value}`` (a config's ``to_dict()``, a raw one)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+    return out
+
+
+def rename_keys(
+    data: dict[str, Any],
+    renamed: Mapping[str, str],
+    convert: Mapping[str, Callable[[Any], Any]] | None = None,
+) -> dict[str, Any]:
     """A copy of raw mapping ``data`` with each old dotted key of ``renamed`` moved to its new
-    one (where the old key is set and the new one is not)."""
+    one (where the old key is set and the new one is not); ``convert``: old dotted key -> the
+    function that gives its value the new key's form."""
     out = copy.deepcopy(data)
     for old, new in renamed.items():
         *parents, leaf = old.split(".")
@@ -192,6 +207,8 @@ def rename_keys(data: dict[str, Any], renamed: Mapping[str, str]) -> dict[str, A
         if not isinstance(node, dict) or leaf not in node:
             continue
         value = node.pop(leaf)
+        if convert and old in convert:
+            value = convert[old](value)
         *parents, leaf = new.split(".")
         node = out
         for part in parents:

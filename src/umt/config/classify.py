@@ -94,6 +94,7 @@ class ClassifyConfig(TaskConfig):
     optim: LayerDecayOptimConfig = field(default_factory=LayerDecayOptimConfig)
 
     renamed_keys = {
+        **TaskConfig.renamed_keys,
         "eval.val_every_epochs": "eval.every_epochs",
         "data.num_sample": "data.clips_per_video",
     }

@@ -10,6 +10,7 @@ module (:mod:`umt.config.stage1`, ...).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -187,6 +188,9 @@ class ScheduleConfig:
     lr_floor: float = 0.01  # cosine_floor: the lowest lr, as a fraction of optim.lr
 
 
+LoggerName = Literal["tensorboard", "wandb"]
+
+
 @dataclass
 class TrainConfig:
     batch_size: int = 64  # per process
@@ -203,7 +207,10 @@ class TrainConfig:
     checkpoint_every: int = 1000  # optimizer steps; a checkpoint is also written at the end
     keep_last: int = 3
     log_every: int = 1
-    tensorboard: bool = True  # used only when tensorboard is installed
+    # Where the records of metrics.jsonl also go (rank 0): TensorBoard (<run>/tensorboard) and
+    # Weights & Biases (project train.wandb_project, offline unless WANDB_MODE / a key says so).
+    loggers: list[LoggerName] = field(default_factory=lambda: ["tensorboard"])
+    wandb_project: str = "umt"
     plot: bool = True
     progress: bool = True
     ema_decay: float | None = None  # keep an EMA of the weights (e.g. 0.9999); None = off
@@ -236,9 +243,15 @@ class TaskConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     dist: DistConfig = field(default_factory=DistConfig)
 
-    # Keys this task renamed: old dotted key -> new one. The old key is refused (in a recipe, an
-    # override, a run's saved config.yaml) with the new name in the message.
-    renamed_keys: ClassVar[dict[str, str]] = {}
+    # Keys renamed: old dotted key -> new one. The old key is refused (in a recipe, an override,
+    # a run's saved config.yaml) with the new name in the message. A task's own renames add to
+    # these ({**TaskConfig.renamed_keys, ...}).
+    renamed_keys: ClassVar[dict[str, str]] = {"train.tensorboard": "train.loggers"}
+    # Old dotted key -> its old value as the new key's value, for the renames that changed the
+    # value's form too (what a resume reads from an old run's config.yaml).
+    renamed_values: ClassVar[dict[str, Callable[[Any], Any]]] = {
+        "train.tensorboard": lambda on: ["tensorboard"] if on else [],
+    }
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -276,5 +289,7 @@ class TaskConfig:
             raise ConfigError("data.num_frames and data.input_size: must be >= 1")
         if self.train.resume and self.train.overwrite:
             raise ConfigError("train.resume and train.overwrite exclude each other: pick one")
+        if len(set(self.train.loggers)) != len(self.train.loggers):
+            raise ConfigError(f"train.loggers: {self.train.loggers} names a logger twice")
         if self.train.ema_decay is not None and not 0.0 < self.train.ema_decay < 1.0:
             raise ConfigError("train.ema_decay: must be in (0, 1), or null for no EMA")

@@ -50,7 +50,11 @@ class Stage1Config(TaskConfig):
     loss: LossConfig = field(default_factory=LossConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
 
-    renamed_keys = {"loss.kind": "loss.uma_kind", "loss.weight": "loss.uma"}
+    renamed_keys = {
+        **TaskConfig.renamed_keys,
+        "loss.kind": "loss.uma_kind",
+        "loss.weight": "loss.uma",
+    }
 
     def validate(self) -> None:
         if not 0.0 <= self.mask.ratio < 1.0:

@@ -191,7 +191,7 @@ class BuiltinTeacherConfig:
                 resume="auto",
                 checkpoint_every=250,
                 keep_last=1,
-                tensorboard=False,
+                loggers=[],
                 plot=False,
                 progress=False,
             ),

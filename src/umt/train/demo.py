@@ -124,7 +124,7 @@ def _common(out: Path, seed: int) -> list[str]:
         f"train.seed={seed}",
         "train.progress=false",
         "train.plot=false",
-        "train.tensorboard=false",
+        "train.loggers=[]",
         "train.keep_last=1",
         "train.checkpoint_every=100000",
         "train.log_every=1000",

@@ -24,10 +24,10 @@ from typing import Any
 import torch
 import yaml
 
-from umt.config import ConfigError, TaskConfig, upgrade_saved_config
+from umt.config import ConfigError, TaskConfig, flatten, upgrade_saved_config
 from umt.errors import InputError, MachineError
 from umt.train import checkpoint as ckpt
-from umt.train import runs
+from umt.train import loggers, runs
 from umt.train.data import build_loader
 from umt.train.distributed import (
     DistInfo,
@@ -164,18 +164,36 @@ def ignore_stop_signals(worker_id: int) -> None:
 
 # --------------------------------------------------------------------------- logging
 class RunLogger:
-    """Rank-0 logging: progress bar, ``metrics.jsonl``, TensorBoard (when installed)."""
+    """Rank-0 logging: progress bar, ``metrics.jsonl`` and the ``train.loggers`` backends
+    (:mod:`umt.train.loggers`), which get every record the file gets. A backend that fails
+    (to start, or mid-run) is dropped with one warning line; the run goes on."""
 
     def __init__(
-        self, cfg: TaskConfig, out: Path, active: bool, total: int, initial: int, desc: str
+        self,
+        cfg: TaskConfig,
+        out: Path,
+        active: bool,
+        total: int,
+        initial: int,
+        desc: str,
+        best_metric: str | None = None,
+        say: Callable[[str], None] | None = None,
     ):
         self.active = active
         self.bar = None
-        self.tb = None
+        self.backends: list[loggers.Backend] = []
         self.file: runs.MetricsFile | None = None
         if not active:
             return
+        say = say or (lambda s: print(s, flush=True))
         self.file = runs.MetricsFile(out / "metrics.jsonl")
+        for name in cfg.train.loggers:
+            try:
+                self.backends.append(
+                    loggers.open_backend(name, cfg, out, initial, best_metric, say)
+                )
+            except Exception as err:
+                say(f"  warning: {name} could not start ({_one_line(err)}); going on without it")
         if cfg.train.progress:
             from tqdm.auto import tqdm
 
@@ -187,38 +205,39 @@ class RunLogger:
                 dynamic_ncols=True,
                 mininterval=0.5 if sys.stderr.isatty() else 15.0,
             )
-        if cfg.train.tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(out / "tensorboard"))
-            except Exception:  # tensorboard not installed
-                self.tb = None
+    def _to_backends(self, rec: dict[str, Any], prefix: str) -> None:
+        values = loggers.scalars(rec, prefix)
+        for backend in list(self.backends):
+            try:
+                backend.log(values, rec["step"])
+            except Exception as err:
+                self.backends.remove(backend)
+                self.write(
+                    f"warning: {backend.name} logging failed at step {rec['step']} "
+                    f"({_one_line(err)}); training goes on without it (metrics.jsonl has "
+                    "every record)"
+                )
+                self._close(backend, failed=True)
 
     def log_eval(self, rec: dict[str, Any]) -> None:
-        """A validation record: to metrics.jsonl, TensorBoard and one printed line."""
+        """A validation record: to metrics.jsonl, the loggers (``val/<key>``), one printed line."""
         if not self.active:
             return
         self.file.append(rec)
+        self._to_backends(rec, "val")
         values = {k: v for k, v in rec.items() if k not in ("step", "epoch")}
-        if self.tb is not None:
-            for k, v in values.items():
-                if isinstance(v, (int, float)) and math.isfinite(v):
-                    self.tb.add_scalar(f"val/{k}", v, rec["step"])
         shown = ", ".join(
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()
         )
         self.write(f"epoch {rec['epoch']} (step {rec['step']}): {shown}")
 
     def log(self, rec: dict[str, Any]) -> None:
+        """A training step's record: to metrics.jsonl, the loggers (``train/<key>``), the bar."""
         if not self.active:
             return
         self.file.append(rec)
-        if self.tb is not None:
-            for k in ("loss", "lr", "wd", "clips_per_s", "grad_norm"):
-                v = rec.get(k)
-                if isinstance(v, float) and math.isfinite(v):
-                    self.tb.add_scalar(f"train/{k}", v, rec["step"])
+        self._to_backends(rec, "train")
         if self.bar is not None:
             self.bar.update(1)
             self.bar.set_postfix(
@@ -235,33 +254,37 @@ class RunLogger:
         else:
             print(text, flush=True)
 
-    def close(self) -> None:
+    def _close(self, backend: loggers.Backend, failed: bool) -> None:
+        try:
+            backend.close(failed)
+        except Exception as err:
+            self.write(f"warning: {backend.name}: closing failed ({_one_line(err)})")
+
+    def close(self, failed: bool = False) -> None:
+        """End the bar, the loggers (``failed``: the run ends in an error) and the file."""
         if self.bar is not None:
             self.bar.close()
-        if self.tb is not None:
-            self.tb.close()
+        for backend in self.backends:
+            self._close(backend, failed)
+        self.backends = []
         if self.file is not None:
             self.file.close()
 
 
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
+
+
 # --------------------------------------------------------------------------- resume checks
-def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-    return out
-
-
 def config_differences(task: Task, saved_yaml: str) -> list[str]:
     """``key: saved -> now`` for each setting the task needs unchanged to resume."""
     try:
         saved = yaml.safe_load(saved_yaml) or {}
     except yaml.YAMLError:
         return ["config.yaml (unreadable)"]
-    now = _flatten(task.cfg.to_dict())
-    then = _flatten(upgrade_saved_config(saved))
+    now = flatten(task.cfg.to_dict())
+    then = flatten(upgrade_saved_config(saved))
     diffs = []
     for key in sorted(set(now) | set(then)):
         if key.split(".", 1)[0] not in task.resume_sections or key in task.resume_ignored:
@@ -282,6 +305,7 @@ def train(
     interpreter's teardown can occasionally abort it."""
     t_start = time.time()
     check_model_names(cfg)  # before any work, the task's set-up included
+    loggers.check_loggers(cfg.train.loggers)
     task_cls.prepare(cfg, echo)  # before the processes join (e.g. a cached teacher made once)
     info = init_distributed(cfg)
     try:
@@ -772,13 +796,23 @@ class _Run:
         stopper = Stopper()
         stopper.install()
         logger = RunLogger(
-            cfg, self.out, self.main, self.total_steps, self.state.step, self.task.name
+            cfg,
+            self.out,
+            self.main,
+            self.total_steps,
+            self.state.step,
+            self.task.name,
+            best_metric=self.task.best_metric,
+            say=self.say,
         )
+        failed = True
         try:
             self._steps(result, stopper, logger)
+            failed = False
         except KeyboardInterrupt:  # a second Ctrl-C: stop at once; _finish says what is saved
             stopper.signum = signal.SIGINT
             self.final_step = result.steps[-1] if result.steps else self.state.step
+            failed = False
         except torch.OutOfMemoryError as err:
             raise RunError(
                 f"out of memory ({str(err).splitlines()[0]}). The last checkpoint is intact: "
@@ -786,7 +820,7 @@ class _Run:
                 "train.accum_steps, or model.grad_checkpointing=N."
             ) from None
         finally:
-            logger.close()
+            logger.close(failed)
         try:  # the handlers stay until the end-of-run work is done: a stop there is said too
             result = self._finish(result, stopper)
             lines = self._final(stopper, result)

@@ -24,6 +24,7 @@ RUN_FILES = (
     "config.yaml",
     "loss_curve.png",
     "tensorboard",
+    "wandb",
     "best",
     "test",
     "probe.json",
