@@ -61,6 +61,17 @@ def resolve_init(cfg: Any, resume_from: Path | None = None) -> tuple[str | None,
     return init, f"from {init}"
 
 
+def check_init(init: str | None) -> None:
+    """``model.init`` names an existing file or folder, or a released checkpoint
+    (:mod:`umt.models.released`, fetched when the model is built); ``scratch``, ``auto`` and an
+    unset value are each task's to check."""
+    from umt.models.released import checkpoint_exists, release_hint
+
+    if init in (None, "scratch", "auto") or checkpoint_exists(init):
+        return
+    raise FileNotFoundError(f"model.init: no such file or folder {init}{release_hint(init)}")
+
+
 def load_best_weights(net: nn.Module, best: Path | None, enabled: bool, strict: bool = True) -> str:
     """Load ``best/model.safetensors`` (the best-validation export) into ``net`` when ``enabled``
     and present; returns which weights ``net`` now holds, for the test's report line."""

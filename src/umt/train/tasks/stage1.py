@@ -38,7 +38,8 @@ from umt.train.tasks.common import (
 
 TEACHER_FORMATS = (
     "OpenAI CLIP (.pt / .pth, whole model or its visual tower), open_clip or HuggingFace CLIP "
-    "weights, an official UMT teacher file, or a folder written by 'umt convert'"
+    "weights, an official UMT teacher file, a folder written by 'umt convert', or a released "
+    "stage-2 checkpoint such as umt-b16-25m (its teacher; 'umt models')"
 )
 
 
@@ -65,14 +66,26 @@ class AlignedStudent(nn.Module):
 
 def check_teacher_setting(cfg: Stage1Config) -> None:
     """A recipe meant for real data needs real CLIP weights; only a recipe that says
-    ``teacher.allow_random: true`` (the built-in tiny one) may distil a random teacher."""
+    ``teacher.allow_random: true`` (the built-in tiny one) may distil a random teacher.
+    ``teacher.weights`` is a path, ``builtin``, or a released stage-2 checkpoint (its CLIP
+    teacher; :mod:`umt.models.released`)."""
+    from umt.models.released import checkpoint_exists, find_release, release_hint, releases
 
     t = cfg.teacher
     if t.weights == BUILTIN:
         return
     if t.weights:
-        if not Path(t.weights).exists():
-            raise FileNotFoundError(f"teacher.weights: no such file or folder {t.weights}")
+        if not checkpoint_exists(t.weights):
+            raise FileNotFoundError(
+                f"teacher.weights: no such file or folder {t.weights}{release_hint(t.weights)}"
+            )
+        rel = find_release(t.weights)
+        if rel is not None and not rel.has_teacher:
+            carry = ", ".join(r.name for r in releases() if r.has_teacher)
+            raise ConfigError(
+                f"teacher.weights {t.weights}: that released file holds no CLIP teacher; "
+                f"the stage-2 pretraining files carry theirs: {carry}"
+            )
         return
     if not t.allow_random:
         raise ConfigError(
