@@ -63,7 +63,9 @@ def add_evaluate(sub: argparse._SubParsersAction) -> None:
         epilog=_EVALUATE_EPILOG,
     )
     c.add_argument(
-        "checkpoint", help="fine-tuned classifier: official .pth or a umt checkpoint folder/file"
+        "checkpoint",
+        help="fine-tuned classifier: official .pth, a umt checkpoint folder/file, or a released "
+        "name ('umt models')",
     )
     c.add_argument("list", help="annotation list (path,label lines; SSv2 JSON with --format)")
     c.add_argument(
@@ -138,7 +140,10 @@ def _add_evaluate_retrieval(tasks: argparse._SubParsersAction) -> None:
             "      --paragraph --max-seconds 30 --max-text-len 64"
         ),
     )
-    r.add_argument("checkpoint", help="video-text model: official multimodal .pth or umt's folder")
+    r.add_argument(
+        "checkpoint",
+        help="video-text model: official multimodal .pth, umt's folder, or a released name",
+    )
     r.add_argument("annotations", metavar="ANNOTATIONS.json", help="retrieval test annotations")
     r.add_argument("--root", default=None, help="prefix for relative video paths")
     add_num_frames(r, default=4, help="frames per video (default: 4)")
@@ -353,7 +358,9 @@ def _add_evaluate_qa(tasks: argparse._SubParsersAction) -> None:
             "      --answer-list msrvtt_qa_answer_list.json"
         ),
     )
-    q.add_argument("checkpoint", help="QA checkpoint: umt's folder or an official QA .pth")
+    q.add_argument(
+        "checkpoint", help="QA checkpoint: umt's folder, an official QA .pth, or a released name"
+    )
     q.add_argument("annotations", metavar="ANNOTATIONS", help="QA test annotations")
     q.add_argument("--answer-list", default=None, metavar="JSON", help="the candidate answers")
     q.add_argument("--root", default=None, help="prefix for relative video paths")
@@ -433,7 +440,10 @@ def _add_evaluate_mc(tasks: argparse._SubParsersAction) -> None:
             "  umt evaluate mc b16_25m.pth msrvtt_mc_test.json --root videos/"
         ),
     )
-    m.add_argument("checkpoint", help="video-text model: official multimodal .pth or umt's folder")
+    m.add_argument(
+        "checkpoint",
+        help="video-text model: official multimodal .pth, umt's folder, or a released name",
+    )
     m.add_argument("annotations", metavar="ANNOTATIONS.json", help="multiple-choice annotations")
     m.add_argument("--root", default=None, help="prefix for relative video paths")
     add_num_frames(m, default=12, help="frames (default: 12)")

@@ -57,7 +57,8 @@ def add_classify(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--checkpoint",
         required=True,
-        help="fine-tuned classifier checkpoint (with --zero-shot: a video-text model)",
+        help="fine-tuned classifier: a checkpoint path or a released name such as umt-b16-k400 "
+        "('umt models'); with --zero-shot a video-text model",
     )
     p.add_argument("--labels", default=None, metavar="FILE", help="class names of the head")
     p.add_argument(
@@ -101,10 +102,12 @@ def _run_classify(args: argparse.Namespace) -> int:
         load_classifier,
         resolve_class_names,
     )
+    from umt.models.released import checkpoint_exists, release_hint
 
     note = stderr_note("classify")
-    if not Path(args.checkpoint).exists():
-        raise FileNotFoundError(f"{args.checkpoint}: checkpoint not found")
+    if not checkpoint_exists(args.checkpoint):
+        hint = release_hint(args.checkpoint)
+        raise FileNotFoundError(f"{args.checkpoint}: checkpoint not found{hint}")
     if args.zero_shot is not None:
         return _zero_shot_classify(args, note)
     if args.labels is not None and not Path(args.labels).is_file():
@@ -206,7 +209,9 @@ def add_embed(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "videos", nargs="+", metavar="VIDEOS_OR_LIST", help="video files, folders or list files"
     )
-    p.add_argument("--checkpoint", required=True, help="video-text model (stage 2)")
+    p.add_argument(
+        "--checkpoint", required=True, help="video-text model (stage 2): a path or a released name"
+    )
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="index folder")
     p.add_argument(
         "--num-frames",
@@ -298,6 +303,7 @@ def _run_search(args: argparse.Namespace) -> int:
     import time
 
     from umt.infer.search import check_queries, load_index, search
+    from umt.models.released import checkpoint_exists
     from umt.utils.device import resolve_device
 
     note = stderr_note("search")
@@ -310,7 +316,7 @@ def _run_search(args: argparse.Namespace) -> int:
             "checksums (not verified); umt embed --overwrite rebuilds it with them"
         )
     checkpoint = args.checkpoint or index.settings.get("checkpoint")
-    if not checkpoint or not Path(checkpoint).exists():
+    if not checkpoint_exists(checkpoint):
         raise FileNotFoundError(
             f"{args.index}: the index's model {checkpoint} is not found; pass --checkpoint"
         )
@@ -367,8 +373,9 @@ def add_ask(sub: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "checkpoint: umt's QA checkpoint folder (from 'umt finetune' with a QA recipe; its\n"
-            "answer_list.json, vocabulary and qa.json lie beside the weights) or an official\n"
-            "QA .pth with --answers. Default: the best (else the latest) checkpoint of the\n"
+            "answer_list.json, vocabulary and qa.json lie beside the weights), an official\n"
+            "QA .pth or a released one (umt-b16-msrvtt-qa, ...: 'umt models') with --answers.\n"
+            "Default: the best (else the latest) checkpoint of the\n"
             f"latest '{DEFAULT_QA_RECIPE}' run.\n\n"
             "examples:\n"
             f"  umt finetune --config {DEFAULT_QA_RECIPE}\n"

@@ -68,21 +68,23 @@ def _train_options(task: str) -> Callable[[argparse.ArgumentParser], None]:
             p.add_argument(
                 "--teacher",
                 default=None,
-                metavar="PATH",
-                help="CLIP teacher weights (any format umt convert knows), or 'builtin' (the "
-                "synthetic-world teacher); sets teacher.weights",
+                metavar="PATH|NAME",
+                help="CLIP teacher weights (any format umt convert knows), a released stage-2 "
+                "checkpoint (its teacher; 'umt models'), or 'builtin' (the synthetic-world "
+                "teacher); sets teacher.weights",
             )
         p.add_argument(
             "--init",
             default=None,
-            metavar="PATH|scratch|auto",
+            metavar="PATH|NAME|scratch|auto",
             help=(
                 "stage 2: the stage-1 checkpoint its video encoder starts from"
                 if task == "pretrain"
                 else "the checkpoint to fine-tune (stage-1, stage-2 or fine-tuned; official or "
                 "umt's)"
             )
-            + ", 'scratch', or 'auto' (the latest umt pretrain run); sets model.init",
+            + ", a released name ('umt models'), 'scratch', or 'auto' (the latest umt "
+            "pretrain run); sets model.init",
         )
         p.add_argument(
             "--text-encoder",

@@ -10,7 +10,12 @@ __all__ = ["add_visualize_mask"]
 
 
 def _visualize_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--teacher", default=None, metavar="PATH", help="CLIP teacher weights")
+    p.add_argument(
+        "--teacher",
+        default=None,
+        metavar="PATH|NAME",
+        help="CLIP teacher weights, or a released stage-2 checkpoint (its teacher)",
+    )
     p.add_argument("--config", default=None, metavar="FILE|RECIPE", help="recipe for sizes")
     p.add_argument("--mask-ratio", type=float, default=None, help="default: the recipe's")
     p.add_argument("--seed", type=int, default=0, help="seed of the mask draw")

@@ -653,6 +653,7 @@ def run_classification(
     from umt.data.decode import available_backends
     from umt.data.faults import TooManyFaultsError
     from umt.models import load_checkpoint
+    from umt.models.released import checkpoint_exists, release_hint
     from umt.outputs import check_writable
     from umt.utils.device import resolve_amp
 
@@ -660,8 +661,8 @@ def run_classification(
         raise InputError(
             f"--backend {backend}: not usable here; use one of: {', '.join(available_backends())}"
         )
-    if not Path(checkpoint).exists():
-        raise FileNotFoundError(f"{checkpoint}: checkpoint not found")
+    if not checkpoint_exists(checkpoint):
+        raise FileNotFoundError(f"{checkpoint}: checkpoint not found{release_hint(checkpoint)}")
     if predictions is not None:  # before the (long) test, not after it
         check_writable(predictions, "predictions file")
     world = int(os.environ.get("WORLD_SIZE", "1"))

@@ -259,7 +259,7 @@ def _settings(path: Path) -> dict[str, Any]:
         "k_test": 128,
     }
     f = (path if path.is_dir() else path.parent) / QA_SETTINGS
-    if f.is_file():
+    if path.exists() and f.is_file():
         try:
             data = json.loads(f.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -277,27 +277,33 @@ def load_qa_model(
     tokenizer: str | os.PathLike | None = None,
     **sizes: int,
 ) -> LoadedQA:
-    """A QA checkpoint (umt's folder, an official QA ``.pth``, or a stage-2 model) with its
-    tokenizer, answer list (``answers``, a JSON list, else the ``answer_list.json`` beside the
-    checkpoint) and text settings (``qa.json`` beside it, else the official 25 / 5 / [SEP] /
+    """A QA checkpoint (umt's folder, an official QA ``.pth``, a stage-2 model, or a released
+    name: :mod:`umt.models.released`) with its tokenizer, answer list (``answers``, a JSON list,
+    else the ``answer_list.json`` beside the checkpoint) and text settings (``qa.json`` beside it, else the official 25 / 5 / [SEP] /
     128). ``sizes``: what an official file does not store (``num_heads``, ``text_num_heads``,
     ``img_size``; :func:`umt.models.video_qa.load_video_qa` warns of those it assumed)."""
     from umt.data.formats.qa import load_answer_list
     from umt.evaluate.retrieval import resolve_tokenizer
+    from umt.models.released import checkpoint_exists, release_hint
     from umt.models.video_qa import load_video_qa, read_answer_list
 
     path = Path(checkpoint)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
+    if not checkpoint_exists(path):
+        raise FileNotFoundError(f"{path}: checkpoint not found{release_hint(path)}")
     model, notes = load_video_qa(path, num_frames=num_frames, **sizes)
     if answers is not None:
         answer_list = load_answer_list(answers)
     else:
-        found = read_answer_list(path)
+        found = read_answer_list(path) if path.exists() else None
         if found is None:
+            what = (
+                "no answer_list.json beside the checkpoint"
+                if path.exists()
+                else "a released QA model comes without its answer list"
+            )
             raise FileNotFoundError(
-                f"{path}: no answer_list.json beside the checkpoint; pass --answers FILE (a JSON "
-                "list of the candidate answers, e.g. msrvtt_qa_answer_list.json)"
+                f"{path}: {what}; pass --answers FILE (a JSON list of the candidate answers, "
+                "e.g. msrvtt_qa_answer_list.json)"
             )
         answer_list = found
     tok = resolve_tokenizer(path, model, tokenizer)

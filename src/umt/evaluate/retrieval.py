@@ -650,9 +650,10 @@ def run_retrieval(
     (the file written or None).
     """
     from umt.data.formats.retrieval import load_retrieval_annotations
+    from umt.models.released import checkpoint_exists, release_hint
 
-    if not Path(checkpoint).exists():
-        raise FileNotFoundError(f"{checkpoint}: checkpoint not found")
+    if not checkpoint_exists(checkpoint):
+        raise FileNotFoundError(f"{checkpoint}: checkpoint not found{release_hint(checkpoint)}")
     if num_frames < 1:
         raise InputError(f"num_frames must be at least 1, got {num_frames}")
     if max_text_len < 2:
@@ -756,7 +757,8 @@ def resolve_tokenizer(
     """The :class:`umt.text.Tokenizer` for a video-text checkpoint.
 
     ``tokenizer`` (a folder with ``vocab.txt`` / ``tokenizer.json``, or such a file) when given;
-    else :data:`TOKENIZER_FILES` in the checkpoint's folder; else the bundled
+    else :data:`TOKENIZER_FILES` in the checkpoint's folder (a checkpoint path; a released name
+    has none); else the bundled
     ``bert-base-uncased`` vocabulary (:func:`umt.text.minilm_dir`, the official one). Refuses
     a vocabulary larger than ``model``'s text encoder's. Texts are written as the model's text
     tower reads them (its ``sep_after_text``; the official ``[CLS] X`` without a model).
@@ -766,7 +768,7 @@ def resolve_tokenizer(
     source: Path | None = None
     if tokenizer is not None:
         source = Path(tokenizer)
-    elif checkpoint is not None:
+    elif checkpoint is not None and Path(checkpoint).exists():
         folder = Path(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint).parent
         source = next((folder / n for n in TOKENIZER_FILES if (folder / n).exists()), None)
     if source is None:

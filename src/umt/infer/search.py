@@ -210,9 +210,12 @@ def check_model(index: VideoIndex, model: Any, checkpoint: str | os.PathLike = "
 
 def _settings(model: Any, checkpoint: str, num_frames: int, input_size: int, store: bool) -> dict:
     enc = model.vision_encoder
+    where = None
+    if checkpoint:  # a path is kept absolute; a released name (umt.models.released) as it is
+        where = str(Path(checkpoint).resolve()) if Path(checkpoint).exists() else str(checkpoint)
     return {
         "version": INDEX_VERSION,
-        "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+        "checkpoint": where,
         "model_fingerprint": model_fingerprint(model),
         "num_frames": int(num_frames),
         "input_size": int(input_size),

@@ -7,11 +7,12 @@ importing this package imports every family. It pulls in no trainer and no video
 """
 
 from umt.models._io import AssumedSizeWarning, read_state_dict, warn_assumed
-from umt.models.registry import create_model, list_models, model_config, register_model
+from umt.models.registry import list_models, model_config, register_model
 
 # The families register their variants and formats on import (hub first: some families use it).
 from umt.models.hub import (  # isort: skip
     convert_checkpoint,
+    create_model,
     detect_checkpoint,
     load_checkpoint,
     load_student,

@@ -9,6 +9,11 @@ video-text model; ``encoder`` + ``decoder_embed_dim``: a VideoMAE; ``pooler_reso
 detector; ``fusion_layer``: a text tower; ``width``: a CLIP teacher; else a student). A config.json is checked against the weights' shapes before any memory is
 allocated for the model.
 
+Wherever a path is taken, the name of a released checkpoint (``umt-b16-k400``; the table and the
+download through huggingface_hub's cache are :mod:`umt.models.released`) may stand for it: the
+sizes its file does not store come from the table, beneath the caller's overrides. An existing
+path is always a path.
+
 A foreign file is recognised by asking each family (in their order) whether its tensor names
 are one of the layouts it reads:
 
@@ -41,6 +46,7 @@ This module imports no model family: the families register themselves.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +70,18 @@ from umt.models._io import (
 from umt.models.registry import (
     Family,
     OpenedCheckpoint,
+    build_model,
     families,
     family_for_part,
     family_of,
+    model_class,
+    model_config,
 )
+from umt.models.released import DEFAULT_RELEASES, checkpoint_path, find_release
 
 __all__ = [
     "convert_checkpoint",
+    "create_model",
     "detect_checkpoint",
     "load_checkpoint",
     "load_native",
@@ -142,10 +153,19 @@ def _native_family(config: dict[str, Any], where: str) -> tuple[Family, dict[str
 
 
 # --------------------------------------------------------------------------- opening
-def _open(path: str | Path, part: str) -> OpenedCheckpoint:
+def _open(source: str | Path, part: str) -> OpenedCheckpoint:
+    """Open a path or a released name (downloaded or taken from the cache); a release's sizes
+    become the opened checkpoint's ``defaults`` for the part that loads it."""
     if part not in PARTS:
         raise InputError(f"part must be one of {', '.join(PARTS)}, not {part!r}")
-    path = Path(path)
+    rel = find_release(source)
+    src = _open_path(checkpoint_path(source), part)
+    if rel is not None:
+        src.defaults = rel.overrides_for(src.which)
+    return src
+
+
+def _open_path(path: Path, part: str) -> OpenedCheckpoint:
     native = read_config(path)
     sd = read_state_dict(path)
     if native is not None:
@@ -195,6 +215,7 @@ def _load_source(
     src: OpenedCheckpoint, strict: bool, overrides: dict[str, Any]
 ) -> tuple[nn.Module, dict[str, Any], list[str]]:
     fam = family_for_part(src.which)
+    overrides = {**src.defaults, **overrides}
     if fam.load is not None:  # a family that loads its own way (and checks its overrides)
         model, cfg, assumed = fam.load(src, strict, overrides)
     else:
@@ -254,7 +275,8 @@ def load_native(
 def load_checkpoint(
     path: str | Path, part: str = "auto", strict: bool = True, **overrides: Any
 ) -> nn.Module:
-    """Load a model from umt's format or any known foreign layout.
+    """Load a model from umt's format or any known foreign layout, by path or by the name of a
+    released checkpoint (``load_checkpoint("umt-b16-k400")``; ``umt models`` lists them).
 
     ``part``: ``auto`` (the whole model the file holds: a video QA model, a video-text model,
     else the student, else the teacher; umt's own text towers, VideoMAE encoders and detectors
@@ -265,7 +287,8 @@ def load_checkpoint(
     :mod:`umt.models.video_text`: ``num_heads``, ``num_frames``, ``img_size``,
     ``text_num_heads``, ``teacher_heads``, ``teacher_img_size``, ``embed_dim``, ...). umt's own
     weights without ``config.json`` need ``num_heads``, ``num_frames`` and ``img_size``; sizes
-    assumed for official files are reported with an :class:`AssumedSizeWarning`.
+    assumed for official files are reported with an :class:`AssumedSizeWarning` (a released
+    name brings its file's sizes: nothing is assumed).
     """
     src = _open(path, part)
     model, _, assumed = _load_source(src, strict, overrides)
@@ -296,6 +319,70 @@ def load_teacher(path: str | Path, strict: bool = True, **overrides: Any) -> nn.
     src = _open(path, "teacher")
     model, _, assumed = _load_source(src, strict, overrides)
     warn_assumed(path, src.kind, assumed)
+    return model
+
+
+_SHAPE_KEYS = ("embed_dim", "depth", "patch_size", "width", "layers", "hidden_size", "num_layers")
+
+
+def _misfit(want: dict[str, Any], got: dict[str, Any], where: str = "") -> list[str]:
+    """The shape sizes of a variant's config ``want`` that a loaded model's ``got`` differs in."""
+    out = []
+    for key, value in want.items():
+        found = got.get(key)
+        if isinstance(value, dict) and isinstance(found, dict):
+            out += _misfit(value, found, f"{where}{key}.")
+        elif key in _SHAPE_KEYS and found is not None and found != value:
+            out.append(f"{where}{key} {found} (the variant's {value})")
+    return out
+
+
+def create_model(
+    name: str, pretrained: bool | str | os.PathLike = False, **overrides: Any
+) -> nn.Module:
+    """Build the registered variant ``name`` (``umt.list_models()``) with random weights, or
+    with ``pretrained`` weights: ``True`` (the variant's default release:
+    :data:`umt.models.released.DEFAULT_RELEASES`), a released name (``"umt-b16-k400"``) or a
+    path. Keyword arguments override the variant's config (random init) or go to
+    :func:`load_checkpoint` as overrides (pretrained).
+
+    With weights the file decides the model (``create_model("umt-b16", pretrained=
+    "umt-b16-k400")`` is the K400 classifier); the variant names the part taken out of it
+    (``clip-b16`` a multimodal file's teacher) and its width and depth (with the overrides) are
+    checked against the file's. A detector variant is built and starts its encoder (and head)
+    from the file (:meth:`umt.models.detection.VideoDetector.load_backbone`).
+
+    Example: ``create_model("umt-b16", num_classes=400, align_layers=0, final_norm=False)`` is the
+    K400 fine-tuning model with random weights; ``create_model("clip-l14", img_size=196)`` the
+    UMT-L teacher; ``create_model("umt-b16-vt", pretrained=True)`` the released 25M model.
+    """
+    if pretrained is False or pretrained is None:
+        return build_model(name, **overrides)
+    cls = model_class(name)
+    if pretrained is True:
+        source = DEFAULT_RELEASES.get(name)
+        if source is None:
+            raise InputError(
+                f"{name}: no released weights of its own; pass pretrained= a released name "
+                "('umt models' lists them) or a path"
+            )
+    elif isinstance(pretrained, (str, os.PathLike)):
+        source = pretrained
+    else:
+        raise TypeError(f"pretrained must be a bool, a released name or a path, not {pretrained!r}")
+    fam = family_of(cls.__name__)
+    if fam is None:
+        raise InputError(f"{name}: a {cls.__name__} does not load weights")
+    if fam.part == "detector":
+        model = build_model(name, **overrides)
+        model.load_backbone(source)
+        return model
+    model = load_checkpoint(source, part=fam.part, **overrides)
+    if not isinstance(model, cls):
+        raise InputError(f"{source}: holds a {type(model).__name__}, not the {name} {cls.__name__}")
+    wrong = _misfit({**model_config(name), **overrides}, model_config_of(model))
+    if wrong:
+        raise InputError(f"{source}: does not fit {name}: {', '.join(wrong)}")
     return model
 
 
@@ -347,6 +434,7 @@ def convert_checkpoint(
     ``out_dir/config.json``). A whole video-text model takes the flat overrides of
     :func:`load_checkpoint` (``text_num_heads``, ``teacher_heads``, ...).
     """
+    rel = find_release(src)
     source = _open(src, part)
     target = source.pick or source.which
     prefix = "teacher_" if target == "teacher" and source.which == "video-text" else ""
@@ -360,6 +448,8 @@ def convert_checkpoint(
     save_pretrained(model, out_dir)
     n_params = sum(p.numel() for p in model.parameters())
     lines = [f"source: {src}", f"format: {source.kind}"]
+    if rel is not None:
+        lines.insert(1, f"file: {rel.repo}/{rel.path} ({source.path})")
     fam = family_of(type(model).__name__)
     assert fam is not None  # save_pretrained refused any other
     lines += fam.describe(model, cfg)

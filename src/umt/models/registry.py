@@ -1,5 +1,7 @@
-"""Names -> constructors: the model variants (``create_model("umt-b16")``, ``list_models()``) and
-the model families :mod:`umt.models.hub` loads and saves through.
+"""Names -> constructors: the model variants (``build_model("umt-b16")``, ``list_models()``) and
+the model families :mod:`umt.models.hub` loads and saves through. The public
+``umt.create_model`` (:func:`umt.models.hub.create_model`) builds a variant here, and with
+``pretrained=`` loads its released weights through the hub.
 
 This module imports no model: each family module registers its own variants
 (:func:`register_model`) and itself (:func:`register_family`) when it is imported, and importing
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +25,12 @@ from umt.models._io import CheckpointInfo
 __all__ = [
     "Family",
     "OpenedCheckpoint",
-    "create_model",
+    "build_model",
     "families",
     "family_of",
     "family_for_part",
     "list_models",
+    "model_class",
     "model_config",
     "register_family",
     "register_model",
@@ -37,7 +40,7 @@ _REGISTRY: dict[str, tuple[type[nn.Module], dict[str, Any], str]] = {}
 
 
 def register_model(name: str, cls: type[nn.Module], description: str, **config: Any) -> None:
-    """Add a named variant: ``cls(**config)`` (overridable at ``create_model`` time)."""
+    """Add a named variant: ``cls(**config)`` (overridable at ``build_model`` time)."""
     if name in _REGISTRY:
         raise InputError(f"model {name!r} is already registered")
     _REGISTRY[name] = (cls, copy.deepcopy(config), description)
@@ -46,6 +49,11 @@ def register_model(name: str, cls: type[nn.Module], description: str, **config: 
 def list_models() -> list[str]:
     """Names of the registered variants."""
     return sorted(_REGISTRY)
+
+
+def model_class(name: str) -> type[nn.Module]:
+    """The class of a variant."""
+    return _lookup(name)[0]
 
 
 def model_config(name: str) -> dict[str, Any]:
@@ -68,11 +76,11 @@ def _lookup(name: str) -> tuple[type[nn.Module], dict[str, Any], str]:
         ) from None
 
 
-def create_model(name: str, **overrides: Any) -> nn.Module:
+def build_model(name: str, **overrides: Any) -> nn.Module:
     """Build a registered variant with random weights; keyword arguments override its config.
 
-    Example: ``create_model("umt-b16", num_classes=400, align_layers=0, final_norm=False)`` is the
-    K400 fine-tuning model; ``create_model("clip-l14", img_size=196)`` the UMT-L teacher.
+    Example: ``build_model("umt-b16", num_classes=400, align_layers=0, final_norm=False)`` is the
+    K400 fine-tuning model; ``build_model("clip-l14", img_size=196)`` the UMT-L teacher.
     """
     cls, config, _ = _lookup(name)
     return cls(**{**copy.deepcopy(config), **overrides})
@@ -85,7 +93,9 @@ class OpenedCheckpoint:
 
     ``native``: ``(config without "architecture", where it came from)`` for umt's own format;
     ``kind``: ``"umt"`` or the foreign layout :func:`umt.models.hub.detect_checkpoint` named;
-    ``which``: the part (family) that loads it; ``pick``: a part taken out of the loaded model.
+    ``which``: the part (family) that loads it; ``pick``: a part taken out of the loaded model;
+    ``defaults``: sizes the released-checkpoint table knows for the file (beneath the caller's
+    overrides; :mod:`umt.models.released`).
     """
 
     path: Path
@@ -94,6 +104,7 @@ class OpenedCheckpoint:
     kind: str
     which: str
     pick: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 Loader = Callable[

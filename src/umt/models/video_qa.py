@@ -38,6 +38,7 @@ from umt.errors import InputError
 from umt.models._io import CheckpointInfo, read_config, read_state_dict, warn_assumed
 from umt.models.hub import load_checkpoint
 from umt.models.registry import Family, OpenedCheckpoint, register_family
+from umt.models.released import checkpoint_path, find_release
 from umt.models.text_bert import BertTextEncoder, bert_state_dict
 from umt.models.video_vit import VideoViT, infer_layout, resize_learned_pos, student_state_dict
 
@@ -385,8 +386,18 @@ def read_video_qa(
     **overrides: Any,
 ) -> tuple[UMTVideoQA, list[str], list[str]]:
     """:func:`load_video_qa` returning ``(model, notes, assumed sizes)`` instead of warning
-    about the sizes it assumed (``umt convert`` lists them in its report)."""
-    path = Path(path)
+    about the sizes it assumed (``umt convert`` lists them in its report). ``path`` may be a
+    released name (:mod:`umt.models.released`): its file, with the sizes the table knows
+    beneath the given ones."""
+    rel = find_release(path)
+    if rel is not None:
+        known = rel.overrides_for("video-qa")
+        num_frames = known.pop("num_frames", None) if num_frames is None else num_frames
+        img_size = known.pop("img_size", None) if img_size is None else img_size
+        known.pop("num_frames", None)
+        known.pop("img_size", None)
+        overrides = {**known, **overrides}
+    path = checkpoint_path(path)
     native = read_config(path)
     if native is not None and "decoder_layers" in native[0]:
         cfg, where = native

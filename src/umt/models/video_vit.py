@@ -40,6 +40,7 @@ from umt.models._io import (
 from umt.models.hub import detect_checkpoint
 from umt.models.layers import DropPath, Mlp, interpolate_pos_table, sincos_table, trunc_normal_
 from umt.models.registry import Family, register_family, register_model
+from umt.models.released import checkpoint_path
 
 __all__ = [
     "VideoViT",
@@ -624,14 +625,14 @@ def student_state_dict(
 def read_student_weights(
     source: str | Path | Mapping[str, torch.Tensor], encoder_only: bool = True
 ) -> tuple[dict[str, torch.Tensor], str]:
-    """The video encoder (and head) of any known checkpoint (a path or a state dict) in this
-    library's names, and the checkpoint's kind: what a new model's encoder starts from
-    (fine-tuning ``--init``, a detector's backbone, stage 2's video encoder). Refuses a file
-    that holds no video encoder. ``encoder_only=False`` keeps the pretraining parts too
-    (alignment heads, final and pooling norms)."""
+    """The video encoder (and head) of any known checkpoint (a path, a released name or a
+    state dict) in this library's names, and the checkpoint's kind: what a new model's encoder
+    starts from (fine-tuning ``--init``, a detector's backbone, stage 2's video encoder).
+    Refuses a file that holds no video encoder. ``encoder_only=False`` keeps the pretraining
+    parts too (alignment heads, final and pooling norms)."""
     from_path = isinstance(source, (str, Path))
     where = str(source) if from_path else "<state dict>"
-    sd = read_state_dict(source) if from_path else dict(source)
+    sd = read_state_dict(checkpoint_path(source)) if from_path else dict(source)
     info = detect_checkpoint(sd, where)
     if "student" not in info.parts:
         raise InputError(f"{where}: a {info.kind} checkpoint holds no video encoder")

@@ -30,6 +30,7 @@ from umt.train.tasks.common import (
     DROP_PATH_STREAM,
     autocast_off,
     build_encoder,
+    check_init,
     count_params,
     data_clip,
     drop_path_noise,
@@ -184,8 +185,8 @@ class ClassifyTask(Task):
                 "stage-1, stage-2 or fine-tuned UMT file, official or umt's), or "
                 "model.init=scratch to start from random weights"
             )
-        if self.reads_init and m.init not in ("scratch", "auto") and not Path(m.init).exists():
-            raise FileNotFoundError(f"model.init: no such file or folder {m.init}")
+        if self.reads_init:
+            check_init(m.init)
         if self.reads_init and m.init_label_map and not Path(m.init_label_map).is_file():
             raise FileNotFoundError(f"model.init_label_map: no such file {m.init_label_map}")
 

@@ -62,6 +62,17 @@ def resolve_init(cfg: Any, resume_from: Path | None = None) -> tuple[str | None,
     return init, f"from {init}"
 
 
+def check_init(init: str | None) -> None:
+    """``model.init`` names an existing file or folder, or a released checkpoint
+    (:mod:`umt.models.released`, fetched when the model is built); ``scratch``, ``auto`` and an
+    unset value are each task's to check."""
+    from umt.models.released import checkpoint_exists, release_hint
+
+    if init in (None, "scratch", "auto") or checkpoint_exists(init):
+        return
+    raise FileNotFoundError(f"model.init: no such file or folder {init}{release_hint(init)}")
+
+
 def load_best_weights(net: nn.Module, best: Path | None, enabled: bool, strict: bool = True) -> str:
     """Load ``best/model.safetensors`` (the best-validation export) into ``net`` when ``enabled``
     and present; returns which weights ``net`` now holds, for the test's report line."""
@@ -360,20 +371,33 @@ def ensure_synthetic_qa_files(cfg: TaskConfig, info: DistInfo) -> dict[str, Path
 # --------------------------------------------------------------------------- the frozen teacher
 TEACHER_FORMATS = (
     "OpenAI CLIP (.pt / .pth, whole model or its visual tower), open_clip or HuggingFace CLIP "
-    "weights, an official UMT teacher file, or a folder written by 'umt convert'"
+    "weights, an official UMT teacher file, a folder written by 'umt convert', or a released "
+    "stage-2 checkpoint such as umt-b16-25m (its teacher; 'umt models')"
 )
 
 
 def check_teacher_setting(cfg: TaskConfig) -> None:
     """A recipe meant for real data needs real CLIP weights; only a recipe that says
-    ``teacher.allow_random: true`` (the built-in tiny one) may distil a random teacher."""
+    ``teacher.allow_random: true`` (the built-in tiny one) may distil a random teacher.
+    ``teacher.weights`` is a path, ``builtin``, or a released stage-2 checkpoint (its CLIP
+    teacher; :mod:`umt.models.released`)."""
+    from umt.models.released import checkpoint_exists, find_release, release_hint, releases
 
     t = cfg.teacher
     if t.weights == BUILTIN:
         return
     if t.weights:
-        if not Path(t.weights).exists():
-            raise FileNotFoundError(f"teacher.weights: no such file or folder {t.weights}")
+        if not checkpoint_exists(t.weights):
+            raise FileNotFoundError(
+                f"teacher.weights: no such file or folder {t.weights}{release_hint(t.weights)}"
+            )
+        rel = find_release(t.weights)
+        if rel is not None and not rel.has_teacher:
+            carry = ", ".join(r.name for r in releases() if r.has_teacher)
+            raise ConfigError(
+                f"teacher.weights {t.weights}: that released file holds no CLIP teacher; "
+                f"the stage-2 pretraining files carry theirs: {carry}"
+            )
         return
     if not t.allow_random:
         raise ConfigError(

@@ -41,6 +41,7 @@ from umt.train.tasks.common import (
     DROP_PATH_STREAM,
     autocast_off,
     build_encoder,
+    check_init,
     count_params,
     drop_path_noise,
     plain_model,
@@ -96,8 +97,8 @@ class DetectionTask(Task):
                 "detector starts from (officially the K710 fine-tuned b16/l16_ptk710_ftk710_"
                 "f8_res224.pth), or model.init=scratch"
             )
-        if self.reads_init and m.init not in ("scratch", "auto") and not Path(m.init).exists():
-            raise FileNotFoundError(f"model.init: no such file or folder {m.init}")
+        if self.reads_init:
+            check_init(m.init)
         if self.cfg.dist.strategy == "fsdp":
             raise ConfigError("dist.strategy: fsdp is not supported for detection (use ddp)")
         if d.train_list is None:

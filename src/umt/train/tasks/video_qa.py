@@ -24,6 +24,7 @@ from umt.config.video_qa import QAConfig
 from umt.train.tasks.base import Task
 from umt.train.tasks.common import (
     DROPOUT_STREAM,
+    check_init,
     count_params,
     ensure_synthetic_qa_files,
     load_best_weights,
@@ -121,8 +122,8 @@ class QATask(Task):
                 "works); pass --init PATH, or --init scratch for random weights"
             )
         init = cfg.model.init
-        if self.reads_init and init not in ("scratch", "auto") and not Path(init).exists():
-            raise FileNotFoundError(f"model.init: no such file or folder {init}")
+        if self.reads_init:
+            check_init(init)
         for key in ("train_list", "val_list", "test_list", "answer_list"):
             value = getattr(d, key)
             if value is not None and not Path(value).is_file():

@@ -31,6 +31,7 @@ from umt.errors import InputError
 from umt.train.tasks.base import Task
 from umt.train.tasks.common import (
     DROPOUT_STREAM,
+    check_init,
     count_params,
     drop_path_noise,
     drop_path_seeds,
@@ -242,8 +243,8 @@ class VideoTextTask(Task):
                 f"recipe '{cfg.recipe}' needs model.init: {what}; pass --init PATH, or "
                 "--init scratch for random weights"
             )
-        if self.reads_init and init not in ("scratch", "auto") and not Path(init).exists():
-            raise FileNotFoundError(f"model.init: no such file or folder {init}")
+        if self.reads_init:
+            check_init(init)
         for key in ("val_list", "test_list"):
             value = getattr(cfg.data, key)
             if value is not None and not Path(value).is_file():
