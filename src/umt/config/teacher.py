@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -20,7 +21,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from umt.config._loader import ConfigError
-from umt.config.common import DistConfig, OptimConfig, ScheduleConfig, TrainConfig
+from umt.config.common import DistConfig, OptimConfig, ScheduleConfig, TaskConfig, TrainConfig
 from umt.config.registry import register_task
 
 
@@ -153,7 +154,9 @@ class BuiltinTeacherConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     dist: DistConfig = field(default_factory=DistConfig)
 
-    renamed_keys: ClassVar[dict[str, str]] = {}
+    # The loop's sections are TaskConfig's: so are their renamed keys.
+    renamed_keys: ClassVar[dict[str, str]] = TaskConfig.renamed_keys
+    renamed_values: ClassVar[dict[str, Callable[[Any], Any]]] = TaskConfig.renamed_values
 
     @classmethod
     def for_recipe(
