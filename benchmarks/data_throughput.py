@@ -3,7 +3,8 @@ at real resolution (Kinetics-like files) per core, beside the official decord pa
 GPU step's appetite.
 
 Run: ``python benchmarks/data_throughput.py [--seconds 3] [--out DIR] [--workers N]
-[--gpu-clips-per-s X] [--kinetics-only]``. Prints a table and a final JSON line.
+[--gpu-clips-per-s X] [--kinetics-only] [--kinetics-gop 250]``. Prints a table and a final
+JSON line.
 
 * Small inputs: the synthetic dataset and a 10 s, 30 fps, 320x240 H.264 clip (GOP 30 and 60,
   B-frames, like camera/web files); 8 frames per clip (training sparse sampling).
@@ -402,13 +403,14 @@ def loader_clips_per_second(
 def kinetics_section(args: argparse.Namespace, work: Path) -> dict:
     """Generate (or reuse) the Kinetics-like files, measure, print; the JSON part."""
     t0 = time.perf_counter()
-    paths = ensure_kinetics_like(work / "kinetics_like", args.kinetics_files)
+    gop = args.kinetics_gop
+    paths = ensure_kinetics_like(work / "kinetics_like", args.kinetics_files, gop=gop)
     kbit = [p.stat().st_size * 8 / KINETICS_LIKE["seconds"] / 1000 for p in paths]
     info = get_decoder("pyav").probe(paths[0])
     print(
         f"\nKinetics-like files ready in {time.perf_counter() - t0:.1f} s: {len(paths)} x "
         f"{info.width}x{info.height}, {info.fps:g} fps, {info.num_frames} frames, GOP "
-        f"{KINETICS_LIKE['gop']}, 3 B-frames, crf {KINETICS_LIKE['crf']}, "
+        f"{gop}, 3 B-frames, crf {KINETICS_LIKE['crf']}, "
         f"{np.mean(kbit):.0f} kbit/s mean ({min(kbit):.0f}-{max(kbit):.0f})"
     )
     backends = available_backends()
@@ -505,7 +507,8 @@ def kinetics_section(args: argparse.Namespace, work: Path) -> dict:
     return {
         "kinetics_like": {
             "files": len(paths),
-            **{k: KINETICS_LIKE[k] for k in ("width", "height", "fps", "seconds", "gop", "crf")},
+            **{k: KINETICS_LIKE[k] for k in ("width", "height", "fps", "seconds", "crf")},
+            "gop": gop,
             "bframes": 3,
             "kbit_s_mean": round(float(np.mean(kbit)), 1),
         },
@@ -583,6 +586,10 @@ def main() -> None:
     parser.add_argument(
         "--kinetics-files", type=int, default=4, help="Kinetics-like files (default 4)"
     )
+    parser.add_argument(
+        "--kinetics-gop", type=int, default=KINETICS_LIKE["gop"],
+        help="keyframe interval of the Kinetics-like files (default 250, as YouTube's H.264)",
+    )  # fmt: skip
     parser.add_argument(
         "--workers", type=int, default=min(16, os.cpu_count() or 1),
         help="DataLoader workers for the Kinetics-like DataLoader figure (default min(16, CPUs))",
