@@ -47,6 +47,7 @@ from umt.data.decode import PROBE_CACHE, available_backends, get_decoder
 from umt.data.sampling import sparse_indices
 from umt.data.synth import write_video
 from umt.data.transforms.recipes import build_clip_transform
+from umt.errors import InputError
 
 # The Kinetics-like files: Kinetics clips are ~10 s YouTube cuts, commonly stored resized to a
 # 340 px short side; YouTube-style H.264 uses a 250-frame keyframe interval and B-frames.
@@ -494,7 +495,11 @@ def kinetics_section(args: argparse.Namespace, work: Path) -> dict:
     print(
         f"DataLoader, {args.workers} workers, batch {args.batch_size}, backend {loader_backend}, "
         f"8 sparse frames + stage-1 transform at {CLIP_SIZE}: {loader_rate:.1f} clips/s "
-        f"({loader_rate / max(args.workers, 1):.1f} per worker; {os.cpu_count()} CPUs here)"
+        + (
+            f"({loader_rate / args.workers:.1f} per worker; {os.cpu_count()} CPUs here)"
+            if args.workers
+            else "(in the main process)"
+        )
     )
     data_bound = None
     if args.gpu_clips_per_s:
@@ -607,6 +612,14 @@ def main() -> None:
         "--kinetics-only", action="store_true", help="skip the synthetic and 320x240 inputs"
     )
     args = parser.parse_args()
+    if args.kinetics_files < 1 or args.kinetics_gop < 1 or args.batch_size < 1:
+        parser.error("--kinetics-files, --kinetics-gop and --batch-size must be at least 1")
+    if args.workers < 0 or args.seconds <= 0:
+        parser.error("--workers must be >= 0 and --seconds > 0")
+    try:
+        get_decoder(args.backend)
+    except (ImportError, InputError) as err:
+        parser.error(f"--backend {args.backend}: {err}")
     work = Path(args.out or tempfile.mkdtemp(prefix="umt-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     results = {} if args.kinetics_only else small_inputs_section(args, work)
