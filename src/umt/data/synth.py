@@ -24,10 +24,12 @@ Layout written by :func:`write_synthetic_dataset` (paths relative to the output 
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -173,27 +175,40 @@ def render_clip(
 
 def write_video(
     path: str | os.PathLike,
-    frames: np.ndarray,
+    frames: np.ndarray | Iterable[np.ndarray],
     fps: int = 8,
     codec: str = "libx264",
     gop: int | None = None,
     crf: int = 18,
+    options: Mapping[str, str] | None = None,
 ) -> None:
     """Encode uint8 ``[F, H, W, 3]`` to ``path`` (H.264 yuv420p by default), single-threaded so
-    that the bytes are deterministic."""
+    that the bytes are deterministic (for the synthetic clips; on large detailed frames x264's
+    macroblock-tree lookahead was seen to vary between runs: ``"mbtree=0"`` in
+    ``x264-params`` avoids it).
+
+    ``frames`` may also be an iterable of ``[H, W, 3]`` frames, encoded as they come (a long
+    clip need not be held in memory). ``options``: more encoder options, added to (and
+    overriding) the defaults, e.g. ``{"x264-params": "bframes=3:scenecut=0"}``.
+    """
     import av
 
-    height, width = frames.shape[1:3]
+    stream_of_frames = iter(frames)
+    first = next(stream_of_frames, None)
+    if first is None:
+        raise InputError(f"{os.fspath(path)}: no frames to encode")
+    height, width = first.shape[:2]
     with av.open(os.fspath(path), mode="w") as container:
-        options = {"threads": "1"}
+        opts = {"threads": "1"}
         if codec == "libx264":
-            options.update({"crf": str(crf), "preset": "medium"})
-        stream = container.add_stream(codec, rate=Fraction(fps), options=options)
+            opts.update({"crf": str(crf), "preset": "medium"})
+        opts.update(options or {})
+        stream = container.add_stream(codec, rate=Fraction(fps), options=opts)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.thread_count = 1
         if gop is not None:
             stream.codec_context.gop_size = gop
-        for frame in frames:
+        for frame in itertools.chain([first], stream_of_frames):
             for packet in stream.encode(
                 av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
             ):

@@ -1,0 +1,86 @@
+"""The benchmarks' own inputs: the Kinetics-like files of ``benchmarks/data_throughput.py`` have
+the frame rate, size, keyframe interval and B-frames they claim, are deterministic and cached."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def data_throughput():
+    spec = importlib.util.spec_from_file_location(
+        "data_throughput", BENCHMARKS / "data_throughput.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _stream_facts(path: Path) -> dict:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        packets = [p for p in container.demux(stream) if p.size > 0]
+        return {
+            "codec": stream.codec_context.name,
+            "rate": stream.average_rate,
+            "size": (stream.codec_context.width, stream.codec_context.height),
+            "frames": len(packets),
+            "keyframes": sorted(p.pts for p in packets if p.is_keyframe),
+            "pts": sorted(p.pts for p in packets),
+            "reordered": sum(p.pts != p.dts for p in packets),
+            "time_base": stream.time_base,
+        }
+
+
+def test_kinetics_like_files(tmp_path, data_throughput):
+    """1 s at 30 fps, 454x340, GOP 10: 30 H.264 frames, keyframes exactly at frames 0, 10 and
+    20 (no scene-cut keyframes), B-frames (packets out of presentation order); a second call
+    reuses the file; the same seed renders the same pictures."""
+    paths = data_throughput.ensure_kinetics_like(tmp_path / "k", count=1, seconds=1.0, gop=10)
+    assert len(paths) == 1 and paths[0].name.endswith("_0.mp4")
+    facts = _stream_facts(paths[0])
+    assert facts["codec"] == "h264"
+    assert facts["rate"] == 30
+    assert facts["size"] == (454, 340)
+    assert facts["frames"] == 30
+    frame_of = {pts: i for i, pts in enumerate(facts["pts"])}
+    assert [frame_of[p] for p in facts["keyframes"]] == [0, 10, 20]
+    assert facts["reordered"] > 0
+    # Not flat: a realistic texture costs bits (an empty picture would be a few hundred bytes
+    # per frame at crf 23).
+    assert paths[0].stat().st_size > 30 * 2000
+
+    stamp = paths[0].stat().st_mtime_ns
+    again = data_throughput.ensure_kinetics_like(tmp_path / "k", count=1, seconds=1.0, gop=10)
+    assert again == paths and again[0].stat().st_mtime_ns == stamp
+    assert not [p for p in (tmp_path / "k").iterdir() if p not in paths]  # no temporary left
+
+    # The pictures are a function of the seed. (x264's bytes are not always: its
+    # macroblock-tree lookahead was seen to vary between runs on the same frames.)
+    def render(seed: int) -> list:
+        return list(data_throughput.render_kinetics_like(seed, 3, 454, 340, 30))
+
+    first, second, other = render(0), render(0), render(1)
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert not np.array_equal(first[0], other[0])
+    assert first[0].std() > 20 and not np.array_equal(first[0], first[2])  # texture, motion
+
+
+def test_write_video_streams_frames_and_names_an_empty_clip(tmp_path):
+    from umt.data.synth import write_video
+    from umt.errors import InputError
+
+    frames = (np.full((32, 48, 3), 10 * i, np.uint8) for i in range(5))
+    write_video(tmp_path / "a.mp4", frames, fps=5, options={"x264-params": "bframes=0"})
+    facts = _stream_facts(tmp_path / "a.mp4")
+    assert facts["size"] == (48, 32) and facts["frames"] == 5 and facts["reordered"] == 0
+    with pytest.raises(InputError, match="empty.mp4: no frames"):
+        write_video(tmp_path / "empty.mp4", iter([]))
