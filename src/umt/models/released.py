@@ -432,12 +432,9 @@ def checkpoint_path(source: str | os.PathLike) -> Path:
     try:
         return Path(hf_hub_download(rel.repo, rel.path))  # offline-ok: the one download call
     except LocalEntryNotFoundError:
-        why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "the hub is unreachable"
-        connect = (
-            "connect once (without HF_HUB_OFFLINE)"
-            if constants.HF_HUB_OFFLINE
-            else ("connect once")
-        )
+        offline = constants.HF_HUB_OFFLINE
+        why = "HF_HUB_OFFLINE is set" if offline else "the hub is unreachable"
+        connect = "connect once (without HF_HUB_OFFLINE)" if offline else "connect once"
         raise MachineError(
             f"{rel.name}: not in the Hugging Face cache ({cache_dir()}) and {why}: "
             f"{connect}, {by_hand}"
