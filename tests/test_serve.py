@@ -292,6 +292,29 @@ def test_start_up_errors_are_one_line(world, tmp_path):
     assert "--classifier" in gone.stderr and "not found" in gone.stderr
 
 
+def test_a_model_other_than_the_index_s_is_refused_at_start(world):
+    from umt.errors import InputError
+    from umt.models import save_pretrained
+
+    other = world["root"] / "other-model"
+    save_pretrained(tiny_video_text(1), other)
+    shutil.copy(world["root"] / "model" / "vocab.txt", other / "vocab.txt")
+    with pytest.raises(InputError, match="not the model that made the index"):
+        _services(world, "--checkpoint", str(other))
+
+
+def test_without_the_serve_extra_it_says_what_to_install(monkeypatch, capsys, tmp_path):
+    from umt.cli import main
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # as if not installed: import fails
+    monkeypatch.setitem(sys.modules, "multipart", None)
+    assert main(["serve", "--index", str(tmp_path), "--port", "0"]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "umt serve: error: umt serve needs uvicorn, python-multipart: pip install "
+        "'umt[serve]' (FastAPI, uvicorn, python-multipart)"
+    ]
+
+
 def _start(world: dict, cwd: Path) -> tuple[subprocess.Popen, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(

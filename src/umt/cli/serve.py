@@ -17,8 +17,8 @@ __all__ = ["add_serve", "bind", "load_services", "run_serve"]
 
 _EPILOG = """\
 The page (plain JavaScript served by this process; nothing is fetched from the internet):
-search the index by text (thumbnails, results play in the page, ITC or --rerank's ITM order),
-classify an uploaded clip (top 5: --classifier, else zero-shot over --labels with the index's
+search the index by text (thumbnails, results play in the page; ITC order, or the ITM head's
+with the page's re-rank box), classify an uploaded clip (top 5: --classifier, else zero-shot over --labels with the index's
 video-text model) and draw a clip's semantic mask (the teacher's, as umt visualize-mask).
 Everything is loaded before the port is opened; a missing index or checkpoint ends in one line.
 One line on stdout once it listens: the URL. Ctrl-C / SIGTERM stop it (exit 130 / 143).
