@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -249,6 +250,18 @@ def test_only_indexed_videos_and_the_page_files_are_served(world, client):
     assert client.get(f"/api/videos/{n - 1}").status_code == 200
 
 
+def test_a_video_gone_since_indexing_is_a_404_saying_why(world, services):
+    index = load_index(world["index"])
+    index.paths[0] = "videos/moved.mp4"  # relative, as umt embed stores a relative folder's
+    index.paths[1] = str(world["root"] / "deleted.mp4")
+    client = TestClient(create_app(dataclasses.replace(services, index=index)))
+    for route in ("", "/thumb.jpg", "/mask.png"):
+        moved = client.get(f"/api/videos/0{route}")
+        assert moved.status_code == 404 and "start umt serve in the folder" in moved.json()["error"]
+        deleted = client.get(f"/api/videos/1{route}")
+        assert deleted.status_code == 404 and "since moved or deleted" in deleted.json()["error"]
+
+
 def test_the_page_works_offline(client):
     page = client.get("/")
     assert page.status_code == 200 and "<title>umt serve</title>" in page.text
@@ -323,7 +336,12 @@ def _start(world: dict, cwd: Path) -> tuple[subprocess.Popen, str]:
          "--port", "0", "--device", "cpu"],
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    line = proc.stdout.readline()  # blocks until it listens (or ends)
+    with selectors.DefaultSelector() as waiting:
+        waiting.register(proc.stdout, selectors.EVENT_READ)
+        if not waiting.select(timeout=180):
+            proc.kill()
+            raise AssertionError(f"no URL in 180 s: {proc.communicate()[1][-3000:]}")
+    line = proc.stdout.readline()  # it listens (or it ended)
     found = re.search(r"http://127\.0\.0\.1:\d+/", line)
     if found is None:
         proc.kill()
@@ -355,7 +373,6 @@ def test_the_page_in_a_headless_browser(world, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    proc, url = _start(world, tmp_path)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
@@ -366,8 +383,10 @@ def test_the_page_in_a_headless_browser(world, tmp_path):
         "--disable-dev-shm-usage",
     ):
         options.add_argument(flag)  # fmt: skip
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    proc, url = _start(world, tmp_path)
+    driver = None
     try:
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
         wait = WebDriverWait(driver, 30)
         driver.get(url)
         wait.until(lambda d: "videos in" in d.find_element(By.ID, "info").text)
@@ -420,7 +439,8 @@ def test_the_page_in_a_headless_browser(world, tmp_path):
         )
         assert driver.find_element(By.ID, "classify-status").text.startswith("clip.mp4:")
     finally:
-        driver.quit()
+        if driver is not None:
+            driver.quit()
         code, err = _stop(proc)
     assert code == 143 and "Traceback" not in err, err[-3000:]
     assert err.strip().splitlines()[-1] == "umt serve: stopped by SIGTERM"

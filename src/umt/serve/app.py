@@ -224,9 +224,19 @@ def create_app(services: Services) -> FastAPI:
 
     # ------------------------------------------------------------------ search
     def video_row(row: int) -> str:
+        """The file of index row ``row``, which must be there (else HTTP 404, saying why)."""
         if not 0 <= row < len(index):
             raise HTTPException(404, f"no video {row}: the index holds rows 0 to {len(index) - 1}")
-        return index.paths[row]
+        path = index.paths[row]
+        if not Path(path).is_file():
+            where = (
+                "indexed, since moved or deleted"
+                if Path(path).is_absolute()
+                else f"a relative path as umt embed stored it, not found from {Path.cwd()}: start "
+                "umt serve in the folder umt embed ran in"
+            )
+            raise HTTPException(404, f"{path}: no such file ({where})")
+        return path
 
     def urls(row: int) -> dict[str, str]:
         base = f"/api/videos/{row}"
@@ -234,9 +244,9 @@ def create_app(services: Services) -> FastAPI:
 
     @app.get("/api/search")
     def run_search(
-        q: str = Query(..., max_length=1000, description="the text to search for"),
-        k: int = Query(SEARCH_TOP_K, ge=1, le=100, description="results"),
-        rerank: bool = Query(False, description="re-rank the top k with the ITM head"),
+        q: Annotated[str, Query(max_length=1000, description="the text to search for")],
+        k: Annotated[int, Query(ge=1, le=100, description="results")] = SEARCH_TOP_K,
+        rerank: Annotated[bool, Query(description="re-rank the top k with the ITM head")] = False,
     ) -> dict[str, Any]:
         t0 = time.perf_counter()
         with turn():
@@ -263,8 +273,6 @@ def create_app(services: Services) -> FastAPI:
     @app.get("/api/videos/{row}")
     def video(row: int) -> FileResponse:
         path = Path(video_row(row))
-        if not path.is_file():
-            raise HTTPException(404, f"{path}: no longer there (indexed, since moved or deleted)")
         return FileResponse(path, filename=path.name, content_disposition_type="inline")
 
     @lru_cache(maxsize=4096)
