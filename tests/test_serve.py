@@ -225,6 +225,10 @@ def test_bad_uploads_are_4xx_json(world, services, client):
         assert empty.status_code == 400 and "empty" in empty.json()["error"]
         none = client.post(route)
         assert none.status_code == 422 and "file" in none.json()["error"]
+    unclassified = TestClient(create_app(dataclasses.replace(services, classifier=None)))
+    assert unclassified.get("/api/info").json()["classify"] is None
+    refused = unclassified.post("/api/classify", files=_upload(world["videos"][0]))
+    assert refused.status_code == 404 and "--classifier CKPT" in refused.json()["error"]
     small = dataclasses.replace(services, max_upload_bytes=1000)
     big = TestClient(create_app(small)).post("/api/classify", files=_upload(world["videos"][0]))
     assert big.status_code == 413 and "larger than" in big.json()["error"]
