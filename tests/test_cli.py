@@ -69,8 +69,8 @@ def test_the_public_names_load_on_first_use():
 def test_every_command_is_registered():
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     assert sorted(sub.choices) == sorted(
-        "ask classify convert data demo embed evaluate finetune models pretrain search teacher "
-        "visualize-mask".split()
+        "ask classify convert data demo embed evaluate finetune models pretrain search serve "
+        "teacher visualize-mask".split()
     )
 
 

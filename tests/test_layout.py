@@ -147,15 +147,16 @@ def test_no_private_name_is_imported_from_another_module() -> None:
 
 LAYERS = {
     # library part -> what it must never import
-    "umt.models": ("umt.train", "umt.cli", "umt.evaluate", "umt.infer", "umt.data"),
-    "umt.data": ("umt.train", "umt.cli", "umt.evaluate", "umt.infer", "umt.models"),
-    "umt.masking": ("umt.train", "umt.cli", "umt.evaluate", "umt.infer"),
-    "umt.losses": ("umt.train", "umt.cli", "umt.evaluate", "umt.infer"),
-    "umt.text": ("umt.train", "umt.cli", "umt.evaluate", "umt.infer"),
-    "umt.utils": ("umt.train", "umt.cli", "umt.evaluate", "umt.infer", "umt.models"),
-    "umt.evaluate": ("umt.train", "umt.cli"),
-    "umt.infer": ("umt.train", "umt.cli"),
-    "umt.train": ("umt.cli",),
+    "umt.models": ("umt.train", "umt.cli", "umt.evaluate", "umt.infer", "umt.data", "umt.serve"),
+    "umt.data": ("umt.train", "umt.cli", "umt.evaluate", "umt.infer", "umt.models", "umt.serve"),
+    "umt.masking": ("umt.train", "umt.cli", "umt.evaluate", "umt.infer", "umt.serve"),
+    "umt.losses": ("umt.train", "umt.cli", "umt.evaluate", "umt.infer", "umt.serve"),
+    "umt.text": ("umt.train", "umt.cli", "umt.evaluate", "umt.infer", "umt.serve"),
+    "umt.utils": ("umt.train", "umt.cli", "umt.evaluate", "umt.infer", "umt.models", "umt.serve"),
+    "umt.evaluate": ("umt.train", "umt.cli", "umt.serve"),
+    "umt.infer": ("umt.train", "umt.cli", "umt.serve"),
+    "umt.train": ("umt.cli", "umt.serve"),
+    "umt.serve": ("umt.cli",),
 }
 
 

@@ -1,9 +1,9 @@
 """The ``umt`` command: build the parser from the command modules, parse, dispatch.
 
 One module per command group registers its subcommands (:mod:`.convert`, :mod:`.data`,
-:mod:`.demo`, :mod:`.evaluate`, :mod:`.infer`, :mod:`.models`, :mod:`.teacher`, :mod:`.train`,
-:mod:`.visualize`); the options they share are declared once in :mod:`._common`. Building the
-parser imports no torch: each handler imports what it runs. An error a user or the machine
+:mod:`.demo`, :mod:`.evaluate`, :mod:`.infer`, :mod:`.models`, :mod:`.serve`, :mod:`.teacher`,
+:mod:`.train`, :mod:`.visualize`); the options they share are declared once in :mod:`._common`.
+Building the parser imports no torch: each handler imports what it runs. An error a user or the machine
 caused (:class:`umt.errors.UmtError`, an OSError) ends as one line on stderr and its exit code
 (:mod:`._errors`); any other exception is a bug and keeps its traceback.
 """
@@ -21,6 +21,7 @@ from umt.cli.demo import add_demo
 from umt.cli.evaluate import add_evaluate
 from umt.cli.infer import add_ask, add_classify, add_embed, add_search
 from umt.cli.models import add_models
+from umt.cli.serve import add_serve
 from umt.cli.teacher import add_teacher
 from umt.cli.train import add_train_command
 from umt.cli.visualize import add_visualize_mask
@@ -46,6 +47,7 @@ def build_parser() -> UmtParser:
     add_models(sub)
     add_train_command(sub, "pretrain")
     add_search(sub)
+    add_serve(sub)
     add_teacher(sub)
     add_visualize_mask(sub)
     return parser

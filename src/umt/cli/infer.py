@@ -26,7 +26,15 @@ from umt.cli._common import (
 )
 from umt.errors import InputError
 
-__all__ = ["DEFAULT_QA_RECIPE", "add_ask", "add_classify", "add_embed", "add_search"]
+__all__ = [
+    "DEFAULT_QA_RECIPE",
+    "add_ask",
+    "add_classify",
+    "add_embed",
+    "add_search",
+    "load_index_and_model",
+    "load_video_text_model",
+]
 
 _CLASSIFY_EPILOG = """\
 output: for each video a block "VIDEO:" then one "  SCORE  LABEL" line per class (score = the
@@ -144,7 +152,7 @@ def _run_classify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _load_video_text(checkpoint: str, num_frames: int | None, note: Note) -> tuple[Any, Any]:
+def load_video_text_model(checkpoint: str, num_frames: int | None, note: Note) -> tuple[Any, Any]:
     """A video-text model (official multimodal file or umt's, no teacher) and its tokenizer;
     assumed sizes are noted in one line each."""
     from umt.evaluate.retrieval import load_video_text, resolve_tokenizer
@@ -160,7 +168,7 @@ def _zero_shot_classify(args: argparse.Namespace, note: Note) -> int:
 
     names = read_class_names(args.zero_shot)
     device = resolve_device(args.device)
-    model, tokenizer = _load_video_text(args.checkpoint, args.num_frames, note)
+    model, tokenizer = load_video_text_model(args.checkpoint, args.num_frames, note)
     failed = 0
     for pred in zero_shot_classify_videos(
         model,
@@ -242,7 +250,7 @@ def _run_embed(args: argparse.Namespace) -> int:
     check_writable(args.output, "index folder", folder=True)  # before the model loads
     videos = list_videos(args.videos)
     device = resolve_device(args.device)
-    model, _ = _load_video_text(args.checkpoint, args.num_frames, note)
+    model, _ = load_video_text_model(args.checkpoint, args.num_frames, note)
     enc = model.vision_encoder
     summary = embed_videos(
         model,
@@ -299,29 +307,41 @@ def add_search(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_search)
 
 
+def load_index_and_model(
+    index_dir: str, checkpoint: str | None, note: Note
+) -> tuple[Any, Any, Any, str]:
+    """(the index of ``umt embed`` in ``index_dir``, its video-text model, the tokenizer, the
+    checkpoint's name): ``checkpoint``, else the one the index records. An index of an older
+    umt is noted (not verified); a model that is not found is one line."""
+    from umt.infer.search import load_index
+    from umt.models.released import checkpoint_exists
+
+    index = load_index(index_dir)
+    if index.settings["version"] < 2:
+        note(
+            f"{index_dir}: an index of an older umt, without model fingerprint or chunk "
+            "checksums (not verified); umt embed --overwrite rebuilds it with them"
+        )
+    checkpoint = checkpoint or index.settings.get("checkpoint")
+    if not checkpoint_exists(checkpoint):
+        raise FileNotFoundError(
+            f"{index_dir}: the index's model {checkpoint} is not found; pass --checkpoint"
+        )
+    model, tokenizer = load_video_text_model(checkpoint, index.settings["num_frames"], note)
+    return index, model, tokenizer, str(checkpoint)
+
+
 def _run_search(args: argparse.Namespace) -> int:
     import time
 
-    from umt.infer.search import check_queries, load_index, search
-    from umt.models.released import checkpoint_exists
+    from umt.infer.search import check_queries, search
     from umt.utils.device import resolve_device
 
     note = stderr_note("search")
 
     check_queries(args.queries)
-    index = load_index(args.index)
-    if index.settings["version"] < 2:
-        note(
-            f"{args.index}: an index of an older umt, without model fingerprint or chunk "
-            "checksums (not verified); umt embed --overwrite rebuilds it with them"
-        )
-    checkpoint = args.checkpoint or index.settings.get("checkpoint")
-    if not checkpoint_exists(checkpoint):
-        raise FileNotFoundError(
-            f"{args.index}: the index's model {checkpoint} is not found; pass --checkpoint"
-        )
+    index, model, tokenizer, checkpoint = load_index_and_model(args.index, args.checkpoint, note)
     device = resolve_device(args.device)
-    model, tokenizer = _load_video_text(checkpoint, index.settings["num_frames"], note)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     results = search(

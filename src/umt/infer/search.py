@@ -662,11 +662,13 @@ def zero_shot_classify_videos(
     top_k: int = 5,
     device: torch.device | str = "cpu",
     progress: bool = True,
+    class_features: torch.Tensor | None = None,
 ) -> Iterator[ZeroShotPrediction]:
     """Classify each video file (frames from the middle of the model's T segments, resized to
     ``input_size``, default the model's) from ``class_names`` alone (:func:`zero_shot_classify`,
-    the class features computed once); one :class:`ZeroShotPrediction` per video, in order, as
-    each is done."""
+    the class features computed once, or ``class_features`` ``[K, D]`` from
+    :func:`class_text_features` kept by a caller that classifies again and again); one
+    :class:`ZeroShotPrediction` per video, in order, as each is done."""
     from umt.data.retrieval import RetrievalVideoDataset
 
     enc = model.vision_encoder
@@ -676,7 +678,11 @@ def zero_shot_classify_videos(
         input_size=input_size or enc.img_size,
         normalize=True,
     )
-    classes = class_text_features(model, tokenizer, class_names, device=device, progress=progress)
+    classes = class_features
+    if classes is None:
+        classes = class_text_features(
+            model, tokenizer, class_names, device=device, progress=progress
+        )
     for i in range(len(dataset)):
         sample = dataset[i]
         if "fault" in sample:

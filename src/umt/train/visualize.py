@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -45,10 +46,19 @@ def _first_synthetic_clip(cfg: Stage1Config) -> Path:
 
 
 def visualize_mask(
-    cfg: Stage1Config, video: str | None = None, output: str | Path = "mask.png", seed: int = 0
-) -> Path:
+    cfg: Stage1Config,
+    video: str | None = None,
+    output: str | Path | BinaryIO = "mask.png",
+    seed: int = 0,
+    teacher: tuple[torch.nn.Module, str] | None = None,
+    title: str | None = None,
+) -> Path | BinaryIO:
     """Write a PNG: row 1 the frames with dropped tokens dimmed and kept ones outlined, row 2
-    the teacher's class-token attention per frame."""
+    the teacher's class-token attention per frame. ``output``: a file path, or a binary file
+    (``io.BytesIO``) the PNG is written into. ``teacher``: the (teacher, description) of
+    :func:`~umt.train.tasks.common.build_teacher` when the caller built it once for many
+    clips; else it is built from ``cfg``. ``title``: the clip's name in the figure (default
+    the file name)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -64,7 +74,9 @@ def visualize_mask(
     frames = load_clip(path, cfg.data.num_frames, size)  # [T,3,S,S] in [0,1]
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in resolve_mean_std(cfg.data.mean_std))
     clip = ((frames - mean) / std).permute(1, 0, 2, 3).unsqueeze(0)  # [1,3,T,S,S]
-    teacher, desc = build_teacher(cfg, log=lambda line: print(line, flush=True))
+    if teacher is None:
+        teacher = build_teacher(cfg, log=lambda line: print(line, flush=True))
+    teacher, desc = teacher
     with torch.no_grad():
         tvideo = teacher_input(clip, cfg.teacher.img_size, cfg.data.mean_std, cfg.data.teacher_norm)
         _, attn = teacher(tvideo)  # attn [1,T,HW]
@@ -90,8 +102,13 @@ def visualize_mask(
         axes[1, t].set_title("teacher [CLS] attention", fontsize=7)
         axes[1, t].axis("off")
     teacher_line = textwrap.fill(desc, width=int(34 * max(T, 3)))
-    fig.suptitle(f"{path.name}: semantic mask, ratio {cfg.mask.ratio}\n{teacher_line}", fontsize=8)
+    name = title or path.name
+    fig.suptitle(f"{name}: semantic mask, ratio {cfg.mask.ratio}\n{teacher_line}", fontsize=8)
     fig.tight_layout()
+    if not isinstance(output, (str, Path)):
+        fig.savefig(output, format="png")
+        plt.close(fig)
+        return output
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
