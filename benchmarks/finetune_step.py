@@ -73,6 +73,9 @@ def main() -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     p.add_argument("--impl", choices=["umt", "official", "both"], default="both")
     p.add_argument("--decode", action="store_true", help="also time the whole evaluate pipeline")
+    p.add_argument("--videos", type=int, default=None, help="override the preset's videos")
+    p.add_argument("--grad-checkpointing", type=int, default=0,
+                   help="recompute the first N blocks in the backward (as the recipes)")  # fmt: skip
     p.add_argument(
         "--compile",
         action="store_true",
@@ -87,7 +90,9 @@ def main() -> None:
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     preset = args.preset or ("umt-b16" if device.type == "cuda" else "cpu-fixed")
-    cfg = PRESETS[preset]
+    cfg = dict(PRESETS[preset])
+    if args.videos:
+        cfg["videos"] = args.videos
     amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
     if args.precision == "auto":
         amp = torch.bfloat16 if device.type == "cuda" else None
@@ -97,6 +102,8 @@ def main() -> None:
         name, img_size=cfg["size"], num_frames=cfg["frames"], num_classes=cfg["classes"],
         align_layers=0, final_norm=False, drop_path_rate=0.1, **cfg["model"],
     ).to(device)  # fmt: skip
+    if args.grad_checkpointing:  # as the recipes set model.grad_checkpointing
+        model.set_grad_checkpointing(args.grad_checkpointing)
     clips = cfg["videos"] * cfg["num_sample"]
     g = torch.Generator().manual_seed(0)
     video = torch.randn(clips, 3, cfg["frames"], cfg["size"], cfg["size"], generator=g).to(device)

@@ -77,10 +77,15 @@ TINY_AVA = [
 MEMORY = [
     ("stage 1 B/16 (umt-b16-k710, batch 64)", "stage1_step.py", "umt-b16", 64, []),
     ("stage 1 L/16 (umt-l16-k710, batch 64)", "stage1_step.py", "umt-l16", 64, []),
-    ("stage 2 B/16 (umt-b16-25m, batch 128)", "stage2_step.py", "umt-b16", 128, []),
-    ("fine-tune B/16 (umt-b16-k400-ft, 16 x 2)", "finetune_step.py", "umt-b16", None, []),
-    ("fine-tune L/16 (umt-l16-k400-ft, 16 x 2)", "finetune_step.py", "umt-l16", None, []),
-]
+    ("stage 2 B/16 (umt-b16-25m, batch 128)", "stage2_step.py", "umt-b16", 128,
+     ["--precision", "fp16", "--text-grad-checkpointing"]),
+    ("stage 2 L/16 (umt-l16-25m, batch 128)", "stage2_step.py", "umt-l16", 128,
+     ["--precision", "fp16", "--text-grad-checkpointing"]),
+    ("fine-tune B/16 (umt-b16-k400-ft, 16 x 2)", "finetune_step.py", "umt-b16", None,
+     ["--precision", "fp16", "--videos", "16"]),
+    ("fine-tune L/16 (umt-l16-k400-ft, 16 x 2)", "finetune_step.py", "umt-l16", None,
+     ["--precision", "fp16", "--videos", "16", "--grad-checkpointing", "12"]),
+]  # fmt: skip
 
 
 class Suite:

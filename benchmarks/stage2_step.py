@@ -55,8 +55,8 @@ RECIPE = "umt-tiny-synthetic-stage2"
 SPECIAL = {"pad": 0, "cls": 101, "sep": 102, "mask": 103}  # bert-base-uncased / MiniLM ids
 
 
-def _b16() -> dict:
-    cfg = model_config("umt-b16-vt")  # UMT-B/16 4x224 + BERT-base (fusion 9) + CLIP-B/16
+def _b16(name: str = "umt-b16-vt") -> dict:
+    cfg = model_config(name)  # UMT-B/16 4x224 + BERT-base (fusion 9) + CLIP-B/16 (or L/16's)
     return dict(batch=32, vision=cfg["vision"], text=cfg["text"], teacher=cfg["teacher"],
                 embed_dim=cfg["embed_dim"])  # fmt: skip
 
@@ -95,6 +95,7 @@ PRESETS = {
         embed_dim=128,
     ),  # fmt: skip
     "umt-b16": _b16,
+    "umt-l16": lambda: _b16("umt-l16-vt"),
 }
 
 
@@ -165,6 +166,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="override the preset's batch")
     ap.add_argument("--drop-path", type=float, default=0.1)
     ap.add_argument(
+        "--grad-checkpointing",
+        type=int,
+        default=0,
+        help="recompute the first N vision blocks in the backward (as the recipes)",
+    )
+    ap.add_argument("--text-grad-checkpointing", action="store_true",
+                    help="recompute the text layers in the backward (as the recipes)")  # fmt: skip
+    ap.add_argument(
         "--compile",
         action="store_true",
         help="also time the step with train.compile's compiled blocks (vision, text, teacher) "
@@ -217,6 +226,10 @@ def main() -> None:
     sample_ids = torch.arange(B, device=device)
     ratio = cfg.mask.video_ratio
 
+    if args.grad_checkpointing:  # as the recipes set model.grad_checkpointing
+        model.vision_encoder.set_grad_checkpointing(args.grad_checkpointing)
+    if args.text_grad_checkpointing:  # as the recipes set text.grad_checkpointing
+        model.text_encoder.set_grad_checkpointing(True)
     module = VideoTextTrainModule(model, cfg, SPECIAL).to(device)
     ref = None
     res: dict = {"preset": preset_name, "batch": B, "frames": T, "size": S,

@@ -114,7 +114,7 @@ def test_gpu_suite_smoke_runs_every_part_on_the_cpu(tmp_path, synthetic):
     stop = rows["cli kill + resume"]["figure"]
     assert re.fullmatch(r"stopped at step (\d+) \(exit 143\), resumed to \d+", stop), stop
     memory = [row for name, row in rows.items() if name.startswith("memory ")]
-    assert len(memory) == 5 and all(row["figure"] == "n/a (CUDA only)" for row in memory)
+    assert len(memory) == 6 and all(row["figure"] == "n/a (CUDA only)" for row in memory)
     assert rows["stage-1 step (cpu-fixed)"]["result"]["official_style_median_s"] > 0
     table = r.stdout[r.stdout.index("part ") :]
     assert all(name in table for name in rows)
