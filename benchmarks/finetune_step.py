@@ -4,7 +4,9 @@ Step: mixup / cutmix soft targets -> classifier forward (all tokens) -> soft-tar
 -> backward -> AdamW over layer-decay groups, as ``umt finetune`` runs it (``train_step`` with
 the task's loss). Beside it, in the same run, an official-style step on the same weights and
 data: explicit ``softmax(q k^T) v`` attention (the official model has no fused kernel) and the
-for-loop AdamW (``--impl both``).
+for-loop AdamW (``--impl both``); with ``--compile`` a third, what ``train.compile=true`` does
+(each block compiled) on another copy. The steps are timed in one process, interleaved (round i
+runs each variant in turn).
 
 Evaluation: forward throughput of the classifier in clips/s (views of the multi-view test) under
 ``torch.no_grad``, ours and official-style; with ``--decode`` also the whole ``umt evaluate``
@@ -28,10 +30,12 @@ import time
 
 import torch
 
+from timing import dynamo_counts, interleaved, profile_top
 from timing import timed as timed_calls
 from umt.data.transforms.mixup import Mixup
 from umt.losses import soft_target_cross_entropy
 from umt.models import create_model
+from umt.train.compile import compile_blocks
 from umt.train.optim import layer_decay_param_groups
 from umt.train.step import train_step
 
@@ -69,12 +73,26 @@ def main() -> None:
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto")
     p.add_argument("--impl", choices=["umt", "official", "both"], default="both")
     p.add_argument("--decode", action="store_true", help="also time the whole evaluate pipeline")
+    p.add_argument("--videos", type=int, default=None, help="override the preset's videos")
+    p.add_argument("--grad-checkpointing", type=int, default=0,
+                   help="recompute the first N blocks in the backward (as the recipes)")  # fmt: skip
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the step with train.compile's compiled blocks on a copy of the weights",
+    )
+    p.add_argument(
+        "--profile", action="store_true",
+        help="profile two steps of each variant after timing: top ops in the JSON",
+    )  # fmt: skip
     args = p.parse_args()
 
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
     preset = args.preset or ("umt-b16" if device.type == "cuda" else "cpu-fixed")
-    cfg = PRESETS[preset]
+    cfg = dict(PRESETS[preset])
+    if args.videos:
+        cfg["videos"] = args.videos
     amp = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
     if args.precision == "auto":
         amp = torch.bfloat16 if device.type == "cuda" else None
@@ -84,6 +102,8 @@ def main() -> None:
         name, img_size=cfg["size"], num_frames=cfg["frames"], num_classes=cfg["classes"],
         align_layers=0, final_norm=False, drop_path_rate=0.1, **cfg["model"],
     ).to(device)  # fmt: skip
+    if args.grad_checkpointing:  # as the recipes set model.grad_checkpointing
+        model.set_grad_checkpointing(args.grad_checkpointing)
     clips = cfg["videos"] * cfg["num_sample"]
     g = torch.Generator().manual_seed(0)
     video = torch.randn(clips, 3, cfg["frames"], cfg["size"], cfg["size"], generator=g).to(device)
@@ -99,53 +119,68 @@ def main() -> None:
             logits = net(x)
         return soft_target_cross_entropy(logits.float(), target)
 
-    def timed(run_one) -> list[float]:
-        return timed_calls(run_one, args.steps, args.warmup, device)
-
     def eval_rate(net: torch.nn.Module) -> float:
         net.eval()
         with torch.no_grad(), autocast():
-            times = timed(lambda i: net(video))
+            times = timed_calls(lambda i: net(video), args.steps, args.warmup, device)
         net.train()
         return clips / statistics.median(times)
 
+    def step_run(net: torch.nn.Module, fused: bool):
+        opt = _optimizer(net, fused=fused)
+        return lambda i: train_step(net, opt, [(video, labels, i)], loss_fn, None, scaler)
+
     res: dict[str, object] = {"preset": preset, "device": str(device), "clips": clips}
+    runs, ref = {}, None
     if args.impl in ("official", "both"):
         from official_style import make_official_student
 
         ref = make_official_student(copy.deepcopy(model))
-        ref_opt = _optimizer(ref, fused=False)
-        base = timed(
-            lambda i: train_step(ref, ref_opt, [(video, labels, i)], loss_fn, None, scaler)
-        )
-        res["official_style_median_s"] = round(statistics.median(base), 4)
+        runs["official"] = step_run(ref, fused=False)
+    if args.compile:
+        compiled = copy.deepcopy(model)
+        compile_blocks([compiled])  # what train.compile=true does in the loop
+        runs["compiled"] = step_run(compiled, fused=True)
+    if args.impl in ("umt", "both"):
+        runs["umt"] = step_run(model, fused=True)
+    times = interleaved(runs, args.steps, args.warmup, device)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    for name, m in med.items():
+        print(f"{name}: step {m:.3f}s ({clips / m:.1f} clips/s)")
+    if ref is not None:
+        res["official_style_median_s"] = round(med["official"], 4)
         res["official_style_eval_clips_per_s"] = round(eval_rate(ref), 2)
-        print(
-            f"official-style: step {statistics.median(base):.3f}s "
-            f"({clips / statistics.median(base):.1f} clips/s), "
-            f"eval {res['official_style_eval_clips_per_s']} clips/s"
-        )
-        if args.impl == "official":
-            print(json.dumps(res))
-            return
-    opt = _optimizer(model, fused=True)
-    times = timed(lambda i: train_step(model, opt, [(video, labels, i)], loss_fn, None, scaler))
-    med = statistics.median(times)
+        print(f"official-style: eval {res['official_style_eval_clips_per_s']} clips/s")
+    main_name = "umt" if "umt" in med else "compiled" if "compiled" in med else "official"
+    if main_name == "official":
+        print(json.dumps(res))
+        return
+    med_s = med[main_name]
     res.update(
-        median_s=round(med, 4),
-        mean_s=round(statistics.mean(times), 4),
-        steps=len(times),
-        clips_per_s=round(clips / med, 2),
+        median_s=round(med_s, 4),
+        mean_s=round(statistics.mean(times[main_name]), 4),
+        steps=len(times[main_name]),
+        clips_per_s=round(clips / med_s, 2),
+        impl=main_name,
+        compile=args.compile,
         eval_clips_per_s=round(eval_rate(model), 2),
         precision=str(amp).replace("torch.", "") if amp else "fp32",
     )
     if "official_style_median_s" in res:
-        res["speedup_vs_official_style"] = round(res["official_style_median_s"] / med, 2)
+        res["speedup_vs_official_style"] = round(res["official_style_median_s"] / med_s, 2)
+    if "compiled" in med:
+        res["compiled_median_s"] = round(med["compiled"], 4)
+        if "umt" in med:
+            res["compiled_speedup_vs_eager"] = round(med["umt"] / med["compiled"], 2)
+        if "official" in med:
+            res["compiled_speedup_vs_official_style"] = round(med["official"] / med["compiled"], 2)
+        res.update(dynamo_counts())
+    if args.profile:
+        for name, run_one in runs.items():
+            res[f"profile_{name}"] = profile_top(run_one, device)
     if device.type == "cuda":
         res["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    print(
-        f"umt: step {med:.3f}s ({clips / med:.1f} clips/s), eval {res['eval_clips_per_s']} clips/s"
-    )
+    print(f"umt: eval {res['eval_clips_per_s']} clips/s")
     if args.decode:
         res["evaluate_pipeline_clips_per_s"] = round(_pipeline_rate(model, amp), 2)
         print(

@@ -47,15 +47,24 @@ def _extended_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _explicit_bert_attention(
-    self, x: torch.Tensor, key_mask: torch.Tensor | None, context: torch.Tensor | None = None
+    self,
+    x: torch.Tensor,
+    key_mask: torch.Tensor | None,
+    context: torch.Tensor | None = None,
+    causal: bool = False,
 ) -> torch.Tensor:
     """``BertSelfAttention`` + ``BertSelfOutput``: scores ``q k^T / sqrt(d)`` plus the additive
-    mask, softmax, dropout on the probabilities, ``probs @ v``, dense, dropout, residual, LN."""
+    mask, softmax, dropout on the probabilities, ``probs @ v``, dense, dropout, residual, LN.
+    ``causal`` (a decoder's self-attention): later tokens masked out too."""
     src = x if context is None else context
     q, k, v = self._split(self.q(x)), self._split(self.k(src)), self._split(self.v(src))
     scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1])  # [B, h, L, L_k]
     if key_mask is not None:
         scores = scores + _extended_mask(key_mask)
+    if causal:
+        n = x.shape[1]
+        later = torch.ones(n, n, dtype=torch.bool, device=x.device).triu(1)
+        scores = scores.masked_fill(later, torch.finfo(scores.dtype).min)
     probs = F.dropout(scores.softmax(dim=-1), self.attn_dropout, self.training)
     y = torch.matmul(probs, v).permute(0, 2, 1, 3).contiguous()
     y = y.view(*y.shape[:-2], -1)  # [B, L, C]

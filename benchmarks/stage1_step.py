@@ -7,7 +7,14 @@ student 384 wide x 12 deep x 6 heads, teacher 512 wide x 8 deep x 8 heads with 2
 
 GPU: ``--device cuda --preset umt-b16`` (batch 64, 8x224, CLIP-B/16 teacher, bf16 autocast) also
 prints peak memory and model FLOPs utilisation against ``--peak-flops`` (default 989e12, H100
-dense bf16). ``--compile`` compiles each student block.
+dense bf16).
+
+Variants, timed in one process and interleaved (round i runs each in turn, so load changes fall
+on all alike): ``umt`` (eager), ``official`` (``--impl both``), ``compiled`` (``--compile``: what
+``train.compile=true`` does, the student's and the teacher's blocks compiled, on a copy of the
+same weights; the JSON then carries dynamo's graph and graph-break counts) and ``matmul`` (an
+N x N fp32 matrix product, the machine's matmul rate; each step's model FLOP/s is given as a
+fraction of it).
 
 The last line printed is a JSON object (``median_s``, ``mean_s``, ``steps``, ``device``, ...).
 """
@@ -16,13 +23,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import json
 import statistics
 
 import torch
 
-from timing import timed as timed_calls
+from timing import dynamo_counts, interleaved, matmul_run, profile_top
 from umt.models import create_model
+from umt.train.compile import compile_blocks
 from umt.train.optim import default_param_groups
 from umt.train.step import train_step
 from umt.train.tasks.stage1 import AlignedStudent, StepConfig, uma_loss_fn
@@ -85,7 +94,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--compile", action="store_true", help="torch.compile each student block")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the step with train.compile's compiled blocks (student and teacher), "
+        "on a copy of the same weights, interleaved with the others",
+    )
     ap.add_argument(
         "--no-fused", dest="fused", action="store_false", help="foreach AdamW instead of fused"
     )
@@ -98,6 +112,7 @@ def main() -> None:
     )
     ap.add_argument("--mask-ratio", type=float, default=0.8)
     ap.add_argument("--drop-path", type=float, default=0.1)
+    ap.add_argument("--batch", type=int, default=None, help="override the preset's batch")
     ap.add_argument(
         "--impl",
         choices=["umt", "official", "both"],
@@ -105,11 +120,26 @@ def main() -> None:
         help="umt: this library's step; official: the official code's computation pattern "
         "(benchmarks/official_style.py) on the same models, for a same-machine baseline",
     )
+    ap.add_argument(
+        "--matmul",
+        type=int,
+        default=1024,
+        help="also time an N x N fp32 matmul in the same rounds (the machine's matmul rate; "
+        "0: off; default 1024)",
+    )
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="after timing, profile two steps of each variant (torch.profiler): the top ops by "
+        "self time go in the JSON (profile_<variant>)",
+    )
     args = ap.parse_args()
 
     device = torch.device(args.device)
     preset_name = args.preset or ("cpu-fixed" if device.type == "cpu" else "umt-b16")
-    p = PRESETS[preset_name]
+    p = dict(PRESETS[preset_name])
+    if args.batch:
+        p["batch"] = args.batch
     if device.type == "cpu":
         torch.set_num_threads(args.threads)
     prec = args.precision
@@ -132,72 +162,67 @@ def main() -> None:
         align_dim=teacher.output_dim,
         **s_kw,
     ).to(device)
-    if args.compile:
-        for blk in student.blocks:
-            blk.compile()
-    model = AlignedStudent(student)
-    opt = torch.optim.AdamW(
-        default_param_groups(model, 0.05),
-        lr=1e-4,
-        betas=(0.9, 0.95),
-        **({"fused": True} if args.fused else {}),
-    )
     cfg = StepConfig(
         mask_ratio=args.mask_ratio, teacher_img_size=196 if t_name == "clip-l14" else None
     )
-
     B, T, S = p["batch"], p["frames"], p["size"]
     g = torch.Generator().manual_seed(0)
     video = torch.randn(B, 3, T, S, S, generator=g).to(device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
 
-    def timed(run_one) -> list[float]:
-        return timed_calls(run_one, args.steps, args.warmup, device)
+    def adamw(module: torch.nn.Module, fused: bool) -> torch.optim.AdamW:
+        return torch.optim.AdamW(
+            default_param_groups(module, 0.05), lr=1e-4, betas=(0.9, 0.95),
+            **({"fused": True} if fused else {}),
+        )  # fmt: skip
 
-    baseline = None
+    def umt_run(net: torch.nn.Module, teach: torch.nn.Module):
+        opt, loss_fn = adamw(net, args.fused), uma_loss_fn(teach, cfg)
+
+        def run_one(i: int) -> None:
+            seeds = list(range(i * B, (i + 1) * B))
+            train_step(net, opt, [(video, seeds)], loss_fn, amp_dtype=amp)
+
+        return run_one
+
+    # Every variant on its own copy of the same weights (the official pattern patches modules).
+    runs = {}
     if args.impl in ("official", "both"):
-        import copy
-
         from official_style import make_official_student, official_step
 
         ref_student = make_official_student(copy.deepcopy(student))
-        ref_opt = torch.optim.AdamW(
-            default_param_groups(ref_student, 0.05), lr=1e-4, betas=(0.9, 0.95)
-        )
+        ref_teacher, ref_opt = copy.deepcopy(teacher), adamw(ref_student, False)
         ref_amp = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
 
         def run_official(i: int) -> None:
             with ref_amp:
-                official_step(ref_student, teacher, ref_opt, video, args.mask_ratio)
+                official_step(ref_student, ref_teacher, ref_opt, video, args.mask_ratio)
 
-        baseline = timed(run_official)
-        print(
-            f"official-style: median {statistics.median(baseline):.3f}s/step, "
-            f"{B / statistics.median(baseline):.1f} clips/s over {len(baseline)} steps"
-        )
-        if args.impl == "official":
-            print(
-                json.dumps({"median_s": round(statistics.median(baseline), 4), "impl": "official"})
-            )
-            return
-
-    loss_fn = uma_loss_fn(teacher, cfg)
-
-    def run_umt(i: int) -> None:
-        seeds = list(range(i * B, (i + 1) * B))
-        train_step(model, opt, [(video, seeds)], loss_fn, amp_dtype=amp)
-
-    times = timed(run_umt)
-    med = statistics.median(times)
+        runs["official"] = run_official
+    if args.compile:
+        c_student, c_teacher = copy.deepcopy(student), copy.deepcopy(teacher)
+        c_model = AlignedStudent(c_student)
+        compile_blocks([c_model, c_teacher])  # what train.compile=true does in the loop
+        runs["compiled"] = umt_run(c_model, c_teacher)
+    if args.impl in ("umt", "both"):
+        runs["umt"] = umt_run(AlignedStudent(student), teacher)
+    mm_flops = 0.0
+    if args.matmul:
+        runs["matmul"], mm_flops = matmul_run(device, args.matmul)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = interleaved(runs, args.steps, args.warmup, device)
+    med = {name: statistics.median(t) for name, t in times.items()}
     flops = step_flops(student, teacher, B, T, S, args.mask_ratio)
+    main_name = "umt" if "umt" in med else "compiled" if "compiled" in med else "official"
     res = {
-        "median_s": round(med, 4),
-        "mean_s": round(statistics.fmean(times), 4),
-        "min_s": round(min(times), 4),
-        "steps": len(times),
-        "clips_per_s": round(B / med, 2),
+        "median_s": round(med[main_name], 4),
+        "mean_s": round(statistics.fmean(times[main_name]), 4),
+        "min_s": round(min(times[main_name]), 4),
+        "steps": len(times[main_name]),
+        "clips_per_s": round(B / med[main_name], 2),
+        "impl": main_name,
         "preset": preset_name,
+        "batch": B,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
         "torch": torch.__version__,
@@ -206,14 +231,39 @@ def main() -> None:
         "fused_adamw": args.fused,
         "model_tflops_per_step": round(flops / 1e12, 4),
     }
-    if baseline is not None:
-        res["official_style_median_s"] = round(statistics.median(baseline), 4)
-        res["speedup_vs_official_style"] = round(statistics.median(baseline) / med, 2)
+    if "official" in med:
+        res["official_style_median_s"] = round(med["official"], 4)
+        if main_name != "official":
+            res["speedup_vs_official_style"] = round(med["official"] / med[main_name], 2)
+    if "compiled" in med:
+        res["compiled_median_s"] = round(med["compiled"], 4)
+        res["compiled_clips_per_s"] = round(B / med["compiled"], 2)
+        if "umt" in med:
+            res["compiled_speedup_vs_eager"] = round(med["umt"] / med["compiled"], 2)
+        if "official" in med:
+            res["compiled_speedup_vs_official_style"] = round(med["official"] / med["compiled"], 2)
+        res.update(dynamo_counts())
+    if "matmul" in med:
+        rate = mm_flops / med["matmul"]
+        res["matmul_gflops"] = round(rate / 1e9, 1)
+        for name in ("umt", "compiled", "official"):
+            if name in med:  # the step's model FLOP/s as a fraction of the matmul rate
+                res[f"{name}_vs_matmul_rate"] = round(flops / med[name] / rate, 3)
     if device.type == "cuda":
         res["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-        res["mfu"] = round(flops / med / args.peak_flops, 4)
+        for name in ("umt", "compiled", "official"):
+            if name in med:
+                res[f"{name}_mfu"] = round(flops / med[name] / args.peak_flops, 4)
+        res["mfu"] = res[f"{main_name}_mfu"]
         res["peak_flops"] = args.peak_flops
-    print(f"{preset_name}: median {med:.3f}s/step, {B / med:.1f} clips/s over {len(times)} steps")
+    if args.profile:
+        for name, run_one in runs.items():
+            if name != "matmul":
+                res[f"profile_{name}"] = profile_top(run_one, device)
+    for name, m in med.items():
+        if name != "matmul":
+            print(f"{preset_name} {name}: median {m:.3f}s/step, {B / m:.1f} clips/s "
+                  f"over {len(times[name])} steps")  # fmt: skip
     print(json.dumps(res))
 
 

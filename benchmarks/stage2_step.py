@@ -21,9 +21,14 @@ GPU: ``--device cuda --preset umt-b16`` (batch 32, 4 x 224, UMT-B/16, CLIP-B/16 
 BERT-base with fusion from layer 9, captions of 32 tokens) with ``--precision bf16`` or ``fp16``
 (autocast + ``torch.amp.GradScaler``, as the trainer) also prints peak memory.
 
+``--compile`` adds a third variant: what ``train.compile=true`` does (every repeated block of
+the module compiled: vision, text and teacher layers), on a copy of the same weights. The
+variants are timed in one process, interleaved (round i runs each in turn).
+
 The last line printed is a JSON object (``median_s``, ``mean_s``, ``steps``, ``pairs_per_s``,
 ``impl``, ``preset``, ``device``, ``precision``; with ``--impl both`` also ``official_median_s``
-and ``speedup``).
+and ``speedup``; with ``--compile`` ``compiled_median_s``, the speedups and dynamo's graph and
+graph-break counts).
 """
 
 from __future__ import annotations
@@ -36,11 +41,12 @@ import statistics
 
 import torch
 
-from timing import timed as timed_calls
+from timing import dynamo_counts, interleaved, profile_top
 from umt import losses
 from umt.config import load_config
 from umt.models import model_config
 from umt.models.video_text import UMTVideoText
+from umt.train.compile import compile_blocks
 from umt.train.optim import build_optimizer, default_param_groups
 from umt.train.step import train_step
 from umt.train.tasks.video_text import VideoTextTrainModule
@@ -49,8 +55,8 @@ RECIPE = "umt-tiny-synthetic-stage2"
 SPECIAL = {"pad": 0, "cls": 101, "sep": 102, "mask": 103}  # bert-base-uncased / MiniLM ids
 
 
-def _b16() -> dict:
-    cfg = model_config("umt-b16-vt")  # UMT-B/16 4x224 + BERT-base (fusion 9) + CLIP-B/16
+def _b16(name: str = "umt-b16-vt") -> dict:
+    cfg = model_config(name)  # UMT-B/16 4x224 + BERT-base (fusion 9) + CLIP-B/16 (or L/16's)
     return dict(batch=32, vision=cfg["vision"], text=cfg["text"], teacher=cfg["teacher"],
                 embed_dim=cfg["embed_dim"])  # fmt: skip
 
@@ -89,6 +95,7 @@ PRESETS = {
         embed_dim=128,
     ),  # fmt: skip
     "umt-b16": _b16,
+    "umt-l16": lambda: _b16("umt-l16-vt"),
 }
 
 
@@ -116,11 +123,17 @@ def captions(batch: int, length: int, g: torch.Generator) -> tuple[torch.Tensor,
 def umt_parts_and_draws(module: VideoTextTrainModule, micro: tuple) -> tuple[dict, dict]:
     """umt's loss parts of one micro-batch (no grad) and the random draws it made: the token
     mask, the VTM negatives and the MLM-masked captions."""
-    draws: dict = {}
-    own_mask, hard, mask_tokens = module._teacher_mask, losses.hard_negatives, losses.mask_tokens
+    from umt.train.tasks import video_text
 
-    def teacher_mask(*a, **k):
-        targets, draws["mask"] = own_mask(*a, **k)
+    draws: dict = {}
+    own_targets, hard, mask_tokens = (
+        video_text.teacher_targets,
+        losses.hard_negatives,
+        losses.mask_tokens,
+    )
+
+    def teacher_targets(*a, **k):
+        targets, draws["mask"] = own_targets(*a, **k)
         return targets, draws["mask"]
 
     def negatives(*a, **k):
@@ -131,13 +144,13 @@ def umt_parts_and_draws(module: VideoTextTrainModule, micro: tuple) -> tuple[dic
         draws["mlm"] = mask_tokens(*a, **k)
         return draws["mlm"]
 
-    module._teacher_mask = teacher_mask
+    video_text.teacher_targets = teacher_targets
     losses.hard_negatives, losses.mask_tokens = negatives, masked
     try:
         with torch.no_grad():
             parts = module(*micro)
     finally:
-        del module._teacher_mask
+        video_text.teacher_targets = own_targets
         losses.hard_negatives, losses.mask_tokens = hard, mask_tokens
     return {k: float(v) for k, v in parts.items()}, draws
 
@@ -153,6 +166,20 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="override the preset's batch")
     ap.add_argument("--drop-path", type=float, default=0.1)
     ap.add_argument(
+        "--grad-checkpointing",
+        type=int,
+        default=0,
+        help="recompute the first N vision blocks in the backward (as the recipes)",
+    )
+    ap.add_argument("--text-grad-checkpointing", action="store_true",
+                    help="recompute the text layers in the backward (as the recipes)")  # fmt: skip
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time the step with train.compile's compiled blocks (vision, text, teacher) "
+        "on a copy of the same weights, interleaved with the others",
+    )
+    ap.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16", "fp16"],
         default="auto",
@@ -166,6 +193,10 @@ def main() -> None:
         "(benchmarks/official_style_stage2.py) on the same weights; default: both on CPU, "
         "umt on GPU",
     )
+    ap.add_argument(
+        "--profile", action="store_true",
+        help="profile two steps of each variant after timing: top ops in the JSON",
+    )  # fmt: skip
     args = ap.parse_args()
 
     device = torch.device(args.device)
@@ -195,6 +226,10 @@ def main() -> None:
     sample_ids = torch.arange(B, device=device)
     ratio = cfg.mask.video_ratio
 
+    if args.grad_checkpointing:  # as the recipes set model.grad_checkpointing
+        model.vision_encoder.set_grad_checkpointing(args.grad_checkpointing)
+    if args.text_grad_checkpointing:  # as the recipes set text.grad_checkpointing
+        model.text_encoder.set_grad_checkpointing(True)
     module = VideoTextTrainModule(model, cfg, SPECIAL).to(device)
     ref = None
     res: dict = {"preset": preset_name, "batch": B, "frames": T, "size": S,
@@ -221,17 +256,16 @@ def main() -> None:
     def micro_batch(i: int) -> tuple:
         return (video, ids, att, sample_ids, False, list(range(i * B, (i + 1) * B)), i)
 
-    def timed(run_one) -> list[float]:
-        if cuda:
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
-        return timed_calls(run_one, args.steps, args.warmup, device)
+    def umt_loss(net, micro):
+        with autocast():
+            return net(*micro)["loss"]
 
-    def summary(name: str, times: list[float]) -> float:
-        med = statistics.median(times)
-        print(f"{name}: median {med:.3f}s/step, {B / med:.1f} pairs/s over {len(times)} steps")
-        return med
+    def umt_run(net: torch.nn.Module):
+        opt = build_optimizer(net, cfg, lr=1e-4)  # fused AdamW, the recipe's betas and decay
+        scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
+        return lambda i: train_step(net, opt, [micro_batch(i)], umt_loss, None, scaler)
 
+    runs = {}
     if impl in ("official", "both"):
         # The official optimizer: torch's default AdamW (the for-loop update on the CPU).
         ref_opt = torch.optim.AdamW(default_param_groups(ref, cfg.optim.weight_decay),
@@ -242,37 +276,46 @@ def main() -> None:
             with autocast():
                 return official_forward(net, *micro, **opts)["loss"]
 
-        base = timed(lambda i: train_step(ref, ref_opt, [(video, ids, att, sample_ids)],
-                                          official_loss, None, ref_scaler))  # fmt: skip
-        res["official_median_s"] = round(summary("official-style", base), 4)
-        if cuda:
-            res["official_peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        del ref, ref_opt
-
+        runs["official"] = lambda i: train_step(
+            ref, ref_opt, [(video, ids, att, sample_ids)], official_loss, None, ref_scaler
+        )
+    if args.compile:
+        compiled = VideoTextTrainModule(copy.deepcopy(model), cfg, SPECIAL).to(device)
+        compile_blocks([compiled])  # what train.compile=true does in the loop
+        runs["compiled"] = umt_run(compiled)
     if impl in ("umt", "both"):
-        opt = build_optimizer(module, cfg, lr=1e-4)  # fused AdamW, the recipe's betas and decay
-        scaler = torch.amp.GradScaler(device.type) if amp == torch.float16 else None
-
-        def umt_loss(net, micro):
-            with autocast():
-                return net(*micro)["loss"]
-
-        times = timed(lambda i: train_step(module, opt, [micro_batch(i)], umt_loss, None, scaler))
-        med = summary("umt", times)
-        res.update(median_s=round(med, 4), mean_s=round(statistics.fmean(times), 4))
-        if cuda:
-            res["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-        if "official_median_s" in res:
-            res["speedup"] = round(res["official_median_s"] / med, 2)
-    else:
-        times = base
-        res.update(median_s=res["official_median_s"], mean_s=round(statistics.fmean(base), 4))
-        if cuda:
-            res["peak_mem_gib"] = res["official_peak_mem_gib"]
+        runs["umt"] = umt_run(module)
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    times = interleaved(runs, args.steps, args.warmup, device)
+    med = {name: statistics.median(t) for name, t in times.items()}
+    for name, m in med.items():
+        print(f"{name}: median {m:.3f}s/step, {B / m:.1f} pairs/s over {len(times[name])} steps")
+    main_name = "umt" if "umt" in med else "compiled" if "compiled" in med else "official"
+    res.update(median_s=round(med[main_name], 4),
+               mean_s=round(statistics.fmean(times[main_name]), 4))  # fmt: skip
+    if "official" in med:
+        res["official_median_s"] = round(med["official"], 4)
+        if main_name != "official":
+            res["speedup"] = round(med["official"] / med[main_name], 2)
+    if "compiled" in med:
+        res["compiled_median_s"] = round(med["compiled"], 4)
+        if "umt" in med:
+            res["compiled_speedup_vs_eager"] = round(med["umt"] / med["compiled"], 2)
+        if "official" in med:
+            res["compiled_speedup_vs_official"] = round(med["official"] / med["compiled"], 2)
+        res.update(dynamo_counts())
+    if args.profile:
+        for name, run_one in runs.items():
+            res[f"profile_{name}"] = profile_top(run_one, device)
+    if cuda:  # all variants together (each holds its own model and optimizer)
+        res["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
     res.update(
-        steps=len(times),
+        steps=len(times[main_name]),
         pairs_per_s=round(B / res["median_s"], 2),
-        impl=impl,
+        impl=main_name,
+        compile=args.compile,
         device=torch.cuda.get_device_name(device) if cuda else "cpu",
         threads=torch.get_num_threads() if not cuda else None,
         precision=prec,

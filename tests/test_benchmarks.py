@@ -1,9 +1,14 @@
 """The benchmarks' own inputs: the Kinetics-like files of ``benchmarks/data_throughput.py`` have
-the frame rate, size, keyframe interval and B-frames they claim, are deterministic and cached."""
+the frame rate, size, keyframe interval and B-frames they claim, are deterministic and cached.
+The GPU suite's plumbing runs on the CPU (``--device cpu --smoke``)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -84,3 +89,32 @@ def test_write_video_streams_frames_and_names_an_empty_clip(tmp_path):
     assert facts["size"] == (48, 32) and facts["frames"] == 5 and facts["reordered"] == 0
     with pytest.raises(InputError, match="empty.mp4: no frames"):
         write_video(tmp_path / "empty.mp4", iter([]))
+
+
+@pytest.mark.heavy
+def test_gpu_suite_smoke_runs_every_part_on_the_cpu(tmp_path, synthetic):
+    """Every part of the GPU suite in its CPU smoke mode: the real commands pass, torchrun with
+    one process wraps the model (DDP, FSDP2 over gloo), the CUDA-only parts say so, one table,
+    one JSON."""
+    out = tmp_path / "suite"
+    r = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "gpu_suite.py"), "--device", "cpu", "--smoke",
+         "--out", str(out), "--synthetic", str(synthetic)],
+        capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads((out / "gpu_suite.json").read_text())
+    rows = {row["part"]: row for row in report["rows"]}
+    assert report["smoke"] and report["failed"] == []
+    for part in ("cli pretrain fp16", "cli pretrain bf16", "cli kill + resume",
+                 "cli finetune + evaluate", "cli stage 2 + retrieval", "cli QA", "cli AVA",
+                 "torchrun 1 process ddp (gloo)", "torchrun 1 process fsdp (gloo)",
+                 "stage-1 step (cpu-fixed)", "data: DataLoader vs the step"):  # fmt: skip
+        assert rows[part]["status"] == "ok", rows[part]
+    stop = rows["cli kill + resume"]["figure"]
+    assert re.fullmatch(r"stopped at step (\d+) \(exit 143\), resumed to \d+", stop), stop
+    memory = [row for name, row in rows.items() if name.startswith("memory ")]
+    assert len(memory) == 6 and all(row["figure"] == "n/a (CUDA only)" for row in memory)
+    assert rows["stage-1 step (cpu-fixed)"]["result"]["official_style_median_s"] > 0
+    table = r.stdout[r.stdout.index("part ") :]
+    assert all(name in table for name in rows)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import pytest
 import torch
@@ -47,16 +49,28 @@ def one_process_run(synthetic, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize(
+    "strategy,compiled",
+    [
+        ("ddp", False),
+        ("fsdp", False),
+        # > 30 s on 2 cores with a cold inductor cache
+        pytest.param("ddp", True, marks=pytest.mark.heavy),
+        pytest.param("fsdp", True, marks=pytest.mark.heavy),
+    ],
+)
 def test_two_gloo_processes_equal_one_with_double_batch(
-    synthetic, one_process_run, tmp_path, strategy
+    synthetic, one_process_run, tmp_path, strategy, compiled
 ):
     # Every random draw of a sample (crop, flip, mask, drop path) is seeded from (run seed,
-    # epoch, sample index), so drop path is on here too.
+    # epoch, sample index), so drop path is on here too. Compiled: the blocks are compiled
+    # before DDP / FSDP2 wrap them; the one eager process is the reference all the same.
     from umt.train.distributed import fsdp_available
 
     if strategy == "fsdp" and not fsdp_available():
         pytest.skip("FSDP2 (fully_shard) not in this torch")
+    if compiled and shutil.which(os.environ.get("CXX", "g++")) is None:
+        pytest.skip("no C++ compiler for inductor")
     launcher = TORCHRUN_2
     args = [
         "pretrain",
@@ -64,6 +78,7 @@ def test_two_gloo_processes_equal_one_with_double_batch(
         "dist.backend=gloo",
         "train.device=cpu",
         f"dist.strategy={strategy}",
+        f"train.compile={str(compiled).lower()}",
     ]
     two = run_cli(
         [*args, *tiny_args(synthetic, tmp_path / "two", "train.batch_size=2", DROP_PATH)],
@@ -75,11 +90,34 @@ def test_two_gloo_processes_equal_one_with_double_batch(
     l1, w1 = one_process_run
     l2, w2 = _read(tmp_path / "two")
     assert len(l1) == len(l2) == 3
-    assert l2 == pytest.approx(l1, rel=1e-5, abs=1e-6)
+    assert ("torch.compile: 4 blocks" in two.stdout) == compiled
+    assert l2 == pytest.approx(l1, rel=1e-4 if compiled else 1e-5, abs=1e-6)
     assert w1.keys() == w2.keys()
     # Adam's update is ~lr * sign(grad) early on: allow float noise on near-zero gradients.
     for k in w1:
         torch.testing.assert_close(w2[k], w1[k], rtol=1e-4, atol=5e-5)
+
+
+@pytest.mark.slow
+def test_torchrun_with_one_process_wraps_the_model(synthetic, one_process_run, tmp_path):
+    """``torchrun --nproc_per_node 1`` with ``dist.strategy=fsdp`` joins a process group of one
+    and shards the model (what the GPU suite runs with NCCL): the one process's numbers."""
+    from umt.train.distributed import fsdp_available
+
+    if not fsdp_available():
+        pytest.skip("FSDP2 (fully_shard) not in this torch")
+    launcher = [*TORCHRUN_2[:5], "1", *TORCHRUN_2[6:]]
+    args = ["pretrain", "train.max_steps=3", "dist.backend=gloo", "train.device=cpu",
+            "dist.strategy=fsdp"]  # fmt: skip
+    one = run_cli(
+        [*args, *tiny_args(synthetic, tmp_path / "one", "train.batch_size=4", DROP_PATH)],
+        tmp_path,
+        launcher=launcher,
+    )
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert "1 process(es) x batch 4" in one.stdout and "; dist: fsdp (gloo)" in one.stdout
+    l1, _ = one_process_run
+    assert _read(tmp_path / "one")[0] == pytest.approx(l1, rel=1e-5, abs=1e-6)
 
 
 @pytest.mark.slow

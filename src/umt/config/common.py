@@ -37,7 +37,6 @@ class EncoderConfig:
     mlp_ratio: float | None = None
     drop_path_rate: float = 0.1
     grad_checkpointing: int = 0  # recompute the first N blocks in the backward pass (0 = off)
-    compile: bool = False  # torch.compile each encoder block
 
 
 @dataclass
@@ -214,6 +213,9 @@ class TrainConfig:
     plot: bool = True
     progress: bool = True
     ema_decay: float | None = None  # keep an EMA of the weights (e.g. 0.9999); None = off
+    # torch.compile every repeated block (encoder, decoder, text and teacher layers) in place
+    # before the model is wrapped (DDP / FSDP2); state-dict names do not change.
+    compile: bool = False
 
 
 @dataclass
@@ -246,7 +248,10 @@ class TaskConfig:
     # Keys renamed: old dotted key -> new one. The old key is refused (in a recipe, an override,
     # a run's saved config.yaml) with the new name in the message. A task's own renames add to
     # these ({**TaskConfig.renamed_keys, ...}).
-    renamed_keys: ClassVar[dict[str, str]] = {"train.tensorboard": "train.loggers"}
+    renamed_keys: ClassVar[dict[str, str]] = {
+        "train.tensorboard": "train.loggers",
+        "model.compile": "train.compile",
+    }
     # Old dotted key -> its old value as the new key's value, for the renames that changed the
     # value's form too (what a resume reads from an old run's config.yaml).
     renamed_values: ClassVar[dict[str, Callable[[Any], Any]]] = {

@@ -28,6 +28,7 @@ class DistInfo:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    joined: bool = False  # in a process group (torchrun), even of one process
 
     @property
     def is_main(self) -> bool:
@@ -35,7 +36,7 @@ class DistInfo:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        return self.world_size > 1 or self.joined
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
@@ -50,14 +51,18 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def init_distributed(cfg: TaskConfig) -> DistInfo:
-    """Join the process group when launched by torchrun; otherwise a single process."""
+    """Join the process group when launched by torchrun (with one process too when
+    ``dist.strategy`` names ddp or fsdp: the wrapping runs as it would on more); otherwise a
+    single process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(cfg.train.device, local)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if world > 1 and not dist.is_initialized():
+    torchrun = "TORCHELASTIC_RUN_ID" in os.environ
+    join = world > 1 or (torchrun and cfg.dist.strategy in ("ddp", "fsdp"))
+    if join and not dist.is_initialized():
         backend = cfg.dist.backend
         if backend == "auto":
             backend = "nccl" if device.type == "cuda" else "gloo"
@@ -66,7 +71,10 @@ def init_distributed(cfg: TaskConfig) -> DistInfo:
             timeout=datetime.timedelta(minutes=cfg.dist.timeout_min),
             **({"device_id": device} if device.type == "cuda" else {}),
         )
-    return DistInfo(rank=rank, world_size=world, local_rank=local, device=device)
+    return DistInfo(
+        rank=rank, world_size=world, local_rank=local, device=device,
+        joined=dist.is_available() and dist.is_initialized(),
+    )  # fmt: skip
 
 
 def cleanup() -> None:

@@ -10,13 +10,17 @@ import copy
 import torch
 from torch import nn
 
+from umt.train.compile import drop_compiled
+
 
 class ModelEMA:
     """The averaged copy lives in ``self.module`` (eval mode, no gradients)."""
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = float(decay)
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        # A compiled block's copy would still call the original's compiled forward (and its
+        # weights): the copy runs eager.
+        self.module = drop_compiled(copy.deepcopy(model)).eval().requires_grad_(False)
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:

@@ -28,6 +28,7 @@ from umt.config import ConfigError, TaskConfig, flatten, upgrade_saved_config
 from umt.errors import InputError, MachineError
 from umt.train import checkpoint as ckpt
 from umt.train import loggers, runs
+from umt.train.compile import check_compile, compile_blocks
 from umt.train.data import build_loader
 from umt.train.distributed import (
     DistInfo,
@@ -504,6 +505,8 @@ class _Run:
         cfg, info, task = self.cfg, self.info, self.task
         task.ctx.resume_from = self._resume_source()
         task.check()
+        if cfg.train.compile:
+            check_compile(info.device)  # no C++ compiler (CPU) / triton (GPU): one line, now
         self._data()  # a bad list or shard set is refused before anything is built or written
         self.out = self._output_dir()
         self.ckpt_root = self.out / "checkpoints"
@@ -511,7 +514,8 @@ class _Run:
         model = task.build_model()
         self.exported = task.export_model(model)
         self.extra_files = task.export_files()
-        self.model = wrap_model(model, cfg, info, self.amp)
+        self.compiled = compile_blocks(task.compile_roots(model)) if cfg.train.compile else 0
+        self.model = wrap_model(model, cfg, info, self.amp)  # after compiling, as torchtitan
         self.loader = build_loader(
             self.dataset,
             cfg.train.batch_size,
@@ -562,12 +566,23 @@ class _Run:
             f"{info.world_size} process(es) x batch {cfg.train.batch_size} x "
             f"accum {cfg.train.accum_steps} = {self.total_batch} clips/step; lr {self.lr:.3g}; "
             f"{self.steps_per_epoch} steps/epoch; steps {st.step} -> {self.total_steps}; "
-            f"device {info.device}" + self._precision_desc()
+            f"device {info.device}" + self._precision_desc() + self._dist_desc()
         )
         if self.precision_note:
             self.say(f"  note: {self.precision_note}")
+        if self.compiled:
+            self.say(f"  torch.compile: {self.compiled} blocks (compiled on their first step)")
         if self.last_ckpt is not None:
             self.say(f"  resumed from {self.last_ckpt} (step {st.step})")
+
+    def _dist_desc(self) -> str:
+        """The start-up line's data-parallel part ("" for one process outside torchrun)."""
+        how = strategy(self.cfg, self.info)
+        if how == "none":
+            return ""
+        import torch.distributed as dist
+
+        return f"; dist: {how} ({dist.get_backend()})"
 
     def _precision_desc(self) -> str:
         """The start-up line's precision part ("" for float32)."""

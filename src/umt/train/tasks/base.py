@@ -40,7 +40,8 @@ class Task:
     ``build_*`` methods and :meth:`loss`.
 
     Call order, all before anything is written: :meth:`check` (settings only; cheap),
-    :meth:`build_data`, :meth:`build_model`. Then the loop wraps the model (DDP / FSDP2), builds
+    :meth:`build_data`, :meth:`build_model`. Then the loop compiles the blocks of
+    :meth:`compile_roots` (``train.compile``), wraps the model (DDP / FSDP2), builds
     the optimizer over :meth:`param_groups` and calls :meth:`loss` per micro-batch under the
     run's autocast; after the epochs :meth:`evaluates` names, it validates through
     :mod:`umt.train.validate`; at the end it calls :meth:`finish`. Helpers tasks share live in
@@ -60,7 +61,6 @@ class Task:
             "data.root",
             "data.num_workers",
             "data.synthetic_root",
-            "model.compile",
             "model.grad_checkpointing",
         }
     )
@@ -115,6 +115,12 @@ class Task:
     def build_model(self) -> nn.Module:
         """The trainable module on ``ctx.device``: what the loop wraps, optimizes and saves."""
         raise NotImplementedError
+
+    def compile_roots(self, model: nn.Module) -> list[nn.Module]:
+        """The modules whose repeated blocks ``train.compile`` compiles (see
+        :mod:`umt.train.compile`): ``model`` (a teacher inside it included); a task that keeps a
+        frozen module outside the model (stage 1's teacher) adds it."""
+        return [model]
 
     def export_model(self, model: nn.Module) -> nn.Module | None:
         """The plain model inside ``model`` whose constructor config goes beside each

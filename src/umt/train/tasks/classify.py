@@ -251,9 +251,6 @@ class ClassifyTask(Task):
             self.init_notes = [f"a {kind} checkpoint"]
             label_map = cfg.model.init_label_map if self.reads_init else None
             self.init_notes += load_init_weights(model, weights, path, label_map)
-        if cfg.model.compile:
-            for block in model.blocks:
-                block.compile()
         a = cfg.augment
         self.mixup = None
         if (a.mixup > 0 or a.cutmix > 0) and a.mixup_prob > 0:

@@ -121,12 +121,6 @@ def build_encoder(cfg: Any, **more: Any) -> nn.Module:
     return model
 
 
-def compile_blocks(student: nn.Module) -> None:
-    """torch.compile each transformer block in place (the token count per step is fixed)."""
-    for block in getattr(student, "blocks", []):
-        block.compile()
-
-
 # --------------------------------------------------------------------------- seeds
 def drop_path_seeds(mask_seeds: Sequence[int]) -> list[int]:
     """One drop-path seed per sample, derived from its mask seed (so again a function of the run

@@ -187,9 +187,6 @@ class DetectionTask(Task):
         self.init_notes: list[str] = []
         if path is not None:
             self.init_notes = model.load_backbone(path)
-        if cfg.model.compile:
-            for block in model.blocks:
-                block.compile()
         self.loss_calls = 0
         return model.to(self.ctx.device)
 

@@ -25,7 +25,6 @@ from umt.train.tasks.common import (
     build_encoder,
     build_teacher,
     check_teacher_setting,
-    compile_blocks,
     count_params,
     drop_path_noise,
     drop_path_seeds,
@@ -174,10 +173,12 @@ class Stage1Task(Task):
         self.teacher, self.teacher_desc = build_teacher(cfg, self.ctx.device, log=log)
         student = build_student(cfg, int(self.teacher.output_dim)).to(self.ctx.device)
         check_token_grids(student, self.teacher)
-        if cfg.model.compile:
-            compile_blocks(student)
         self.step_cfg = StepConfig.from_config(cfg)
         return AlignedStudent(student)
+
+    def compile_roots(self, model: nn.Module) -> list[nn.Module]:
+        """The student and the frozen teacher (kept outside the trained model)."""
+        return [model, self.teacher]
 
     def export_model(self, model: nn.Module) -> nn.Module:
         return plain_model(model, "student")

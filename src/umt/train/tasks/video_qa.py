@@ -222,9 +222,6 @@ class QATask(Task):
         if cfg.text.grad_checkpointing:
             model.text_encoder.set_grad_checkpointing(True)
             model.text_decoder.set_grad_checkpointing(True)
-        if m.compile:
-            for block in model.vision_encoder.blocks:
-                block.compile()
         tok = self.tokenizer = tower_tokenizer(self.text_path, model.text_encoder)
         return QATrainModule(model, tok.pad_id).to(self.ctx.device)
 

@@ -389,9 +389,6 @@ class VideoTextTask(Task):
             model.vision_encoder.set_grad_checkpointing(m.grad_checkpointing)
         if cfg.text.grad_checkpointing:
             model.text_encoder.set_grad_checkpointing(True)
-        if m.compile:
-            for block in model.vision_encoder.blocks:
-                block.compile()
         tok = self.tokenizer = tower_tokenizer(self.text_path, model.text_encoder)
         if tok.vocab_size != model.text_encoder.vocab_size:
             raise InputError(

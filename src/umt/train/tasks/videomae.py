@@ -26,7 +26,6 @@ from umt.models.videomae import patch_targets
 from umt.train.tasks.base import Task
 from umt.train.tasks.common import (
     autocast_off,
-    compile_blocks,
     drop_path_noise,
     drop_path_seeds,
     encoder_sizes,
@@ -172,9 +171,6 @@ class VideoMAETask(Task):
     def build_model(self) -> nn.Module:
         cfg = self.cfg
         model = build_videomae(cfg).to(self.ctx.device)
-        if cfg.model.compile:
-            compile_blocks(model.encoder)
-            compile_blocks(model.decoder)
         self.grid = model.encoder.grid  # (T', H', W')
         self.patch, self.tubelet = model.patch_size, model.tubelet_size
         return VideoMAETrainModule(model)
