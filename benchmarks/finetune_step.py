@@ -30,7 +30,7 @@ import time
 
 import torch
 
-from timing import dynamo_counts, interleaved, profile_top
+from timing import compiled_ratios, interleaved, profile_top
 from timing import timed as timed_calls
 from umt.data.transforms.mixup import Mixup
 from umt.losses import soft_target_cross_entropy
@@ -168,13 +168,7 @@ def main() -> None:
     )
     if "official_style_median_s" in res:
         res["speedup_vs_official_style"] = round(res["official_style_median_s"] / med_s, 2)
-    if "compiled" in med:
-        res["compiled_median_s"] = round(med["compiled"], 4)
-        if "umt" in med:
-            res["compiled_speedup_vs_eager"] = round(med["umt"] / med["compiled"], 2)
-        if "official" in med:
-            res["compiled_speedup_vs_official_style"] = round(med["official"] / med["compiled"], 2)
-        res.update(dynamo_counts())
+    res.update(compiled_ratios(med, "official_style"))
     if args.profile:
         for name, run_one in runs.items():
             res[f"profile_{name}"] = profile_top(run_one, device)

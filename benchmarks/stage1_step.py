@@ -29,7 +29,7 @@ import statistics
 
 import torch
 
-from timing import dynamo_counts, interleaved, matmul_run, profile_top
+from timing import compiled_ratios, interleaved, matmul_run, profile_top
 from umt.models import create_model
 from umt.train.compile import compile_blocks
 from umt.train.optim import default_param_groups
@@ -235,14 +235,9 @@ def main() -> None:
         res["official_style_median_s"] = round(med["official"], 4)
         if main_name != "official":
             res["speedup_vs_official_style"] = round(med["official"] / med[main_name], 2)
+    res.update(compiled_ratios(med, "official_style"))
     if "compiled" in med:
-        res["compiled_median_s"] = round(med["compiled"], 4)
         res["compiled_clips_per_s"] = round(B / med["compiled"], 2)
-        if "umt" in med:
-            res["compiled_speedup_vs_eager"] = round(med["umt"] / med["compiled"], 2)
-        if "official" in med:
-            res["compiled_speedup_vs_official_style"] = round(med["official"] / med["compiled"], 2)
-        res.update(dynamo_counts())
     if "matmul" in med:
         rate = mm_flops / med["matmul"]
         res["matmul_gflops"] = round(rate / 1e9, 1)

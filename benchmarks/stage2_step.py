@@ -41,7 +41,7 @@ import statistics
 
 import torch
 
-from timing import dynamo_counts, interleaved, profile_top
+from timing import compiled_ratios, interleaved, profile_top
 from umt import losses
 from umt.config import load_config
 from umt.models import model_config
@@ -299,13 +299,7 @@ def main() -> None:
         res["official_median_s"] = round(med["official"], 4)
         if main_name != "official":
             res["speedup"] = round(med["official"] / med[main_name], 2)
-    if "compiled" in med:
-        res["compiled_median_s"] = round(med["compiled"], 4)
-        if "umt" in med:
-            res["compiled_speedup_vs_eager"] = round(med["umt"] / med["compiled"], 2)
-        if "official" in med:
-            res["compiled_speedup_vs_official"] = round(med["official"] / med["compiled"], 2)
-        res.update(dynamo_counts())
+    res.update(compiled_ratios(med, "official"))
     if args.profile:
         for name, run_one in runs.items():
             res[f"profile_{name}"] = profile_top(run_one, device)

@@ -74,6 +74,21 @@ def dynamo_counts() -> dict[str, object]:
     }
 
 
+def compiled_ratios(med: dict[str, float], official: str) -> dict[str, object]:
+    """The compiled variant's numbers from the variants' median step seconds ``med`` (keys
+    ``umt`` / ``compiled`` / ``official``), when it ran: its median, its speed-up over eager and
+    over the official step (key ``compiled_speedup_vs_<official>``), and :func:`dynamo_counts`."""
+    if "compiled" not in med:
+        return {}
+    out: dict[str, object] = {"compiled_median_s": round(med["compiled"], 4)}
+    if "umt" in med:
+        out["compiled_speedup_vs_eager"] = round(med["umt"] / med["compiled"], 2)
+    if "official" in med:
+        out[f"compiled_speedup_vs_{official}"] = round(med["official"] / med["compiled"], 2)
+    out.update(dynamo_counts())
+    return out
+
+
 def profile_top(
     run_one: Callable[[int], object], device: torch.device, calls: int = 2, top: int = 10
 ) -> list[dict[str, object]]:
