@@ -116,16 +116,24 @@ def test_recipe_follows_the_config():
     assert TeacherRecipe.from_dict(r.to_dict()) == r
 
 
-def test_frame_objects_follow_the_rendered_clip():
-    """Each frame's caption object is the object render_clip draws in that frame."""
+def test_teacher_object_is_what_every_frame_shows():
+    """The teacher's caption object of a clip (colour, category) is drawn in each frame, and
+    every object of the set is among object_names."""
     import numpy as np
 
-    from umt.data.synth import _COLOURS, CLASSES, frame_objects, render_clip
+    from umt.data.synth import CLASSES, COLOURS, object_names, render_clip, teacher_object
 
+    names = object_names()
+    assert len(names) == len(set(names)) == 24
     for label in range(len(CLASSES)):
-        frames, _ = render_clip(label, 6, 48, np.random.default_rng(label))
-        for frame, (colour, _shape) in zip(frames, frame_objects(label, 6)):
-            hits = (frame == np.array(_COLOURS[colour], dtype=np.uint8)).all(-1).sum()
+        frames, rec = render_clip(label, 6, 112, np.random.default_rng([3, label]))
+        colour, category = teacher_object(rec)
+        assert (colour, category) in names and category == CLASSES[label]["category"]
+        rgb = np.array(COLOURS[colour], dtype=np.uint8)
+        for frame in frames:
+            hits = (frame == rgb).all(-1).sum() + (frame == (rgb * 0.5).astype(np.uint8)).all(
+                -1
+            ).sum()
             assert hits > 20, (label, colour)
 
 

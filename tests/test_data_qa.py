@@ -24,6 +24,7 @@ from umt.data.qa import MCDataset, QADataset, collate_mc, collate_qa
 from umt.data.synth import CLASSES
 from umt.data.synth_qa import (
     ANSWERS,
+    QA_TYPES,
     ensure_synthetic_qa,
     synthetic_qa_chance,
     write_synthetic_qa,
@@ -39,7 +40,13 @@ def synth(tmp_path_factory) -> Path:
     from umt.data import ensure_synthetic_dataset
 
     root = ensure_synthetic_dataset(
-        tmp_path_factory.mktemp("qa") / "ds", videos=24, frames=16, size=32, workers=1
+        tmp_path_factory.mktemp("qa") / "ds",
+        train=12,
+        val=12,
+        test=0,
+        frames=16,
+        size=32,
+        workers=1,
     )
     ensure_synthetic_qa(root)
     return root
@@ -347,7 +354,7 @@ def test_collate_qa_shapes_counts_weights():
 def test_qadataset_train_items(synth):
     ds = QADataset(synth / "qa" / "train.json", train=True, seed=3, **SMALL)
     entries = load_qa_annotations(synth / "qa" / "train.json")
-    assert len(ds) == len(entries) == 38
+    assert len(ds) == len(entries) == 60
     item = ds[(0, 5)]
     assert item["video"].shape == (3, 4, 32, 32) and item["video"].dtype == torch.float32
     assert item["question"] == entries[5].question
@@ -437,21 +444,16 @@ def test_mcdataset(synth, tmp_path):
 # --------------------------------------------------------------------------- synthetic QA
 def _class_of(caption: str) -> int | None:
     """The synthetic class a caption describes (None: no class)."""
+    words = caption.split()
     for label, spec in enumerate(CLASSES):
-        if spec["kind"] == "sequence":
-            (c1, s1), (c2, s2) = spec["order"]
-            if caption == f"a {c1} {s1} appears, then a {c2} {s2} appears":
-                return label
-        elif caption.rsplit(" ", 1)[0] == (
-            f"a {spec['colour']} {spec['shape']} moves {spec['direction']}"
-        ) and caption.rsplit(" ", 1)[1] in ((spec["speed"],) if spec["speed"] else ANSWERS[-2:]):
+        if words[-3:] == [spec["category"], "moves", spec["motion"]]:
             return label
     return None
 
 
 def test_synthetic_qa_files_valid(synth):
     answer_list = load_answer_list(synth / "qa" / "answer_list.json")
-    assert answer_list == list(ANSWERS)
+    assert answer_list == list(ANSWERS) and len(set(answer_list)) == 17
     clips = json.loads((synth / "val.json").read_text())
     val = load_qa_annotations(synth / "qa" / "val.json")
     train = load_qa_annotations(synth / "qa" / "train.json")
@@ -464,29 +466,21 @@ def test_synthetic_qa_files_valid(synth):
     assert len(per_clip) == len(clips) == 12
     for clip in clips:
         qs = per_clip[os.path.normpath(synth / clip["video"])]
-        spec = CLASSES[clip["label"]]
         types = [e.answer_type for e in qs]
-        expected = {
-            "move": ["colour", "shape", "direction"],
-            "sequence": ["colour", "shape", "order"],
-        }
-        assert types[:3] == expected[spec["kind"]]
-        assert ("speed" in types) == (spec.get("speed") is not None)
+        assert types == ["category", "colour", "motion", "fill", "size"]
         stem = Path(clip["video"]).stem
         assert [e.question_id for e in qs] == [f"val-{stem}-{t}" for t in types]
-        words = clip["caption"].split()
-        for e in qs:  # every answer is in the clip's caption, where the caption tells it
-            assert e.answers[0] in words
-        if spec["kind"] == "sequence":  # first colour / last shape / first shape
-            by = {e.answer_type: e.answers[0] for e in qs}
-            assert (by["colour"], by["order"], by["shape"]) == (words[1], words[2], words[-2])
-        elif spec["speed"]:
-            assert {e.answer_type: e.answers[0] for e in qs}["speed"] == words[-1]
-    counts = {t: sum(e.answer_type == t for e in val) for t in ("colour", "shape", "direction",
-                                                                "speed", "order")}  # fmt: skip
-    assert counts == {"colour": 12, "shape": 12, "direction": 10, "speed": 2, "order": 2}
+        by = {e.answer_type: e.answers[0] for e in qs}
+        spec = CLASSES[clip["label"]]
+        assert (by["category"], by["motion"]) == (spec["category"], spec["motion"])
+        words = clip["caption"].split()  # "a small striped red ring moves left"
+        assert by["colour"] in words and by["size"] == words[1]
+        assert by["fill"] == ("striped" if "striped" in words else "plain")
+    counts = {t: sum(e.answer_type == t for e in val) for t in QA_TYPES}
+    assert counts == dict.fromkeys(QA_TYPES, 12)
     assert len({e.question_id for e in val + train}) == len(val) + len(train)
-    # multiple choice: 5 distinct options, the right one is the clip's caption
+    # multiple choice: 5 distinct options, the right one is the clip's caption, the others
+    # differ from it only in the actor's category and / or motion
     mc = load_mc_annotations(synth / "mc" / "val.json")
     assert len(mc) == len(clips)
     for entry, clip in zip(mc, clips):
@@ -498,6 +492,8 @@ def test_synthetic_qa_files_valid(synth):
         classes = [_class_of(o) for o in negatives]
         assert None not in classes and clip["label"] not in classes  # other classes
         assert len(set(classes)) == 4
+        head = clip["caption"].split()[:-3]  # size, fill and colour words: the same
+        assert all(o.split()[:-3] == head for o in negatives)
     assert len({e.answer for e in mc}) > 1  # the right position varies
 
 
@@ -533,14 +529,17 @@ def test_synthetic_qa_chance(synth):
     val = load_qa_annotations(synth / "qa" / "val.json")
     train = load_qa_annotations(synth / "qa" / "train.json")
     chance = synthetic_qa_chance(val, synth / "qa" / "answer_list.json", train)
-    assert chance["uniform"] == pytest.approx(10.0)
-    # one clip per class: colour 5/12 (red = blue = 5, green 2), shape 7/12, direction 4/10,
-    # speed 1/2, order 1/2 -> 18 of 38
-    assert chance["majority_per_type"] == pytest.approx(100 * 18 / 38)
+    assert chance["uniform"] == pytest.approx(100 / 17)
+    assert chance["questions"] == 60 and chance["answers"] == 17
+    # one clip per class: the category and motion questions' majority answers are right on
+    # 3 and 4 of the 12 clips; the nuisances' majorities are counted on the train clips
     per_type = {k: v["accuracy"] for k, v in chance["per_type"].items()}
-    assert per_type == pytest.approx(
-        {"colour": 500 / 12, "shape": 700 / 12, "direction": 40.0, "speed": 50.0, "order": 50.0}
-    )
-    assert chance["per_type"]["shape"]["majority"] == "square"
-    assert chance["questions"] == 38 and chance["answers"] == 10
-    assert synthetic_qa_chance(val)["majority_per_type"] == pytest.approx(100 * 18 / 38)
+    assert per_type["category"] == pytest.approx(25.0)
+    assert per_type["motion"] == pytest.approx(100 / 3)
+    expected = 0.0
+    for kind in QA_TYPES:
+        ref = [e.answers[0] for e in train if e.answer_type == kind]
+        top = min(set(ref), key=lambda a: (-ref.count(a), a))
+        assert chance["per_type"][kind]["majority"] == top
+        expected += sum(e.answers[0] == top for e in val if e.answer_type == kind)
+    assert chance["majority_per_type"] == pytest.approx(100 * expected / 60)

@@ -52,7 +52,13 @@ def synth(tmp_path_factory) -> Path:
     from umt.data import ensure_synthetic_dataset
 
     return ensure_synthetic_dataset(
-        tmp_path_factory.mktemp("vt") / "ds", videos=24, frames=16, size=32, workers=1
+        tmp_path_factory.mktemp("vt") / "ds",
+        train=12,
+        val=12,
+        test=0,
+        frames=16,
+        size=32,
+        workers=1,
     )
 
 

@@ -25,5 +25,11 @@ def synthetic_root(tmp_path_factory):
     from umt.data import ensure_synthetic_dataset
 
     return ensure_synthetic_dataset(
-        tmp_path_factory.mktemp("synth") / "ds", videos=36, frames=16, size=32, workers=1
+        tmp_path_factory.mktemp("synth") / "ds",
+        train=24,
+        val=12,
+        test=12,
+        frames=16,
+        size=32,
+        workers=1,
     )

@@ -69,38 +69,64 @@ def test_synthetic_dataset(synthetic_root, tmp_path):
     root = synthetic_root
     assert (root / ".complete").is_file()
     assert json.loads((root / "classes.json").read_text()) == [c["name"] for c in CLASSES]
-    train = load_annotations(root / "train.csv")
-    val = load_annotations(root / "val.csv")
-    assert len(train) + len(val) == 36
+    splits = {s: load_annotations(root / f"{s}.csv") for s in ("train", "val", "test")}
+    assert [len(splits[s]) for s in ("train", "val", "test")] == [24, 12, 12]
+    paths = [r.path for s in splits.values() for r in s]
+    assert len(set(paths)) == 48  # disjoint splits
+    for records in splits.values():  # balanced labels
+        assert sorted(r.label for r in records) == sorted(list(range(12)) * (len(records) // 12))
     ssv2 = load_annotations(root / "ssv2" / "train.json", root=root / "videos")
-    assert [r.label for r in ssv2] == [r.label for r in train]
+    assert [r.label for r in ssv2] == [r.label for r in splits["train"]]
     texts = load_annotations(root / "train.json")
     assert all(isinstance(r.caption, str) and r.caption for r in texts)
-    # idempotent; another root with the same seed gives identical video bytes
-    assert ensure_synthetic_dataset(root, videos=36, frames=16, size=32) == root
+    records = json.loads((root / "val.json").read_text())
+    for rec in records:
+        assert rec["caption"].endswith(f"{rec['category']} moves {rec['motion']}")
+        assert CLASSES[rec["label"]]["name"] == f"{rec['category']} moves {rec['motion']}"
+    # idempotent; a finished set is accepted as it is, or checked against what is asked
+    assert ensure_synthetic_dataset(root) == root
+    assert ensure_synthetic_dataset(root, train=24, frames=16, size=32) == root
     with pytest.raises(ValueError, match="made with"):
-        ensure_synthetic_dataset(root, videos=10, frames=16, size=32)
-    other = ensure_synthetic_dataset(tmp_path / "again", videos=13, frames=16, size=32, workers=1)
+        ensure_synthetic_dataset(root, train=10, frames=16, size=32)
+    # another root with the same seed gives identical bytes for the same clip number
+    other = ensure_synthetic_dataset(
+        tmp_path / "again", train=24, val=1, test=0, frames=16, size=32, workers=1
+    )
     assert (other / "videos" / "00011.mp4").read_bytes() == (
         root / "videos" / "00011.mp4"
     ).read_bytes()
 
 
-def test_synthetic_classes_need_time(synthetic_root):
-    """left/right pairs are time reversals of each other; event-order classes show one object
-    per frame, so the first and last frames differ and no frame shows both."""
-    from umt.data.synth import render_clip
+def _actor_track(frames: np.ndarray, rgb) -> list[tuple[float, float]]:
+    """Centre of the pixels of colour ``rgb`` (plain fill) in each frame."""
+    hits = (frames == np.array(rgb, dtype=np.uint8)).all(-1)  # [T, S, S]
+    return [(np.nonzero(h)[1].mean(), np.nonzero(h)[0].mean()) for h in hits]
 
-    rng = np.random.default_rng(0)
-    frames, caption = render_clip(0, 16, 64, rng)  # red square moves left
-    red = (frames[..., 0] > 150) & (frames[..., 1] < 100)
-    xs = [np.nonzero(r)[1].mean() for r in red]
-    assert xs[-1] < xs[0] and "left" in caption
-    frames, caption = render_clip(10, 16, 64, rng)
-    red = ((frames[..., 0] > 150) & (frames[..., 2] < 100)).any(axis=(1, 2))
-    blue = ((frames[..., 2] > 150) & (frames[..., 0] < 100)).any(axis=(1, 2))
-    assert red[:8].all() and not red[8:].any() and blue[8:].all() and not blue[:8].any()
-    assert caption.startswith("a red square appears, then a blue circle")
+
+def test_synthetic_classes_need_category_and_motion():
+    """The actor moves as its class says; classes of one category differ only in motion and
+    classes of one motion only in the actor's shape; the actor is one of several objects."""
+    from umt.data.synth import COLOURS, render_clip
+
+    seen = set()
+    for label in range(12):
+        rng = np.random.default_rng([7, label])
+        frames, rec = render_clip(label, 8, 112, rng)
+        assert frames.shape == (8, 112, 112, 3) and frames.dtype == np.uint8
+        assert rec["label"] == label and CLASSES[label]["category"] == rec["category"]
+        seen.add((rec["category"], rec["motion"]))
+        if rec["fill"] != "plain":
+            continue
+        # distractors share the palette: follow the actor by its colour where it is unique
+        track = _actor_track(frames, COLOURS[rec["colour"]])
+        (x0, y0), (x1, y1) = track[0], track[-1]
+        move = {"left": x0 - x1, "right": x1 - x0, "up": y0 - y1}[rec["motion"]]
+        assert move > 0.15 * 112, (label, track)
+    assert len(seen) == 12
+    # every frame differs from the last (something moves), the background is not flat
+    frames, _ = render_clip(0, 8, 112, np.random.default_rng(1))
+    assert not np.array_equal(frames[0], frames[-1])
+    assert frames[0].reshape(-1, 3).std(0).min() > 5
 
 
 def _clips(ds, num_workers, epoch=0):

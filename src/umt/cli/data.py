@@ -50,9 +50,11 @@ def add_data(sub: argparse._SubParsersAction) -> None:
     chk.set_defaults(handler=run_data_check)
     syn = data_sub.add_parser("synth", help="write the built-in synthetic dataset (mp4 + lists)")
     syn.add_argument("out", help="output folder")
-    syn.add_argument("--videos", type=int, default=300)
-    syn.add_argument("--frames", type=int, default=16)
-    syn.add_argument("--size", type=int, default=64)
+    syn.add_argument("--train", type=int, default=1200, help="training clips (default 1200)")
+    syn.add_argument("--val", type=int, default=600, help="validation clips (default 600)")
+    syn.add_argument("--test", type=int, default=600, help="test clips (default 600)")
+    syn.add_argument("--frames", type=int, default=8)
+    syn.add_argument("--size", type=int, default=112)
     syn.add_argument("--fps", type=int, default=8)
     syn.add_argument("--seed", type=int, default=0)
     syn.add_argument("--workers", type=int, default=None)
@@ -126,7 +128,9 @@ def run_data_synth(args: argparse.Namespace) -> int:
 
     root = ensure_synthetic_dataset(
         args.out,
-        videos=args.videos,
+        train=args.train,
+        val=args.val,
+        test=args.test,
         frames=args.frames,
         size=args.size,
         fps=args.fps,

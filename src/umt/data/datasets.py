@@ -795,7 +795,7 @@ def build_dataset(
 ) -> VideoDataset | ShardDataset:
     """A dataset from an annotation file (any format), tar shard pattern(s), or ``"synthetic"``.
 
-    ``"synthetic"`` (optionally ``"synthetic:train"``/``"synthetic:val"``) makes or reuses the
+    ``"synthetic"`` (optionally ``"synthetic:train"``, ``":val"`` or ``":test"``) makes or reuses the
     built-in dataset under ``kwargs.pop("synthetic_root", "data/umt-synthetic")``. Other
     keyword arguments go to :class:`VideoDataset` or :class:`ShardDataset`.
     """

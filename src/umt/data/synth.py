@@ -1,31 +1,39 @@
-"""A built-in synthetic video dataset that needs both appearance and motion.
+"""The built-in synthetic world: small actors of four shape categories moving through clutter.
 
-Each clip shows coloured shapes on a static textured background. The 12 classes:
+Each clip (8 frames, 112 px by default) shows one **actor** -- a ``ball``, ``ring``, ``cross`` or
+``bar`` -- moving ``left``, ``right`` or ``up`` over a cluttered, textured background among 3 to 6
+smaller **distractors** (squares, triangles, diamonds; half of them drift slowly). The 12
+classes are ``"{category} moves {motion}"``: a class needs both what the actor is and how it
+moves. Everything else is a nuisance drawn per clip: the actor's colour (6), size (small /
+large), fill (plain / striped) and rotation (up to 26 degrees), the distractors' kinds, colours
+(the same 6) and places, and the background.
 
-* 0-7  ``a {colour} {shape} moves {left|right}`` for shape in (square, circle), colour in
-  (red, blue); speed varies and is only mentioned in the caption. Left/right pairs differ only
-  in motion direction: a time-reversed clip belongs to the other class.
-* 8-9  ``a green square moves up {slowly|quickly}`` — differ only in speed.
-* 10-11 ``a red square appears, then a blue circle appears`` and the reverse order — the two
-  objects are never visible together, so only the order of events decides the class.
+Why semantic masking matters here by construction: the actor covers about 1-2 of the 49
+16-pixel patches of a frame; a student that keeps a random 20 % of the tokens sees it in a
+frame only by luck, while a teacher that attends to the actor keeps it in every frame.
 
-No single frame decides the label of classes 0-11, so a model that ignores time cannot solve
-the task, while appearance (shape, colour) matters too.
+A frame shows what a caption can name without the motion: ``(colour, category)`` of its actor
+(:func:`teacher_object`), what the built-in teacher learns from the training frames.
 
 Layout written by :func:`write_synthetic_dataset` (paths relative to the output folder)::
 
-    videos/00000.mp4 ...          H.264, yuv420p, deterministic bytes for a given seed
-    train.csv, val.csv            Kinetics style "videos/00000.mp4 3"
-    train.json, val.json          video-text [{"video", "caption", "label"}]
-    ssv2/train.json, ssv2/val.json, ssv2/labels.json   SSv2 style (use root=OUT/videos)
-    classes.json                  class names, index = label
-    .complete                     marker holding the generation parameters
+    videos/00000.mp4 ...            H.264, yuv420p, deterministic bytes for a given seed
+    train.csv, val.csv, test.csv    Kinetics style "videos/00000.mp4 3"
+    train.json, val.json, test.json video-text [{"video", "caption", "label", "category",
+                                    "motion", "colour", "fill", "size", "distractors"}]
+    ssv2/{train,val,test}.json, ssv2/labels.json   SSv2 style (use root=OUT/videos)
+    classes.json                    class names, index = label
+    .complete                       marker holding the generation parameters
+
+The splits are disjoint draws of the same world (clip ``i`` is drawn from the seed and ``i``
+alone); labels are balanced within each split.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -40,137 +48,201 @@ import numpy as np
 from umt.errors import InputError
 
 __all__ = [
+    "CATEGORIES",
+    "MOTIONS",
+    "COLOURS",
     "CLASSES",
+    "SPLITS",
+    "WORLD_VERSION",
     "render_clip",
-    "frame_objects",
+    "teacher_object",
     "object_names",
     "write_video",
     "write_synthetic_dataset",
     "ensure_synthetic_dataset",
 ]
 
-_COLOURS = {"red": (220, 40, 40), "blue": (40, 80, 230), "green": (40, 200, 60)}
+WORLD_VERSION = 2
+CATEGORIES = ("ball", "ring", "cross", "bar")
+MOTIONS = ("left", "right", "up")
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (225, 45, 40),
+    "blue": (45, 90, 235),
+    "green": (45, 195, 70),
+    "yellow": (235, 215, 45),
+    "purple": (160, 70, 210),
+    "orange": (245, 145, 35),
+}
+DISTRACTOR_KINDS = ("square", "triangle", "diamond")
+SPLITS = ("train", "val", "test")
+DEFAULT_SIZES = {"train": 1200, "val": 600, "test": 600}
+
+CLASSES: list[dict[str, str]] = [
+    {"name": f"{category} moves {motion}", "category": category, "motion": motion}
+    for category in CATEGORIES
+    for motion in MOTIONS
+]
+"""The 12 classes, index = label: ``{"name", "category", "motion"}``."""
+
+_DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0)}
 
 
-def _class_table() -> list[dict[str, Any]]:
-    table: list[dict[str, Any]] = []
-    for shape in ("square", "circle"):
-        for colour in ("red", "blue"):
-            for direction in ("left", "right"):
-                table.append(
-                    {
-                        "kind": "move",
-                        "shape": shape,
-                        "colour": colour,
-                        "direction": direction,
-                        "speed": None,
-                    }
-                )
-    for speed in ("slowly", "quickly"):
-        table.append(
-            {
-                "kind": "move",
-                "shape": "square",
-                "colour": "green",
-                "direction": "up",
-                "speed": speed,
-            }
-        )
-    first, second = ("red", "square"), ("blue", "circle")
-    for order in ((first, second), (second, first)):
-        table.append({"kind": "sequence", "order": order})
-    for entry in table:
-        if entry["kind"] == "move":
-            speed = f" {entry['speed']}" if entry["speed"] else ""
-            entry["name"] = f"{entry['colour']} {entry['shape']} moves {entry['direction']}{speed}"
-        else:
-            (c1, s1), (c2, s2) = entry["order"]
-            entry["name"] = f"{c1} {s1} appears, then {c2} {s2} appears"
-    return table
-
-
-CLASSES: list[dict[str, Any]] = _class_table()
-
-
-def frame_objects(label: int, num_frames: int) -> list[tuple[str, str]]:
-    """The one object ``(colour, shape)`` visible in each of the ``num_frames`` frames of a clip
-    of class ``label`` (as :func:`render_clip` draws it): what a single frame can tell."""
-    spec = CLASSES[label]
-    if spec["kind"] == "move":
-        return [(spec["colour"], spec["shape"])] * num_frames
-    first, second = spec["order"]
-    half = num_frames // 2
-    return [first if t < half else second for t in range(num_frames)]
+def teacher_object(entry: Mapping[str, Any]) -> tuple[str, str]:
+    """What any single frame of a clip shows, as the built-in teacher's captions name it:
+    ``(colour, category)`` of the actor (``entry``: a clip's ``*.json`` record)."""
+    return str(entry["colour"]), str(entry["category"])
 
 
 def object_names() -> list[tuple[str, str]]:
-    """Every ``(colour, shape)`` that appears in the synthetic clips, in a fixed order."""
-    seen: list[tuple[str, str]] = []
-    for label in range(len(CLASSES)):
-        for obj in frame_objects(label, 2):
-            if obj not in seen:
-                seen.append(obj)
-    return seen
+    """Every ``(colour, category)`` an actor can have, in a fixed order."""
+    return [(c, k) for k in CATEGORIES for c in COLOURS]
 
 
-def _draw(frame: np.ndarray, shape: str, colour: str, cx: float, cy: float, radius: float) -> None:
+def _shape_mask(kind: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
+    """Pixels of a shape of radius ``r`` in its own (rotated) coordinates ``u, v``."""
+    if kind == "ball":
+        return u**2 + v**2 <= r**2
+    if kind == "ring":
+        d2 = u**2 + v**2
+        return (d2 <= r**2) & (d2 >= (0.55 * r) ** 2)
+    if kind == "cross":
+        arm = 0.32 * r
+        return ((np.abs(u) <= arm) & (np.abs(v) <= r)) | ((np.abs(v) <= arm) & (np.abs(u) <= r))
+    if kind == "bar":
+        return (np.abs(u) <= r) & (np.abs(v) <= 0.36 * r)
+    if kind == "square":
+        return (np.abs(u) <= 0.8 * r) & (np.abs(v) <= 0.8 * r)
+    if kind == "triangle":
+        return (v <= 0.8 * r) & (np.abs(u) <= (v + r) * 0.55)
+    if kind == "diamond":
+        return np.abs(u) + np.abs(v) <= r
+    raise ValueError(f"unknown shape {kind!r}")
+
+
+def _draw(
+    frame: np.ndarray,
+    kind: str,
+    rgb: tuple[int, int, int],
+    cx: float,
+    cy: float,
+    r: float,
+    angle: float = 0.0,
+    striped: bool = False,
+) -> None:
+    """Draw a shape into ``frame`` ``[S, S, 3]`` uint8, in place (only its bounding box is
+    touched)."""
     size = frame.shape[0]
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    if shape == "square":
-        mask = (np.abs(xx - cx) <= radius) & (np.abs(yy - cy) <= radius)
+    x0, x1 = max(int(cx - r - 2), 0), min(int(cx + r + 3), size)
+    y0, y1 = max(int(cy - r - 2), 0), min(int(cy + r + 3), size)
+    if x0 >= x1 or y0 >= y1:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32) + 0.5
+    dx, dy = xx - cx, yy - cy
+    cos, sin = math.cos(angle), math.sin(angle)
+    u, v = cos * dx + sin * dy, -sin * dx + cos * dy
+    mask = _shape_mask(kind, u, v, r)
+    colour = np.array(rgb, dtype=np.float32)
+    if striped:
+        # Bands 3 px wide across the shape's own axis: every other one darker.
+        dark = (np.floor((u + 64.0) / 3.0) % 2).astype(bool)
+        shade = np.where(dark[..., None], colour * 0.5, colour)
+        frame[y0:y1, x0:x1][mask] = shade[mask].astype(np.uint8)
     else:
-        mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2
-    frame[mask] = _COLOURS[colour]
+        frame[y0:y1, x0:x1][mask] = colour.astype(np.uint8)
+
+
+def _background(size: int, rng: np.random.Generator) -> np.ndarray:
+    """A static, cluttered background ``[S, S, 3]``: a dim base colour, a soft gradient,
+    blocky texture at two scales and a few faint large blobs."""
+    base = rng.integers(35, 100, size=3).astype(np.float32)
+    ramp = np.linspace(-1.0, 1.0, size, dtype=np.float32)
+    gx, gy = rng.uniform(-14, 14, size=2)
+    img = base + (gx * ramp[None, :] + gy * ramp[:, None])[..., None]
+    for block, amp in ((8, 16), (2, 7)):
+        n = -(-size // block)
+        tex = rng.integers(-amp, amp + 1, size=(n, n, 3)).astype(np.float32)
+        img = img + np.kron(tex, np.ones((block, block, 1), np.float32))[:size, :size]
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    for _ in range(int(rng.integers(2, 5))):
+        cx, cy = rng.uniform(0, size, size=2)
+        rad = size * rng.uniform(0.12, 0.3)
+        tint = rng.integers(-22, 23, size=3).astype(np.float32)
+        blob = ((xx - cx) ** 2 + (yy - cy) ** 2 <= rad**2)[..., None]
+        img = img + blob * tint
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def render_clip(
     label: int, num_frames: int, size: int, rng: np.random.Generator
-) -> tuple[np.ndarray, str]:
-    """One clip of class ``label``: uint8 frames ``[F, S, S, 3]`` and its caption."""
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """One clip of class ``label``: uint8 frames ``[F, S, S, 3]`` and its record
+    ``{"caption", "label", "category", "motion", "colour", "fill", "size", "distractors"}``."""
     spec = CLASSES[label]
-    # Static background: a dim base colour plus blocky low-contrast texture.
-    base = rng.integers(30, 90, size=3)
-    blocks = max(size // 8, 1)
-    texture = rng.integers(-12, 13, size=(blocks, blocks, 1))
-    texture = np.kron(texture, np.ones((size // blocks + 1, size // blocks + 1, 1)))[:size, :size]
-    background = np.clip(base + texture, 0, 255).astype(np.uint8)
+    colour = str(rng.choice(list(COLOURS)))
+    scale = rng.uniform(0.075, 0.105)
+    size_word = "small" if scale < 0.09 else "large"
+    radius = size * scale
+    striped = bool(rng.integers(0, 2))
+    angle = math.radians(rng.uniform(-26.0, 26.0))
+    background = _background(size, rng)
+    # Distractors: smaller shapes of other kinds, any colour; half drift slowly.
+    distractors = []
+    for _ in range(int(rng.integers(3, 7))):
+        heading = rng.uniform(0, 2 * math.pi)
+        drift = size * rng.uniform(0.04, 0.10) if rng.random() < 0.5 else 0.0
+        distractors.append(
+            {
+                "kind": str(rng.choice(DISTRACTOR_KINDS)),
+                "rgb": COLOURS[str(rng.choice(list(COLOURS)))],
+                "r": size * rng.uniform(0.035, 0.055),
+                "x": rng.uniform(0.05, 0.95) * size,
+                "y": rng.uniform(0.05, 0.95) * size,
+                "dx": drift * math.cos(heading),
+                "dy": drift * math.sin(heading),
+                "angle": rng.uniform(-0.5, 0.5),
+            }
+        )
+    travel = size * rng.uniform(0.30, 0.50)
+    dx, dy = _DIRECTIONS[spec["motion"]]
+    lo, hi = radius + 1, size - radius - 1
+    sx = rng.uniform(lo + max(-dx, 0) * travel, hi - max(dx, 0) * travel)
+    sy = rng.uniform(lo + max(-dy, 0) * travel, hi - max(dy, 0) * travel)
     frames = np.repeat(background[None], num_frames, axis=0)
-    radius = size * rng.uniform(0.10, 0.14)
     steps = max(num_frames - 1, 1)
-    if spec["kind"] == "move":
-        if spec["speed"] == "slowly":
-            travel, word = size * rng.uniform(0.15, 0.25), "slowly"
-        elif spec["speed"] == "quickly":
-            travel, word = size * rng.uniform(0.5, 0.6), "quickly"
-        else:
-            travel = size * rng.uniform(0.2, 0.6)
-            word = "quickly" if travel > 0.4 * size else "slowly"
-        dx, dy = {"left": (-1, 0), "right": (1, 0), "up": (0, -1)}[spec["direction"]]
-        lo, hi = radius + 1, size - radius - 1
-        # Start so that the whole path stays inside the frame.
-        sx = rng.uniform(lo + max(-dx, 0) * travel, hi - max(dx, 0) * travel)
-        sy = rng.uniform(lo + max(-dy, 0) * travel, hi - max(dy, 0) * travel)
-        for t in range(num_frames):
-            f = t / steps
+    for t in range(num_frames):
+        f = t / steps
+        for d in distractors:
             _draw(
                 frames[t],
-                spec["shape"],
-                spec["colour"],
-                sx + dx * travel * f,
-                sy + dy * travel * f,
-                radius,
+                d["kind"],
+                d["rgb"],
+                d["x"] + d["dx"] * f,
+                d["y"] + d["dy"] * f,
+                d["r"],
+                d["angle"],
             )
-        caption = f"a {spec['colour']} {spec['shape']} moves {spec['direction']} {word}"
-    else:
-        (c1, s1), (c2, s2) = spec["order"]
-        half = num_frames // 2
-        lo, hi = radius + 1, size - radius - 1
-        p1, p2 = rng.uniform(lo, hi, size=2), rng.uniform(lo, hi, size=2)
-        for t in range(num_frames):
-            colour, shape, pos = (c1, s1, p1) if t < half else (c2, s2, p2)
-            _draw(frames[t], shape, colour, pos[0], pos[1], radius)
-        caption = f"a {c1} {s1} appears, then a {c2} {s2} appears"
-    return frames, caption
+        _draw(
+            frames[t],
+            spec["category"],
+            COLOURS[colour],
+            sx + dx * travel * f,
+            sy + dy * travel * f,
+            radius,
+            angle,
+            striped,
+        )
+    fill = "striped " if striped else ""
+    record = {
+        "caption": f"a {size_word} {fill}{colour} {spec['category']} moves {spec['motion']}",
+        "label": int(label),
+        "category": spec["category"],
+        "motion": spec["motion"],
+        "colour": colour,
+        "fill": "striped" if striped else "plain",
+        "size": size_word,
+        "distractors": len(distractors),
+    }
+    return frames, record
 
 
 def write_video(
@@ -217,62 +289,63 @@ def write_video(
             container.mux(packet)
 
 
-def _write_one(job: tuple[str, int, int, int, int, int, int]) -> str:
+def _write_one(job: tuple[str, int, int, int, int, int, int]) -> dict[str, Any]:
     path, label, num_frames, size, fps, seed, index = job
     rng = np.random.default_rng([seed, index])
-    frames, caption = render_clip(label, num_frames, size, rng)
+    frames, record = render_clip(label, num_frames, size, rng)
     write_video(path, frames, fps=fps, gop=max(num_frames // 2, 1))
-    return caption
+    return record
 
 
 def write_synthetic_dataset(
     out: str | os.PathLike,
-    videos: int = 300,
-    frames: int = 16,
-    size: int = 64,
+    train: int = DEFAULT_SIZES["train"],
+    val: int = DEFAULT_SIZES["val"],
+    test: int = DEFAULT_SIZES["test"],
+    frames: int = 8,
+    size: int = 112,
     fps: int = 8,
     seed: int = 0,
     workers: int | None = None,
 ) -> Path:
-    """Write the dataset into ``out`` (created; must not hold another dataset) and return it.
-
-    Labels are balanced (``index % 12``); every fifth round of 12 clips goes to ``val``
-    (240 train / 60 val with the defaults; the last round when there are fewer than 5 rounds).
-    """
-    if videos <= 0 or frames <= 0 or size < 16:
+    """Write the dataset into ``out`` (created; must not hold another dataset) and return it:
+    ``train`` / ``val`` / ``test`` clips (clips are numbered in that order; labels balanced,
+    ``index % 12`` within each split)."""
+    counts = {"train": train, "val": val, "test": test}
+    if train <= 0 or min(val, test) < 0 or frames <= 0 or size < 32:
         raise InputError(
-            f"need videos > 0, frames > 0 and size >= 16; got {videos}, {frames}, {size}"
+            f"need train > 0, val and test >= 0, frames > 0 and size >= 32; got {counts}, "
+            f"frames {frames}, size {size}"
         )
     root = Path(out)
     (root / "videos").mkdir(parents=True, exist_ok=True)
     (root / "ssv2").mkdir(exist_ok=True)
     num_classes = len(CLASSES)
-    labels = [i % num_classes for i in range(videos)]
+    ids: dict[str, list[int]] = {}
+    labels: list[int] = []
+    for split in SPLITS:
+        ids[split] = list(range(len(labels), len(labels) + counts[split]))
+        labels += [i % num_classes for i in range(counts[split])]
     jobs = [
         (os.fspath(root / "videos" / f"{i:05d}.mp4"), labels[i], frames, size, fps, seed, i)
-        for i in range(videos)
+        for i in range(len(labels))
     ]
     workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
-    if workers > 1 and videos >= 32:
+    if workers > 1 and len(jobs) >= 32:
         # Threads: the encoder and the numpy drawing release the GIL, so they scale like
         # processes without the start-up cost (seconds of imports per spawned process) and
         # without the ``if __name__ == "__main__"`` requirement on the caller's script.
         with ThreadPoolExecutor(workers) as pool:
-            captions = list(pool.map(_write_one, jobs))
+            records = list(pool.map(_write_one, jobs))
     else:
-        captions = [_write_one(job) for job in jobs]
-    splits: dict[str, list[int]] = {"train": [], "val": []}
-    rounds = -(-videos // num_classes)
-    val_rounds = {r for r in range(rounds) if r % 5 == 4} or (
-        {rounds - 1} if rounds >= 2 else set()
-    )
-    for i in range(videos):
-        splits["val" if i // num_classes in val_rounds else "train"].append(i)
+        records = [_write_one(job) for job in jobs]
     names = [c["name"] for c in CLASSES]
-    for split, ids in splits.items():
-        rel = [f"videos/{i:05d}.mp4" for i in ids]
-        (root / f"{split}.csv").write_text("".join(f"{r} {labels[i]}\n" for r, i in zip(rel, ids)))
-        items = [{"video": r, "caption": captions[i], "label": labels[i]} for r, i in zip(rel, ids)]
+    for split in SPLITS:
+        rel = [f"videos/{i:05d}.mp4" for i in ids[split]]
+        (root / f"{split}.csv").write_text(
+            "".join(f"{r} {labels[i]}\n" for r, i in zip(rel, ids[split]))
+        )
+        items = [{"video": r, **records[i]} for r, i in zip(rel, ids[split])]
         (root / f"{split}.json").write_text(json.dumps(items, indent=1))
         ssv2 = [
             {
@@ -281,7 +354,7 @@ def write_synthetic_dataset(
                 "template": names[labels[i]],
                 "placeholders": [],
             }
-            for i in ids
+            for i in ids[split]
         ]
         (root / "ssv2" / f"{split}.json").write_text(json.dumps(ssv2, indent=1))
     (root / "ssv2" / "labels.json").write_text(
@@ -293,35 +366,48 @@ def write_synthetic_dataset(
 
 def ensure_synthetic_dataset(
     root: str | os.PathLike = "data/umt-synthetic",
-    videos: int = 300,
-    frames: int = 16,
-    size: int = 64,
-    fps: int = 8,
-    seed: int = 0,
+    train: int | None = None,
+    val: int | None = None,
+    test: int | None = None,
+    frames: int | None = None,
+    size: int | None = None,
+    fps: int | None = None,
+    seed: int | None = None,
     workers: int | None = None,
 ) -> Path:
     """Return ``root`` holding the synthetic dataset, generating it on first use.
 
-    Idempotent and atomic: it writes into a temporary sibling folder, adds a ``.complete``
-    marker with the parameters and renames it into place; concurrent callers (e.g. several
-    ranks) end up using whichever finished first. A ``root`` made with other parameters is an
-    error (pick another ``root``).
+    Parameters left ``None`` take the defaults of :func:`write_synthetic_dataset` when the set
+    is made, and accept whatever a finished set at ``root`` was made with (so ``umt data
+    synthetic`` can make a smaller or larger set that the runs then use); given ones must
+    match. Idempotent and atomic: it writes into a temporary sibling folder, adds a
+    ``.complete`` marker with the parameters and renames it into place; concurrent callers
+    (e.g. several ranks) end up using whichever finished first.
     """
     root = Path(root)
-    params = {
-        "videos": videos,
+    asked = {
+        "train": train,
+        "val": val,
+        "test": test,
         "frames": frames,
         "size": size,
         "fps": fps,
         "seed": seed,
-        "version": 1,
     }
+    defaults = {**DEFAULT_SIZES, "frames": 8, "size": 112, "fps": 8, "seed": 0}
+    params = {k: (defaults[k] if v is None else v) for k, v in asked.items()}
+    params["version"] = WORLD_VERSION
     marker = root / ".complete"
     if marker.is_file():
-        found = json.loads(marker.read_text())
-        if found != params:
+        try:
+            found = json.loads(marker.read_text())
+        except ValueError:
+            found = {}
+        wanted = {k: v for k, v in params.items() if k == "version" or asked.get(k) is not None}
+        if not isinstance(found, dict) or any(found.get(k) != v for k, v in wanted.items()):
             raise InputError(
-                f"{root}: holds a synthetic dataset made with {found}, not {params}; use another root"
+                f"{root}: holds a synthetic dataset made with {found}, not {wanted}; use "
+                "another root (or delete this one to remake it)"
             )
         return root
     if root.exists() and any(root.iterdir()):
@@ -331,7 +417,17 @@ def ensure_synthetic_dataset(
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
-        write_synthetic_dataset(tmp, videos, frames, size, fps, seed, workers)
+        write_synthetic_dataset(
+            tmp,
+            params["train"],
+            params["val"],
+            params["test"],
+            params["frames"],
+            params["size"],
+            params["fps"],
+            params["seed"],
+            workers,
+        )
         (tmp / ".complete").write_text(json.dumps(params))
         if root.exists():
             root.rmdir()  # empty folder left by someone
@@ -342,4 +438,4 @@ def ensure_synthetic_dataset(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return ensure_synthetic_dataset(root, videos, frames, size, fps, seed, workers)
+    return ensure_synthetic_dataset(root, train, val, test, frames, size, fps, seed, workers)

@@ -1,44 +1,41 @@
 """Synthetic video QA and multiple choice over the built-in synthetic clips.
 
 Built from a synthetic dataset folder (:func:`umt.data.synth.ensure_synthetic_dataset`, its
-``train.json`` / ``val.json`` with ``"video"``, ``"caption"``, ``"label"``). Every clip gets
-one question per type below; answers are single words and need the video, appearance
-(colour, shape) and motion (direction, speed, order of events):
+``train.json`` / ``val.json`` records with ``"video"``, ``"caption"``, ``"label"`` and the
+actor's ``"category"``, ``"motion"``, ``"colour"``, ``"fill"``, ``"size"``). Every clip gets one
+question per type below; answers are single words:
 
-=========  =========================================  ==================================
-type       question                                    answers
-=========  =========================================  ==================================
-colour     what colour is the object?                  red / blue / green (moving classes)
-           what colour is the first object?            red / blue (two-object classes)
-shape      what shape is the object?                   square / circle (moving classes)
-           what shape is the last object?              square / circle (two-object classes)
-direction  which way does the object move?             left / right / up (moving classes)
-speed      how fast does the object move?              slowly / quickly (the two "up" classes)
-order      which shape appears first?                  square / circle (two-object classes)
-=========  =========================================  ==================================
+=========  ==========================================  =================================
+type       question                                     answers
+=========  ==========================================  =================================
+category   what is the moving object?                   ball / ring / cross / bar
+colour     what colour is the moving object?            the 6 colours
+motion     which way does the moving object go?         left / right / up
+fill       is the moving object plain or striped?       plain / striped
+size       is the moving object small or large?         small / large
+=========  ==========================================  =================================
 
-Classes 0-7 get colour, shape, direction; 8-9 (green square up slowly / quickly) colour,
-shape, direction, speed; 10-11 (red square then blue circle, or the reverse) colour, shape,
-order: 38 questions per round of 12 clips.
+The distractors share the actor's colours, so every question needs the video to find which
+object moves; the motion question needs time.
 
 Layout written by :func:`write_synthetic_qa` (under the dataset folder ``root``)::
 
     qa/train.json, qa/val.json   [{"video": "../videos/00012.mp4", "question", "answer",
                                    "question_id": "val-00012-colour", "type": "colour"}]
                                  (the "umt" format of umt.data.formats.qa.load_qa_annotations)
-    qa/answer_list.json          the 10 answers
+    qa/answer_list.json          the 17 answers
     qa/.complete                 marker: version, seed and a hash of the source lists
     mc/val.json                  [{"video", "caption": [5 options], "answer": index}]: the
-                                 clip's caption from val.json and captions of 4 other classes
-                                 (seeded), the right one at a seeded position
+                                 clip's caption and 4 captions that differ from it only in
+                                 the actor's category and / or motion (4 of the other 11
+                                 classes, seeded), the right one at a seeded position
 
 Multiple choice trains on the video-text captions of ``root/train.json`` (retrieval
 fine-tuning); there is no ``mc/train.json``.
 
-Chance levels of the default set (300 clips, 60 val clips = 5 per class, 190 val questions;
-:func:`synthetic_qa_chance`): uniform over the 10 answers 10.0 %; the majority answer per
-question type (what a model reading only the question can reach) 47.4 % (colour 41.7,
-shape 58.3, direction 40.0, speed 50.0, order 50.0); per question text also 47.4 %.
+Chance levels (:func:`synthetic_qa_chance`): uniform over the 17 answers 5.9 %; a model
+reading only the question can reach the majority answer per type, about 33 % on the default
+set (category 25, colour about 17, motion 33, fill and size about 50).
 """
 
 from __future__ import annotations
@@ -55,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from umt.data.formats.qa import QAEntry, load_answer_list, load_qa_annotations
-from umt.data.synth import CLASSES
+from umt.data.synth import CATEGORIES, CLASSES, COLOURS, MOTIONS
 from umt.errors import InputError
 
 __all__ = [
@@ -68,52 +65,39 @@ __all__ = [
     "synthetic_qa_chance",
 ]
 
-QA_VERSION = 1
-QA_TYPES = ("colour", "shape", "direction", "speed", "order")
-ANSWERS = ("red", "blue", "green", "square", "circle", "left", "right", "up", "slowly", "quickly")
+QA_VERSION = 2
+QA_TYPES = ("category", "colour", "motion", "fill", "size")
+ANSWERS = (*CATEGORIES, *COLOURS, *MOTIONS, "plain", "striped", "small", "large")
 """The answer list, in the order of ``qa/answer_list.json``."""
 MC_OPTIONS = 5
 
 
-def clip_questions(label: int) -> list[dict[str, str]]:
-    """The questions of a clip of class ``label``: ``[{"type", "question", "answer"}]``."""
-    spec = CLASSES[label]
-    if spec["kind"] == "move":
-        out = [
-            {"type": "colour", "question": "what colour is the object?", "answer": spec["colour"]},
-            {"type": "shape", "question": "what shape is the object?", "answer": spec["shape"]},
-            {
-                "type": "direction",
-                "question": "which way does the object move?",
-                "answer": spec["direction"],
-            },
-        ]
-        if spec["speed"] is not None:
-            out.append(
-                {
-                    "type": "speed",
-                    "question": "how fast does the object move?",
-                    "answer": spec["speed"],
-                }
-            )
-        return out
-    (c1, s1), (_, s2) = spec["order"]
+QUESTIONS = {
+    "category": "what is the moving object?",
+    "colour": "what colour is the moving object?",
+    "motion": "which way does the moving object go?",
+    "fill": "is the moving object plain or striped?",
+    "size": "is the moving object small or large?",
+}
+_RECORD_KEYS = ("video", "caption", "label", "category", "motion", "colour", "fill", "size")
+
+
+def clip_questions(record: dict[str, Any]) -> list[dict[str, str]]:
+    """The questions of a clip (its ``*.json`` record): ``[{"type", "question", "answer"}]``,
+    one per :data:`QA_TYPES`."""
     return [
-        {"type": "colour", "question": "what colour is the first object?", "answer": c1},
-        {"type": "shape", "question": "what shape is the last object?", "answer": s2},
-        {"type": "order", "question": "which shape appears first?", "answer": s1},
+        {"type": kind, "question": QUESTIONS[kind], "answer": str(record[kind])}
+        for kind in QA_TYPES
     ]
 
 
-def _class_caption(label: int, rng: np.random.Generator) -> str:
-    """A caption of class ``label`` as :func:`umt.data.synth.render_clip` writes them (the
-    speed word of classes 0-7 drawn from ``rng``)."""
+def _caption_like(record: dict[str, Any], label: int) -> str:
+    """The caption ``record``'s clip would have if it were of class ``label`` (same colour,
+    size and fill; the category and motion of ``label``), as :func:`umt.data.synth.render_clip`
+    writes captions."""
     spec = CLASSES[label]
-    if spec["kind"] == "sequence":
-        (c1, s1), (c2, s2) = spec["order"]
-        return f"a {c1} {s1} appears, then a {c2} {s2} appears"
-    word = spec["speed"] or ("slowly", "quickly")[int(rng.integers(0, 2))]
-    return f"a {spec['colour']} {spec['shape']} moves {spec['direction']} {word}"
+    fill = "striped " if record["fill"] == "striped" else ""
+    return f"a {record['size']} {fill}{record['colour']} {spec['category']} moves {spec['motion']}"
 
 
 def _read_split(root: Path, split: str) -> list[dict[str, Any]]:
@@ -125,8 +109,11 @@ def _read_split(root: Path, split: str) -> list[dict[str, Any]]:
         )
     entries = json.loads(path.read_text(encoding="utf-8"))
     for n, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not {"video", "caption", "label"} <= set(entry):
-            raise InputError(f"{path}: entry {n} lacks 'video', 'caption' or 'label'")
+        if not isinstance(entry, dict) or not set(_RECORD_KEYS) <= set(entry):
+            raise InputError(
+                f"{path}: entry {n} lacks one of {', '.join(_RECORD_KEYS)} (a synthetic set of "
+                "an older version? remake it with umt data synth)"
+            )
         if not 0 <= int(entry["label"]) < len(CLASSES):
             raise InputError(f"{path}: entry {n}: label {entry['label']} is not a synthetic class")
     return entries
@@ -160,7 +147,7 @@ def _qa_entries(split: str, clips: list[dict[str, Any]]) -> list[dict[str, Any]]
     out = []
     for n, clip in enumerate(clips):
         number = _clip_number(clip["video"], n)
-        for q in clip_questions(int(clip["label"])):
+        for q in clip_questions(clip):
             out.append(
                 {
                     "video": _video_from_sub(clip["video"]),
@@ -180,7 +167,7 @@ def _mc_entries(clips: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
         rng = np.random.default_rng([int(seed), 0x4D43, _clip_number(clip["video"], n)])
         others = [c for c in range(len(CLASSES)) if c != label]
         picks = rng.choice(others, size=MC_OPTIONS - 1, replace=False)
-        options = [_class_caption(int(c), rng) for c in picks]
+        options = [_caption_like(clip, int(c)) for c in picks]
         position = int(rng.integers(0, MC_OPTIONS))
         options.insert(position, clip["caption"])
         out.append(

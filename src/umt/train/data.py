@@ -11,18 +11,20 @@ from typing import Any
 import torch
 
 from umt.config import TaskConfig
+from umt.data.synth import WORLD_VERSION
 from umt.errors import InputError
 from umt.train.distributed import DistInfo, barrier
 
 
 def synthetic_root(cfg: TaskConfig) -> Path:
     """Where the built-in synthetic set lives: ``data.synthetic_root``, else
-    ``$UMT_HOME/synthetic``, else ``~/.cache/umt/synthetic``."""
+    ``$UMT_HOME/synthetic-v2``, else ``~/.cache/umt/synthetic-v2`` (the world's version in the
+    name: a folder of an older world is left alone)."""
     if cfg.data.synthetic_root:
         return Path(cfg.data.synthetic_root)
     home = os.environ.get("UMT_HOME")
     base = Path(home) if home else Path.home() / ".cache" / "umt"
-    return base / "synthetic"
+    return base / f"synthetic-v{WORLD_VERSION}"
 
 
 def synthetic_write_error(err: OSError, root: Path) -> OSError:

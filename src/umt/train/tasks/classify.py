@@ -191,14 +191,16 @@ class ClassifyTask(Task):
             raise FileNotFoundError(f"model.init_label_map: no such file {m.init_label_map}")
 
     def _lists(self) -> tuple[Any, Any, Any]:
-        """(train, val, test) annotation sources; the synthetic set's files when unset."""
+        """(train, val, test) annotation sources; the synthetic set's files when unset (its
+        val split to validate, its test split, disjoint from both, to test)."""
         d = self.cfg.data
         if d.train_list is None:
             from umt.train.data import ensure_synthetic
 
             root = ensure_synthetic(self.cfg, self.ctx.info)
             val = d.val_list or str(root / "val.csv")
-            return None, val, d.test_list or val
+            test = d.test_list or (val if d.val_list else str(root / "test.csv"))
+            return None, val, test
         return d.train_list, d.val_list, d.test_list or d.val_list
 
     def build_data(self) -> Any:

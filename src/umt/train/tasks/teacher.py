@@ -35,7 +35,7 @@ from umt.train.tasks.base import Task
 TEMPLATES = (
     "a {colour} {shape}",
     "a photo of a {colour} {shape}",
-    "a {colour} {shape} on a textured background",
+    "a {colour} {shape} among small shapes",
     "a frame showing a {colour} {shape}",
 )
 EXPORT = "export"  # the run folder's subfolder holding the frozen teacher
@@ -49,7 +49,7 @@ def load_frames(
     """Every frame of a synthetic split with its object: ``(frames uint8 [N, 3, S, S],
     object ids [N], object names)``."""
     from umt.data import probe_video, read_frames
-    from umt.data.synth import frame_objects, object_names
+    from umt.data.synth import object_names, teacher_object
 
     names = object_names()
     entries = json.loads((synthetic_root / f"{split}.json").read_text())
@@ -59,7 +59,7 @@ def load_frames(
         count = probe_video(str(path)).num_frames
         clip = read_frames(str(path), list(range(count)), layout="TCHW")  # [T, 3, S, S]
         frames.append(torch.from_numpy(clip))
-        objects += [names.index(o) for o in frame_objects(int(entry["label"]), count)]
+        objects += [names.index(teacher_object(entry))] * count
     return torch.cat(frames), torch.tensor(objects), names
 
 
