@@ -131,7 +131,7 @@ def test_teacher_object_is_what_every_frame_shows():
         assert (colour, category) in names and category == CLASSES[label]["category"]
         rgb = np.array(COLOURS[colour], dtype=np.uint8)
         for frame in frames:
-            hits = (frame == rgb).all(-1).sum() + (frame == (rgb * 0.5).astype(np.uint8)).all(
+            hits = (frame == rgb).all(-1).sum() + (frame == (rgb * 0.6).astype(np.uint8)).all(
                 -1
             ).sum()
             assert hits > 20, (label, colour)

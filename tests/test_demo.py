@@ -20,7 +20,7 @@ TEACHER_STEPS = 200
 def umt_home(synthetic, tmp_path_factory):
     """A UMT_HOME holding the session's synthetic set (the teacher cache starts empty)."""
     home = tmp_path_factory.mktemp("home")
-    (home / "synthetic").symlink_to(synthetic, target_is_directory=True)
+    (home / "synthetic-v2").symlink_to(synthetic, target_is_directory=True)
     # The runs are the only work at that moment: let them use both cores (run_cli's default
     # is one thread).
     saved = {k: os.environ.get(k) for k in ("UMT_HOME", "OMP_NUM_THREADS")}
@@ -43,7 +43,7 @@ def test_default_run_distils_the_builtin_teacher_and_learns(umt_home, tmp_path):
     out = res.stdout
     assert "built-in teacher: none cached for this recipe; training it" in out
     assert "teacher: built-in synthetic-world CLIP (trained now" in out
-    assert "zero-shot on 960 val frames: colour" in out
+    assert "zero-shot on 4800 val frames: colour" in out
     assert "RANDOMLY" not in out
     summary = json.loads(out.strip().splitlines()[-1])
     assert summary["teacher"] == "builtin" and summary["chance"] == pytest.approx(1 / 12)
@@ -51,7 +51,7 @@ def test_default_run_distils_the_builtin_teacher_and_learns(umt_home, tmp_path):
     assert summary["probe_acc"] >= 2 * summary["chance"], summary
     (teacher,) = (umt_home / "teachers").glob("synthetic-clip-*")
     report = json.loads((teacher / "report.json").read_text())
-    assert report["zero_shot"]["colour_acc"] >= 0.9, report  # chance 1/3
+    assert report["zero_shot"]["colour_acc"] >= 0.8, report  # chance 1/6
     (run,) = (tmp_path / "runs").iterdir()
     assert json.loads((run / "probe.json").read_text())["summary"] == summary
 
@@ -69,17 +69,26 @@ def test_demo_quick_compares_four_pretrainings(umt_home, tmp_path):
     for name in ("demo.md", "demo.json", "demo.png"):
         assert (out / name).is_file(), name
     result = json.loads((out / "demo.json").read_text())
-    runs = {r["variant"]: r for r in result["runs"]}
-    assert set(runs) == {"umt-attention", "umt-random", "videomae", "none"}
+    full = {r["variant"]: r for r in result["runs"] if r["budget"] == 1.0}
+    assert set(full) == {"umt-attention", "umt-random", "videomae", "none"}
     budget = result["settings"]["budget_flops"]
     for key in ("umt-attention", "umt-random", "videomae"):
         per_step = result["step_flops"][key]
-        assert abs(runs[key]["pretrain_flops"] - budget) <= per_step / 2 + 1, key  # equal compute
-        assert 0.0 <= runs[key]["probe_acc"] <= 1.0
-    assert runs["umt-attention"]["pretrain_steps"] == 12
-    assert runs["none"]["pretrain_flops"] == 0 and runs["none"]["probe_acc"] is not None
-    for r in runs.values():
+        assert abs(full[key]["pretrain_flops"] - budget) <= per_step / 2 + 1, key  # equal compute
+        assert 0.0 <= full[key]["probe_acc"] <= 1.0
+    assert full["umt-attention"]["pretrain_steps"] == 12
+    assert full["none"]["pretrain_flops"] == 0 and full["none"]["probe_acc"] is not None
+    for r in full.values():
         assert 0.0 <= r["finetune_top1"] <= 1.0
+    # the curve: UMT and VideoMAE also at half the budget (quick), probed, not fine-tuned
+    half = [r for r in result["runs"] if r["budget"] == 0.5]
+    assert {r["variant"] for r in half} == {"umt-attention", "videomae"}
+    assert all(r["finetune_top1"] is None and r["probe_acc"] is not None for r in half)
+    assert [p["budget"] for p in result["curve"]["umt-attention"]] == [0.5, 1.0]
+    assert (out / "umt-attention-b50-seed0" / "pretrain.log").is_file()
+    # every claim judged, none "shown" on one seed
+    assert {c["claim"] for c in result["claims"]} == {"a", "b", "c", "d"}
+    assert not any(c["shown"] for c in result["claims"])
     table = (out / "demo.md").read_text()
     for label in ("UMT, attention masking", "UMT, random masking", "VideoMAE", "no pretraining"):
         assert label in table and label in res.stdout
@@ -96,3 +105,53 @@ def test_demo_refuses_bad_options_before_work(tmp_path):
     res = run_cli(["demo", "--output-dir", str(tmp_path / "busy")], tmp_path, timeout=60)
     assert res.returncode == 2 and "not empty" in res.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def _result(values: dict[tuple[str, float], list[tuple[float, float, float | None]]], rand):
+    """A DemoResult from ``{(variant, budget): [(knn, linear, finetune) per seed]}``."""
+    from umt.train.demo import DemoResult, DemoSettings, RunRecord
+
+    settings = DemoSettings(seeds=(0, 1, 2), budgets=(1 / 3, 1.0))
+    runs = []
+    for (variant, budget), per_seed in values.items():
+        for seed, (knn, lin, ft) in enumerate(per_seed):
+            rec = RunRecord(variant, seed, budget=budget, probe_acc=knn, linear_probe_acc=lin)
+            rec.finetune_top1 = ft
+            if variant == "umt-attention" and budget == 1.0:
+                rec.probe_acc_random_init, rec.linear_probe_acc_random_init = rand[seed]
+            runs.append(rec)
+    return DemoResult(
+        settings={"seeds": [0, 1, 2], "budgets": list(settings.budgets), "budget_steps": 360,
+                  "budget_flops": 1e12, "finetune_epochs": 8, "test_views": "1x1"},
+        teacher="t", teacher_zero_shot={}, step_flops={}, runs=runs,
+    )  # fmt: skip
+
+
+def test_claims_are_judged_against_twice_the_larger_std():
+    from umt.train.demo import claims, findings
+
+    res = _result(
+        {
+            ("umt-attention", 1.0): [(0.40, 0.50, 0.60), (0.42, 0.52, 0.62), (0.44, 0.54, 0.64)],
+            ("umt-attention", 1 / 3): [(0.30, 0.40, None), (0.31, 0.41, None), (0.32, 0.42, None)],
+            # random masking: 2 points behind with a 2-point std -> not shown
+            ("umt-random", 1.0): [(0.36, 0.48, 0.58), (0.40, 0.50, 0.60), (0.44, 0.52, 0.62)],
+            ("videomae", 1.0): [(0.20, 0.30, 0.40), (0.21, 0.31, 0.41), (0.22, 0.32, 0.42)],
+            ("videomae", 1 / 3): [(0.10, 0.20, None), (0.11, 0.21, None), (0.12, 0.22, None)],
+            ("none", 1.0): [(None, None, 0.50), (None, None, 0.70), (None, None, 0.30)],
+        },
+        rand=[(0.35, 0.48), (0.36, 0.49), (0.37, 0.50)],
+    )
+    judged = {(c["claim"], c["metric"], c["a"]): c for c in claims(res)}
+    a_knn = judged[("a", "probe_acc", "UMT, attention")]
+    assert a_knn["difference"] == pytest.approx(0.02) and not a_knn["shown"]
+    assert "2x the larger std" in a_knn["why"]
+    assert judged[("b", "finetune_top1", "UMT, attention")]["shown"]  # +20 points, std 2
+    assert judged[("b", "probe_acc", "UMT, attention, 0.33x")]["shown"]  # 31 vs 21
+    c = judged[("c", "finetune_top1", "UMT, attention")]
+    assert not c["shown"] and c["b_std"] == pytest.approx(0.2)  # none's spread is 20 points
+    d_knn, d_lin = (judged[("d", m, "UMT, attention")] for m in ("probe_acc", "linear_probe_acc"))
+    assert d_knn["shown"] is False and "10 points" in d_knn["why"]  # +6: within 2 std, < 10
+    assert d_lin["difference"] == pytest.approx(0.03) and not d_lin["shown"]
+    lines = "\n".join(findings(res))
+    assert "NOT SHOWN" in lines and "SHOWN (" in lines

@@ -142,7 +142,7 @@ TEACHER = [
 def _home(synthetic: Path, home: Path) -> Path:
     """A UMT_HOME whose synthetic set is the session's (its teacher cache empty)."""
     home.mkdir()
-    (home / "synthetic").symlink_to(synthetic, target_is_directory=True)
+    (home / "synthetic-v2").symlink_to(synthetic, target_is_directory=True)
     return home
 
 

@@ -318,7 +318,7 @@ def test_default_finetune_command_learns(synthetic, tmp_path):
     (so from scratch, and it says so), ends with the multi-view test well above chance (1/12)."""
     home = tmp_path / "home"
     home.mkdir()
-    (home / "synthetic").symlink_to(synthetic, target_is_directory=True)
+    (home / "synthetic-v2").symlink_to(synthetic, target_is_directory=True)
     env_home = os.environ.get("UMT_HOME")
     os.environ["UMT_HOME"] = str(home)
     try:

@@ -128,6 +128,9 @@ class ProbeConfig:
     epochs: int = 200  # full-batch optimisation steps of the linear probe (L-BFGS)
     weight_decay: float = 1e-3
     random_init: bool = True  # also probe the randomly initialised student (the baseline)
+    # Fit on the first N training clips (the synthetic labels cycle, so any N that is a
+    # multiple of the class count stays balanced); None = all of them.
+    fit_clips: int | None = 600
 
 
 @dataclass

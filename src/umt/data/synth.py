@@ -8,7 +8,7 @@ moves. Everything else is a nuisance drawn per clip: the actor's colour (6), siz
 large), fill (plain / striped) and rotation (up to 26 degrees), the distractors' kinds, colours
 (the same 6) and places, and the background.
 
-Why semantic masking matters here by construction: the actor covers about 1-2 of the 49
+Why semantic masking matters here by construction: the actor covers parts of about 2-4 of the 49
 16-pixel patches of a frame; a student that keeps a random 20 % of the tokens sees it in a
 frame only by luck, while a teacher that attends to the actor keeps it in every frame.
 
@@ -143,9 +143,9 @@ def _draw(
     mask = _shape_mask(kind, u, v, r)
     colour = np.array(rgb, dtype=np.float32)
     if striped:
-        # Bands 3 px wide across the shape's own axis: every other one darker.
-        dark = (np.floor((u + 64.0) / 3.0) % 2).astype(bool)
-        shade = np.where(dark[..., None], colour * 0.5, colour)
+        # Bands 4 px wide across the shape's own axis: every other one darker.
+        dark = (np.floor((u + 64.0) / 4.0) % 2).astype(bool)
+        shade = np.where(dark[..., None], colour * 0.6, colour)
         frame[y0:y1, x0:x1][mask] = shade[mask].astype(np.uint8)
     else:
         frame[y0:y1, x0:x1][mask] = colour.astype(np.uint8)
@@ -179,8 +179,8 @@ def render_clip(
     ``{"caption", "label", "category", "motion", "colour", "fill", "size", "distractors"}``."""
     spec = CLASSES[label]
     colour = str(rng.choice(list(COLOURS)))
-    scale = rng.uniform(0.075, 0.105)
-    size_word = "small" if scale < 0.09 else "large"
+    scale = rng.uniform(0.10, 0.13)
+    size_word = "small" if scale < 0.115 else "large"
     radius = size * scale
     striped = bool(rng.integers(0, 2))
     angle = math.radians(rng.uniform(-26.0, 26.0))

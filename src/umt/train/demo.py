@@ -1,14 +1,16 @@
-"""``umt demo``: the paper's central claim, measured on the built-in synthetic set.
+"""``umt demo``: the paper's claims, measured on the built-in synthetic world.
 
 synthetic videos -> built-in teacher -> pretraining with
 
-  (a) UMT, attention (semantic) masking  (b) UMT, random masking
-  (c) VideoMAE (tube 0.9, pixel targets) (d) no pretraining
+  UMT, attention (semantic) masking | UMT, random masking | VideoMAE (tube 0.9, pixel targets)
+  | no pretraining
 
 at the same pretraining compute (FLOPs of one training step, counted by torch's
 ``FlopCounterMode``, times the steps; UMT's count includes its teacher's forward pass, VideoMAE's
-its decoder), then the same fine-tuning of each, for several seeds. Every number comes from the
-run itself; a result that disagrees with the paper is reported as measured.
+its decoder), then the same fine-tuning of each, for several seeds. UMT with attention masking
+and VideoMAE are also pretrained at fractions of the budget (a curve of probe accuracy against
+compute: the paper's training-efficiency claim). Every number comes from the run itself; each
+claim is judged against the seed spread (:func:`claims`) and reported as shown or not shown.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from typing import Any
 
 from umt.errors import InputError, StoppedError
 
-STEPS_PER_EPOCH = 30  # the synthetic set: 240 training clips / batch 8
+STEPS_PER_EPOCH = 30  # the tiny recipes' schedule.steps_per_epoch
+FULL = 1.0  # the full budget, as a fraction of itself
 
 
 @dataclass(frozen=True)
@@ -35,45 +38,61 @@ class Variant:
     label: str
     recipe: str | None  # pretraining recipe; None: no pretraining
     overrides: tuple[str, ...] = ()
+    curve: bool = False  # pretrained (and probed) at every budget of the settings, not only full
 
 
 VARIANTS = (
     Variant(
-        "umt-attention", "UMT, attention masking", "umt-tiny-synthetic", ("mask.kind=attention",)
+        "umt-attention",
+        "UMT, attention masking",
+        "umt-tiny-synthetic",
+        ("mask.kind=attention",),
+        curve=True,
     ),
     Variant("umt-random", "UMT, random masking", "umt-tiny-synthetic", ("mask.kind=random",)),
-    Variant("videomae", "VideoMAE, tube masking 0.9", "videomae-tiny-synthetic"),
+    Variant("videomae", "VideoMAE, tube masking 0.9", "videomae-tiny-synthetic", curve=True),
     Variant("none", "no pretraining", None),
 )
 
 
 @dataclass
 class DemoSettings:
-    """The budget of one demo. ``budget_steps``: pretraining compute, in steps of (a) (the
-    default ``umt pretrain`` runs 360); the other objectives get the steps that cost the same
-    FLOPs. ``finetune_epochs`` of 30 steps for every variant."""
+    """The budget of one demo. ``budget_steps``: the full pretraining compute, in steps of UMT
+    with attention masking (the default ``umt pretrain`` runs 360); the other objectives get
+    the steps that cost the same FLOPs. ``budgets``: the fractions of it the curve variants
+    are also pretrained at (1 always included). ``finetune_epochs`` of 30 steps for every
+    variant (pretrained at the full budget)."""
 
     seeds: tuple[int, ...] = (0, 1, 2)
     budget_steps: int = 360
-    finetune_epochs: int = 6
-    test_views: str = "2x3"
+    budgets: tuple[float, ...] = (1 / 3, 2 / 3, FULL)
+    finetune_epochs: int = 8
+    test_views: str = "1x1"
     teacher_steps: int | None = None  # the built-in teacher's training steps (None: recipe's)
+
+    def __post_init__(self) -> None:
+        fractions = {round(float(b), 6) for b in self.budgets} | {FULL}
+        self.budgets = tuple(sorted(fractions))
+        self.seeds = tuple(self.seeds)
 
     @classmethod
     def quick(cls) -> DemoSettings:
-        return cls(seeds=(0,), budget_steps=120, finetune_epochs=4)
+        return cls(seeds=(0,), budget_steps=240, budgets=(0.5, FULL), finetune_epochs=6)
 
 
 @dataclass
 class RunRecord:
     variant: str
     seed: int
+    budget: float = FULL  # fraction of the full pretraining budget
     pretrain_steps: int = 0
     pretrain_flops: float = 0.0
     pretrain_seconds: float = 0.0
     probe_acc: float | None = None  # k-NN on frozen features
     linear_probe_acc: float | None = None
-    finetune_top1: float | None = None  # fraction
+    probe_acc_random_init: float | None = None  # the same student at random init
+    linear_probe_acc_random_init: float | None = None
+    finetune_top1: float | None = None  # fraction; full-budget runs only
     finetune_seconds: float = 0.0
 
 
@@ -89,6 +108,8 @@ class DemoResult:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["summary"] = summarise(self)
+        d["curve"] = curve(self)
+        d["claims"] = claims(self)
         return d
 
 
@@ -132,7 +153,12 @@ def _common(out: Path, seed: int) -> list[str]:
 
 
 def pretrain_config(
-    variant: Variant, steps: int, seed: int, out: Path, teacher_steps: int | None = None
+    variant: Variant,
+    steps: int,
+    seed: int,
+    out: Path,
+    teacher_steps: int | None = None,
+    probe_random_init: bool = False,
 ) -> Any:
     from umt.config import load_config
 
@@ -145,10 +171,11 @@ def pretrain_config(
         *teacher,
         *_common(out, seed),
         f"schedule.epochs={epochs}",
+        f"schedule.steps_per_epoch={STEPS_PER_EPOCH}",
         "schedule.warmup_epochs=1",
         f"train.max_steps={steps}",
         "probe.enabled=true",
-        f"probe.random_init={'true' if variant.key == 'umt-attention' else 'false'}",
+        f"probe.random_init={'true' if probe_random_init else 'false'}",
     ]
     return load_config(variant.recipe, overrides)
 
@@ -162,11 +189,24 @@ def finetune_config(init: str, settings: DemoSettings, seed: int, out: Path) -> 
             f"model.init={init}",
             *_common(out, seed),
             f"schedule.epochs={settings.finetune_epochs}",
-            f"eval.every_epochs={settings.finetune_epochs}",
-            "eval.test_best=false",  # the synthetic val split is also the test split
+            f"schedule.steps_per_epoch={STEPS_PER_EPOCH}",
+            f"eval.every_epochs={settings.finetune_epochs}",  # validated once, at the end
+            "eval.test_best=false",  # tested with the last weights, on the test split
             f"eval.test_views={settings.test_views}",
         ],
     )
+
+
+def same_budget(a: float, b: float) -> bool:
+    """Budget fractions as equal as their rounding in the settings (6 digits) allows."""
+    return abs(a - b) < 1e-5
+
+
+def run_dir_name(variant: str, seed: int, budget: float) -> str:
+    """``umt-attention-seed0`` (full budget) or ``umt-attention-b33-seed0`` (a third of it)."""
+    if math.isclose(budget, FULL):
+        return f"{variant}-seed{seed}"
+    return f"{variant}-b{round(100 * budget)}-seed{seed}"
 
 
 class DemoStopped(StoppedError):
@@ -288,61 +328,110 @@ def _run_demo(
         teacher_zero_shot=zero_shot,
         step_flops=flops,
     )
-    random_probe: dict[int, tuple[float, float]] = {}
     for seed in settings.seeds:
         for v in VARIANTS:
-            run_dir = out / f"{v.key}-seed{seed}"
-            kept = next((r for r in done if (r.variant, r.seed) == (v.key, seed)), None)
-            if kept is not None:
-                result.runs.append(kept)
-                probe_file = run_dir / "pretrain" / "probe.json"
-                if v.key == "umt-attention" and probe_file.is_file():
-                    probe = json.loads(probe_file.read_text())["summary"]
-                    random_probe[seed] = (
-                        probe.get("probe_acc_random_init"),
-                        probe.get("linear_probe_acc_random_init"),
-                    )
-                continue
-            if stopper.requested:
-                raise _stopped(stopper.signum, f"before the run {run_dir}", out)
-            rec = RunRecord(v.key, seed)
-            init = "scratch"
-            if v.recipe is not None:
-                cfg = pretrain_config(
-                    v, steps[v.key], seed, run_dir / "pretrain", settings.teacher_steps
+            budgets = settings.budgets if v.curve else (FULL,)
+            for fraction in sorted(budgets, reverse=True):  # the full run first
+                kept = next(
+                    (
+                        r
+                        for r in done
+                        if (r.variant, r.seed) == (v.key, seed) and same_budget(r.budget, fraction)
+                    ),
+                    None,
                 )
-                res = _run(cfg, run_dir / "pretrain.log")
-                probe = json.loads((run_dir / "pretrain" / "probe.json").read_text())["summary"]
-                rec.pretrain_steps = steps[v.key]
-                rec.pretrain_flops = flops[v.key] * steps[v.key]
-                rec.pretrain_seconds = round(res.wall_s, 1)
-                rec.probe_acc, rec.linear_probe_acc = probe["probe_acc"], probe["linear_probe_acc"]
-                if "probe_acc_random_init" in probe:
-                    random_probe[seed] = (
-                        probe["probe_acc_random_init"],
-                        probe["linear_probe_acc_random_init"],
+                if kept is not None:
+                    result.runs.append(kept)
+                    continue
+                run_dir = out / run_dir_name(v.key, seed, fraction)
+                if stopper.requested:
+                    raise _stopped(stopper.signum, f"before the run {run_dir}", out)
+                rec = _one_run(v, seed, fraction, settings, steps, flops, run_dir, result)
+                result.runs.append(rec)
+                _save_progress(out, settings, result.runs)
+                say(
+                    f"  seed {seed} {v.label:<28} {_budget_word(fraction):<6} pretrain "
+                    f"{rec.pretrain_steps:>4} steps {rec.pretrain_seconds:>5.0f}s  k-NN "
+                    f"{_pct(rec.probe_acc)} linear {_pct(rec.linear_probe_acc)}"
+                    + (
+                        f"  fine-tune top-1 {_pct(rec.finetune_top1)} ({rec.finetune_seconds:.0f}s)"
+                        if rec.finetune_top1 is not None
+                        else ""
                     )
-                init = str(res.last_checkpoint)
-            else:
-                rec.probe_acc, rec.linear_probe_acc = random_probe.get(seed, (None, None))
-            fcfg = finetune_config(init, settings, seed, run_dir / "finetune")
-            fres = _run(fcfg, run_dir / "finetune.log")
-            test = json.loads((run_dir / "finetune" / "test" / "results.json").read_text())
-            rec.finetune_top1 = test["top1"] / 100.0
-            rec.finetune_seconds = round(fres.wall_s, 1)
-            result.runs.append(rec)
-            _save_progress(out, settings, result.runs)
-            say(
-                f"  seed {seed} {v.label:<28} pretrain {rec.pretrain_steps:>4} steps "
-                f"{rec.pretrain_seconds:>5.0f}s  probe {_pct(rec.probe_acc)}  fine-tune top-1 "
-                f"{_pct(rec.finetune_top1)} ({rec.finetune_seconds:.0f}s)"
-            )
+                )
     result.wall_seconds = round(time.time() - t0, 1)
     write_outputs(result, out)
     return result
 
 
+def _budget_word(fraction: float) -> str:
+    if math.isclose(fraction, FULL):
+        return "full"
+    return f"{fraction:.2f}".rstrip("0") + "x"
+
+
+def _one_run(
+    v: Variant,
+    seed: int,
+    fraction: float,
+    settings: DemoSettings,
+    steps: dict[str, int],
+    flops: dict[str, float],
+    run_dir: Path,
+    result: DemoResult,
+) -> RunRecord:
+    """Pretrain ``v`` at ``fraction`` of the budget and probe it; at the full budget, fine-tune
+    and test it too (``none``: fine-tune from scratch, the probe of the random-init student of
+    the same seed)."""
+    rec = RunRecord(v.key, seed, budget=fraction)
+    init = "scratch"
+    full = math.isclose(fraction, FULL)
+    if v.recipe is not None:
+        n = max(1, round(steps[v.key] * fraction))
+        cfg = pretrain_config(
+            v,
+            n,
+            seed,
+            run_dir / "pretrain",
+            settings.teacher_steps,
+            probe_random_init=full and v.key == VARIANTS[0].key,
+        )
+        res = _run(cfg, run_dir / "pretrain.log")
+        probe = json.loads((run_dir / "pretrain" / "probe.json").read_text())["summary"]
+        rec.pretrain_steps = n
+        rec.pretrain_flops = flops[v.key] * n
+        rec.pretrain_seconds = round(res.wall_s, 1)
+        rec.probe_acc, rec.linear_probe_acc = probe["probe_acc"], probe["linear_probe_acc"]
+        rec.probe_acc_random_init = probe.get("probe_acc_random_init")
+        rec.linear_probe_acc_random_init = probe.get("linear_probe_acc_random_init")
+        init = str(res.last_checkpoint)
+    else:
+        base = next(
+            (r for r in result.runs if r.seed == seed and r.probe_acc_random_init is not None),
+            None,
+        )
+        if base is not None:
+            rec.probe_acc = base.probe_acc_random_init
+            rec.linear_probe_acc = base.linear_probe_acc_random_init
+    if full:
+        fcfg = finetune_config(init, settings, seed, run_dir / "finetune")
+        fres = _run(fcfg, run_dir / "finetune.log")
+        test = json.loads((run_dir / "finetune" / "test" / "results.json").read_text())
+        rec.finetune_top1 = test["top1"] / 100.0
+        rec.finetune_seconds = round(fres.wall_s, 1)
+    return rec
+
+
 # --------------------------------------------------------------------------- report
+METRICS = {
+    "finetune_top1": "fine-tune top-1",
+    "probe_acc": "k-NN probe",
+    "linear_probe_acc": "linear probe",
+}
+MARGIN = 2.0  # a claim is shown when its difference is at least this many times the larger std
+PROBE_GAIN = 0.10  # claim (d): the default pretraining's probes beat random init by 10 points
+
+
 def _pct(x: float | None) -> str:
     return "  n/a" if x is None else f"{100 * x:5.1f}%"
 
@@ -353,70 +442,163 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _records(result: DemoResult, variant: str, budget: float = FULL) -> list[RunRecord]:
+    return [r for r in result.runs if r.variant == variant and same_budget(r.budget, budget)]
+
+
+def _metric_stats(recs: list[RunRecord], metric: str) -> tuple[float, float]:
+    return _stats([getattr(r, metric) for r in recs if getattr(r, metric) is not None])
+
+
 def summarise(result: DemoResult) -> dict[str, Any]:
+    """One row per variant at the full budget: steps, compute, time, mean and std of each
+    metric over the seeds."""
     rows = {}
     for v in VARIANTS:
-        recs = [r for r in result.runs if r.variant == v.key]
+        recs = _records(result, v.key)
         if not recs:
             continue
-        ft = _stats([r.finetune_top1 for r in recs if r.finetune_top1 is not None])
-        pr = _stats([r.probe_acc for r in recs if r.probe_acc is not None])
-        lin = _stats([r.linear_probe_acc for r in recs if r.linear_probe_acc is not None])
-        rows[v.key] = {
+        row: dict[str, Any] = {
             "label": v.label,
             "seeds": len(recs),
             "pretrain_steps": recs[0].pretrain_steps,
             "pretrain_gflops": recs[0].pretrain_flops / 1e9,
             "pretrain_seconds": statistics.fmean(r.pretrain_seconds for r in recs),
-            "finetune_top1_mean": ft[0],
-            "finetune_top1_std": ft[1],
-            "probe_acc_mean": pr[0],
-            "probe_acc_std": pr[1],
-            "linear_probe_acc_mean": lin[0],
-            "linear_probe_acc_std": lin[1],
         }
+        for metric in METRICS:
+            row[f"{metric}_mean"], row[f"{metric}_std"] = _metric_stats(recs, metric)
+        rows[v.key] = row
     return rows
+
+
+def curve(result: DemoResult) -> dict[str, list[dict[str, Any]]]:
+    """The curve variants' probe accuracies at each budget: ``{variant: [{"budget", "steps",
+    "tflops", "probe_acc_mean", "probe_acc_std", "linear_probe_acc_mean", ...}]}``."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for v in VARIANTS:
+        if v.recipe is None:
+            continue
+        points = []
+        for b in sorted({r.budget for r in result.runs if r.variant == v.key}):
+            recs = _records(result, v.key, b)
+            point: dict[str, Any] = {
+                "budget": b,
+                "steps": recs[0].pretrain_steps,
+                "tflops": recs[0].pretrain_flops / 1e12,
+            }
+            for metric in ("probe_acc", "linear_probe_acc"):
+                point[f"{metric}_mean"], point[f"{metric}_std"] = _metric_stats(recs, metric)
+            points.append(point)
+        out[v.key] = points
+    return out
+
+
+def _judge(
+    claim: str,
+    text: str,
+    metric: str,
+    a: tuple[str, list[RunRecord]],
+    b: tuple[str, list[RunRecord]],
+    seeds: int,
+    need: float = 0.0,
+) -> dict[str, Any] | None:
+    """Compare ``metric`` of the records ``a`` against ``b``: shown when the mean difference is
+    positive, at least ``MARGIN`` times the larger std and at least ``need``."""
+    (name_a, recs_a), (name_b, recs_b) = a, b
+    ma, sa = _metric_stats(recs_a, metric)
+    mb, sb = _metric_stats(recs_b, metric)
+    if math.isnan(ma) or math.isnan(mb):
+        return None
+    diff, spread = ma - mb, max(sa, sb)
+    if seeds < 2:
+        shown, why = False, "one seed: no spread to judge it against"
+    elif diff <= 0:
+        shown, why = False, "the difference goes the other way"
+    elif diff < MARGIN * spread:
+        shown, why = False, f"less than {MARGIN:g}x the larger std"
+    elif diff < need:
+        shown, why = False, f"less than the {100 * need:.0f} points asked"
+    else:
+        shown, why = True, f"at least {MARGIN:g}x the larger std"
+    return {
+        "claim": claim,
+        "text": text,
+        "metric": metric,
+        "a": name_a,
+        "b": name_b,
+        "a_mean": ma,
+        "a_std": sa,
+        "b_mean": mb,
+        "b_std": sb,
+        "difference": diff,
+        "shown": shown,
+        "why": why,
+    }
+
+
+def claims(result: DemoResult) -> list[dict[str, Any]]:
+    """The paper's claims as this demo can test them, each judged by :func:`_judge`:
+    (a) attention > random masking, (b) UMT > VideoMAE at equal compute, and UMT at the
+    smallest budget >= VideoMAE at the full one, (c) UMT > no pretraining after fine-tuning,
+    (d) the default pretraining's probes >= random init + 10 points."""
+    n = len(result.settings["seeds"])
+    att, rnd = _records(result, "umt-attention"), _records(result, "umt-random")
+    mae, none = _records(result, "videomae"), _records(result, "none")
+    out = []
+
+    def add(*args: Any, **kw: Any) -> None:
+        judged = _judge(*args, seeds=n, **kw)
+        if judged is not None:
+            out.append(judged)
+
+    for metric in METRICS:
+        add("a", "attention masking beats random masking", metric,
+            ("UMT, attention", att), ("UMT, random", rnd))  # fmt: skip
+    for metric in METRICS:
+        add("b", "UMT beats VideoMAE at equal compute", metric,
+            ("UMT, attention", att), ("VideoMAE", mae))  # fmt: skip
+    small = min(result.settings["budgets"])
+    if not math.isclose(small, FULL):
+        few = _records(result, "umt-attention", small)
+        for metric in ("probe_acc", "linear_probe_acc"):
+            add(
+                "b",
+                f"UMT at {_budget_word(small)} the budget beats VideoMAE at the full budget",
+                metric,
+                (f"UMT, attention, {_budget_word(small)}", few),
+                ("VideoMAE, full", mae),
+            )
+    add("c", "UMT beats no pretraining after fine-tuning", "finetune_top1",
+        ("UMT, attention", att), ("no pretraining", none))  # fmt: skip
+    for metric in ("probe_acc", "linear_probe_acc"):
+        init = [
+            RunRecord("random-init", r.seed, probe_acc=r.probe_acc_random_init,
+                      linear_probe_acc=r.linear_probe_acc_random_init)
+            for r in att
+        ]  # fmt: skip
+        add("d", "the default pretraining's probe beats random init by 10 points", metric,
+            ("UMT, attention", att), ("random init", init), need=PROBE_GAIN)  # fmt: skip
+    return out
 
 
 def findings(result: DemoResult) -> list[str]:
     """Plain statements of what the numbers do and do not show."""
-    rows = summarise(result)
     n = len(result.settings["seeds"])
     lines = []
-
-    def compare(a: str, b: str, metric: str, claim: str) -> None:
-        if a not in rows or b not in rows:
-            return
-        ma, sa = rows[a][f"{metric}_mean"], rows[a][f"{metric}_std"]
-        mb, sb = rows[b][f"{metric}_mean"], rows[b][f"{metric}_std"]
-        diff = 100 * (ma - mb)
-        spread = 100 * max(sa, sb)
-        name = "fine-tune top-1" if metric == "finetune_top1" else "k-NN probe"
-        head = f"{rows[a]['label']} vs {rows[b]['label']} ({name}): {diff:+.1f} points"
-        if n < 2:
-            verdict = "one seed: no spread to judge it against"
-        elif abs(diff) <= spread:
-            verdict = f"within the seed spread (±{spread:.1f}): this run does not separate them"
-        elif diff > 0:
-            verdict = (
-                f"larger than the seed spread (±{spread:.1f}); agrees with the paper ({claim})"
-            )
-        else:
-            verdict = (
-                f"larger than the seed spread (±{spread:.1f}) and AGAINST the paper ({claim}); "
-                "reported as measured"
-            )
-        lines.append(f"- {head}: {verdict}.")
-
-    for metric in ("finetune_top1", "probe_acc"):
-        compare("umt-attention", "videomae", metric, "UMT beats VideoMAE at equal compute")
-        compare("umt-attention", "umt-random", metric, "attention masking beats random masking")
-        compare("umt-attention", "none", metric, "pretraining helps")
+    for c in claims(result):
+        verdict = "SHOWN" if c["shown"] else "NOT SHOWN"
+        lines.append(
+            f"- ({c['claim']}) {c['text']} -- {METRICS[c['metric']]}: {c['a']} "
+            f"{100 * c['a_mean']:.1f} ± {100 * c['a_std']:.1f} vs {c['b']} "
+            f"{100 * c['b_mean']:.1f} ± {100 * c['b_std']:.1f} ({100 * c['difference']:+.1f}): "
+            f"{verdict} ({c['why']})."
+        )
+    s = result.settings
     lines += [
-        "- What this does not show: anything about real video. The set has 12 synthetic classes, "
-        "240 training clips and 60 test clips (also the validation clips); the models have about "
-        "2M parameters; the teacher was trained on frames of the same clips; the budget is small "
-        f"({result.settings['budget_steps']} steps of (a)); {n} seed(s).",
+        "- What this does not show: anything about real video. The world has 12 synthetic "
+        "classes (4 actor categories x 3 motions among distractors); the models have about 2M "
+        "parameters; the teacher was trained on frames of the same training clips; the budget "
+        f"is small ({s['budget_steps']} steps of UMT); {n} seed(s).",
         "- Compute is FLOPs counted by torch's FlopCounterMode on one step (matrix products, "
         "convolutions, attention), teacher forward included for UMT and the decoder for "
         "VideoMAE; data loading and wall-clock overheads are not equalised (times are listed).",
@@ -442,6 +624,20 @@ def format_table(result: DemoResult) -> str:
             f"{r['pretrain_seconds']:.0f}s | {ms(r, 'probe_acc')} | {ms(r, 'linear_probe_acc')} | "
             f"{ms(r, 'finetune_top1')} |\n"
         )
+    points = curve(result)
+    if any(len(p) > 1 for p in points.values()):
+        body += "\n| pretraining | budget | steps | k-NN probe | linear probe |\n|---|---|---|---|---|\n"
+        labels = {v.key: v.label for v in VARIANTS}
+        for key, pts in points.items():
+            if len(pts) < 2:
+                continue
+            for p in pts:
+                body += (
+                    f"| {labels[key]} | {_budget_word(p['budget'])} | {p['steps']} | "
+                    f"{100 * p['probe_acc_mean']:.1f} ± {100 * p['probe_acc_std']:.1f} | "
+                    f"{100 * p['linear_probe_acc_mean']:.1f} ± "
+                    f"{100 * p['linear_probe_acc_std']:.1f} |\n"
+                )
     return head + body
 
 
@@ -454,12 +650,13 @@ def write_outputs(result: DemoResult, out: Path) -> None:
         if zs
         else ""
     )
+    s = result.settings
     text = (
         "# umt demo\n\n"
-        f"Seeds {result.settings['seeds']}; pretraining budget "
-        f"{result.settings['budget_flops'] / 1e12:.2f} TFLOP per objective; fine-tuning "
-        f"{result.settings['finetune_epochs']} epochs, tested with "
-        f"{result.settings['test_views']} views. Mean ± std over seeds; accuracies in %.\n\n"
+        f"Seeds {s['seeds']}; full pretraining budget {s['budget_flops'] / 1e12:.2f} TFLOP per "
+        f"objective (curves at {', '.join(_budget_word(b) for b in s['budgets'])}); fine-tuning "
+        f"{s['finetune_epochs']} epochs of {STEPS_PER_EPOCH} steps, tested on the test split "
+        f"with {s['test_views']} views. Mean ± std over seeds; accuracies in %.\n\n"
         + teacher
         + format_table(result)
         + "\n"
@@ -471,33 +668,48 @@ def write_outputs(result: DemoResult, out: Path) -> None:
 
 
 def plot(result: DemoResult, path: Path) -> None:
-    """Accuracy against pretraining compute: one point per seed, the mean as a larger mark."""
+    """Three panels: the k-NN and linear probes against pretraining compute (a curve per
+    objective over the budgets, one point per seed, the mean joined), and fine-tuned top-1 per
+    pretraining (bars with the seeds' std)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True)
-    for ax, metric, title in (
-        (axes[0], "finetune_top1", "fine-tune top-1 (test)"),
-        (axes[1], "probe_acc", "k-NN probe (frozen features)"),
-    ):
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    for ax, metric in ((axes[0], "probe_acc"), (axes[1], "linear_probe_acc")):
         for i, v in enumerate(VARIANTS):
             recs = [r for r in result.runs if r.variant == v.key]
-            ys = [100 * getattr(r, metric) for r in recs if getattr(r, metric) is not None]
-            if not ys:
+            pts = sorted(
+                (r.pretrain_flops / 1e12, 100 * getattr(r, metric))
+                for r in recs
+                if getattr(r, metric) is not None
+            )
+            if not pts:
                 continue
-            # Equal budgets share one x: offset the objectives a little so each stays visible.
-            x = recs[0].pretrain_flops / 1e12
-            if x > 0:
-                x += (i - 1) * 0.015 * result.settings["budget_flops"] / 1e12
-            ax.scatter([x] * len(ys), ys, color=f"C{i}", alpha=0.4, s=18)
-            ax.scatter([x], [statistics.fmean(ys)], color=f"C{i}", s=80, marker="D", label=v.label)
+            ax.scatter(*zip(*pts), color=f"C{i}", alpha=0.35, s=16)
+            xs = sorted({x for x, _ in pts})
+            means = [statistics.fmean(y for x2, y in pts if x2 == x) for x in xs]
+            ax.plot(xs, means, color=f"C{i}", marker="D", label=v.label)
         ax.set_xlabel("pretraining compute (TFLOP)")
         ax.set_ylabel("accuracy (%)")
-        ax.set_title(title)
+        ax.set_title(f"{METRICS[metric]} (frozen features, val)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower right")
+    axes[0].legend(fontsize=8, loc="best")
+    rows = summarise(result)
+    keys = [k for k in rows if not math.isnan(rows[k]["finetune_top1_mean"])]
+    ax = axes[2]
+    ax.bar(
+        range(len(keys)),
+        [100 * rows[k]["finetune_top1_mean"] for k in keys],
+        yerr=[100 * rows[k]["finetune_top1_std"] for k in keys],
+        color=[f"C{[v.key for v in VARIANTS].index(k)}" for k in keys],
+        capsize=4,
+    )
+    ax.set_xticks(range(len(keys)), [rows[k]["label"] for k in keys], rotation=15, fontsize=8)
+    ax.set_ylabel("top-1 (%)")
+    ax.set_title("fine-tuned at the full budget (test split)")
+    ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -27,8 +27,8 @@ def probe_enabled(cfg: Any) -> bool:
 
 
 def probe_datasets(cfg: Any, ctx: RunContext) -> tuple[Any, Any, int]:
-    """The synthetic set's train and val clips as the evaluation sees them (centre view), and
-    the class count."""
+    """The synthetic set's train clips (the first ``probe.fit_clips``) and val clips as the
+    evaluation sees them (centre view), and the class count."""
     from umt.data import VideoDataset
     from umt.train.data import ensure_synthetic
 
@@ -37,6 +37,11 @@ def probe_datasets(cfg: Any, ctx: RunContext) -> tuple[Any, Any, int]:
     clip = data_clip(d, False, short_side=d.input_size)
     kw = dict(clip=clip, seed=cfg.train.seed)
     train = VideoDataset(root / "train.csv", **kw)
+    fit = cfg.probe.fit_clips
+    if fit is not None and fit < len(train):
+        import torch
+
+        train = torch.utils.data.Subset(train, range(fit))
     val = VideoDataset(root / "val.csv", **kw)
     classes = json.loads((root / "classes.json").read_text())
     return train, val, len(classes)
