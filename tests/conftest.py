@@ -20,9 +20,24 @@ def official_root() -> Path:
     return root
 
 
+# The default suite's synthetic set: the default world at a tenth of its size (120 train, 60 val,
+# 60 test clips): runs that use it (through UMT_HOME or data.synthetic_root) take it as it is,
+# and the built-in teacher's recipe follows the set it finds.
+SMALL_SET = {"train": 120, "val": 60, "test": 60}
+
+
 @pytest.fixture(scope="session")
 def synthetic(tmp_path_factory) -> Path:
-    """The default synthetic dataset (made once per test session; tests must not modify it)."""
+    """A small synthetic set of the default world (made once per test session; tests must not
+    modify it)."""
     from umt.data import ensure_synthetic_dataset
 
-    return ensure_synthetic_dataset(tmp_path_factory.mktemp("synthetic"))
+    return ensure_synthetic_dataset(tmp_path_factory.mktemp("synthetic") / "set", **SMALL_SET)
+
+
+@pytest.fixture(scope="session")
+def synthetic_full(tmp_path_factory) -> Path:
+    """The default synthetic set, full size (the heavy learning tests)."""
+    from umt.data import ensure_synthetic_dataset
+
+    return ensure_synthetic_dataset(tmp_path_factory.mktemp("synthetic-full") / "set")

@@ -38,8 +38,8 @@ def test_trained_once_then_reused(synthetic, tmp_path, monkeypatch):
     assert json.loads((folder / "recipe.json").read_text()) == SMALL.to_dict()
     report = json.loads((folder / "report.json").read_text())
     zs = report["zero_shot"]
-    assert zs["frames"] == 60 * 16 and 0.0 <= zs["colour_acc"] <= 1.0
-    assert zs["colour_chance"] == pytest.approx(1 / 3) and zs["shape_chance"] == 0.5
+    assert zs["frames"] == 60 * 8 and 0.0 <= zs["colour_acc"] <= 1.0
+    assert zs["colour_chance"] == pytest.approx(1 / 6) and zs["shape_chance"] == 0.25
 
     def no_training(*a, **k):
         raise AssertionError("a cached teacher must not be trained again")

@@ -47,7 +47,7 @@ def test_list_videos_reads_folders_and_lists(synthetic, tmp_path):
     js = tmp_path / "list.json"
     js.write_text(json.dumps([{"video": v} for v in videos]))
     assert list_videos([str(js)]) == videos
-    assert len(list_videos([str(synthetic / "videos")])) == 300
+    assert len(list_videos([str(synthetic / "videos")])) == 240
     with pytest.raises(FileNotFoundError, match="no such video"):
         list_videos([str(tmp_path / "missing.mp4")])
 

@@ -87,7 +87,7 @@ def test_pretraining_ends_with_a_probe_and_a_json_line(synthetic, tmp_path):
     assert "random-init student: k-NN" in res.stdout
     record = json.loads((out / "probe.json").read_text())
     assert record["summary"] == last
-    assert record["trained"]["num_train"] == 240 and record["trained"]["num_val"] == 60
+    assert record["trained"]["num_train"] == 120 and record["trained"]["num_val"] == 60
     res = run_cli(
         ["pretrain", *tiny_args(synthetic, tmp_path / "r2", "train.max_steps=1")], tmp_path
     )

@@ -132,7 +132,7 @@ def test_search_returns_ranked_hits_with_thumbnails_and_playable_videos(world, c
     top = hits[0]
     thumb = client.get(top["thumbnail"])
     assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
-    assert Image.open(io.BytesIO(thumb.content)).size == (64, 64)  # the synthetic clips' size
+    assert Image.open(io.BytesIO(thumb.content)).size == (112, 112)  # the synthetic clips' size
     data = Path(top["path"]).read_bytes()
     whole = client.get(top["video"])
     assert whole.status_code == 200 and whole.content == data

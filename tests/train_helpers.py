@@ -21,6 +21,7 @@ TINY_FT = [
     "data.input_size=48",
     "data.short_side=48",
     "train.batch_size=4",
+    "eval.every_epochs=1",
     "train.progress=false",
     "train.plot=false",
     "train.loggers=[]",

@@ -174,8 +174,12 @@ def test_cli_synth(tmp_path, capsys):
                 "data",
                 "synth",
                 str(out),
-                "--videos",
+                "--train",
                 "12",
+                "--val",
+                "6",
+                "--test",
+                "6",
                 "--frames",
                 "8",
                 "--size",
@@ -186,4 +190,9 @@ def test_cli_synth(tmp_path, capsys):
         )
         == 0
     )
-    assert (out / ".complete").is_file() and len(list((out / "videos").glob("*.mp4"))) == 12
+    assert (out / ".complete").is_file() and len(list((out / "videos").glob("*.mp4"))) == 24
+    assert [len((out / f"{s}.csv").read_text().splitlines()) for s in ("train", "val", "test")] == [
+        12,
+        6,
+        6,
+    ]

@@ -49,12 +49,13 @@ def run_teacher(args: argparse.Namespace) -> int:
     import json
 
     from umt.config import load_config, task_command
-    from umt.config.teacher import BuiltinTeacherConfig, recipe_from_config
+    from umt.config.teacher import BuiltinTeacherConfig
     from umt.train.builtin_teacher import (
         check_cached,
         describe,
         ensure_builtin_teacher,
         read_report,
+        recipe_for_run,
         synthetic_set,
         teacher_dir,
     )
@@ -63,7 +64,7 @@ def run_teacher(args: argparse.Namespace) -> int:
     if isinstance(cfg, BuiltinTeacherConfig):  # a teacher recipe of its own
         recipe = cfg.teacher
     elif hasattr(cfg, "teacher"):  # the teacher a run's recipe asks for
-        recipe = recipe_from_config(cfg)
+        recipe = recipe_for_run(cfg)
     else:
         raise InputError(
             f"recipe {cfg.recipe} ({task_command(cfg.task)}): has no teacher section; pass a "

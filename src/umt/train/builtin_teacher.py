@@ -118,10 +118,30 @@ def _mark_holder(lock: Any, text: str) -> None:
         pass  # only informative
 
 
+def recipe_for_run(cfg: Any) -> TeacherRecipe:
+    """The built-in teacher a run's config asks for (:func:`recipe_from_config`), learning from
+    the synthetic set the run uses: the finished one under its ``synthetic_root`` as it was made
+    (``umt data synth`` may make a smaller or larger one), else the default one (made when the
+    teacher is trained). The set's parameters are part of the recipe, so each set has its own
+    cached teacher."""
+    from umt.config.teacher import SyntheticSetSpec
+    from umt.train.data import synthetic_root
+
+    recipe = recipe_from_config(cfg)
+    marker = synthetic_root(cfg) / ".complete"
+    try:
+        found = json.loads(marker.read_text())
+        fields = {f.name for f in dataclasses.fields(SyntheticSetSpec)}
+        spec = SyntheticSetSpec(**{k: int(v) for k, v in found.items() if k in fields})
+    except (OSError, ValueError, TypeError, AttributeError):
+        return recipe  # none made yet (or unreadable: making it says why)
+    return dataclasses.replace(recipe, synthetic=spec)
+
+
 def ensure_for_config(cfg: Any, log: Callable[[str], None] | None = None) -> tuple[Path, str]:
     """:func:`ensure_builtin_teacher` of the teacher a run's config asks for (its synthetic set
     made first when absent): the cached folder and a line saying which teacher it is."""
-    recipe = recipe_from_config(cfg)
+    recipe = recipe_for_run(cfg)
     return ensure_builtin_teacher(recipe, synthetic_set(cfg, recipe), log=log)
 
 

@@ -300,15 +300,14 @@ def _run_demo(
     done: list[RunRecord],
     stopper: Any,
 ) -> DemoResult:
-    from umt.config.teacher import recipe_from_config
-    from umt.train.builtin_teacher import read_report, teacher_dir
+    from umt.train.builtin_teacher import read_report, recipe_for_run, teacher_dir
     from umt.train.tasks.common import build_teacher
 
     t0 = time.time()
     base = pretrain_config(VARIANTS[0], 1, 0, out / "unused", settings.teacher_steps)
     _, teacher_line = build_teacher(base, log=say)  # trains it first when not cached
     say(teacher_line)
-    zero_shot = read_report(teacher_dir(recipe_from_config(base))).get("zero_shot", {})
+    zero_shot = read_report(teacher_dir(recipe_for_run(base))).get("zero_shot", {})
 
     flops = {}
     for v in VARIANTS:
