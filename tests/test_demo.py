@@ -11,16 +11,12 @@ import pytest
 
 from train_helpers import run_cli
 
-# Fewer teacher steps than the recipe's 1000 (which take about 3.5 minutes on 2 cores): colour is
-# learnt by then, which is what the probe below needs to see.
-TEACHER_STEPS = 200
-
 
 @pytest.fixture(scope="module")
-def umt_home(synthetic, tmp_path_factory):
-    """A UMT_HOME holding the session's synthetic set (the teacher cache starts empty)."""
+def umt_home(synthetic_full, tmp_path_factory):
+    """A UMT_HOME holding the full default synthetic set (the teacher cache starts empty)."""
     home = tmp_path_factory.mktemp("home")
-    (home / "synthetic-v2").symlink_to(synthetic, target_is_directory=True)
+    (home / "synthetic-v2").symlink_to(synthetic_full, target_is_directory=True)
     # The runs are the only work at that moment: let them use both cores (run_cli's default
     # is one thread).
     saved = {k: os.environ.get(k) for k in ("UMT_HOME", "OMP_NUM_THREADS")}
@@ -33,36 +29,73 @@ def umt_home(synthetic, tmp_path_factory):
             os.environ[key] = value
 
 
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """The folder the default commands run in: `umt finetune` finds `umt pretrain`'s run there."""
+    return tmp_path_factory.mktemp("work")
+
+
+def _summary(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.slow
 @pytest.mark.heavy
-def test_default_run_distils_the_builtin_teacher_and_learns(umt_home, tmp_path):
-    """`umt pretrain` with the default recipe: it trains the built-in teacher (none is cached),
-    distils it, and its k-NN probe beats the same student at random init by a clear margin."""
-    res = run_cli(["pretrain", f"teacher.builtin_steps={TEACHER_STEPS}"], tmp_path, timeout=900)
+def test_default_run_distils_the_builtin_teacher_and_learns(umt_home, workdir):
+    """`umt pretrain` with the default recipe: it trains the built-in teacher (none is cached;
+    the recipe's 1000 steps), distils it, and its probes beat the same student at random init:
+    claim (d) of the built-in world, k-NN by at least 10 points."""
+    res = run_cli(["pretrain"], workdir, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout
     assert "built-in teacher: none cached for this recipe; training it" in out
     assert "teacher: built-in synthetic-world CLIP (trained now" in out
     assert "zero-shot on 4800 val frames: colour" in out
     assert "RANDOMLY" not in out
-    summary = json.loads(out.strip().splitlines()[-1])
+    summary = _summary(out)
     assert summary["teacher"] == "builtin" and summary["chance"] == pytest.approx(1 / 12)
+    # measured (seed 0): k-NN 18.2% vs 7.0%, linear 21.0% vs 16.3% (600 val clips: sd ~1.6)
     assert summary["probe_acc"] >= summary["probe_acc_random_init"] + 0.10, summary
-    assert summary["probe_acc"] >= 2 * summary["chance"], summary
+    assert summary["linear_probe_acc"] >= summary["linear_probe_acc_random_init"] + 0.02, summary
     (teacher,) = (umt_home / "teachers").glob("synthetic-clip-*")
-    report = json.loads((teacher / "report.json").read_text())
-    assert report["zero_shot"]["colour_acc"] >= 0.8, report  # chance 1/6
-    (run,) = (tmp_path / "runs").iterdir()
+    zs = json.loads((teacher / "report.json").read_text())["zero_shot"]
+    assert zs["colour_acc"] >= 0.9 and zs["shape_acc"] >= 0.7, zs  # chance 1/6 and 1/4
+    (run,) = (workdir / "runs").iterdir()
     assert json.loads((run / "probe.json").read_text())["summary"] == summary
 
 
 @pytest.mark.slow
 @pytest.mark.heavy
+def test_default_finetune_from_the_default_pretraining_beats_scratch(umt_home, workdir):
+    """`umt finetune` after the default `umt pretrain` (found in the same folder) against the
+    same fine-tuning from scratch, both tested on the 600 test clips: claim (c)."""
+    quick = ["eval.test_views=1x1", "eval.every_epochs=8"]
+    pre = run_cli(["finetune", *quick, "train.output_dir=ft-pretrained"], workdir, timeout=900)
+    assert pre.returncode == 0, pre.stderr[-3000:]
+    assert "from scratch" not in pre.stdout
+    scratch = run_cli(
+        ["finetune", *quick, "model.init=scratch", "train.output_dir=ft-scratch"],
+        workdir,
+        timeout=900,
+    )
+    assert scratch.returncode == 0, scratch.stderr[-3000:]
+    top1 = {}
+    for name in ("ft-pretrained", "ft-scratch"):
+        test = json.loads((workdir / name / "test" / "results.json").read_text())
+        assert test["videos"] == 600 and test["views"] == 1
+        top1[name] = test["top1"]
+    # measured (seed 0): 17.3% vs 9.8% (chance 8.3%)
+    assert top1["ft-pretrained"] >= top1["ft-scratch"] + 4.0, top1
+
+
+@pytest.mark.slow
+@pytest.mark.heavy
 def test_demo_quick_compares_four_pretrainings(umt_home, tmp_path):
-    """`umt demo --quick`, shortened: the four pretrainings at equal FLOPs, the same fine-tuning,
-    a table, findings, JSON and a plot. Reuses the teacher the default run cached."""
+    """`umt demo --quick`, shortened: the four pretrainings at equal FLOPs (UMT and VideoMAE
+    also at half of it), the same fine-tuning, tables, judged claims, JSON and a plot. Reuses
+    the teacher the default run cached."""
     out = tmp_path / "demo"
-    args = ["--budget-steps", "12", "--finetune-epochs", "1", "--teacher-steps", str(TEACHER_STEPS)]
+    args = ["--budget-steps", "12", "--finetune-epochs", "1"]
     res = run_cli(["demo", "--quick", *args, "--output-dir", str(out)], tmp_path, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "(cached)" in res.stdout.splitlines()[1]  # the teacher trained above

@@ -151,8 +151,7 @@ def test_sigterm_while_the_teacher_trains_keeps_its_progress_and_continues(
     synthetic, tmp_path, monkeypatch
 ):
     from umt.config import load_config
-    from umt.config.teacher import recipe_from_config
-    from umt.train.builtin_teacher import partial_path, teacher_dir
+    from umt.train.builtin_teacher import partial_path, recipe_for_run, teacher_dir
 
     home = _home(synthetic, tmp_path / "home")
     log = tmp_path / "teacher.log"
@@ -162,7 +161,8 @@ def test_sigterm_while_the_teacher_trains_keeps_its_progress_and_continues(
     os.killpg(proc.pid, signal.SIGTERM)
     rc, stdout, stderr = _end(proc, log)
     assert rc == 143, stderr[-3000:]
-    folder = teacher_dir(recipe_from_config(load_config(None, TEACHER)), home / "teachers")
+    monkeypatch.setenv("UMT_HOME", str(home))  # the recipe follows the set found there
+    folder = teacher_dir(recipe_for_run(load_config(None, TEACHER)), home / "teachers")
     assert "Traceback" not in stderr and not folder.exists()  # no half cache
     keep = partial_path(folder)
     (line,) = stderr.strip().splitlines()
@@ -208,8 +208,7 @@ def test_waiting_for_another_process_s_teacher_is_said_and_not_training_time(
 ):
     from train_helpers import TINY
     from umt.config import load_config
-    from umt.config.teacher import recipe_from_config
-    from umt.train.builtin_teacher import teacher_dir
+    from umt.train.builtin_teacher import recipe_for_run, teacher_dir
 
     home = _home(synthetic, tmp_path / "home")
     monkeypatch.setenv("UMT_HOME", str(home))
@@ -221,7 +220,7 @@ def test_waiting_for_another_process_s_teacher_is_said_and_not_training_time(
         "train.max_steps=2",
         f"train.output_dir={tmp_path / 'run'}",
     ]
-    folder = teacher_dir(recipe_from_config(load_config(None, args)))
+    folder = teacher_dir(recipe_for_run(load_config(None, args)))
     folder.parent.mkdir(parents=True)
     lock = folder.parent / f".{folder.name}.lock"
     holder = _hold_lock(lock, 6.0, "process 4242, step 300/1000")

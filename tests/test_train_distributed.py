@@ -171,6 +171,7 @@ def test_two_processes_stream_uneven_tar_shards(synthetic, tmp_path):
         "dist.strategy=ddp",
         f"data.train_list={pattern}",
         "data.num_samples=16",
+        "schedule.steps_per_epoch=null",  # the stream's epoch, not the tiny recipe's
     ]
     res = run_cli(
         [*args, *tiny_args(synthetic, tmp_path / "run", "train.batch_size=2")],

@@ -82,7 +82,7 @@ def test_tiny_qa_finetune_trains_saves_and_tests(qa_run, synthetic):
     out, res, lines = qa_run
     assert len(res.losses) == 3 and all(torch.isfinite(torch.tensor(res.losses)))
     text = "\n".join(lines)
-    assert "answer decoder (2 layers)" in text and "answer list: 10 answers" in text
+    assert "answer decoder (2 layers)" in text and "answer list: 17 answers" in text
     ckpt = out / "checkpoints" / "step_000003"
     for name in ("model.safetensors", "config.json", "vocab.txt", "answer_list.json", "qa.json"):
         assert (ckpt / name).is_file(), name
@@ -95,7 +95,7 @@ def test_tiny_qa_finetune_trains_saves_and_tests(qa_run, synthetic):
     }
     results = json.loads((out / "test" / "results.json").read_text())
     assert results["num_questions"] == 16 and 0.0 <= results["accuracy"] <= 100.0
-    assert set(results["per_type"]) <= {"colour", "shape", "direction", "speed", "order"}
+    assert set(results["per_type"]) <= {"category", "colour", "motion", "fill", "size"}
     assert len(results["per_type"]) >= 2
     preds = [json.loads(x) for x in (out / "test" / "predictions.jsonl").read_text().splitlines()]
     answers = json.loads((ckpt / "answer_list.json").read_text())

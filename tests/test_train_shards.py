@@ -27,6 +27,7 @@ def _config(pattern, out, *extra):
         out,
         f"data.train_list={pattern}",
         "data.num_samples=16",
+        "schedule.steps_per_epoch=null",  # the stream's epoch, not the tiny recipe's 30 steps
         *extra,
     )
 

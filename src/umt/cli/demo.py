@@ -23,7 +23,7 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
             "spread. Writes demo.md (tables and findings), demo.json and demo.png (probe "
             "accuracy vs pretraining compute, fine-tuned accuracy) to the output folder and "
             "prints the tables. About 20 minutes on 2 CPU cores; --quick (one seed, budgets "
-            "1/2 and 1 of 240 steps) under 5."
+            "1/2 and 1 of 180 steps) under 5."
         ),
     )
     p.add_argument("--quick", action="store_true", help="one seed, a smaller budget, two budgets")
@@ -38,14 +38,14 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="pretraining compute, in steps of UMT with attention masking (default 360; quick 240)",
+        help="pretraining compute, in steps of UMT with attention masking (default 360; quick 180)",
     )
     p.add_argument(
         "--finetune-epochs",
         type=int,
         default=None,
         metavar="N",
-        help="fine-tuning epochs of 30 steps (default 8; quick 6)",
+        help="fine-tuning epochs of 30 steps (default 8; quick 4)",
     )
     p.add_argument(
         "--teacher-steps",

@@ -77,7 +77,7 @@ class DemoSettings:
 
     @classmethod
     def quick(cls) -> DemoSettings:
-        return cls(seeds=(0,), budget_steps=240, budgets=(0.5, FULL), finetune_epochs=6)
+        return cls(seeds=(0,), budget_steps=180, budgets=(0.5, FULL), finetune_epochs=4)
 
 
 @dataclass
