@@ -547,8 +547,8 @@ def small_inputs_section(args: argparse.Namespace, work: Path) -> dict[str, floa
     print(f"{'input':<32} {'backend':<12} {'clips/s':>9}")
     for backend in backends:
         rate_ = clips_per_second(backend, synth_paths, 8, args.seconds)
-        results[f"synthetic_16f_64px/{backend}"] = rate_
-        print(f"{'synthetic 16f 64x64':<32} {backend:<12} {rate_:9.1f}")
+        results[f"synthetic_8f_112px/{backend}"] = rate_
+        print(f"{'synthetic 8f 112x112':<32} {backend:<12} {rate_:9.1f}")
     for gop, path in long_clips.items():
         for backend in backends:
             rate_ = clips_per_second(backend, [path], 8, args.seconds)
