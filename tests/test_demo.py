@@ -43,8 +43,8 @@ def _summary(stdout: str) -> dict:
 @pytest.mark.heavy
 def test_default_run_distils_the_builtin_teacher_and_learns(umt_home, workdir):
     """`umt pretrain` with the default recipe: it trains the built-in teacher (none is cached;
-    the recipe's 1000 steps), distils it, and its probes beat the same student at random init:
-    claim (d) of the built-in world, k-NN by at least 10 points."""
+    the recipe's 1000 steps), distils it, and its probes beat the same student at random init
+    (claim (d) of the built-in world, at a single run's margin)."""
     res = run_cli(["pretrain"], workdir, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout
@@ -54,12 +54,17 @@ def test_default_run_distils_the_builtin_teacher_and_learns(umt_home, workdir):
     assert "RANDOMLY" not in out
     summary = _summary(out)
     assert summary["teacher"] == "builtin" and summary["chance"] == pytest.approx(1 / 12)
-    # measured (seed 0): k-NN 18.2% vs 7.0%, linear 21.0% vs 16.3% (600 val clips: sd ~1.6)
-    assert summary["probe_acc"] >= summary["probe_acc_random_init"] + 0.10, summary
-    assert summary["linear_probe_acc"] >= summary["linear_probe_acc_random_init"] + 0.02, summary
+    # Measured (seed 0, 600 val clips: binomial sd ~1.6 points): k-NN 18.2% vs 7.0% and linear
+    # 21.0% vs 16.3% with one thread; 16.3% vs 7.0% and 19.8% vs 16.7% with two (the CPU
+    # kernels' sums differ). Claim (d)'s 10 k-NN points hold over 3 seeds (+10.8, README) but
+    # not in every single run, so a single run is held to 7; the linear probe's gain is smaller
+    # (claim (d) not shown for it) and is held to beating random init.
+    assert summary["probe_acc"] >= summary["probe_acc_random_init"] + 0.07, summary
+    assert summary["linear_probe_acc"] >= summary["linear_probe_acc_random_init"] + 0.01, summary
     (teacher,) = (umt_home / "teachers").glob("synthetic-clip-*")
     zs = json.loads((teacher / "report.json").read_text())["zero_shot"]
-    assert zs["colour_acc"] >= 0.9 and zs["shape_acc"] >= 0.7, zs  # chance 1/6 and 1/4
+    # measured 98.5% / 84.3% (one thread), 98.5% / 83.3% (two)
+    assert zs["colour_acc"] >= 0.9 and zs["shape_acc"] >= 0.75, zs  # chance 1/6 and 1/4
     (run,) = (workdir / "runs").iterdir()
     assert json.loads((run / "probe.json").read_text())["summary"] == summary
 
@@ -138,7 +143,9 @@ def test_demo_quick_compares_four_pretrainings(small_home, tmp_path, monkeypatch
     for label in ("UMT, attention masking", "UMT, random masking", "VideoMAE", "no pretraining"):
         assert label in table and label in res.stdout
     assert "What this does not show" in table
-    assert "epoch" not in res.stdout  # the runs' own output goes to their logs
+    # the runs' own output goes to their logs (the teacher, trained first, speaks on stdout)
+    assert "umt pretrain: recipe" not in res.stdout and "umt finetune: recipe" not in res.stdout
+    assert "umt pretrain: recipe" in (out / "umt-attention-seed0" / "pretrain.log").read_text()
     assert (out / "umt-attention-seed0" / "pretrain.log").is_file()
 
 

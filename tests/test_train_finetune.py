@@ -312,17 +312,18 @@ def test_two_gloo_processes_equal_one_with_double_batch(synthetic, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.heavy
-def test_default_finetune_command_learns(synthetic, tmp_path):
-    """`umt finetune` with no arguments: the built-in recipe, no pretraining run in this folder
-    (so from scratch, and it says so), ends with the multi-view test well above chance (1/12)."""
+def test_default_finetune_command_starts_from_scratch_and_tests(synthetic, tmp_path):
+    """`umt finetune` with no recipe: the built-in one, no pretraining run in this folder (so
+    from scratch, and it says so), ending with the multi-view test on the synthetic test split.
+    (That it learns, from the default pretraining and from scratch, is the heavy
+    tests/test_demo.py::test_default_finetune_from_the_default_pretraining_beats_scratch.)"""
     home = tmp_path / "home"
     home.mkdir()
     (home / "synthetic-v2").symlink_to(synthetic, target_is_directory=True)
     env_home = os.environ.get("UMT_HOME")
     os.environ["UMT_HOME"] = str(home)
     try:
-        res = run_cli(["finetune"], tmp_path, timeout=900)
+        res = run_cli(["finetune", "train.max_steps=2"], tmp_path, timeout=600)
     finally:
         if env_home is None:
             del os.environ["UMT_HOME"]
@@ -332,8 +333,7 @@ def test_default_finetune_command_learns(synthetic, tmp_path):
     assert "from scratch: no 'umt pretrain' run of umt-tiny-synthetic" in res.stdout
     (run,) = (tmp_path / "runs").iterdir()
     test = json.loads((run / "test" / "results.json").read_text())
-    assert test["videos"] == 60 and test["views"] == 6
-    assert test["top1"] >= 25.0, test  # chance: 8.3%
+    assert test["videos"] == 60 and test["views"] == 6  # the test split, 2 clips x 3 crops
     assert f"top-1 {test['top1']:.2f}%" in res.stdout
 
 

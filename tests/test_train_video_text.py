@@ -4,7 +4,6 @@ video batches in one run, the retrieval evaluation command on its checkpoint, re
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -124,38 +123,6 @@ def test_tiny_stage2_never_draws_a_same_caption_clip_as_vtm_negative(synthetic, 
             losses.hard_negatives(sim, batch["sample_ids"], gen),
         ):
             assert not same[rows, neg_video].any() and not same[rows, neg_text].any()
-
-
-@pytest.mark.slow
-@pytest.mark.heavy
-def test_tiny_stage2_learns_matching(synthetic, tmp_path):
-    """The tiny stage 2 as the recipe runs it (160 steps; a random tiny teacher instead of the
-    built-in one, which only UMA reads): the VTM loss falls well below its chance value (the
-    entropy of the 1:2 match prior, 0.64), and ITM alone ranking all 60 val videos
-    (k_test 128, the default of `umt evaluate retrieval`) is far above chance."""
-    out = tmp_path / "run"
-    cfg = load_config(
-        "umt-tiny-synthetic-stage2",
-        [
-            f"data.synthetic_root={synthetic}",
-            f"train.output_dir={out}",
-            "teacher.weights=null",
-            "eval.every_epochs=100",
-            "eval.k_test=128",
-            "train.progress=false",
-            "train.plot=false",
-            "train.loggers=[]",
-        ],
-    )
-    pretrain(cfg)
-    vtm = [r["vtm"] for r in _losses(out)]
-    chance = -(math.log(1 / 3) / 3 + 2 * math.log(2 / 3) / 3)  # 0.6365
-    assert len(vtm) == 160
-    assert sum(vtm[:10]) / 10 > 0.9 * chance, vtm[:10]
-    assert sum(vtm[-20:]) / 20 < 0.8 * chance, vtm[-20:]
-    res = json.loads((out / "test" / "results.json").read_text())
-    assert res["k_test"] == 128 and res["reranked"]
-    assert res["t2v_r5"] >= 3 * 100 * 5 / 60, res  # chance R@5: 5 of 60 videos
 
 
 def test_stage2_resume_equals_straight(synthetic, tmp_path):
