@@ -66,6 +66,8 @@ def test_json_formats(tmp_path):
 
 
 def test_synthetic_dataset(synthetic_root, tmp_path):
+    from umt.data.synth import set_params
+
     root = synthetic_root
     assert (root / ".complete").is_file()
     assert json.loads((root / "classes.json").read_text()) == [c["name"] for c in CLASSES]
@@ -95,6 +97,11 @@ def test_synthetic_dataset(synthetic_root, tmp_path):
     assert (other / "videos" / "00011.mp4").read_bytes() == (
         root / "videos" / "00011.mp4"
     ).read_bytes()
+    # the marker is the set's one record of its parameters; a damaged one is named
+    assert set_params(other)["train"] == 24 and set_params(tmp_path / "none") is None
+    (other / ".complete").write_text("{not json")
+    with pytest.raises(ValueError, match=r"\.complete: unreadable"):
+        ensure_synthetic_dataset(other)
 
 
 def _actor_track(frames: np.ndarray, rgb) -> list[tuple[float, float]]:

@@ -57,6 +57,8 @@ __all__ = [
     "render_clip",
     "teacher_object",
     "object_names",
+    "caption",
+    "set_params",
     "write_video",
     "write_synthetic_dataset",
     "ensure_synthetic_dataset",
@@ -75,7 +77,9 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 DISTRACTOR_KINDS = ("square", "triangle", "diamond")
 SPLITS = ("train", "val", "test")
-DEFAULT_SIZES = {"train": 1200, "val": 600, "test": 600}
+DEFAULTS = {"train": 1200, "val": 600, "test": 600, "frames": 8, "size": 112, "fps": 8, "seed": 0}
+"""The default set's generation parameters (the arguments of :func:`write_synthetic_dataset`)."""
+MARKER = ".complete"
 
 CLASSES: list[dict[str, str]] = [
     {"name": f"{category} moves {motion}", "category": category, "motion": motion}
@@ -96,6 +100,13 @@ def teacher_object(entry: Mapping[str, Any]) -> tuple[str, str]:
 def object_names() -> list[tuple[str, str]]:
     """Every ``(colour, category)`` an actor can have, in a fixed order."""
     return [(c, k) for k in CATEGORIES for c in COLOURS]
+
+
+def caption(category: str, motion: str, colour: str, fill: str, size: str) -> str:
+    """A clip's caption: ``"a large striped red ring moves left"`` (``fill`` plain or striped,
+    ``size`` small or large)."""
+    stripes = "striped " if fill == "striped" else ""
+    return f"a {size} {stripes}{colour} {category} moves {motion}"
 
 
 def _shape_mask(kind: str, u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
@@ -231,14 +242,14 @@ def render_clip(
             angle,
             striped,
         )
-    fill = "striped " if striped else ""
+    fill = "striped" if striped else "plain"
     record = {
-        "caption": f"a {size_word} {fill}{colour} {spec['category']} moves {spec['motion']}",
+        "caption": caption(spec["category"], spec["motion"], colour, fill, size_word),
         "label": int(label),
         "category": spec["category"],
         "motion": spec["motion"],
         "colour": colour,
-        "fill": "striped" if striped else "plain",
+        "fill": fill,
         "size": size_word,
         "distractors": len(distractors),
     }
@@ -299,13 +310,13 @@ def _write_one(job: tuple[str, int, int, int, int, int, int]) -> dict[str, Any]:
 
 def write_synthetic_dataset(
     out: str | os.PathLike,
-    train: int = DEFAULT_SIZES["train"],
-    val: int = DEFAULT_SIZES["val"],
-    test: int = DEFAULT_SIZES["test"],
-    frames: int = 8,
-    size: int = 112,
-    fps: int = 8,
-    seed: int = 0,
+    train: int = DEFAULTS["train"],
+    val: int = DEFAULTS["val"],
+    test: int = DEFAULTS["test"],
+    frames: int = DEFAULTS["frames"],
+    size: int = DEFAULTS["size"],
+    fps: int = DEFAULTS["fps"],
+    seed: int = DEFAULTS["seed"],
     workers: int | None = None,
 ) -> Path:
     """Write the dataset into ``out`` (created; must not hold another dataset) and return it:
@@ -364,6 +375,22 @@ def write_synthetic_dataset(
     return root
 
 
+def set_params(root: str | os.PathLike) -> dict[str, Any] | None:
+    """The generation parameters (and ``"version"``) a finished set at ``root`` was made with,
+    from its marker; ``None`` when there is no finished set there. An unreadable marker is an
+    :class:`~umt.errors.InputError` naming it."""
+    marker = Path(root) / MARKER
+    if not marker.is_file():
+        return None
+    try:
+        found = json.loads(marker.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"{marker}: unreadable ({err}); delete {root} to remake the set") from None
+    if not isinstance(found, dict):
+        raise InputError(f"{marker}: not a synthetic set's marker; delete {root} to remake it")
+    return found
+
+
 def ensure_synthetic_dataset(
     root: str | os.PathLike = "data/umt-synthetic",
     train: int | None = None,
@@ -394,17 +421,13 @@ def ensure_synthetic_dataset(
         "fps": fps,
         "seed": seed,
     }
-    defaults = {**DEFAULT_SIZES, "frames": 8, "size": 112, "fps": 8, "seed": 0}
-    params = {k: (defaults[k] if v is None else v) for k, v in asked.items()}
+    params = {k: (DEFAULTS[k] if v is None else v) for k, v in asked.items()}
     params["version"] = WORLD_VERSION
-    marker = root / ".complete"
-    if marker.is_file():
-        try:
-            found = json.loads(marker.read_text())
-        except ValueError:
-            found = {}
+    marker = root / MARKER
+    found = set_params(root)
+    if found is not None:
         wanted = {k: v for k, v in params.items() if k == "version" or asked.get(k) is not None}
-        if not isinstance(found, dict) or any(found.get(k) != v for k, v in wanted.items()):
+        if any(found.get(k) != v for k, v in wanted.items()):
             raise InputError(
                 f"{root}: holds a synthetic dataset made with {found}, not {wanted}; use "
                 "another root (or delete this one to remake it)"
@@ -428,7 +451,7 @@ def ensure_synthetic_dataset(
             params["seed"],
             workers,
         )
-        (tmp / ".complete").write_text(json.dumps(params))
+        (tmp / MARKER).write_text(json.dumps(params))
         if root.exists():
             root.rmdir()  # empty folder left by someone
         os.rename(tmp, root)

@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 
 from umt.data.formats.qa import QAEntry, load_answer_list, load_qa_annotations
-from umt.data.synth import CATEGORIES, CLASSES, COLOURS, MOTIONS
+from umt.data.synth import CATEGORIES, CLASSES, COLOURS, MARKER, MOTIONS, caption
 from umt.errors import InputError
 
 __all__ = [
@@ -93,11 +93,11 @@ def clip_questions(record: dict[str, Any]) -> list[dict[str, str]]:
 
 def _caption_like(record: dict[str, Any], label: int) -> str:
     """The caption ``record``'s clip would have if it were of class ``label`` (same colour,
-    size and fill; the category and motion of ``label``), as :func:`umt.data.synth.render_clip`
-    writes captions."""
+    size and fill; the category and motion of ``label``)."""
     spec = CLASSES[label]
-    fill = "striped " if record["fill"] == "striped" else ""
-    return f"a {record['size']} {fill}{record['colour']} {spec['category']} moves {spec['motion']}"
+    return caption(
+        spec["category"], spec["motion"], record["colour"], record["fill"], record["size"]
+    )
 
 
 def _read_split(root: Path, split: str) -> list[dict[str, Any]]:
@@ -218,7 +218,7 @@ def ensure_synthetic_qa(root: str | os.PathLike, seed: int = 0) -> dict[str, Pat
     (marker ``qa/.complete``, written last). ``root`` without a synthetic dataset gets the
     default one first (:func:`umt.data.ensure_synthetic_dataset`)."""
     root = Path(root)
-    if not (root / "train.json").is_file() and not (root / ".complete").is_file():
+    if not (root / "train.json").is_file() and not (root / MARKER).is_file():
         from umt.data.synth import ensure_synthetic_dataset
 
         ensure_synthetic_dataset(root)

@@ -125,16 +125,21 @@ def recipe_for_run(cfg: Any) -> TeacherRecipe:
     teacher is trained). The set's parameters are part of the recipe, so each set has its own
     cached teacher."""
     from umt.config.teacher import SyntheticSetSpec
+    from umt.data.synth import set_params
     from umt.train.data import synthetic_root
 
     recipe = recipe_from_config(cfg)
-    marker = synthetic_root(cfg) / ".complete"
     try:
-        found = json.loads(marker.read_text())
-        fields = {f.name for f in dataclasses.fields(SyntheticSetSpec)}
+        found = set_params(synthetic_root(cfg))
+    except InputError:
+        return recipe  # making the set says what is wrong with it
+    if found is None:
+        return recipe  # none made yet: the default one will be
+    fields = {f.name for f in dataclasses.fields(SyntheticSetSpec)}
+    try:
         spec = SyntheticSetSpec(**{k: int(v) for k, v in found.items() if k in fields})
-    except (OSError, ValueError, TypeError, AttributeError):
-        return recipe  # none made yet (or unreadable: making it says why)
+    except (TypeError, ValueError):
+        return recipe  # a hand-edited marker: making the set says what is wrong with it
     return dataclasses.replace(recipe, synthetic=spec)
 
 
