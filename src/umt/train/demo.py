@@ -204,7 +204,7 @@ def same_budget(a: float, b: float) -> bool:
 
 def run_dir_name(variant: str, seed: int, budget: float) -> str:
     """``umt-attention-seed0`` (full budget) or ``umt-attention-b33-seed0`` (a third of it)."""
-    if math.isclose(budget, FULL):
+    if same_budget(budget, FULL):
         return f"{variant}-seed{seed}"
     return f"{variant}-b{round(100 * budget)}-seed{seed}"
 
@@ -364,7 +364,7 @@ def _run_demo(
 
 
 def _budget_word(fraction: float) -> str:
-    if math.isclose(fraction, FULL):
+    if same_budget(fraction, FULL):
         return "full"
     return f"{fraction:.2f}".rstrip("0") + "x"
 
@@ -384,7 +384,7 @@ def _one_run(
     the same seed)."""
     rec = RunRecord(v.key, seed, budget=fraction)
     init = "scratch"
-    full = math.isclose(fraction, FULL)
+    full = same_budget(fraction, FULL)
     if v.recipe is not None:
         n = max(1, round(steps[v.key] * fraction))
         cfg = pretrain_config(
@@ -557,7 +557,7 @@ def claims(result: DemoResult) -> list[dict[str, Any]]:
         add("b", "UMT beats VideoMAE at equal compute", metric,
             ("UMT, attention", att), ("VideoMAE", mae))  # fmt: skip
     small = min(result.settings["budgets"])
-    if not math.isclose(small, FULL):
+    if not same_budget(small, FULL):
         few = _records(result, "umt-attention", small)
         for metric in ("probe_acc", "linear_probe_acc"):
             add(
@@ -569,12 +569,12 @@ def claims(result: DemoResult) -> list[dict[str, Any]]:
             )
     add("c", "UMT beats no pretraining after fine-tuning", "finetune_top1",
         ("UMT, attention", att), ("no pretraining", none))  # fmt: skip
+    init = [
+        RunRecord("random-init", r.seed, probe_acc=r.probe_acc_random_init,
+                  linear_probe_acc=r.linear_probe_acc_random_init)
+        for r in att
+    ]  # fmt: skip
     for metric in ("probe_acc", "linear_probe_acc"):
-        init = [
-            RunRecord("random-init", r.seed, probe_acc=r.probe_acc_random_init,
-                      linear_probe_acc=r.linear_probe_acc_random_init)
-            for r in att
-        ]  # fmt: skip
         add("d", "the default pretraining's probe beats random init by 10 points", metric,
             ("UMT, attention", att), ("random init", init), need=PROBE_GAIN)  # fmt: skip
     return out
