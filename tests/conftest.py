@@ -41,3 +41,23 @@ def synthetic_full(tmp_path_factory) -> Path:
     from umt.data import ensure_synthetic_dataset
 
     return ensure_synthetic_dataset(tmp_path_factory.mktemp("synthetic-full") / "set")
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory):
+    """Makes a tiny synthetic set of the default world (16 frames of 32 px, one thread):
+    ``tiny_synthetic(name, train, val, test)`` -> its folder (a new one per call)."""
+    from umt.data import ensure_synthetic_dataset
+
+    def make(name: str, train: int, val: int, test: int) -> Path:
+        return ensure_synthetic_dataset(
+            tmp_path_factory.mktemp(name) / "ds",
+            train=train,
+            val=val,
+            test=test,
+            frames=16,
+            size=32,
+            workers=1,
+        )
+
+    return make

@@ -35,19 +35,9 @@ SMALL = {"num_frames": 4, "input_size": 32, "backend": "pyav"}
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
+def synth(tiny_synthetic) -> Path:
     """24 synthetic clips (16 frames, 32 px): 12 train, 12 val (one per class), with QA."""
-    from umt.data import ensure_synthetic_dataset
-
-    root = ensure_synthetic_dataset(
-        tmp_path_factory.mktemp("qa") / "ds",
-        train=12,
-        val=12,
-        test=0,
-        frames=16,
-        size=32,
-        workers=1,
-    )
+    root = tiny_synthetic("qa", train=12, val=12, test=0)
     ensure_synthetic_qa(root)
     return root
 

@@ -47,19 +47,9 @@ ITEM_KEYS = {"video", "caption", "sample_id", "media", "index", "path", "faults"
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
+def synth(tiny_synthetic) -> Path:
     """24 synthetic clips (16 frames at 8 fps, 32 px): train.json has 12 entries."""
-    from umt.data import ensure_synthetic_dataset
-
-    return ensure_synthetic_dataset(
-        tmp_path_factory.mktemp("vt") / "ds",
-        train=12,
-        val=12,
-        test=0,
-        frames=16,
-        size=32,
-        workers=1,
-    )
+    return tiny_synthetic("vt", train=12, val=12, test=0)
 
 
 def _write_images(folder: Path, count: int) -> list[str]:

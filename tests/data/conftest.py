@@ -21,15 +21,5 @@ def fault_corpus(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def synthetic_root(tmp_path_factory):
-    from umt.data import ensure_synthetic_dataset
-
-    return ensure_synthetic_dataset(
-        tmp_path_factory.mktemp("synth") / "ds",
-        train=24,
-        val=12,
-        test=12,
-        frames=16,
-        size=32,
-        workers=1,
-    )
+def synthetic_root(tiny_synthetic):
+    return tiny_synthetic("synth", train=24, val=12, test=12)
