@@ -77,8 +77,10 @@ def test_precision_per_device():
 # The student's init does not depend on the torch release (xavier-uniform Linears, as the
 # official stage-1 model; ``umt.models.layers.trunc_normal_`` elsewhere). Regenerated for the
 # official init, the official pretraining frame segments and the official warm-up from 0 (the
-# tiny test config keeps its own warm-up start), then for the synthetic world of version 2.
-GOLDEN = [2.06883, 1.96227, 1.81517, 1.70920]
+# tiny test config keeps its own warm-up start), then for the synthetic world of version 2, then
+# for its clips encoded without x264's macroblock tree (with it the same clips decoded to
+# slightly different pixels from one generation to the next, and these losses moved by up to 5e-3).
+GOLDEN = [2.06926, 1.96073, 1.81446, 1.70220]
 
 
 def test_golden_losses(synthetic, tmp_path):
