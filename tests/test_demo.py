@@ -115,6 +115,10 @@ def test_demo_quick_compares_four_pretrainings(small_home, tmp_path, monkeypatch
     args = ["--budget-steps", "12", "--finetune-epochs", "1", "--teacher-steps", "20"]
     res = run_cli(["demo", "--quick", *args, "--output-dir", str(out)], tmp_path, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
+    # two runs at a time on two cores or more, each in its own process (the same numbers as
+    # one after the other with the same threads per run: measured, README)
+    jobs = min(len(os.sched_getaffinity(0)), 4)
+    assert f"seeds [0], {jobs} run(s) at a time" in res.stdout
     assert "teacher: built-in synthetic-world CLIP" in res.stdout
     for name in ("demo.md", "demo.json", "demo.png"):
         assert (out / name).is_file(), name
@@ -152,6 +156,8 @@ def test_demo_quick_compares_four_pretrainings(small_home, tmp_path, monkeypatch
 def test_demo_refuses_bad_options_before_work(tmp_path):
     res = run_cli(["demo", "--seeds", "0"], tmp_path, timeout=60)
     assert res.returncode == 2 and "--seeds: must be at least 1" in res.stderr
+    res = run_cli(["demo", "--jobs", "0"], tmp_path, timeout=60)
+    assert res.returncode == 2 and "--jobs: must be at least 1" in res.stderr
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("")
     res = run_cli(["demo", "--output-dir", str(tmp_path / "busy")], tmp_path, timeout=60)

@@ -266,6 +266,26 @@ def test_a_long_wait_for_the_teacher_s_lock_is_reported_periodically(
 
 
 # --------------------------------------------------------------------------- umt demo
+def _demo_worker(parent: int, timeout: float = 120) -> int:
+    """The pid of a worker process of the ``umt demo`` process ``parent`` (not its
+    multiprocessing resource tracker)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == parent and "spawn_main" in cmd and "resource_tracker" not in cmd:
+                return int(entry.name)
+        time.sleep(0.1)
+    raise AssertionError(f"no worker process of {parent} within {timeout}s")
+
+
 @pytest.mark.slow
 @pytest.mark.heavy
 def test_a_stopped_demo_keeps_its_runs_and_continues(synthetic, tmp_path, monkeypatch):
@@ -287,6 +307,19 @@ def test_a_stopped_demo_keeps_its_runs_and_continues(synthetic, tmp_path, monkey
     assert line.startswith("umt demo: stopped by SIGTERM ") and "Traceback" not in stderr
     assert line.endswith(f"--output-dir {out}) to continue")
     assert json.loads((out / "progress.json").read_text())["runs"] == []
+    # A run's process killed outright (as by the out-of-memory killer): one line, exit 1, the
+    # progress kept; the same command continues below.
+    proc = _spawn([*args, "--jobs", "2"], tmp_path, log, UMT_HOME=str(home))
+    _wait_for(log, "pretraining budget:", proc, timeout=600)
+    worker = _demo_worker(proc.pid)
+    time.sleep(2)
+    os.kill(worker, signal.SIGKILL)
+    rc, stdout, stderr = _end(proc, log)
+    assert rc == 1, stderr[-3000:]
+    (line,) = stderr.strip().splitlines()
+    assert "a process running a demo run ended abruptly" in line and "Traceback" not in stderr
+    assert line.startswith(f"umt demo: error: {out}: ")
+    assert json.loads((out / "progress.json").read_text())["settings"]["seeds"] == [0]
     monkeypatch.setenv("UMT_HOME", str(home))
     res = run_cli(args, tmp_path, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -12,6 +12,7 @@ a full disk, an unwritable folder); 3 training diverged; 130 / 143 stopped by Ct
 from __future__ import annotations
 
 import signal
+from typing import Any
 
 __all__ = [
     "DivergenceError",
@@ -55,6 +56,10 @@ class StoppedError(UmtError, RuntimeError):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 130 if signum == signal.SIGINT else 143
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Raised in a worker process (``umt demo --jobs``), it reaches the parent pickled.
+        return type(self), (str(self), self.signum)
 
 
 def error_class(name: str) -> type[UmtError] | None:

@@ -54,6 +54,15 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help="training steps of the built-in teacher (default: its recipe's 1000)",
     )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="runs at a time, each in its own process with cores/N threads (default: one per "
+        "CPU core, at most 4; 1: one after the other in this process). The numbers depend "
+        "slightly on the threads per run",
+    )
     p.set_defaults(handler=run_demo_command)
 
 
@@ -62,7 +71,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from umt.train.demo import DemoSettings, findings, format_table, run_demo
+    from umt.train.demo import DemoSettings, default_jobs, findings, format_table, run_demo
 
     settings = DemoSettings.quick() if args.quick else DemoSettings()
     for flag, value in (
@@ -70,6 +79,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         ("--budget-steps", args.budget_steps),
         ("--finetune-epochs", args.finetune_epochs),
         ("--teacher-steps", args.teacher_steps),
+        ("--jobs", args.jobs),
     ):
         if value is not None and value < 1:
             raise InputError(f"{flag}: must be at least 1, got {value}")
@@ -81,8 +91,12 @@ def run_demo_command(args: argparse.Namespace) -> int:
     out = Path(args.output_dir or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
     if out.exists() and any(out.iterdir()) and not (out / "progress.json").is_file():
         raise FileExistsError(f"{out}: exists and is not empty; pick another --output-dir")
-    print(f"umt demo: {'quick, ' if args.quick else ''}seeds {list(settings.seeds)} -> {out}")
-    result = run_demo(out, settings, say=lambda m: print(m, flush=True))
+    jobs = args.jobs if args.jobs is not None else default_jobs()
+    print(
+        f"umt demo: {'quick, ' if args.quick else ''}seeds {list(settings.seeds)}, "
+        f"{jobs} run(s) at a time -> {out}"
+    )
+    result = run_demo(out, settings, say=lambda m: print(m, flush=True), jobs=jobs)
     print()
     print(format_table(result), end="")
     print("\n".join(findings(result)))

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from umt.errors import InputError, StoppedError
+from umt.errors import InputError, MachineError, StoppedError
 
 STEPS_PER_EPOCH = 30  # the tiny recipes' schedule.steps_per_epoch
 FULL = 1.0  # the full budget, as a fraction of itself
@@ -273,12 +273,38 @@ def _save_progress(out: Path, settings: DemoSettings, records: list[RunRecord]) 
     os.replace(tmp, out / PROGRESS)
 
 
-def run_demo(out: Path, settings: DemoSettings, say: Callable[[str], None] = print) -> DemoResult:
+def usable_cores() -> int:
+    """The CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_jobs() -> int:
+    """Runs at a time: one per usable core, at most 4. The tiny runs use a second thread
+    poorly (a run on one core of two, beside another, takes about as long as alone on both),
+    so two at a time nearly halve the demo's wall time on 2 cores."""
+    return max(1, min(usable_cores(), 4))
+
+
+def run_demo(
+    out: Path,
+    settings: DemoSettings,
+    say: Callable[[str], None] = print,
+    jobs: int = 1,
+) -> DemoResult:
     """Run the whole comparison into ``out``; write ``demo.json``, ``demo.md`` and
-    ``demo.png``; return the result. Each finished run is recorded in ``out/progress.json``: a
-    demo stopped by SIGTERM / Ctrl-C (:class:`DemoStopped`) continues, when run again into the
-    same ``out`` with the same settings, from there (its interrupted run from its checkpoint)."""
+    ``demo.png``; return the result. ``jobs``: runs at a time, each in its own process with
+    ``usable_cores() // jobs`` threads (1: one after the other in this process, with its
+    threads). Each finished run is recorded in ``out/progress.json``: a demo stopped by
+    SIGTERM / Ctrl-C (:class:`DemoStopped`) continues, when run again into the same ``out``
+    with the same settings (any ``jobs``), from there (its interrupted runs from their
+    checkpoints)."""
     from umt.train.loop import Stopper
+
+    if jobs < 1:
+        raise InputError(f"jobs: must be at least 1, got {jobs}")
 
     out.mkdir(parents=True, exist_ok=True)
     done = load_progress(out, settings)
@@ -288,7 +314,7 @@ def run_demo(out: Path, settings: DemoSettings, say: Callable[[str], None] = pri
     stopper = Stopper()  # between the runs (each run, and the teacher, handle their own)
     stopper.install()
     try:
-        return _run_demo(out, settings, say, done, stopper)
+        return _run_demo(out, settings, say, done, stopper, jobs)
     finally:
         stopper.restore()
 
@@ -299,6 +325,7 @@ def _run_demo(
     say: Callable[[str], None],
     done: list[RunRecord],
     stopper: Any,
+    jobs: int,
 ) -> DemoResult:
     from umt.train.builtin_teacher import read_report, recipe_for_run, teacher_dir
     from umt.train.tasks.common import build_teacher
@@ -327,6 +354,7 @@ def _run_demo(
         teacher_zero_shot=zero_shot,
         step_flops=flops,
     )
+    todo: list[tuple[Variant, int, float, Path]] = []
     for seed in settings.seeds:
         for v in VARIANTS:
             budgets = settings.budgets if v.curve else (FULL,)
@@ -341,26 +369,141 @@ def _run_demo(
                 )
                 if kept is not None:
                     result.runs.append(kept)
-                    continue
-                run_dir = out / run_dir_name(v.key, seed, fraction)
-                if stopper.requested:
-                    raise _stopped(stopper.signum, f"before the run {run_dir}", out)
-                rec = _one_run(v, seed, fraction, settings, steps, flops, run_dir, result)
-                result.runs.append(rec)
-                _save_progress(out, settings, result.runs)
-                say(
-                    f"  seed {seed} {v.label:<28} {_budget_word(fraction):<6} pretrain "
-                    f"{rec.pretrain_steps:>4} steps {rec.pretrain_seconds:>5.0f}s  k-NN "
-                    f"{_pct(rec.probe_acc)} linear {_pct(rec.linear_probe_acc)}"
-                    + (
-                        f"  fine-tune top-1 {_pct(rec.finetune_top1)} ({rec.finetune_seconds:.0f}s)"
-                        if rec.finetune_top1 is not None
-                        else ""
-                    )
-                )
+                else:
+                    todo.append((v, seed, fraction, out / run_dir_name(v.key, seed, fraction)))
+
+    def finished(rec: RunRecord) -> None:
+        result.runs.append(rec)
+        _save_progress(out, settings, result.runs)
+        say(_run_line(rec))
+
+    if jobs > 1 and len(todo) > 1:
+        _run_parallel(todo, jobs, settings, steps, flops, finished, stopper, out)
+    else:
+        for v, seed, fraction, run_dir in todo:
+            if stopper.requested:
+                raise _stopped(stopper.signum, f"before the run {run_dir}", out)
+            rec = _one_run(v, seed, fraction, run_dir, settings, steps, flops)
+            if rec is not None:
+                finished(rec)
+    _random_init_probes(result.runs)
+    order = [v.key for v in VARIANTS]
+    result.runs.sort(key=lambda r: (r.seed, order.index(r.variant), -r.budget))
     result.wall_seconds = round(time.time() - t0, 1)
     write_outputs(result, out)
     return result
+
+
+def _run_line(rec: RunRecord) -> str:
+    label = next(v.label for v in VARIANTS if v.key == rec.variant)
+    line = f"  seed {rec.seed} {label:<28} {_budget_word(rec.budget):<6} "
+    if rec.pretrain_steps:
+        line += (
+            f"pretrain {rec.pretrain_steps:>4} steps {rec.pretrain_seconds:>5.0f}s  k-NN "
+            f"{_pct(rec.probe_acc)} linear {_pct(rec.linear_probe_acc)}"
+        )
+    if rec.finetune_top1 is not None:
+        line += f"  fine-tune top-1 {_pct(rec.finetune_top1)} ({rec.finetune_seconds:.0f}s)"
+    return line
+
+
+_STOP: Any = None  # in a worker process of _run_parallel: the event set when the demo stops
+
+
+def _worker_start(threads: int, stop: Any) -> None:
+    """A worker of :func:`_run_parallel`: ``threads`` torch threads; between runs it leaves
+    SIGTERM / Ctrl-C to the parent (each run handles them itself while it trains)."""
+    import torch
+
+    global _STOP
+    _STOP = stop
+    torch.set_num_threads(threads)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _run_parallel(
+    todo: list[tuple[Variant, int, float, Path]],
+    jobs: int,
+    settings: DemoSettings,
+    steps: dict[str, int],
+    flops: dict[str, float],
+    finished: Callable[[RunRecord], None],
+    stopper: Any,
+    out: Path,
+) -> None:
+    """The runs of ``todo``, ``jobs`` at a time in worker processes. A stop (SIGTERM / Ctrl-C
+    here, or a run that failed or was stopped) reaches the runs under way as SIGTERM: each
+    saves a checkpoint and ends; the runs not begun are not begun. Then the first failure, or
+    :class:`DemoStopped`, is raised."""
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = mp.get_context("spawn")  # no fork of a process that holds torch's thread pools
+    stop = ctx.Event()
+    threads = max(1, usable_cores() // jobs)
+    failure: BaseException | None = None
+    with ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=_worker_start, initargs=(threads, stop)
+    ) as pool:
+        # The longest runs first (fine-tuned ones, then the larger budgets): the workers end
+        # together instead of one finishing a long run alone.
+        ordered = sorted(todo, key=lambda job: -_cost(job[0], job[2]))
+        pending = {pool.submit(_one_run, *job, settings, steps, flops) for job in ordered}
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for fut in done:
+                if fut.cancelled():
+                    continue
+                try:
+                    rec = fut.result()
+                except BrokenProcessPool:  # a worker was killed (out of memory, a signal)
+                    failure = failure or MachineError(
+                        f"{out}: a process running a demo run ended abruptly (killed: out of "
+                        f"memory?); the finished runs are kept in {out / PROGRESS}: run the "
+                        "same command to continue (--jobs 1 uses less memory)"
+                    )
+                    continue
+                except BaseException as err:  # noqa: BLE001 -- raised below, after the stop
+                    failure = failure or err
+                    continue
+                if rec is not None:
+                    finished(rec)
+            if stopper.requested or failure is not None:
+                stop.set()
+                for fut in pending:
+                    fut.cancel()
+                for child in mp.active_children():  # again each time: a run just begun too
+                    try:
+                        os.kill(child.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+    if failure is not None:
+        raise failure
+    if stopper.requested:
+        raise _stopped(stopper.signum, "while runs were under way", out)
+
+
+def _cost(v: Variant, fraction: float) -> float:
+    """A run's rough cost in full pretrainings (measured: a fine-tuning of 8 epochs takes
+    about twice a full pretraining; a probe a third of it)."""
+    pretrain = fraction + 0.3 if v.recipe is not None else 0.0
+    return pretrain + (2.0 if same_budget(fraction, FULL) else 0.0)
+
+
+def _random_init_probes(runs: list[RunRecord]) -> None:
+    """ "No pretraining" is probed as the random-init student of the same seed (measured by
+    the full UMT attention run): copy those probes into its records."""
+    for rec in runs:
+        if rec.variant != "none" or rec.probe_acc is not None:
+            continue
+        base = next(
+            (r for r in runs if r.seed == rec.seed and r.probe_acc_random_init is not None), None
+        )
+        if base is not None:
+            rec.probe_acc = base.probe_acc_random_init
+            rec.linear_probe_acc = base.linear_probe_acc_random_init
 
 
 def _budget_word(fraction: float) -> str:
@@ -373,15 +516,17 @@ def _one_run(
     v: Variant,
     seed: int,
     fraction: float,
+    run_dir: Path,
     settings: DemoSettings,
     steps: dict[str, int],
     flops: dict[str, float],
-    run_dir: Path,
-    result: DemoResult,
-) -> RunRecord:
+) -> RunRecord | None:
     """Pretrain ``v`` at ``fraction`` of the budget and probe it; at the full budget, fine-tune
-    and test it too (``none``: fine-tune from scratch, the probe of the random-init student of
-    the same seed)."""
+    and test it too (``none``: fine-tune from scratch; its probes are filled in later by
+    :func:`_random_init_probes`). None: in a worker of :func:`_run_parallel`, the demo
+    stopped before this run began."""
+    if _STOP is not None and _STOP.is_set():
+        return None
     rec = RunRecord(v.key, seed, budget=fraction)
     init = "scratch"
     full = same_budget(fraction, FULL)
@@ -404,14 +549,6 @@ def _one_run(
         rec.probe_acc_random_init = probe.get("probe_acc_random_init")
         rec.linear_probe_acc_random_init = probe.get("linear_probe_acc_random_init")
         init = str(res.last_checkpoint)
-    else:
-        base = next(
-            (r for r in result.runs if r.seed == seed and r.probe_acc_random_init is not None),
-            None,
-        )
-        if base is not None:
-            rec.probe_acc = base.probe_acc_random_init
-            rec.linear_probe_acc = base.linear_probe_acc_random_init
     if full:
         fcfg = finetune_config(init, settings, seed, run_dir / "finetune")
         fres = _run(fcfg, run_dir / "finetune.log")
