@@ -57,7 +57,11 @@ def _together(commands: list[list[str]], cwd, timeout: float = 900) -> list[tupl
         )
         for args in commands
     ]
-    return [(p.returncode, *p.communicate(timeout=timeout)) for p in procs]
+    results = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=timeout)
+        results.append((p.returncode, stdout, stderr))
+    return results
 
 
 @pytest.mark.slow
