@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from train_helpers import run_cli
+from train_helpers import run_cli, run_cli_together
 
 
 @pytest.fixture(scope="module")
@@ -39,29 +37,6 @@ def workdir(tmp_path_factory):
 
 def _summary(stdout: str) -> dict:
     return json.loads(stdout.strip().splitlines()[-1])
-
-
-def _together(commands: list[list[str]], cwd, timeout: float = 900) -> list[tuple[int, str, str]]:
-    """``python -m umt ARGS`` for each of ``commands`` at once, one thread each (on 2 cores
-    two tiny runs side by side take about as long as one alone on both):
-    ``[(returncode, stdout, stderr)]``."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "umt", *args],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for args in commands
-    ]
-    results = []
-    for p in procs:
-        stdout, stderr = p.communicate(timeout=timeout)
-        results.append((p.returncode, stdout, stderr))
-    return results
 
 
 @pytest.mark.slow
@@ -101,7 +76,7 @@ def test_default_finetune_from_the_default_pretraining_beats_scratch(umt_home, w
     """`umt finetune` after the default `umt pretrain` (found in the same folder) against the
     same fine-tuning from scratch, both tested on the 600 test clips: claim (c)."""
     quick = ["eval.test_views=1x1", "eval.every_epochs=8"]
-    runs = _together(
+    runs = run_cli_together(
         [
             ["finetune", *quick, "train.output_dir=ft-pretrained"],
             ["finetune", *quick, "model.init=scratch", "train.output_dir=ft-scratch"],
@@ -129,7 +104,7 @@ def test_attention_masking_beats_random_masking_and_videomae_at_equal_compute(um
     (default_run,) = (workdir / "runs").glob("umt-tiny-synthetic-*")
     umt = json.loads((default_run / "probe.json").read_text())["summary"]
     probe = ["probe.enabled=true", "probe.random_init=false"]
-    runs = _together(
+    runs = run_cli_together(
         [
             ["pretrain", "mask.kind=random", *probe, "train.output_dir=pt-random"],
             [
@@ -183,7 +158,9 @@ def test_demo_quick_compares_four_pretrainings(small_home, tmp_path, monkeypatch
     assert res.returncode == 0, res.stderr[-3000:]
     # two runs at a time on two cores or more, each in its own process (the same numbers as
     # one after the other with the same threads per run: measured, README)
-    jobs = min(len(os.sched_getaffinity(0)), 4)
+    from umt.train.demo import default_jobs
+
+    jobs = default_jobs()
     assert f"seeds [0], {jobs} run(s) at a time" in res.stdout
     assert "teacher: built-in synthetic-world CLIP" in res.stdout
     for name in ("demo.md", "demo.json", "demo.png"):

@@ -126,6 +126,31 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 240, launcher: list[str
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def run_cli_together(
+    commands: list[list[str]], cwd: Path, timeout: float = 900
+) -> list[tuple[int, str, str]]:
+    """:func:`run_cli` for each of ``commands`` at once, one thread each (on 2 cores two tiny
+    runs side by side take about as long as one alone on both):
+    ``[(returncode, stdout, stderr)]``."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "umt", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in commands
+    ]
+    results = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        results.append((proc.returncode, stdout, stderr))
+    return results
+
+
 def loop_step(task: Any, model: Any, optimizer: Any, batch: dict, epoch: int, clip_grad: Any):
     """One optimizer step on ``batch`` as the training loop takes it (``train_step`` around
     ``task.loss`` under the task's autocast, one micro-batch, no grad scaler): its

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 from umt.errors import InputError
+from umt.utils.cpu import usable_cores
 
 __all__ = [
     "CATEGORIES",
@@ -343,7 +344,7 @@ def write_synthetic_dataset(
         (os.fspath(root / "videos" / f"{i:05d}.mp4"), labels[i], frames, size, fps, seed, i)
         for i in range(len(labels))
     ]
-    workers = workers if workers is not None else min(os.cpu_count() or 1, 4)
+    workers = workers if workers is not None else min(usable_cores(), 4)
     if workers > 1 and len(jobs) >= 32:
         # Threads: the encoder and the numpy drawing release the GIL, so they scale like
         # processes without the start-up cost (seconds of imports per spawned process) and

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from umt.errors import InputError, MachineError, StoppedError
+from umt.utils.cpu import usable_cores
 
 STEPS_PER_EPOCH = 30  # the tiny recipes' schedule.steps_per_epoch
 FULL = 1.0  # the full budget, as a fraction of itself
@@ -271,14 +272,6 @@ def _save_progress(out: Path, settings: DemoSettings, records: list[RunRecord]) 
         json.dumps({"settings": asdict(settings), "runs": [asdict(r) for r in records]}, indent=1)
     )
     os.replace(tmp, out / PROGRESS)
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def default_jobs() -> int:
