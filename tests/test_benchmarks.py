@@ -118,3 +118,41 @@ def test_gpu_suite_smoke_runs_every_part_on_the_cpu(tmp_path, synthetic):
     assert rows["stage-1 step (cpu-fixed)"]["result"]["official_style_median_s"] > 0
     table = r.stdout[r.stdout.index("part ") :]
     assert all(name in table for name in rows)
+
+
+def test_retrieval_rerank_benchmark_scores_agree():
+    """The re-ranking benchmark runs (tiny sizes) and both ways of feeding the videos to the
+    fusion layers give the same scores."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "retrieval_rerank.py",
+            "--videos",
+            "5",
+            "--texts",
+            "6",
+            "--k",
+            "3",
+            "--tokens",
+            "10",
+            "--text-len",
+            "7",
+            "--itm-batch",
+            "4",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+        ],  # fmt: skip
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["pairs"] == 18
+    assert res["max_abs_diff"] < 1e-4
+    assert res["pairs_per_s_shared"] > 0 and res["pairs_per_s_gathered"] > 0

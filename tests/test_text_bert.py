@@ -327,6 +327,43 @@ def test_fusion_layers_attend_to_the_video_and_respect_its_mask():
         model.forward_text(torch.zeros(1, 17, dtype=torch.long), torch.ones(1, 17))
 
 
+def test_fusion_with_a_video_index_equals_gathering_the_videos():
+    """Captions paired with shared videos by ``vision_index`` (keys and values projected once per
+    video) give what repeating the videos per caption gives, masks and gradients included."""
+    torch.manual_seed(4)
+    model = BertTextEncoder(
+        vocab_size=50,
+        hidden_size=32,
+        num_layers=3,
+        num_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=16,
+        fusion_layer=1,
+        encoder_width=24,
+        dropout=0.0,
+        attention_dropout=0.0,
+    )
+    ids, mask = _batch(50, n=9)
+    text = model.forward_text(ids, mask).detach()
+    videos = torch.randn(2, 7, 24, requires_grad=True)
+    vmask = torch.ones(2, 7, dtype=torch.long)
+    vmask[1, 5:] = 0
+    index = torch.tensor([1, 0, 1])
+    shared = model.forward_fusion(text, mask, videos, vmask, vision_index=index)
+    (grad_shared,) = torch.autograd.grad(shared.square().sum(), videos)
+    gathered = model.forward_fusion(text, mask, videos[index], vmask[index])
+    (grad_gathered,) = torch.autograd.grad(gathered.square().sum(), videos)
+    assert torch.allclose(shared, gathered, atol=1e-5)
+    assert torch.allclose(grad_shared, grad_gathered, atol=1e-4)
+    # a different pairing gives different states
+    other = model.forward_fusion(text, mask, videos, vmask, vision_index=torch.tensor([0, 0, 1]))
+    assert not torch.allclose(other[0], shared[0], atol=1e-3)
+    with pytest.raises(ValueError, match="one video per caption"):
+        model.forward_fusion(text, mask, videos, vision_index=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="vision_index"):
+        model.forward_fusion(text, mask, videos)  # 3 captions, 2 videos, no pairing
+
+
 def test_grad_checkpointing_gives_equal_grads():
     def run(checkpointing: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         torch.manual_seed(4)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from umt.utils.cpu import usable_cores
+
 __all__ = [
     "UmtParser",
     "add_amp",
@@ -142,10 +144,14 @@ def add_classifier_sizes(p: argparse.ArgumentParser) -> None:
 
 
 def add_evaluation_run(p: argparse.ArgumentParser, backend: bool = False) -> None:
-    """How an evaluation runs: ``--workers`` (decoding processes, 4), ``--backend`` (the video
-    decoder; with ``backend``), ``--device``, ``--amp``, ``--no-progress``."""
+    """How an evaluation runs: ``--workers`` (decoding processes: the usable cores, at most 4),
+    ``--backend`` (the video decoder; with ``backend``), ``--device``, ``--amp``,
+    ``--no-progress``."""
     p.add_argument(
-        "--workers", type=count_at_least(0), default=4, help="decoding processes (default: 4)"
+        "--workers",
+        type=count_at_least(0),
+        default=min(usable_cores(), 4),
+        help="decoding processes (default: the usable cores, at most 4)",
     )
     if backend:
         p.add_argument(

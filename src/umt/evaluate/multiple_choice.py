@@ -85,8 +85,8 @@ def score_options(
         vision_feat = model.vision_features(pooled)  # [Q, T, D]
         text_embeds, text_pooled = model.encode_text(ids, mask)  # [Q*O, L, C], [Q*O, C]
         text_feat = model.text_features(text_pooled).view(q, o, -1)  # [Q, O, D]
-        memory = vision_embeds.repeat_interleave(o, dim=0)  # [Q*O, N, C]
-        itm = model.itm_logits(text_embeds, mask, memory).view(q, o, 2)
+        which = torch.arange(q, device=device).repeat_interleave(o)  # [Q*O]: option -> video
+        itm = model.itm_logits(text_embeds, mask, vision_embeds, vision_index=which).view(q, o, 2)
     return mc_option_scores(itm, vision_feat, text_feat, model.temp.detach().float())
 
 

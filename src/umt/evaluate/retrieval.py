@@ -371,7 +371,8 @@ def _itm_scores(
     progress: bool,
 ) -> torch.Tensor:
     """float32 ``[P]``: ``itm_logits[:, 1]`` of the pairs ``keys = video * num_texts + text``
-    (sorted, so a batch holds few distinct videos: each crosses to the device once)."""
+    (sorted, so a batch holds few distinct videos: each crosses to the device and has its
+    tokens projected to keys and values once)."""
     out = torch.empty(keys.numel(), dtype=torch.float32)
     with progress_bar(keys.numel(), "re-ranking", "pair", progress) as bar:
         for start in range(0, keys.numel(), itm_batch_size):
@@ -379,10 +380,11 @@ def _itm_scores(
             vids, texts = chunk // num_texts, chunk % num_texts
             uniq, inverse = torch.unique(vids, return_inverse=True)
             memory = vision_embeds[uniq.to(vision_embeds.device)].to(device, non_blocking=True)
-            memory = memory[inverse.to(device)]  # [b, N, C]
             rows = texts.to(text_embeds.device)
-            with maybe_autocast(device, amp_dtype):
-                logits = net.itm_logits(text_embeds[rows], text_mask[rows], memory)
+            with maybe_autocast(device, amp_dtype):  # memory [U, N, C], once per video
+                logits = net.itm_logits(
+                    text_embeds[rows], text_mask[rows], memory, vision_index=inverse.to(device)
+                )
             out[start : start + chunk.numel()] = logits[:, 1].float().cpu()
             bar.update(chunk.numel())
     return out

@@ -63,12 +63,24 @@ class BertAttention(nn.Module):
         key_mask: torch.Tensor | None,
         context: torch.Tensor | None = None,
         causal: bool = False,
+        context_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``x [B, L, C]``, ``key_mask [B, L_k]`` bool (True = attend) or None, ``context
         [B, L_k, C_kv]`` or None -> ``[B, L, C]``. ``causal``: token ``i`` attends to tokens
-        ``<= i`` only (a decoder's self-attention; combined with ``key_mask``)."""
+        ``<= i`` only (a decoder's self-attention; combined with ``key_mask``).
+
+        ``context_index [B]`` (cross-attention only): row ``i`` of ``x`` attends to context row
+        ``context_index[i]`` of a ``[U, L_k, C_kv]`` context (``key_mask [U, L_k]``). The keys
+        and values are computed once per context row and then gathered: re-ranking many
+        captions against one video projects its tokens once instead of once per caption."""
         src = x if context is None else context
         q, k, v = self._split(self.q(x)), self._split(self.k(src)), self._split(self.v(src))
+        if context_index is not None:
+            if context is None:
+                raise ValueError("context_index needs a context (cross-attention)")
+            k, v = k.index_select(0, context_index), v.index_select(0, context_index)
+            if key_mask is not None:
+                key_mask = key_mask.index_select(0, context_index)
         mask = key_mask[:, None, None, :] if key_mask is not None else None  # [B, 1, 1, L_k]
         if causal:
             n = x.shape[1]
@@ -113,13 +125,15 @@ class BertLayer(nn.Module):
         key_mask: torch.Tensor | None,
         vision: torch.Tensor | None = None,
         vision_mask: torch.Tensor | None = None,
+        vision_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``x [B, L, C]`` -> ``[B, L, C]``; ``vision [B, N, C_v]`` for a fusion layer."""
+        """``x [B, L, C]`` -> ``[B, L, C]``; ``vision [B, N, C_v]`` for a fusion layer (or
+        ``[U, N, C_v]`` with ``vision_index [B]``: see :class:`BertAttention`)."""
         x = self.self_attn(x, key_mask, causal=self.causal)
         if self.cross_attn is not None:
             if vision is None:
                 raise InputError("a fusion layer needs the video tokens (vision_embeds)")
-            x = self.cross_attn(x, vision_mask, vision)
+            x = self.cross_attn(x, vision_mask, vision, context_index=vision_index)
         h = self.ffn_out(F.gelu(self.ffn_in(x)))
         return self.ffn_norm(x + self.ffn_drop(h))
 
@@ -263,6 +277,7 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
         attention_mask: torch.Tensor,
         vision: torch.Tensor | None = None,
         vision_mask: torch.Tensor | None = None,
+        vision_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         if attention_mask.shape != x.shape[:2]:
             raise InputError(
@@ -274,9 +289,9 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
         for i in layers:
             layer = self.layers[i]
             if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(layer, x, key_mask, vision, vmask, use_reentrant=False)
+                x = checkpoint(layer, x, key_mask, vision, vmask, vision_index, use_reentrant=False)
             else:
-                x = layer(x, key_mask, vision, vmask)
+                x = layer(x, key_mask, vision, vmask, vision_index)
         return x
 
     def forward_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -290,18 +305,36 @@ class BertTextEncoder(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=
         attention_mask: torch.Tensor,
         vision_embeds: torch.Tensor,
         vision_mask: torch.Tensor | None = None,
+        vision_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Layers ``[fusion_layer, num_layers)`` with cross-attention to the video.
 
         ``text_embeds [B, L, C]``, ``attention_mask [B, L]``, ``vision_embeds [B, N, C_v]``,
-        ``vision_mask [B, N]`` (1 = attend; None = every video token) -> ``[B, L, C]``."""
+        ``vision_mask [B, N]`` (1 = attend; None = every video token) -> ``[B, L, C]``.
+        With ``vision_index [B]`` (long), ``vision_embeds [U, N, C_v]`` / ``vision_mask [U, N]``
+        hold each video once and caption ``i`` attends to video ``vision_index[i]``: the same
+        result as gathering the videos first, with the keys and values projected once per video."""
         if vision_embeds.shape[-1] != self.encoder_width:
             raise InputError(
                 f"vision_embeds are {vision_embeds.shape[-1]} wide; the cross-attention reads "
                 f"{self.encoder_width}"
             )
+        if vision_index is None and vision_embeds.shape[0] != text_embeds.shape[0]:
+            raise InputError(
+                f"{text_embeds.shape[0]} captions but {vision_embeds.shape[0]} videos: give "
+                "vision_index to pair them"
+            )
+        if vision_index is not None:
+            if vision_index.shape != text_embeds.shape[:1]:
+                raise InputError(
+                    f"vision_index {tuple(vision_index.shape)} must hold one video per caption "
+                    f"({text_embeds.shape[0]})"
+                )
+            vision_index = vision_index.to(vision_embeds.device, torch.long)
         layers = range(self.fusion_layer, self.num_layers)
-        return self._run(layers, text_embeds, attention_mask, vision_embeds, vision_mask)
+        return self._run(
+            layers, text_embeds, attention_mask, vision_embeds, vision_mask, vision_index
+        )
 
     def mlm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """The masked-LM head: ``[B, L, C] -> [B, L, vocab]``."""

@@ -252,10 +252,15 @@ class UMTVideoText(
         text_embeds: torch.Tensor,
         attention_mask: torch.Tensor,
         vision_embeds: torch.Tensor,
+        vision_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Video-text matching: the fusion layers (every video token attended) and ``itm_head``
-        on the first token. ``[B, L, C], [B, L], [B, N, C_v] -> [B, 2]`` (index 1 = match)."""
-        fused = self.text_encoder.forward_fusion(text_embeds, attention_mask, vision_embeds)
+        on the first token. ``[B, L, C], [B, L], [B, N, C_v] -> [B, 2]`` (index 1 = match).
+        With ``vision_index [B]``, ``vision_embeds`` is ``[U, N, C_v]``, each video once (see
+        :meth:`BertTextEncoder.forward_fusion`)."""
+        fused = self.text_encoder.forward_fusion(
+            text_embeds, attention_mask, vision_embeds, vision_index=vision_index
+        )
         return self.itm_head(fused[:, 0])
 
     def mlm_logits(
