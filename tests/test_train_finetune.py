@@ -220,6 +220,25 @@ def test_tiny_finetune_validates_keeps_the_best_and_tests(synthetic, tmp_path):
     assert any(ln.startswith("test (2x2 views, the best-validation weights") for ln in lines)
 
 
+def test_finetune_without_validation_tests_the_last_weights(synthetic, tmp_path):
+    """eval.every_epochs=0: no validation pass, no best weights, and the test still runs on the
+    last weights; with eval.test_best left on it is refused before any work."""
+    out = tmp_path / "ft"
+    lines: list[str] = []
+    cfg = ft_config(synthetic, out, "model.init=scratch", "eval.every_epochs=0",
+                    "eval.test_best=false")  # fmt: skip
+    res = finetune(cfg, echo=lines.append)
+    assert len(res.losses) == 6
+    recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert not [r for r in recs if "val_top1" in r]
+    assert not (out / "best" / "model.safetensors").exists()
+    test = json.loads((out / "test" / "results.json").read_text())
+    assert test["videos"] == 60
+    assert any(ln.startswith("test (2x2 views, the last weights") for ln in lines)
+    with pytest.raises(ConfigError, match="eval.test_best=false"):
+        ft_config(synthetic, tmp_path / "x", "eval.every_epochs=0")
+
+
 def test_finetune_from_own_pretraining_run_and_resume_equals_straight(synthetic, tmp_path):
     """--init auto takes the latest `umt pretrain` run; 3 steps + resume + 3 equal 6 straight
     (with EMA of the weights and repeated augmentation on)."""

@@ -135,14 +135,21 @@ class ProbeConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation during fine-tuning: every ``every_epochs`` epochs and after the last one."""
+    """Evaluation during fine-tuning: every ``every_epochs`` epochs and after the last one;
+    ``every_epochs: 0`` validates never (the run's test at the end still runs, with the last
+    weights)."""
 
     every_epochs: int = 1
     batch_size: int | None = None  # clips per evaluation batch; null = train.batch_size
 
     def validate(self) -> None:
-        if self.every_epochs < 1:
-            raise ConfigError("eval.every_epochs: must be >= 1")
+        if self.every_epochs < 0:
+            raise ConfigError("eval.every_epochs: must be >= 0 (0: no validation)")
+        if self.every_epochs == 0 and getattr(self, "test_best", False):
+            raise ConfigError(
+                "eval.every_epochs: 0 (no validation) leaves no best weights to test: set "
+                "eval.test_best=false to test the last weights"
+            )
 
 
 # --------------------------------------------------------------------------- the loop's sections

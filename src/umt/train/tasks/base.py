@@ -181,6 +181,12 @@ class Task:
         """Whether to validate after ``epoch`` (``None``: the run ended inside an epoch)."""
         return False
 
+    def validation_due(self, epoch: int | None) -> bool:
+        """``eval.every_epochs`` of the recipe: after every N-th epoch and when the run ends
+        inside an epoch; never with 0."""
+        every = self.cfg.eval.every_epochs
+        return every > 0 and (epoch is None or (epoch + 1) % every == 0)
+
     def eval_dataset(self) -> torch.utils.data.Dataset | None:
         """The validation set of a per-batch protocol, batched by the loop's loader with
         :meth:`collate` and :meth:`eval_batch_size`; None: :meth:`evaluate` is the protocol."""

@@ -324,7 +324,7 @@ class ClassifyTask(Task):
     def evaluates(self, epoch: int | None) -> bool:
         if self.val_list is None:
             return False
-        return epoch is None or (epoch + 1) % self.cfg.eval.every_epochs == 0
+        return self.validation_due(epoch)
 
     def _eval_data(self, num_clips: int = 1, num_crops: int = 1) -> dict[str, Any]:
         """The clip settings validation and test share (official short-side resize + crops)."""

@@ -263,11 +263,8 @@ class DetectionTask(Task):
     def evaluates(self, epoch: int | None) -> bool:
         if not self.files.get("val"):
             return False
-        if epoch is None:
-            return True
-        return (
-            epoch + 1
-        ) % self.cfg.eval.every_epochs == 0 or epoch + 1 == self.cfg.schedule.epochs
+        # its validation is its result: always after the last epoch
+        return self.validation_due(epoch) or epoch is None or epoch + 1 == self.cfg.schedule.epochs
 
     def eval_dataset(self) -> Any:
         if not hasattr(self, "val_set"):

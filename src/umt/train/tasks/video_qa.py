@@ -291,7 +291,7 @@ class QATask(Task):
     def evaluates(self, epoch: int | None) -> bool:
         if self.val_list is None or self.answer_list is None:
             return False
-        return epoch is None or (epoch + 1) % self.cfg.eval.every_epochs == 0
+        return self.validation_due(epoch)
 
     def _evaluate(self, net: nn.Module, anno: str, root: str) -> Any:
         from umt.data.qa import QADataset

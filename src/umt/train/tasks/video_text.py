@@ -552,7 +552,7 @@ class VideoTextTask(Task):
     def evaluates(self, epoch: int | None) -> bool:
         if self.val_list is None:
             return False
-        return epoch is None or (epoch + 1) % self.cfg.eval.every_epochs == 0
+        return self.validation_due(epoch)
 
     def _retrieval(self, net: nn.Module, anno: str, root: str) -> Any:
         from umt.data.formats.retrieval import load_retrieval_annotations
