@@ -28,18 +28,9 @@ import statistics
 
 import torch
 
+from search_latency import build_model
 from timing import interleaved
 from umt.evaluate.retrieval import _itm_scores
-from umt.models import model_config
-from umt.models.video_text import UMTVideoText
-
-
-def build_model(vision_width: int) -> UMTVideoText:
-    """Random weights: BERT-base text tower (no MLM head), a one-block video encoder."""
-    text = dict(model_config("umt-b16-vt")["text"], mlm_head=False)
-    vision = dict(img_size=32, patch_size=16, num_frames=4, embed_dim=vision_width, depth=1,
-                  num_heads=max(1, vision_width // 64))  # fmt: skip
-    return UMTVideoText(vision=vision, text=text, embed_dim=512).eval()
 
 
 def gathered_scores(model, keys, num_texts, vision, text, mask, batch) -> torch.Tensor:
