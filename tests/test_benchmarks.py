@@ -123,29 +123,9 @@ def test_gpu_suite_smoke_runs_every_part_on_the_cpu(tmp_path, synthetic):
 def test_retrieval_rerank_benchmark_scores_agree():
     """The re-ranking benchmark runs (tiny sizes) and both ways of feeding the videos to the
     fusion layers give the same scores."""
+    args = "--videos 5 --texts 6 --k 3 --tokens 10 --text-len 7 --itm-batch 4 --steps 1"
     out = subprocess.run(
-        [
-            sys.executable,
-            "retrieval_rerank.py",
-            "--videos",
-            "5",
-            "--texts",
-            "6",
-            "--k",
-            "3",
-            "--tokens",
-            "10",
-            "--text-len",
-            "7",
-            "--itm-batch",
-            "4",
-            "--steps",
-            "1",
-            "--warmup",
-            "0",
-            "--threads",
-            "1",
-        ],  # fmt: skip
+        [sys.executable, "retrieval_rerank.py", *args.split(), "--warmup", "0", "--threads", "1"],
         cwd=BENCHMARKS,
         capture_output=True,
         text=True,

@@ -286,9 +286,9 @@ def test_bert_state_dict_refusals():
         bert_state_dict({"blocks.0.weight": torch.zeros(2)})
 
 
-def test_fusion_layers_attend_to_the_video_and_respect_its_mask():
-    torch.manual_seed(3)
-    model = BertTextEncoder(
+def _fusion_encoder() -> BertTextEncoder:
+    """3 layers 32 wide, the last 2 cross-attending to 24-wide video tokens; no dropout."""
+    return BertTextEncoder(
         vocab_size=50,
         hidden_size=32,
         num_layers=3,
@@ -299,7 +299,12 @@ def test_fusion_layers_attend_to_the_video_and_respect_its_mask():
         encoder_width=24,
         dropout=0.0,
         attention_dropout=0.0,
-    ).eval()
+    )
+
+
+def test_fusion_layers_attend_to_the_video_and_respect_its_mask():
+    torch.manual_seed(3)
+    model = _fusion_encoder().eval()
     ids, mask = _batch(50, n=9)
     video = torch.randn(3, 7, 24)
     with torch.no_grad():
@@ -331,18 +336,7 @@ def test_fusion_with_a_video_index_equals_gathering_the_videos():
     """Captions paired with shared videos by ``vision_index`` (keys and values projected once per
     video) give what repeating the videos per caption gives, masks and gradients included."""
     torch.manual_seed(4)
-    model = BertTextEncoder(
-        vocab_size=50,
-        hidden_size=32,
-        num_layers=3,
-        num_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=16,
-        fusion_layer=1,
-        encoder_width=24,
-        dropout=0.0,
-        attention_dropout=0.0,
-    )
+    model = _fusion_encoder()
     ids, mask = _batch(50, n=9)
     text = model.forward_text(ids, mask).detach()
     videos = torch.randn(2, 7, 24, requires_grad=True)
