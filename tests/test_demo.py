@@ -9,14 +9,14 @@ import os
 
 import pytest
 
-from train_helpers import run_cli, run_cli_together
+from train_helpers import WORLD_DIR, run_cli, run_cli_together
 
 
 @pytest.fixture(scope="module")
 def umt_home(synthetic_full, tmp_path_factory):
     """A UMT_HOME holding the full default synthetic set (the teacher cache starts empty)."""
     home = tmp_path_factory.mktemp("home")
-    (home / "synthetic-v2").symlink_to(synthetic_full, target_is_directory=True)
+    (home / WORLD_DIR).symlink_to(synthetic_full, target_is_directory=True)
     # The runs are the only work at that moment: let them use both cores (run_cli's default
     # is one thread).
     saved = {k: os.environ.get(k) for k in ("UMT_HOME", "OMP_NUM_THREADS")}
@@ -139,7 +139,7 @@ def small_home(synthetic, tmp_path_factory):
     """A UMT_HOME holding the default suite's small synthetic set (120 / 60 / 60 clips): the
     demo's machinery at a fraction of its cost (its teacher is another, short one)."""
     home = tmp_path_factory.mktemp("small-home")
-    (home / "synthetic-v2").symlink_to(synthetic, target_is_directory=True)
+    (home / WORLD_DIR).symlink_to(synthetic, target_is_directory=True)
     return home
 
 

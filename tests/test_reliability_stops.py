@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from train_helpers import TINY_FT as TINY_FT_BASE
-from train_helpers import run_cli
+from train_helpers import WORLD_DIR, run_cli
 from umt.train import checkpoint as ckpt
 
 # The tiny classifier validated after each of 2 epochs of 3 steps.
@@ -142,7 +142,7 @@ TEACHER = [
 def _home(synthetic: Path, home: Path) -> Path:
     """A UMT_HOME whose synthetic set is the session's (its teacher cache empty)."""
     home.mkdir()
-    (home / "synthetic-v2").symlink_to(synthetic, target_is_directory=True)
+    (home / WORLD_DIR).symlink_to(synthetic, target_is_directory=True)
     return home
 
 

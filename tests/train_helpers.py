@@ -10,6 +10,10 @@ from typing import Any
 
 from umt.config import load_config
 from umt.config.stage1 import Stage1Config
+from umt.data.synth import WORLD_VERSION
+
+WORLD_DIR = f"synthetic-v{WORLD_VERSION}"
+"""The default set's folder name under ``UMT_HOME``."""
 
 # A tiny classifier on the synthetic set (12 classes), fast on 2 cores: the fine-tuning tests'
 # sizes, each test adding its schedule and evaluation.
