@@ -153,6 +153,9 @@ def test_sigterm_while_the_teacher_trains_keeps_its_progress_and_continues(
     from umt.config import load_config
     from umt.train.builtin_teacher import partial_path, recipe_for_run, teacher_dir
 
+    # Bit-identity holds at one thread count: the stopped run (_spawn: one thread), its
+    # continuation and the uninterrupted run all use one, whatever the caller's environment.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     home = _home(synthetic, tmp_path / "home")
     log = tmp_path / "teacher.log"
     proc = _spawn(["teacher", "train", *TEACHER], tmp_path, log, UMT_HOME=str(home))
