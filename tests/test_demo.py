@@ -9,14 +9,13 @@ import os
 
 import pytest
 
-from train_helpers import WORLD_DIR, run_cli, run_cli_together
+from train_helpers import home_with_set, run_cli, run_cli_together
 
 
 @pytest.fixture(scope="module")
 def umt_home(synthetic_full, tmp_path_factory):
     """A UMT_HOME holding the full default synthetic set (the teacher cache starts empty)."""
-    home = tmp_path_factory.mktemp("home")
-    (home / WORLD_DIR).symlink_to(synthetic_full, target_is_directory=True)
+    home = home_with_set(tmp_path_factory.mktemp("home"), synthetic_full)
     # The runs are the only work at that moment: let them use both cores (run_cli's default
     # is one thread).
     saved = {k: os.environ.get(k) for k in ("UMT_HOME", "OMP_NUM_THREADS")}
@@ -138,9 +137,7 @@ def test_attention_masking_beats_random_masking_and_videomae_at_equal_compute(um
 def small_home(synthetic, tmp_path_factory):
     """A UMT_HOME holding the default suite's small synthetic set (120 / 60 / 60 clips): the
     demo's machinery at a fraction of its cost (its teacher is another, short one)."""
-    home = tmp_path_factory.mktemp("small-home")
-    (home / WORLD_DIR).symlink_to(synthetic, target_is_directory=True)
-    return home
+    return home_with_set(tmp_path_factory.mktemp("small-home"), synthetic)
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from train_helpers import TINY_FT as TINY_FT_BASE
-from train_helpers import WORLD_DIR, run_cli
+from train_helpers import home_with_set, run_cli
 from umt.train import checkpoint as ckpt
 
 # The tiny classifier validated after each of 2 epochs of 3 steps.
@@ -139,13 +139,6 @@ TEACHER = [
 ]
 
 
-def _home(synthetic: Path, home: Path) -> Path:
-    """A UMT_HOME whose synthetic set is the session's (its teacher cache empty)."""
-    home.mkdir()
-    (home / WORLD_DIR).symlink_to(synthetic, target_is_directory=True)
-    return home
-
-
 @pytest.mark.slow
 def test_sigterm_while_the_teacher_trains_keeps_its_progress_and_continues(
     synthetic, tmp_path, monkeypatch
@@ -156,7 +149,7 @@ def test_sigterm_while_the_teacher_trains_keeps_its_progress_and_continues(
     # Bit-identity holds at one thread count: the stopped run (_spawn: one thread), its
     # continuation and the uninterrupted run all use one, whatever the caller's environment.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    home = _home(synthetic, tmp_path / "home")
+    home = home_with_set(tmp_path / "home", synthetic)
     log = tmp_path / "teacher.log"
     proc = _spawn(["teacher", "train", *TEACHER], tmp_path, log, UMT_HOME=str(home))
     _wait_for(log, "teacher step 1/600", proc)
@@ -183,7 +176,7 @@ def test_sigterm_while_the_teacher_trains_keeps_its_progress_and_continues(
     assert f"continuing an interrupted training from step {step} ({keep})" in res.stdout
     assert "teacher step 1/600" not in res.stdout and not keep.exists()
     # The continued teacher is the one an uninterrupted training makes, to the bit.
-    other = _home(synthetic, tmp_path / "other")
+    other = home_with_set(tmp_path / "other", synthetic)
     monkeypatch.setenv("UMT_HOME", str(other))
     res = run_cli(["teacher", "train", *TEACHER], tmp_path, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -213,7 +206,7 @@ def test_waiting_for_another_process_s_teacher_is_said_and_not_training_time(
     from umt.config import load_config
     from umt.train.builtin_teacher import recipe_for_run, teacher_dir
 
-    home = _home(synthetic, tmp_path / "home")
+    home = home_with_set(tmp_path / "home", synthetic)
     monkeypatch.setenv("UMT_HOME", str(home))
     args = [
         *TINY,
@@ -292,7 +285,7 @@ def _demo_worker(parent: int, timeout: float = 120) -> int:
 @pytest.mark.slow
 @pytest.mark.heavy
 def test_a_stopped_demo_keeps_its_runs_and_continues(synthetic, tmp_path, monkeypatch):
-    home = _home(synthetic, tmp_path / "home")
+    home = home_with_set(tmp_path / "home", synthetic)
     out = tmp_path / "demo"
     args = ["demo", "--quick", "--budget-steps", "6", "--finetune-epochs", "1"]
     args += ["--teacher-steps", "20", "--output-dir", str(out)]

@@ -12,9 +12,10 @@ import time
 import pytest
 import torch
 
-from train_helpers import WORLD_DIR, run_cli, tiny_args, tiny_config
+from train_helpers import run_cli, tiny_args, tiny_config
 from umt.train import checkpoint as ckpt
 from umt.train import pretrain
+from umt.train.data import SYNTHETIC_DIR
 
 
 def test_default_command_runs(tmp_path):
@@ -33,7 +34,7 @@ def test_default_command_runs(tmp_path):
     # the recipe's precision auto is fp32 on CPU, said once; no autocast, no grad scaler
     assert res.stdout.count("note: precision auto: fp32 on cpu (train.precision=fp16 or") == 1
     assert "autocast" not in res.stdout
-    assert (env_home / WORLD_DIR / "train.csv").is_file()
+    assert (env_home / SYNTHETIC_DIR / "train.csv").is_file()
     (run,) = list((tmp_path / "runs").iterdir())
     assert run.name.startswith("umt-tiny-synthetic-")
     for name in ("config.yaml", "metrics.jsonl", "loss_curve.png"):

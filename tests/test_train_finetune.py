@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 import umt
 from official_fixtures import load_case
 from train_helpers import TINY_FT as TINY_FT_BASE
-from train_helpers import TORCHRUN_2, WORLD_DIR, amp_trace, eager_grad_scaler, run_cli
+from train_helpers import TORCHRUN_2, amp_trace, eager_grad_scaler, home_with_set, run_cli
 from umt.config import ConfigError, load_config
 from umt.models.video_vit import read_student_weights
 from umt.train import finetune
@@ -336,9 +336,7 @@ def test_default_finetune_command_starts_from_scratch_and_tests(synthetic, tmp_p
     from scratch, and it says so), ending with the multi-view test on the synthetic test split.
     (That it learns, from the default pretraining and from scratch, is the heavy
     tests/test_demo.py::test_default_finetune_from_the_default_pretraining_beats_scratch.)"""
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / WORLD_DIR).symlink_to(synthetic, target_is_directory=True)
+    home = home_with_set(tmp_path / "home", synthetic)
     env_home = os.environ.get("UMT_HOME")
     os.environ["UMT_HOME"] = str(home)
     try:

@@ -10,10 +10,16 @@ from typing import Any
 
 from umt.config import load_config
 from umt.config.stage1 import Stage1Config
-from umt.data.synth import WORLD_VERSION
+from umt.train.data import SYNTHETIC_DIR
 
-WORLD_DIR = f"synthetic-v{WORLD_VERSION}"
-"""The default set's folder name under ``UMT_HOME``."""
+
+def home_with_set(home: Path, synthetic: Path) -> Path:
+    """A UMT_HOME at ``home`` (made if absent) whose default synthetic set is ``synthetic`` (a
+    link) and whose teacher cache is empty."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / SYNTHETIC_DIR).symlink_to(synthetic, target_is_directory=True)
+    return home
+
 
 # A tiny classifier on the synthetic set (12 classes), fast on 2 cores: the fine-tuning tests'
 # sizes, each test adding its schedule and evaluation.

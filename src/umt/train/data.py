@@ -15,16 +15,19 @@ from umt.data.synth import WORLD_VERSION
 from umt.errors import InputError
 from umt.train.distributed import DistInfo, barrier
 
+SYNTHETIC_DIR = f"synthetic-v{WORLD_VERSION}"
+"""The default synthetic set's folder under ``$UMT_HOME`` (the world's version in the name: a
+folder of an older world is left alone)."""
+
 
 def synthetic_root(cfg: TaskConfig) -> Path:
     """Where the built-in synthetic set lives: ``data.synthetic_root``, else
-    ``$UMT_HOME/synthetic-v2``, else ``~/.cache/umt/synthetic-v2`` (the world's version in the
-    name: a folder of an older world is left alone)."""
+    ``$UMT_HOME/``:data:`SYNTHETIC_DIR`, else ``~/.cache/umt/``:data:`SYNTHETIC_DIR`."""
     if cfg.data.synthetic_root:
         return Path(cfg.data.synthetic_root)
     home = os.environ.get("UMT_HOME")
     base = Path(home) if home else Path.home() / ".cache" / "umt"
-    return base / f"synthetic-v{WORLD_VERSION}"
+    return base / SYNTHETIC_DIR
 
 
 def synthetic_write_error(err: OSError, root: Path) -> OSError:
