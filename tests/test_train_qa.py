@@ -82,7 +82,7 @@ def test_tiny_qa_finetune_trains_saves_and_tests(qa_run, synthetic):
     out, res, lines = qa_run
     assert len(res.losses) == 3 and all(torch.isfinite(torch.tensor(res.losses)))
     text = "\n".join(lines)
-    assert "answer decoder (2 layers)" in text and "answer list: 17 answers" in text
+    assert "answer decoder (3 layers)" in text and "answer list: 17 answers" in text
     ckpt = out / "checkpoints" / "step_000003"
     for name in ("model.safetensors", "config.json", "vocab.txt", "answer_list.json", "qa.json"):
         assert (ckpt / name).is_file(), name
