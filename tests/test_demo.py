@@ -53,14 +53,12 @@ def test_default_run_distils_the_builtin_teacher_and_learns(umt_home, workdir):
     assert "RANDOMLY" not in out
     summary = _summary(out)
     assert summary["teacher"] == "builtin" and summary["chance"] == pytest.approx(1 / 12)
-    # Measured (seed 0, 600 val clips: binomial sd ~1.6 points), on the set this test makes
-    # (deterministic bytes): k-NN 15.3% vs 7.0% and linear 20.8% vs 14.7%. On the set of the
-    # README's demo (encoded before the clips' bytes were deterministic) 18.2% vs 7.0% and 21.0%
-    # vs 16.3%. Claim (d)'s 10 k-NN points hold over 3 seeds there (+10.8) but not in every
-    # single run, so a single run is held to 7; the linear probe's gain is smaller (claim (d)
-    # not shown for it) and is held to beating random init.
-    assert summary["probe_acc"] >= summary["probe_acc_random_init"] + 0.07, summary
-    assert summary["linear_probe_acc"] >= summary["linear_probe_acc_random_init"] + 0.01, summary
+    # Measured (seed 0, two threads, 600 val clips: binomial sd ~2 points) on the set this test
+    # makes (deterministic bytes): k-NN 35.5% vs 23.2% and linear 41.3% vs 27.8%; over the
+    # README demo's 3 seeds +11.9 and +13.2, the seeds' std at most 0.7: claim (d). A single
+    # run is held to 8 points on both.
+    assert summary["probe_acc"] >= summary["probe_acc_random_init"] + 0.08, summary
+    assert summary["linear_probe_acc"] >= summary["linear_probe_acc_random_init"] + 0.08, summary
     (teacher,) = (umt_home / "teachers").glob("synthetic-clip-*")
     zs = json.loads((teacher / "report.json").read_text())["zero_shot"]
     # measured on the set this test makes: 98.8% / 83.5% (two threads)
@@ -97,9 +95,10 @@ def test_default_finetune_from_the_default_pretraining_beats_scratch(umt_home, w
 @pytest.mark.slow
 @pytest.mark.heavy
 def test_attention_masking_beats_random_masking_and_videomae_at_equal_compute(umt_home, workdir):
-    """Claims (a) and (b) on the probes at a single run's margin: the default pretraining
-    (attention masking, from the test above) against the same run with random masking and
-    against VideoMAE at the same FLOPs (422 of its steps: ``umt demo``'s count), side by side."""
+    """Claims (a) and (b) on the probes at a single run's margin (a: the linear probe, where
+    the demo shows it; b: both): the default pretraining (attention masking, from the test
+    above) against the same run with random masking and against VideoMAE at the same FLOPs
+    (422 of its steps: ``umt demo``'s count), side by side."""
     (default_run,) = (workdir / "runs").glob("umt-tiny-synthetic-*")
     umt = json.loads((default_run / "probe.json").read_text())["summary"]
     probe = ["probe.enabled=true", "probe.random_init=false"]
@@ -124,13 +123,14 @@ def test_attention_masking_beats_random_masking_and_videomae_at_equal_compute(um
         name: json.loads((workdir / name / "probe.json").read_text())["summary"]
         for name in ("pt-random", "pt-videomae")
     }
-    # Measured (seed 0) on the set these tests make: k-NN / linear 15.3 / 20.8 for UMT with
-    # attention masking (two threads, the test above), 11.2 / 16.7 with random masking, 11.2 /
-    # 14.0 for VideoMAE (one thread each). The README's demo: over 3 seeds +7.4 / +5.3 and
-    # +8.0 / +6.3, the seeds' std at most 1.2.
-    for name, rec in other.items():
-        assert umt["probe_acc"] >= rec["probe_acc"] + 0.03, (name, umt, rec)
-        assert umt["linear_probe_acc"] >= rec["linear_probe_acc"] + 0.02, (name, umt, rec)
+    # Measured (seed 0) on the set these tests make: k-NN / linear 35.5 / 41.3 for UMT with
+    # attention masking (two threads, the test above), 35.2 / 35.3 with random masking, 31.3 /
+    # 32.3 for VideoMAE (one thread each). The README's demo, over 3 seeds: against random
+    # masking +0.6 (k-NN: not a claim shown) / +5.1; against VideoMAE +5.2 / +10.9.
+    rand, mae = other["pt-random"], other["pt-videomae"]
+    assert umt["linear_probe_acc"] >= rand["linear_probe_acc"] + 0.02, (umt, rand)
+    assert umt["probe_acc"] >= mae["probe_acc"] + 0.02, (umt, mae)
+    assert umt["linear_probe_acc"] >= mae["linear_probe_acc"] + 0.04, (umt, mae)
 
 
 @pytest.fixture(scope="module")

@@ -50,20 +50,90 @@ def test_linear_probe_is_deterministic():
     assert a == linear_probe_accuracy(x, y, xt, yt, epochs=30)
 
 
-def test_clip_features_are_per_time_step_means():
+def _tiny_encoder(num_frames: int, tubelet: int = 1):
     from umt.models import create_model
 
     enc = create_model(
-        "umt-b16", img_size=32, num_frames=4, embed_dim=24, depth=1, num_heads=2, align_layers=0
+        "umt-b16",
+        img_size=48,
+        num_frames=num_frames,
+        tubelet_size=tubelet,
+        embed_dim=24,
+        depth=1,
+        num_heads=2,
+        align_layers=0,
     )
-    enc.eval()
-    video = torch.randn(2, 3, 4, 32, 32)
+    return enc.eval()
+
+
+def _cells(tokens: torch.Tensor, steps: int) -> torch.Tensor:
+    """``[B, T'*9, C]`` tokens of 3 x 3 patch grids -> ``[B, T', 4C]``: the means of the four
+    overlapping 2 x 2 windows (adaptive pooling of 3 to 2 cells: rows/columns 0-1 and 1-2),
+    channel-major like ``adaptive_avg_pool2d(...).flatten(1)``."""
+    b, _, c = tokens.shape
+    grid = tokens.reshape(b, steps, 3, 3, c)
+    wins = [grid[:, :, r : r + 2, q : q + 2].mean((2, 3)) for r in (0, 1) for q in (0, 1)]
+    return torch.stack(wins, dim=-1).reshape(b, steps, 4 * c)  # [B, T', C, 4] -> [B, T', 4C]
+
+
+def test_clip_features_are_appearance_and_displacement():
+    """Appearance: the mean of every token; displacement: the 2 x 2 cell means of the later
+    half of the time steps minus the earlier half's."""
+    enc = _tiny_encoder(4)
+    video = torch.randn(2, 3, 4, 48, 48)
     with torch.no_grad():
         f = clip_features(enc, video)
-        tokens = enc.forward_features(video)  # [2, 4*4, 24]
-    assert f.shape == (2, 4 * 24)
-    expected = torch.cat([tokens[:, 4 * t : 4 * (t + 1)].mean(1) for t in range(4)], dim=1)
+        tokens = enc.forward_features(video)  # [2, 4*9, 24]
+    assert f.shape == (2, 24 + 4 * 24)
+    cells = _cells(tokens, 4)
+    expected = torch.cat([tokens.mean(1), cells[:, 2:].mean(1) - cells[:, :2].mean(1)], dim=1)
     torch.testing.assert_close(f, expected)
+
+
+def test_clip_features_of_odd_and_single_time_steps():
+    """Three time steps: the middle one is in neither half. One (a tubelet spanning the
+    clip): appearance alone."""
+    enc = _tiny_encoder(3)
+    video = torch.randn(2, 3, 3, 48, 48)
+    with torch.no_grad():
+        f = clip_features(enc, video)
+        tokens = enc.forward_features(video)
+    cells = _cells(tokens, 3)
+    torch.testing.assert_close(f[:, 24:], cells[:, 2] - cells[:, 0])
+    enc = _tiny_encoder(2, tubelet=2)
+    video = torch.randn(2, 3, 2, 48, 48)
+    with torch.no_grad():
+        f = clip_features(enc, video)
+        tokens = enc.forward_features(video)  # [2, 9, 24]
+    torch.testing.assert_close(f, tokens.mean(1))
+
+
+def test_clip_features_read_where_the_actor_goes():
+    """Two classes that differ only in the direction a bright square moves: the appearance
+    half cannot tell them apart (the same square, the same places visited), the displacement
+    half can, even through a random-init encoder."""
+    from umt.evaluate.probe import knn_accuracy
+
+    enc = _tiny_encoder(4)
+    g = torch.Generator().manual_seed(0)
+
+    def clip(direction: int) -> torch.Tensor:
+        video = 0.1 * torch.randn(3, 4, 48, 48, generator=g)
+        row = int(torch.randint(0, 32, (1,), generator=g))
+        for t in range(4):
+            col = 4 + 10 * t if direction == 0 else 34 - 10 * t
+            video[:, t, row : row + 12, col : col + 12] += 2.0
+        return video
+
+    labels = torch.tensor([i % 2 for i in range(40)])
+    videos = torch.stack([clip(int(y)) for y in labels])
+    with torch.no_grad():
+        f = clip_features(enc, videos)
+    train, test = slice(0, 20), slice(20, 40)
+    both = knn_accuracy(f[train], labels[train], f[test], labels[test], k=3)
+    appearance = knn_accuracy(f[train, :24], labels[train], f[test, :24], labels[test], k=3)
+    assert both == 1.0
+    assert appearance < 0.8
 
 
 def test_pretraining_ends_with_a_probe_and_a_json_line(synthetic, tmp_path):

@@ -1,9 +1,12 @@
 """What a pretrained video encoder learnt, without fine-tuning it: frozen features -> k-NN and a
 linear probe.
 
-Features: the encoder's output tokens on whole clips (no mask), averaged over space per time
-step and concatenated over time (``[B, T' x C]``), so a probe can read both appearance and the
-order of events. Both probes fit on one split and score on another.
+Features (:func:`clip_features`): the encoder's output tokens on whole clips (no mask), read two
+ways: what the clip shows (the mean of every token, ``[B, C]``) and where things go (the tokens
+averaged in a 2 x 2 grid of each frame, the later half of the clip's time steps minus the earlier
+half, ``[B, 4C]``). A plain mean over space keeps no trace of where the actor is, so a probe on
+it cannot read a motion's direction, which half of every class of the built-in world is. Both
+probes fit on one split and score on another.
 """
 
 from __future__ import annotations
@@ -46,12 +49,28 @@ class ProbeResult:
         return asdict(self)
 
 
+DISPLACEMENT_GRID = 2  # the displacement part's cells per side of a frame
+
+
 def clip_features(encoder: nn.Module, video: torch.Tensor) -> torch.Tensor:
-    """``[B, 3, T, H, W] -> [B, T' * C]``: per-time-step token means of the final features."""
-    tokens = encoder.forward_features(video)  # [B, T'*HW, C]
-    b, n, c = tokens.shape
-    per_step = tokens.reshape(b, n // encoder.num_patches_per_frame, -1, c).mean(2)  # [B, T', C]
-    return per_step.reshape(b, -1).float()
+    """``[B, 3, T, H, W] -> [B, C + 4C]``: appearance and displacement of the final features.
+
+    Appearance: the mean of all ``T' x H' x W'`` output tokens ``[B, C]``. Displacement: the
+    tokens averaged in a ``2 x 2`` grid of each time step (``adaptive_avg_pool2d``), the mean
+    over the later ``T' // 2`` steps minus the mean over the earlier ``T' // 2`` (a middle step
+    of an odd count in neither), ``[B, 4C]``. A clip of one time step has appearance only.
+    """
+    tokens = encoder.forward_features(video).float()  # [B, T'*H'*W', C]
+    b, _, c = tokens.shape
+    steps, h, w = encoder.grid
+    appearance = tokens.mean(1)  # [B, C]
+    half = steps // 2
+    if half == 0:
+        return appearance
+    frames = tokens.reshape(b * steps, h, w, c).permute(0, 3, 1, 2)  # [B*T', C, H', W']
+    cells = F.adaptive_avg_pool2d(frames, DISPLACEMENT_GRID).reshape(b, steps, -1)  # [B, T', 4C]
+    displacement = cells[:, steps - half :].mean(1) - cells[:, :half].mean(1)  # [B, 4C]
+    return torch.cat([appearance, displacement], dim=1)
 
 
 @torch.no_grad()
