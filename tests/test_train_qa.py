@@ -192,10 +192,15 @@ def test_qa_starts_from_a_stage2_run(synthetic, tmp_path):
         tmp_path / "qa",
         f"model.init={s2 / 'checkpoints' / 'step_000001'}",
         "train.max_steps=1",
+        "text.fusion_layer=4",
     )
     finetune(cfg, echo=lines.append)
     text = "\n".join(lines)
     assert "from the stage-2 model" in text
+    # The checkpoint's fusion layout (layers 3-5, the stage-2 recipe's) is kept, and the
+    # recipe's other value is said not to be used.
+    assert "fusion from layer 3" in text
+    assert "text.fusion_layer=4 not used: the checkpoint's text tower cross-attends" in text
     # The stage-2 tower is 64 wide, MiniLM 384: the decoder's cross-attention is new, said so.
     assert "cross-attention keys/values" in text
 

@@ -299,6 +299,9 @@ def test_retrieval_finetuning_in_the_same_loop(synthetic, tmp_path):
     lines: list[str] = []
     res = finetune(cfg, echo=lines.append)
     assert len(res.losses) == 3
+    # The B/16 recipe's fusion_layer 9 cannot apply to the tiny stage-2 tower (MiniLM, fusion
+    # from layer 3): the checkpoint's layout is kept, and said so.
+    assert any("text.fusion_layer=9 not used" in x and "from layer 3" in x for x in lines)
     recs = _losses(tmp_path / "ft")
     assert "vtc" in recs[0] and "vtm" in recs[0] and "uma" not in recs[0] and "mlm" not in recs[0]
     assert (tmp_path / "ft" / "best" / "model.safetensors").is_file()

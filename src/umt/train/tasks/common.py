@@ -318,6 +318,18 @@ def count_params(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
+def fusion_layer_notes(configured: int, text_encoder: nn.Module) -> list[str]:
+    """A loading note when ``text.fusion_layer`` differs from a loaded text tower's: the
+    checkpoint's layout is kept (its cross-attention weights sit in those layers)."""
+    found = int(getattr(text_encoder, "fusion_layer", configured))
+    if found == configured:
+        return []
+    return [
+        f"text.fusion_layer={configured} not used: the checkpoint's text tower cross-attends "
+        f"to the video from layer {found}, as its weights are laid out"
+    ]
+
+
 def weights_line(desc: str, notes: list[str]) -> str:
     """``describe``'s line saying where the weights start, with the loading notes."""
     return f"weights {desc}" + (f" ({'; '.join(notes)})" if notes else "")

@@ -27,6 +27,7 @@ from umt.train.tasks.common import (
     check_init,
     count_params,
     ensure_synthetic_qa_files,
+    fusion_layer_notes,
     load_best_weights,
     plain_model,
     resolve_init,
@@ -217,6 +218,7 @@ class QATask(Task):
                 decoder_layers=m.decoder_layers,
                 drop_path_rate=m.drop_path_rate,
             )
+            self.notes += fusion_layer_notes(cfg.text.fusion_layer, model.text_encoder)
         if m.grad_checkpointing:
             model.vision_encoder.set_grad_checkpointing(m.grad_checkpointing)
         if cfg.text.grad_checkpointing:

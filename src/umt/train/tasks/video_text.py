@@ -36,6 +36,7 @@ from umt.train.tasks.common import (
     drop_path_noise,
     drop_path_seeds,
     ensure_synthetic_qa_files,
+    fusion_layer_notes,
     has_drop_path,
     load_best_weights,
     mask_seeds,
@@ -442,6 +443,7 @@ class VideoTextTask(Task):
             raise InputError(f"{path}: not a video-text (stage-2) checkpoint")
         model.drop_pretraining_parts()
         self.notes.append("a stage-2 model (teacher, alignment heads and MLM head dropped)")
+        self.notes += fusion_layer_notes(cfg.text.fusion_layer, model.text_encoder)
         return model
 
     def export_model(self, model: nn.Module) -> nn.Module:
