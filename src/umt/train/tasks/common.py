@@ -21,6 +21,7 @@ from umt.data.transforms.video import resolve_mean_std
 from umt.errors import InputError
 from umt.masking import per_sample_uniform, semantic_mask, tube_mask
 from umt.models.layers import DropPath
+from umt.models.text_bert import BertTextEncoder
 from umt.train.builtin_teacher import BUILTIN
 from umt.train.distributed import DistInfo
 
@@ -318,10 +319,10 @@ def count_params(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
-def fusion_layer_notes(configured: int, text_encoder: nn.Module) -> list[str]:
+def fusion_layer_notes(configured: int, text_encoder: BertTextEncoder) -> list[str]:
     """A loading note when ``text.fusion_layer`` differs from a loaded text tower's: the
     checkpoint's layout is kept (its cross-attention weights sit in those layers)."""
-    found = int(getattr(text_encoder, "fusion_layer", configured))
+    found = text_encoder.fusion_layer
     if found == configured:
         return []
     return [
