@@ -2,8 +2,9 @@
 the kept tokens (UMA), text layers, VTC, VTM with hard negatives, MLM, backward, AdamW step.
 
 The umt step is what the trainer runs: :class:`umt.train.tasks.video_text.VideoTextTrainModule`
-(loss settings of the ``umt-tiny-synthetic-stage2`` recipe: all four losses, video mask ratio
-0.8, MLM probability 0.5, hard negatives) under :func:`umt.train.step.train_step`, fused AdamW
+(loss settings of the ``umt-tiny-synthetic-stage2`` recipe: all four losses, MLM probability
+0.5, hard negatives; the official video mask ratio 0.8, which the official-style step uses too,
+where the recipe trains at 0.5) under :func:`umt.train.step.train_step`, fused AdamW
 over :func:`umt.train.optim.default_param_groups`. Random weights; nothing is downloaded.
 
 CPU (default): a fixed small size on 2 threads -- batch 8, 4 frames of 112 px, video encoder
@@ -52,6 +53,7 @@ from umt.train.step import train_step
 from umt.train.tasks.video_text import VideoTextTrainModule
 
 RECIPE = "umt-tiny-synthetic-stage2"
+OFFICIAL_VIDEO_RATIO = 0.8  # the official stage-2 video mask ratio (the tiny recipe trains at 0.5)
 SPECIAL = {"pad": 0, "cls": 101, "sep": 102, "mask": 103}  # bert-base-uncased / MiniLM ids
 
 
@@ -216,7 +218,9 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = build_model(p, args.drop_path)
-    cfg = load_config(RECIPE, [f"text.max_length={args.text_len}"])
+    cfg = load_config(
+        RECIPE, [f"text.max_length={args.text_len}", f"mask.video_ratio={OFFICIAL_VIDEO_RATIO}"]
+    )
     lc = cfg.loss
     weights = {"uma": lc.uma, "vtc": lc.vtc, "vtm": lc.vtm, "mlm": lc.mlm}
     B, T, S = p["batch"], p["vision"]["num_frames"], p["vision"]["img_size"]
