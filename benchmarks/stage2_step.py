@@ -3,9 +3,10 @@ the kept tokens (UMA), text layers, VTC, VTM with hard negatives, MLM, backward,
 
 The umt step is what the trainer runs: :class:`umt.train.tasks.video_text.VideoTextTrainModule`
 (loss settings of the ``umt-tiny-synthetic-stage2`` recipe: all four losses, MLM probability
-0.5, hard negatives; the official video mask ratio 0.8, which the official-style step uses too,
-where the recipe trains at 0.5) under :func:`umt.train.step.train_step`, fused AdamW
-over :func:`umt.train.optim.default_param_groups`. Random weights; nothing is downloaded.
+0.5, hard negatives; the video mask ratio of the official recipe ``umt-b16-5m``, 0.8, which
+the official-style step uses too, where the tiny recipe trains at 0.5) under
+:func:`umt.train.step.train_step`, fused AdamW over :func:`umt.train.optim.default_param_groups`.
+Random weights; nothing is downloaded.
 
 CPU (default): a fixed small size on 2 threads -- batch 8, 4 frames of 112 px, video encoder
 192 wide x 4 deep x 3 heads (patch 16), teacher 128 wide x 4 layers x 4 heads (output 128,
@@ -53,7 +54,7 @@ from umt.train.step import train_step
 from umt.train.tasks.video_text import VideoTextTrainModule
 
 RECIPE = "umt-tiny-synthetic-stage2"
-OFFICIAL_VIDEO_RATIO = 0.8  # the official stage-2 video mask ratio (the tiny recipe trains at 0.5)
+OFFICIAL_RECIPE = "umt-b16-5m"  # its video mask ratio (0.8) is timed; the tiny recipe trains at 0.5
 SPECIAL = {"pad": 0, "cls": 101, "sep": 102, "mask": 103}  # bert-base-uncased / MiniLM ids
 
 
@@ -218,8 +219,9 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = build_model(p, args.drop_path)
+    official_ratio = load_config(OFFICIAL_RECIPE).mask.video_ratio
     cfg = load_config(
-        RECIPE, [f"text.max_length={args.text_len}", f"mask.video_ratio={OFFICIAL_VIDEO_RATIO}"]
+        RECIPE, [f"text.max_length={args.text_len}", f"mask.video_ratio={official_ratio}"]
     )
     lc = cfg.loss
     weights = {"uma": lc.uma, "vtc": lc.vtc, "vtm": lc.vtm, "mlm": lc.mlm}
@@ -237,7 +239,7 @@ def main() -> None:
     module = VideoTextTrainModule(model, cfg, SPECIAL).to(device)
     ref = None
     res: dict = {"preset": preset_name, "batch": B, "frames": T, "size": S,
-                 "text_len": args.text_len}  # fmt: skip
+                 "text_len": args.text_len, "video_ratio": ratio}  # fmt: skip
     if impl in ("official", "both"):
         from official_style_stage2 import make_official_video_text, official_forward
 
