@@ -52,10 +52,17 @@ def _explicit_bert_attention(
     key_mask: torch.Tensor | None,
     context: torch.Tensor | None = None,
     causal: bool = False,
+    context_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``BertSelfAttention`` + ``BertSelfOutput``: scores ``q k^T / sqrt(d)`` plus the additive
     mask, softmax, dropout on the probabilities, ``probs @ v``, dense, dropout, residual, LN.
-    ``causal`` (a decoder's self-attention): later tokens masked out too."""
+    ``causal`` (a decoder's self-attention): later tokens masked out too. ``context_index``
+    (umt's shared-video cross-attention): the context rows are repeated per caption first, as
+    the official code holds one video copy per pair, so keys and values are projected per row."""
+    if context_index is not None and context is not None:
+        context = context.index_select(0, context_index)
+        if key_mask is not None:
+            key_mask = key_mask.index_select(0, context_index)
     src = x if context is None else context
     q, k, v = self._split(self.q(x)), self._split(self.k(src)), self._split(self.v(src))
     scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(q.shape[-1])  # [B, h, L, L_k]

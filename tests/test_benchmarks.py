@@ -136,3 +136,23 @@ def test_retrieval_rerank_benchmark_scores_agree():
     assert res["pairs"] == 18
     assert res["max_abs_diff"] < 1e-4
     assert res["pairs_per_s_shared"] > 0 and res["pairs_per_s_gathered"] > 0
+
+
+def test_stage2_step_benchmark_matches_the_official_style_step():
+    """The stage-2 step benchmark runs (batch 2, one step) and its official-style step, on a copy
+    of the same weights with the same draws, computes the same loss parts as umt's step at the
+    official recipe's mask ratio (it broke once when umt's cross-attention gained an argument)."""
+    out = subprocess.run(
+        [sys.executable, "stage2_step.py", "--batch", "2", "--steps", "1", "--warmup", "0",
+         "--threads", "1"],
+        cwd=BENCHMARKS,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["batch"] == 2 and res["impl"] == "umt"
+    assert res["video_ratio"] == 0.8  # umt-b16-5m's, not the tiny recipe's 0.5
+    assert res["check_max_abs_diff"] < 1e-4
+    assert res["median_s"] > 0 and res["official_median_s"] > 0
