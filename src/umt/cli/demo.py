@@ -45,7 +45,7 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="fine-tuning epochs of 30 steps (default 8; quick 4)",
+        help="fine-tuning epochs of 30 steps (default 16; quick 8)",
     )
     p.add_argument(
         "--teacher-steps",
