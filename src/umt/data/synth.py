@@ -54,6 +54,7 @@ __all__ = [
     "COLOURS",
     "CLASSES",
     "SPLITS",
+    "class_part_accuracy",
     "WORLD_VERSION",
     "render_clip",
     "teacher_object",
@@ -90,6 +91,22 @@ CLASSES: list[dict[str, str]] = [
 """The 12 classes, index = label: ``{"name", "category", "motion"}``."""
 
 _DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0)}
+
+
+def class_part_accuracy(pairs: Iterable[tuple[int, int]]) -> dict[str, float]:
+    """How often 12-class predictions get each half of the class right: ``pairs`` of (label,
+    predicted label) -> ``{"category": share, "motion": share}`` (chance 1/4 and 1/3), the
+    share of predictions whose class names the label's category, and its motion."""
+    hits, n = {"category": 0, "motion": 0}, 0
+    for label, pred in pairs:
+        if not (0 <= label < len(CLASSES) and 0 <= pred < len(CLASSES)):
+            raise InputError(f"class {label} or {pred} is not one of the {len(CLASSES)} classes")
+        for part in hits:
+            hits[part] += CLASSES[label][part] == CLASSES[pred][part]
+        n += 1
+    if n == 0:
+        raise InputError("no predictions to score")
+    return {part: h / n for part, h in hits.items()}
 
 
 def teacher_object(entry: Mapping[str, Any]) -> tuple[str, str]:

@@ -94,6 +94,8 @@ class RunRecord:
     probe_acc_random_init: float | None = None  # the same student at random init
     linear_probe_acc_random_init: float | None = None
     finetune_top1: float | None = None  # fraction; full-budget runs only
+    finetune_category_acc: float | None = None  # predicted class of the right category
+    finetune_motion_acc: float | None = None  # predicted class of the right motion
     finetune_seconds: float = 0.0
 
 
@@ -397,6 +399,11 @@ def _run_line(rec: RunRecord) -> str:
         )
     if rec.finetune_top1 is not None:
         line += f"  fine-tune top-1 {_pct(rec.finetune_top1)} ({rec.finetune_seconds:.0f}s)"
+        if rec.finetune_category_acc is not None and rec.finetune_motion_acc is not None:
+            line += (
+                f" category {_pct(rec.finetune_category_acc)} motion "
+                f"{_pct(rec.finetune_motion_acc)}"
+            )
     return line
 
 
@@ -548,11 +555,26 @@ def _one_run(
         fres = _run(fcfg, run_dir / "finetune.log")
         test = json.loads((run_dir / "finetune" / "test" / "results.json").read_text())
         rec.finetune_top1 = test["top1"] / 100.0
+        parts = _class_parts(run_dir / "finetune" / "test" / "predictions.jsonl")
+        rec.finetune_category_acc, rec.finetune_motion_acc = parts["category"], parts["motion"]
         rec.finetune_seconds = round(fres.wall_s, 1)
     return rec
 
 
+def _class_parts(predictions: Path) -> dict[str, float]:
+    """Category and motion accuracy of a fine-tuning's test predictions (one JSON line per
+    video, with ``label`` and ``prediction``)."""
+    from umt.data.synth import class_part_accuracy
+
+    rows = [json.loads(line) for line in predictions.read_text().splitlines() if line.strip()]
+    return class_part_accuracy((r["label"], r["prediction"]) for r in rows)
+
+
 # --------------------------------------------------------------------------- report
+PARTS = {  # fine-tuned accuracy on each half of the class: reported, not judged
+    "finetune_category_acc": "fine-tune category",
+    "finetune_motion_acc": "fine-tune motion",
+}
 METRICS = {
     "finetune_top1": "fine-tune top-1",
     "probe_acc": "k-NN probe",
@@ -595,7 +617,7 @@ def summarise(result: DemoResult) -> dict[str, Any]:
             "pretrain_gflops": recs[0].pretrain_flops / 1e9,
             "pretrain_seconds": statistics.fmean(r.pretrain_seconds for r in recs),
         }
-        for metric in METRICS:
+        for metric in (*METRICS, *PARTS):
             row[f"{metric}_mean"], row[f"{metric}_std"] = _metric_stats(recs, metric)
         rows[v.key] = row
     return rows
@@ -723,6 +745,18 @@ def findings(result: DemoResult) -> list[str]:
             f"{100 * c['b_mean']:.1f} ± {100 * c['b_std']:.1f} ({100 * c['difference']:+.1f}): "
             f"{verdict} ({c['why']})."
         )
+    rows = [r for r in summarise(result).values() if not math.isnan(r["finetune_top1_mean"])]
+    if rows and all(not math.isnan(r[f"{m}_mean"]) for r in rows for m in PARTS):
+        each = "; ".join(
+            f"{r['label']} {100 * r['finetune_category_acc_mean']:.1f} / "
+            f"{100 * r['finetune_motion_acc_mean']:.1f}"
+            for r in rows
+        )
+        lines.append(
+            "- What fine-tuning learned: the share of test clips whose predicted class has the "
+            "right category / the right motion (chance 25.0 / 33.3), mean over seeds: "
+            f"{each}."
+        )
     s = result.settings
     lines += [
         "- What this does not show: anything about real video. The world has 12 synthetic "
@@ -739,8 +773,9 @@ def findings(result: DemoResult) -> list[str]:
 def format_table(result: DemoResult) -> str:
     rows = summarise(result)
     head = (
-        "| pretraining | steps | GFLOP | time/seed | k-NN probe | linear probe | fine-tune top-1 |\n"
-        "|---|---|---|---|---|---|---|\n"
+        "| pretraining | steps | GFLOP | time/seed | k-NN probe | linear probe | fine-tune top-1 | "
+        + " | ".join(PARTS.values())
+        + " |\n|---|---|---|---|---|---|---|---|---|\n"
     )
 
     def ms(row: dict[str, Any], metric: str) -> str:
@@ -752,7 +787,8 @@ def format_table(result: DemoResult) -> str:
         body += (
             f"| {r['label']} | {r['pretrain_steps']} | {r['pretrain_gflops']:.0f} | "
             f"{r['pretrain_seconds']:.0f}s | {ms(r, 'probe_acc')} | {ms(r, 'linear_probe_acc')} | "
-            f"{ms(r, 'finetune_top1')} |\n"
+            f"{ms(r, 'finetune_top1')} | {ms(r, 'finetune_category_acc')} | "
+            f"{ms(r, 'finetune_motion_acc')} |\n"
         )
     points = curve(result)
     if any(len(p) > 1 for p in points.values()):
