@@ -747,6 +747,8 @@ def findings(result: DemoResult) -> list[str]:
         )
     rows = [r for r in summarise(result).values() if not math.isnan(r["finetune_top1_mean"])]
     if rows and all(not math.isnan(r[f"{m}_mean"]) for r in rows for m in PARTS):
+        from umt.data.synth import CATEGORIES, MOTIONS
+
         each = "; ".join(
             f"{r['label']} {100 * r['finetune_category_acc_mean']:.1f} / "
             f"{100 * r['finetune_motion_acc_mean']:.1f}"
@@ -754,8 +756,8 @@ def findings(result: DemoResult) -> list[str]:
         )
         lines.append(
             "- What fine-tuning learned: the share of test clips whose predicted class has the "
-            "right category / the right motion (chance 25.0 / 33.3), mean over seeds: "
-            f"{each}."
+            f"right category / the right motion (chance {100 / len(CATEGORIES):.1f} / "
+            f"{100 / len(MOTIONS):.1f}), mean over seeds: {each}."
         )
     s = result.settings
     lines += [
