@@ -299,18 +299,56 @@ def test_hard_negatives_reproducible_and_degenerate_cases():
 
 
 def test_vtm_pairs_layout():
-    b, n, l_, c = 3, 4, 5, 2
-    vision = torch.arange(b).view(b, 1, 1).expand(b, n, c).float()
+    b, l_, c = 3, 5, 2
     text = 10 + torch.arange(b).view(b, 1, 1).expand(b, l_, c).float()
     mask = torch.arange(b).view(b, 1).expand(b, l_) + 100
     neg_v, neg_t = torch.tensor([2, 0, 1]), torch.tensor([1, 2, 0])
-    pv, pt, pm = vtm_pairs(vision, text, mask, neg_v, neg_t)
-    assert pv.shape == (3 * b, n, c) and pt.shape == (3 * b, l_, c) and pm.shape == (3 * b, l_)
-    assert pv[:, 0, 0].tolist() == [0, 1, 2, 2, 0, 1, 0, 1, 2]
+    pv, pt, pm = vtm_pairs(b, text, mask, neg_v, neg_t)
+    assert pv.dtype == torch.long and pt.shape == (3 * b, l_, c) and pm.shape == (3 * b, l_)
+    assert pv.tolist() == [0, 1, 2, 2, 0, 1, 0, 1, 2]
     assert pt[:, 0, 0].tolist() == [10, 11, 12, 10, 11, 12, 11, 12, 10]
     assert pm[:, 0].tolist() == [100, 101, 102, 100, 101, 102, 101, 102, 100]
     with pytest.raises(ValueError, match="negative indices"):
-        vtm_pairs(vision, text, mask, neg_v[:2], neg_t)
+        vtm_pairs(b, text, mask, neg_v[:2], neg_t)
+    with pytest.raises(ValueError, match="do not form a batch"):
+        vtm_pairs(b + 1, text, mask, neg_v, neg_t)
+
+
+def test_vtm_with_a_video_index_equals_the_official_stacked_copies():
+    """The matching logits of the 3B pairs with each video given once plus an index equal
+    those of the official layout (three stacked copies of the video tokens), and so do the
+    gradients reaching the video tokens."""
+    from umt.models import UMTVideoText
+
+    vision_cfg = dict(img_size=32, patch_size=8, num_frames=2, embed_dim=32, depth=2, num_heads=4)
+    text_cfg = dict(
+        vocab_size=60, hidden_size=32, num_layers=3, num_heads=4, intermediate_size=48,
+        max_position_embeddings=16, fusion_layer=1,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = UMTVideoText(vision_cfg, text_cfg, embed_dim=16).eval()
+    g = torch.Generator().manual_seed(3)
+    b = 4
+    vision0 = torch.randn(b, 9, 32, generator=g)
+    text = torch.randn(b, 7, 32, generator=g)
+    mask = torch.ones(b, 7, dtype=torch.long)
+    mask[1, 5:] = 0
+    neg_v, neg_t = torch.tensor([1, 0, 0, 2]), torch.tensor([3, 3, 0, 1])
+    v3, t3, m3 = vtm_pairs(b, text, mask, neg_v, neg_t)
+
+    def run(stacked: bool):
+        vision = vision0.clone().requires_grad_(True)
+        if stacked:
+            logits = model.itm_logits(t3, m3, torch.cat([vision, vision[neg_v], vision]))
+        else:
+            logits = model.itm_logits(t3, m3, vision, vision_index=v3)
+        vtm_loss(logits).backward()
+        return logits.detach(), vision.grad
+
+    (la, ga), (lb, gb) = run(True), run(False)
+    assert la.shape == (3 * b, 2)
+    torch.testing.assert_close(lb, la, rtol=0, atol=1e-6)
+    torch.testing.assert_close(gb, ga, rtol=0, atol=1e-6)
 
 
 def test_vtm_loss_hand_logits_and_gradient():

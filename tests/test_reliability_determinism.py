@@ -40,21 +40,25 @@ class _threads:
 
 def test_vtm_pairs_backward_is_bit_identical_with_repeated_negatives():
     """Each negative index drawn 4 times, spread over both halves of the batch (so 2 threads
-    race on it), tensors above PyTorch's parallel grain (32768): 40 backwards, one result.
+    race on it), tensors above PyTorch's parallel grain (32768): 40 backwards through the
+    pairs and the cross-attention that gathers each pair's video keys and values, one result.
     With ``x[idx]`` in ``vtm_pairs`` nearly every repetition differed (up to 1e-6)."""
+    from umt.models.text_bert import BertAttention
+
     g = torch.Generator().manual_seed(0)
     vision0 = torch.randn(12, 41, 192, generator=g)
     text0 = torch.randn(12, 16, 384, generator=g)
     mask = torch.ones(12, 16, dtype=torch.long)
     neg = torch.tensor([0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2])
-    up_v = torch.randn(36, 41, 192, generator=g)
-    up_t = torch.randn(36, 16, 384, generator=g)
+    up = torch.randn(36, 16, 384, generator=g)
+    torch.manual_seed(0)
+    cross = BertAttention(384, 12, 192, 1e-12, 0.0, 0.0)
 
     def grads():
         vision = vision0.clone().requires_grad_(True)
         text = text0.clone().requires_grad_(True)
-        v3, t3, _ = losses.vtm_pairs(vision, text, mask, neg, neg)
-        ((v3 * up_v).sum() + (t3 * up_t).sum()).backward()
+        v3, t3, _ = losses.vtm_pairs(12, text, mask, neg, neg)
+        (cross(t3, None, vision, context_index=v3) * up).sum().backward()
         return vision.grad, text.grad
 
     with _threads():

@@ -376,28 +376,32 @@ def random_negatives(
 
 
 def vtm_pairs(
-    vision_embeds: torch.Tensor,
+    num_videos: int,
     text_embeds: torch.Tensor,
     text_mask: torch.Tensor,
     neg_video_for_text: torch.Tensor,
     neg_text_for_video: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The official 3B video-text matching pairs: vision ``[V, V_neg, V]`` with text
+    """The official 3B video-text matching pairs: videos ``[V, V_neg, V]`` with texts
     ``[T, T, T_neg]`` (rows ``[0, B)`` positives, ``[B, 2B)`` each text with its negative video,
     ``[2B, 3B)`` each video with its negative text).
 
+    The videos are given as an index into the batch's ``num_videos`` (= B) videos, for the
+    fusion layers' ``vision_index``: each video's keys and values are then projected once, not
+    once per pair (the official code stacks three copies of the video tokens; same result).
+
     Args:
-        vision_embeds: ``[B, N, C_v]``; text_embeds: ``[B, L, C]``; text_mask: ``[B, L]``.
+        num_videos: B; text_embeds: ``[B, L, C]``; text_mask: ``[B, L]``.
         neg_video_for_text, neg_text_for_video: ``[B]`` indices from :func:`hard_negatives`.
 
     Returns:
-        (vision ``[3B, N, C_v]``, text ``[3B, L, C]``, text_mask ``[3B, L]``).
+        (vision_index ``[3B]`` long, text ``[3B, L, C]``, text_mask ``[3B, L]``).
     """
-    b = vision_embeds.shape[0]
+    b = num_videos
     if text_embeds.shape[0] != b or text_mask.shape != text_embeds.shape[:2]:
         raise ValueError(
-            f"vtm_pairs: vision {tuple(vision_embeds.shape)}, text {tuple(text_embeds.shape)} and "
-            f"mask {tuple(text_mask.shape)} do not form a batch of pairs"
+            f"vtm_pairs: {b} videos, text {tuple(text_embeds.shape)} and mask "
+            f"{tuple(text_mask.shape)} do not form a batch of pairs"
         )
     if neg_video_for_text.shape != (b,) or neg_text_for_video.shape != (b,):
         raise ValueError(
@@ -407,13 +411,15 @@ def vtm_pairs(
     # index_select, not x[idx]: the backward of advanced indexing is index_put_(accumulate=True),
     # which on CPU adds with parallel float atomics (2+ threads, >= 32768 elements), so a
     # negative drawn 3+ times sums its gradients in a racing order and runs differ in the last
-    # bits; index_select's backward (index_add_) adds in index order, deterministically.
-    neg_video = vision_embeds.index_select(0, neg_video_for_text.to(vision_embeds.device))
-    neg_text = neg_text_for_video.to(text_embeds.device)
-    vision = torch.cat([vision_embeds, neg_video, vision_embeds], dim=0)
+    # bits; index_select's backward (index_add_) adds in index order, deterministically. The
+    # fusion layers gather the videos' keys and values with index_select for the same reason.
+    device = text_embeds.device
+    own = torch.arange(b, device=device)
+    vision_index = torch.cat([own, neg_video_for_text.to(device, torch.long), own])
+    neg_text = neg_text_for_video.to(device)
     text = torch.cat([text_embeds, text_embeds, text_embeds.index_select(0, neg_text)], dim=0)
     mask = torch.cat([text_mask, text_mask, text_mask.index_select(0, neg_text)], dim=0)
-    return vision, text, mask
+    return vision_index, text, mask
 
 
 def vtm_loss(itm_logits: torch.Tensor) -> torch.Tensor:

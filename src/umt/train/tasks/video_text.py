@@ -137,13 +137,14 @@ class VideoTextTrainModule(nn.Module):
             else:
                 neg_video, neg_text = losses.random_negatives(sample_ids.cpu(), gen)
             v3, t3, m3 = losses.vtm_pairs(
-                vision_embeds,
+                vision_embeds.shape[0],
                 text_embeds,
                 attention_mask,
                 neg_video.to(video.device),
                 neg_text.to(video.device),
             )
-            parts["vtm"] = losses.vtm_loss(model.itm_logits(t3, m3, v3).float())
+            itm = model.itm_logits(t3, m3, vision_embeds, vision_index=v3)  # [3B, 2]
+            parts["vtm"] = losses.vtm_loss(itm.float())
         if lc.mlm > 0:
             if "mlm_input_ids" in given:
                 masked_ids, labels = given["mlm_input_ids"], given["mlm_labels"]
