@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 
 import umt
@@ -54,6 +55,59 @@ def test_classifier_is_the_official_fine_tuning_model():
 
     want = interpolate_pos_table(sincos_table(8 * 14 * 14, 64), (8, 14, 14), model.grid)
     torch.testing.assert_close(model.pos_embed, want)
+
+
+def _moving_squares(n: int, g: torch.Generator, shuffle_frames: bool) -> tuple:
+    """``n`` black clips ``[n, 3, 4, 32, 32]``, each with a 12 px white square that moves 12 px
+    left (label 0) or right (1) over its 4 frames. Left starts at x 12-20, right at 0-8: as
+    sets of places the two are alike, so only the frames' order tells them apart."""
+    y = torch.randint(0, 2, (n,), generator=g)
+    x = torch.zeros(n, 3, 4, 32, 32)
+    for i in range(n):
+        top = int(torch.randint(0, 21, (1,), generator=g))
+        start = int(torch.randint(0, 9, (1,), generator=g)) + (0 if y[i] else 12)
+        order = torch.randperm(4, generator=g) if shuffle_frames else torch.arange(4)
+        for t in range(4):
+            left = start + (4 * t if y[i] else -4 * t)
+            x[i, :, int(order[t]), top : top + 12, left : left + 12] = 1.0
+    return x, y
+
+
+@pytest.mark.parametrize("shuffle_frames", [False, True])
+def test_the_classifier_learns_which_way_a_square_moves_from_the_frame_order(shuffle_frames):
+    """The official fine-tuning model (mean over the tokens, fc_norm, a head scaled by 0.001)
+    learns a motion's direction, which needs attention across frames and the time positions:
+    in 300 steps of 32 fresh clips it is right on >= 95% of 256 others. With each clip's frames
+    in a random order (the same places, the direction gone) it stays near chance: the task
+    cannot be solved from one frame or from the set of places. (Small actors take far longer:
+    see the README on motion in the built-in world.)"""
+    cfg = load_config(
+        None,
+        [
+            *TINY_FT, "model.init=scratch", "model.num_classes=2", "model.patch_size=8",
+            "model.drop_path_rate=0", "data.num_frames=4", "data.input_size=32",
+        ],
+        task="finetune",
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = build_classifier(cfg)
+    assert model.grid == (4, 4, 4)
+    g = torch.Generator().manual_seed(1)
+    val_x, val_y = _moving_squares(256, g, shuffle_frames)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.05)
+    for _ in range(300):
+        x, y = _moving_squares(32, g, shuffle_frames)
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        acc = (model(val_x).argmax(1) == val_y).float().mean().item()
+    if shuffle_frames:
+        assert acc < 0.65, acc
+    else:
+        assert acc >= 0.95, acc
 
 
 @pytest.mark.parity
