@@ -230,7 +230,7 @@ def _vt_outputs(model, io, video) -> dict[str, torch.Tensor]:
             "text_proj": text_proj,
             "sim_v2t": sim,
             "itm_logits": model.itm_logits(text_embeds, att, vision_embeds),
-            "mlm_logits": model.mlm_logits(ids, att, vision_embeds),
+            "mlm_logits": model.mlm_logits(text_embeds, att, vision_embeds),
             "student_aligned": aligned,
         }
 

@@ -195,7 +195,7 @@ def test_text_heads_and_fusion():
         assert itm.shape == (2, 2)
         fused = model.text_encoder.forward_fusion(text_embeds, mask, vision_embeds)
         assert torch.allclose(itm, model.itm_head(fused[:, 0]), atol=1e-6)
-        mlm = model.mlm_logits(ids, mask, vision_embeds)
+        mlm = model.mlm_logits(text_embeds, mask, vision_embeds)
         assert mlm.shape == (2, 8, 60)
         assert torch.allclose(mlm, model.text_encoder.mlm_logits(fused), atol=1e-5)
         # masked vision tokens (the training path) work with the fusion layers too
@@ -277,7 +277,7 @@ def _outputs(model, video, ids, mask):
         model.vision_features(pv),
         model.text_features(pt),
         model.itm_logits(t, mask, v),
-        model.mlm_logits(ids, mask, v),
+        model.mlm_logits(t, mask, v),
         model.encode_vision_aligned(video, _mask(2, 4))[2],
     ]
 
@@ -378,10 +378,12 @@ def test_mlm_logits_at_masked_positions_give_the_same_loss():
     ids[0, 7:] = 0
     masked, labels = mask_tokens(ids, 50, 4, 0, 2, generator=torch.Generator().manual_seed(1))
     vision = torch.randn(3, 8, 32)
-    full = mlm_loss(model.mlm_logits(masked, att, vision), labels)
+    text, _ = model.encode_text(masked, att)
+    full = mlm_loss(model.mlm_logits(text, att, vision), labels)
     g_full = torch.autograd.grad(full, model.text_encoder.word_embed.weight)[0]
     sel = labels != -100
-    part = mlm_loss(model.mlm_logits(masked, att, vision, positions=sel), labels[sel])
+    text, _ = model.encode_text(masked, att)
+    part = mlm_loss(model.mlm_logits(text, att, vision, positions=sel), labels[sel])
     g_part = torch.autograd.grad(part, model.text_encoder.word_embed.weight)[0]
     torch.testing.assert_close(part, full)
     torch.testing.assert_close(g_part, g_full)

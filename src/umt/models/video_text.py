@@ -265,17 +265,18 @@ class UMTVideoText(
 
     def mlm_logits(
         self,
-        input_ids: torch.Tensor,
+        text_embeds: torch.Tensor,
         attention_mask: torch.Tensor,
         vision_embeds: torch.Tensor,
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Masked-LM logits conditioned on the video: text layers, fusion layers, MLM head.
-        ``[B, L], [B, L], [B, N, C_v] -> [B, L, vocab]``; with ``positions`` (bool ``[B, L]``)
-        only those tokens' logits, ``[M, vocab]`` (the loss needs only the masked tokens: the
-        vocabulary-wide head then runs on a fraction of the positions)."""
-        text = self.text_encoder.forward_text(input_ids, attention_mask)
-        fused = self.text_encoder.forward_fusion(text, attention_mask, vision_embeds)
+        """Masked-LM logits conditioned on the video: the fusion layers and the MLM head on
+        the text-only layers' output of the masked caption (:meth:`encode_text`, as
+        :meth:`itm_logits` reads it). ``[B, L, C], [B, L], [B, N, C_v] -> [B, L, vocab]``;
+        with ``positions`` (bool ``[B, L]``) only those tokens' logits, ``[M, vocab]`` (the
+        loss needs only the masked tokens: the vocabulary-wide head then runs on a fraction of
+        the positions)."""
+        fused = self.text_encoder.forward_fusion(text_embeds, attention_mask, vision_embeds)
         if positions is not None:
             fused = fused[positions]  # [M, C]
         return self.text_encoder.mlm_logits(fused)

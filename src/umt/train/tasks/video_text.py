@@ -118,7 +118,31 @@ class VideoTextTrainModule(nn.Module):
             )
         else:
             vision_embeds, pooled = model.encode_vision(video, None, drop_path_noise=noise)
-        text_embeds, text_pooled = model.encode_text(input_ids, attention_mask)  # [B, L, C]
+        b = input_ids.shape[0]
+        if lc.mlm > 0:  # the MLM draw first: its caption joins the ITC one in one text pass
+            if "mlm_input_ids" in given:
+                masked_ids, labels = given["mlm_input_ids"], given["mlm_labels"]
+            else:
+                gen = torch.Generator().manual_seed(sample_seed(step_seed, 0, 0, MLM_STREAM))
+                masked_ids, labels = losses.mask_tokens(
+                    input_ids.cpu(),
+                    vocab_size=model.text_encoder.vocab_size,
+                    mask_id=self.special["mask"],
+                    pad_id=self.special["pad"],
+                    cls_id=self.special["cls"],
+                    prob=lc.mlm_prob,
+                    generator=gen,
+                )
+            # One pass of the text-only layers over [captions; masked captions]: larger
+            # products, and one dense word-embedding gradient instead of two.
+            both_embeds, both_pooled = model.encode_text(
+                torch.cat([input_ids, masked_ids.to(input_ids.device)]),
+                torch.cat([attention_mask, attention_mask]),
+            )  # [2B, L, C], [2B, C]
+            text_embeds, text_pooled = both_embeds[:b], both_pooled[:b]
+            mlm_text = both_embeds[b:]
+        else:
+            text_embeds, text_pooled = model.encode_text(input_ids, attention_mask)  # [B, L, C]
         vision_feat = model.vision_features(pooled)  # [B, T', D]
         text_feat = model.text_features(text_pooled)  # [B, D]
 
@@ -146,23 +170,10 @@ class VideoTextTrainModule(nn.Module):
             itm = model.itm_logits(t3, m3, vision_embeds, vision_index=v3)  # [3B, 2]
             parts["vtm"] = losses.vtm_loss(itm.float())
         if lc.mlm > 0:
-            if "mlm_input_ids" in given:
-                masked_ids, labels = given["mlm_input_ids"], given["mlm_labels"]
-            else:
-                gen = torch.Generator().manual_seed(sample_seed(step_seed, 0, 0, MLM_STREAM))
-                masked_ids, labels = losses.mask_tokens(
-                    input_ids.cpu(),
-                    vocab_size=model.text_encoder.vocab_size,
-                    mask_id=self.special["mask"],
-                    pad_id=self.special["pad"],
-                    cls_id=self.special["cls"],
-                    prob=lc.mlm_prob,
-                    generator=gen,
-                )
             labels = labels.to(video.device)
             masked = labels != -100  # the head runs on the masked tokens only: same loss
             logits = model.mlm_logits(
-                masked_ids.to(video.device), attention_mask, vision_embeds, positions=masked
+                mlm_text, attention_mask, vision_embeds, positions=masked
             )  # [M, V]
             parts["mlm"] = losses.mlm_loss(logits.float(), labels[masked])
         weights = {"uma": lc.uma, "vtc": lc.vtc, "vtm": lc.vtm, "mlm": lc.mlm}
