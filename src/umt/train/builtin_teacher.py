@@ -123,12 +123,12 @@ def recipe_for_run(cfg: Any) -> TeacherRecipe:
     the synthetic set the run uses: the finished one under its ``synthetic_root`` as it was made
     (``umt data synth`` may make a smaller or larger one), else the default one (made when the
     teacher is trained). The set's parameters are part of the recipe, so each set has its own
-    cached teacher."""
+    cached teacher, and so is the world's version (a set at another version is remade)."""
     from umt.config.teacher import SyntheticSetSpec
-    from umt.data.synth import set_params
+    from umt.data.synth import WORLD_VERSION, set_params
     from umt.train.data import synthetic_root
 
-    recipe = recipe_from_config(cfg)
+    recipe = dataclasses.replace(recipe_from_config(cfg), world=WORLD_VERSION)
     try:
         found = set_params(synthetic_root(cfg))
     except InputError:
