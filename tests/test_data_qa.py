@@ -217,7 +217,7 @@ GOOD = {"video": "a.mp4", "question": "what?", "answer": "x", "question_id": 1}
         ([{**GOOD, "question": 7}], ValueError, ["entry 0", "'question'", "string"]),
         ([{**GOOD, "question_id": 1.5}], ValueError, ["entry 0", "'question_id'"]),
         ([GOOD, {**GOOD, "video": "b.mp4"}], ValueError, ["entry 1", "repeats entry 0"]),
-        ([{"video": "a.mp4", "caption": ["x", "y"], "answer": 0}], ValueError, ["load_mc"]),
+        ([{"video": "a.mp4", "caption": ["x", "y"], "answer": 0}], ValueError, ["umt evaluate mc"]),
         ([{"foo": 1}], ValueError, ["cannot tell", "fmt="]),
     ],
 )

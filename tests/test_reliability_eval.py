@@ -294,3 +294,19 @@ def test_worker_error_torch_cannot_rebuild_is_still_one_line():
     assert not isinstance(err, VideoDecodeError)  # what torch gives: not the original type
     assert exit_code(err) == exit_code(direct) == 1
     assert one_line(err) == one_line(direct)
+
+
+def test_check_writable_refuses_a_folder_that_takes_no_files(tmp_path):
+    """The permission bits say yes (root passes them everywhere) but the file system says no:
+    /proc takes no new files. Refused before the work, and a writable folder is left as it was."""
+    from umt.outputs import OutputPathError, check_writable
+
+    if not Path("/proc/self").is_dir():
+        pytest.skip("no /proc on this machine")
+    with pytest.raises(OutputPathError, match=r"/proc/umt-check\.jsonl: cannot write"):
+        check_writable("/proc/umt-check.jsonl", "predictions file")
+    existing = tmp_path / "p.jsonl"
+    existing.write_text("kept\n")
+    assert check_writable(existing, "predictions file") == existing
+    assert existing.read_text() == "kept\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.jsonl"]  # no probe file left

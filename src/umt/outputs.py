@@ -9,6 +9,7 @@ torch): every command and library function that writes a user-chosen path uses i
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from umt.errors import InputError
@@ -64,4 +65,20 @@ def check_writable(
             f"{path}: cannot write the {what} here (read-only or no permission); "
             "choose a writable path"
         )
+    # os.access answers from the permission bits, and root passes them everywhere: a pseudo
+    # file system (/proc, /sys) or an NFS export that squashes root refuses the write all the
+    # same. So write something: open an existing file for appending (its bytes untouched), else
+    # create and remove an empty file beside it.
+    try:
+        if path.is_file():
+            with path.open("ab"):
+                pass
+        else:
+            fd, probe = tempfile.mkstemp(prefix=".umt-write-check-", dir=where)
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise OutputPathError(
+            f"{path}: cannot write the {what} here ({err.strerror or err}); choose a writable path"
+        ) from None
     return path

@@ -248,7 +248,8 @@ def _detect(path: Path, first: Any) -> str:
             if "question" not in keys and "caption" in keys:
                 raise InputError(
                     f"{path}: entries have 'video' and 'caption' but no 'question': a "
-                    "multiple-choice or caption file (use load_mc_annotations)"
+                    "multiple-choice or caption file, not QA (score it with `umt evaluate mc` or "
+                    "`umt evaluate retrieval`)"
                 )
             return "umt"
         if "video_name" in keys:
