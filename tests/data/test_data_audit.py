@@ -145,6 +145,23 @@ def test_check_reports_a_truncated_mp4_by_default(tmp_path, truncated_mp4, capsy
     assert "cut.mp4" in out and "2 checked, 1 bad" in out
 
 
+def test_check_takes_videos_as_well_as_lists(tmp_path, truncated_mp4, capsys):
+    """Videos named on the command line are checked themselves, beside (and deduplicated
+    with) the videos of an annotation file; a named video that is missing is a bad video."""
+    full, cut = truncated_mp4
+    assert cli_main(["data", "check", str(full), "--no-progress"]) == 0
+    assert "1 checked, 0 bad" in capsys.readouterr().out
+    (tmp_path / "list.txt").write_text(f"{full} 0\n")
+    missing = tmp_path / "gone.mp4"
+    argv = ["data", "check", str(tmp_path / "list.txt"), str(cut), str(full), str(missing)]
+    assert cli_main([*argv, "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "3 checked, 2 bad" in out and "cut.mp4" in out and "gone.mp4" in out
+    report = check_annotations([tmp_path / "list.txt", cut], progress=False, workers=1)
+    assert report.checked == 2 and [p for p, _ in report.bad] == [str(cut)]
+    assert "truncated" in dict(report.bad)[str(cut)]
+
+
 def test_thorough_decodes_the_whole_stream(tmp_path, capsys):
     """A packet zeroed in a GOP that neither view nor the tail touches: the default check
     passes, --thorough finds it."""

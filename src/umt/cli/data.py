@@ -19,12 +19,17 @@ def add_data(sub: argparse._SubParsersAction) -> None:
         "check",
         help="decode every video of an annotation file; list the unreadable / too-short ones",
         description=(
-            "Probe each video, decode a training view, the test view and the last frames "
-            "(--thorough: every frame). Exit status 1 when any video is bad, 2 on a usage error."
+            "Probe each video of the annotation files (or each video named), decode a training "
+            "view, the test view and the last frames (--thorough: every frame). Exit status 1 "
+            "when any video is bad, 2 on a usage error."
         ),
     )
     chk.add_argument(
-        "list", help="annotation file (.txt/.csv list, SSv2/video-text/image-text JSON)"
+        "list",
+        nargs="+",
+        metavar="LIST_OR_VIDEO",
+        help="annotation files (.txt/.csv list, SSv2/video-text/image-text JSON) or videos "
+        "(by their extension: checked themselves), one or more",
     )
     chk.add_argument(
         "--format", default="auto", choices=["auto", "list", "ssv2", "video_text", "image_text"]

@@ -1,4 +1,5 @@
-"""``umt data check``: find the videos of an annotation file that training could not use.
+"""``umt data check``: find the videos of an annotation file (or the videos named) that
+training could not use.
 
 Each video is probed (frame count), then decoded the way training reads it (one training draw
 and the centred test view of the chosen sampling) and from its last :data:`TAIL_FRAMES`
@@ -163,8 +164,32 @@ def _check_job(args: tuple) -> tuple[str, str | None]:
     return path, check_video(*args)
 
 
+def _listed_paths(
+    annotations: str | os.PathLike | Sequence[str | os.PathLike],
+    format: str,
+    root: str | os.PathLike | None,
+) -> list[str]:
+    """The videos to check, in order, each once: an annotation file gives its entries (read
+    with ``format`` and ``root``); a video file (by its extension) stands for itself."""
+    from pathlib import Path
+
+    from umt.data.formats.annotations import load_annotations
+    from umt.data.formats.records import VIDEO_EXTENSIONS
+
+    items = [annotations] if isinstance(annotations, (str, os.PathLike)) else list(annotations)
+    if not items:
+        raise InputError("nothing to check: give an annotation file or a video")
+    paths: list[str] = []
+    for item in items:
+        if Path(item).suffix.lower() in VIDEO_EXTENSIONS and format == "auto":
+            paths.append(str(item))
+        else:
+            paths.extend(r.path for r in load_annotations(item, format=format, root=root))
+    return list(dict.fromkeys(paths))
+
+
 def check_annotations(
-    annotations: str | os.PathLike,
+    annotations: str | os.PathLike | Sequence[str | os.PathLike],
     format: str = "auto",
     root: str | os.PathLike | None = None,
     num_frames: int = 8,
@@ -177,15 +202,14 @@ def check_annotations(
     progress: bool = True,
     thorough: bool = False,
 ) -> CheckReport:
-    """Check every listed video with :func:`check_video` (in parallel threads or processes).
+    """Check every video that ``annotations`` lists (one annotation file, or several; a video
+    file among them, known by its extension, is checked itself) with :func:`check_video`, in
+    parallel threads or processes; the report lists the bad ones in the order given.
 
     Options are validated first (:class:`CheckOptionError`), before any file is read.
     """
-    from umt.data.formats.annotations import load_annotations
-
     validate_check_options(num_frames, sampling, frame_stride, min_frames, backend, workers)
-    records = load_annotations(annotations, format=format, root=root)
-    paths: Sequence[str] = list(dict.fromkeys(r.path for r in records))
+    paths = _listed_paths(annotations, format, root)
     jobs = [(p, num_frames, sampling, frame_stride, min_frames, backend, thorough) for p in paths]
     report = CheckReport()
     bar = None
