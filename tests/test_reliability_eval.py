@@ -263,7 +263,7 @@ def test_check_writable_refuses_a_read_only_mount(tmp_path):
         with pytest.raises(OutputPathError, match="choose a writable path"):
             check_writable(folder / "p.jsonl", "predictions file")
         with pytest.raises(OutputPathError, match="choose a writable path"):
-            check_writable(folder / "index", "index folder", folder=True)
+            check_writable(folder / "index", "index", folder=True)
     finally:
         subprocess.run(["umount", str(folder)], check=False)
 

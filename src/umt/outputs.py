@@ -35,7 +35,7 @@ def check_writable(
     """Refuse (:class:`OutputPathError`, one line naming ``path`` and the remedy) an output
     that cannot be written, before any work; returns ``path`` as a :class:`Path`.
 
-    ``what`` names the output in the message (``"predictions file"``, ``"index folder"``).
+    ``what`` names the output in the message (``"predictions file"``, ``"index"``).
     ``folder``: ``path`` is a folder to write into (made when missing), else a file (its folder
     made when missing). Refused: a path under a regular file, a file where a folder is wanted
     or the reverse, a folder that cannot be made or written (read-only file system, no

@@ -247,7 +247,7 @@ def _run_embed(args: argparse.Namespace) -> int:
 
     note = stderr_note("embed")
 
-    check_writable(args.output, "index folder", folder=True)  # before the model loads
+    check_writable(args.output, "index", folder=True)  # before the model loads
     videos = list_videos(args.videos)
     device = resolve_device(args.device)
     model, _ = load_video_text_model(args.checkpoint, args.num_frames, note)
