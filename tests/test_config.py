@@ -156,6 +156,34 @@ def test_step_intervals_and_counts_validated(override, key):
         load_config(None, [override])
 
 
+@pytest.mark.parametrize(
+    "recipe, override, key",
+    [
+        (None, "optim.lr=-1", "optim.lr"),
+        (None, "optim.lr=nan", "optim.lr"),
+        (None, "optim.min_lr=-1e-6", "optim.min_lr"),
+        (None, "optim.weight_decay=-0.05", "optim.weight_decay"),
+        (None, "optim.eps=-1e-8", "optim.eps"),
+        (None, "optim.betas=[0.9, 1.0]", "optim.betas"),
+        (None, "optim.betas=[0.9]", "optim.betas"),
+        (None, "optim.clip_grad=-1", "optim.clip_grad"),
+        ("umt-tiny-synthetic-ft", "optim.lr=-1", "optim.lr"),  # the layer-decay form too
+        ("umt-tiny-synthetic-ft", "optim.layer_decay=1.5", "optim.layer_decay"),
+        ("umt-tiny-synthetic-ava", "optim.weight_decay_end=-1", "optim.weight_decay_end"),
+        ("umt-tiny-synthetic-stage2", "optim.betas=[-0.1, 0.999]", "optim.betas"),
+    ],
+)
+def test_optimizer_settings_refused_with_the_config(recipe, override, key):
+    """What AdamW would refuse only after the model is built (a traceback, until this check)."""
+    with pytest.raises(ConfigError, match=key):
+        load_config(recipe, [override])
+
+
+def test_optimizer_settings_at_their_limits_are_kept():
+    c = load_config(None, ["optim.lr=0", "optim.clip_grad=0", "optim.betas=[0.0, 0.999]"])
+    assert (c.optim.lr, c.optim.clip_grad, c.optim.betas) == (0.0, 0.0, [0.0, 0.999])
+
+
 def test_only_the_tiny_recipe_may_use_a_random_teacher():
     from umt.train.tasks.stage1 import check_teacher_setting
 

@@ -170,6 +170,19 @@ class OptimConfig:
     clip_grad: float | None = None
     fused: bool = True  # fused AdamW kernel (CPU and CUDA); same update, fewer passes
 
+    def validate(self) -> None:
+        """What AdamW and the schedule would refuse (or silently misuse) only once the model
+        is built: checked with the config, before any work."""
+        for key in ("lr", "min_lr", "warmup_lr", "weight_decay", "eps"):
+            if not getattr(self, key) >= 0.0:  # also refuses nan
+                raise ConfigError(f"optim.{key}: must be >= 0, got {getattr(self, key)}")
+        if self.weight_decay_end is not None and not self.weight_decay_end >= 0.0:
+            raise ConfigError("optim.weight_decay_end: must be >= 0, or null (constant)")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"optim.betas: needs two numbers in [0, 1), got {self.betas}")
+        if self.clip_grad is not None and not self.clip_grad >= 0.0:
+            raise ConfigError("optim.clip_grad: must be >= 0, or null (0 and null: no clipping)")
+
 
 @dataclass
 class LayerDecayOptimConfig(OptimConfig):
@@ -178,6 +191,7 @@ class LayerDecayOptimConfig(OptimConfig):
     layer_decay: float | None = 0.75  # lr x decay^(depth + 1 - layer id); null = off
 
     def validate(self) -> None:
+        super().validate()
         if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
             raise ConfigError("optim.layer_decay: must be in (0, 1], or null")
 
@@ -285,8 +299,7 @@ class TaskConfig:
             raise ConfigError("train.accum_steps: must be >= 1")
         if self.data.num_frames % self.model.tubelet_size:
             raise ConfigError("data.num_frames: must be a multiple of model.tubelet_size")
-        if len(self.optim.betas) != 2:
-            raise ConfigError("optim.betas: needs two numbers")
+        self.optim.validate()
         if self.schedule.epochs < 1:
             raise ConfigError("schedule.epochs: must be >= 1")
         if self.train.max_steps is not None and self.train.max_steps < 0:
