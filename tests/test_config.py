@@ -171,10 +171,12 @@ def test_step_intervals_and_counts_validated(override, key):
         ("umt-tiny-synthetic-ft", "optim.layer_decay=1.5", "optim.layer_decay"),
         ("umt-tiny-synthetic-ava", "optim.weight_decay_end=-1", "optim.weight_decay_end"),
         ("umt-tiny-synthetic-stage2", "optim.betas=[-0.1, 0.999]", "optim.betas"),
+        (None, "schedule.warmup_epochs=-1", "schedule.warmup_epochs"),
+        (None, "schedule.steps_per_epoch=-5", "schedule.steps_per_epoch"),
     ],
 )
 def test_optimizer_settings_refused_with_the_config(recipe, override, key):
-    """What AdamW would refuse only after the model is built (a traceback, until this check)."""
+    """What AdamW or the schedule would refuse (or misuse) only after the model is built."""
     with pytest.raises(ConfigError, match=key):
         load_config(recipe, [override])
 

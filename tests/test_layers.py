@@ -91,3 +91,25 @@ def test_stage1_student_uses_xavier_and_classifier_trunc_normal():
         weight_init="xavier",
     )
     assert float(forced.blocks[0].mlp.fc1.weight.detach().std()) > 0.05  # xavier at width 96: ~0.07
+
+
+def test_video_vit_refuses_sizes_that_cannot_make_a_model():
+    """Refused at construction with the argument named (a width of 0 was a conv traceback
+    at the first batch; a drop-path rate of 1.5 a NaN loss at step 1)."""
+    import pytest
+
+    from umt.errors import InputError
+
+    tiny = dict(img_size=32, patch_size=16, num_frames=2, embed_dim=32, depth=1, num_heads=2)
+    VideoViT(**tiny)  # the base is fine
+    for change, named in [
+        ({"embed_dim": 0}, "embed_dim"),
+        ({"depth": 0}, "depth"),
+        ({"num_heads": 0}, "num_heads"),
+        ({"num_heads": 3}, "not divisible by 3 heads"),
+        ({"mlp_ratio": 0.0}, "mlp_ratio"),
+        ({"drop_path_rate": 1.5}, "drop_path_rate"),
+        ({"drop_path_rate": -0.1}, "drop_path_rate"),
+    ]:
+        with pytest.raises(InputError, match=named):
+            VideoViT(**{**tiny, **change})

@@ -206,7 +206,7 @@ class ScheduleConfig:
     epochs: int = 201
     warmup_epochs: int = 40
     warmup_steps: int = -1  # > 0 overrides warmup_epochs
-    steps_per_epoch: int | None = None  # None = clips // (batch x world x accum)
+    steps_per_epoch: int | None = None  # None (or 0) = clips // (batch x world x accum)
     kind: Literal["cosine", "cosine_floor"] = "cosine"
     lr_floor: float = 0.01  # cosine_floor: the lowest lr, as a fraction of optim.lr
 
@@ -302,6 +302,12 @@ class TaskConfig:
         self.optim.validate()
         if self.schedule.epochs < 1:
             raise ConfigError("schedule.epochs: must be >= 1")
+        if self.schedule.warmup_epochs < 0:
+            raise ConfigError("schedule.warmup_epochs: must be >= 0")
+        if self.schedule.steps_per_epoch is not None and self.schedule.steps_per_epoch < 0:
+            raise ConfigError(
+                "schedule.steps_per_epoch: must be >= 1, or null / 0 (the clips over the batch)"
+            )
         if self.train.max_steps is not None and self.train.max_steps < 0:
             raise ConfigError("train.max_steps: must be >= 0")
         for key in ("checkpoint_every", "log_every"):

@@ -263,6 +263,13 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
             )
         if pos_embed not in ("sincos", "learned"):
             raise InputError(f"pos_embed must be 'sincos' or 'learned', not {pos_embed!r}")
+        for name, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads)):
+            if value < 1:
+                raise InputError(f"{name} must be >= 1, not {value}")
+        if not mlp_ratio > 0:
+            raise InputError(f"mlp_ratio must be > 0, not {mlp_ratio}")
+        if not 0.0 <= drop_path_rate < 1.0:
+            raise InputError(f"drop_path_rate must be in [0, 1), not {drop_path_rate}")
         grid = clip_grid(img_size, patch_size, num_frames, tubelet_size)
         if align_layers and (align_layers - 1) * align_interval >= depth:
             raise InputError(
