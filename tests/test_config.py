@@ -173,10 +173,16 @@ def test_step_intervals_and_counts_validated(override, key):
         ("umt-tiny-synthetic-stage2", "optim.betas=[-0.1, 0.999]", "optim.betas"),
         (None, "schedule.warmup_epochs=-1", "schedule.warmup_epochs"),
         (None, "schedule.steps_per_epoch=-5", "schedule.steps_per_epoch"),
+        ("umt-tiny-synthetic-stage2", "data.rrc_scale=[0.9, 0.1]", "data.rrc_scale"),
+        ("umt-tiny-synthetic-qa", "data.rrc_scale=[0.0, 1.0]", "data.rrc_scale"),
+        ("umt-tiny-synthetic-mc", "data.rrc_scale=[0.5]", "data.rrc_scale"),
+        ("umt-tiny-synthetic-ft", "augment.rrc_scale=[0.08, 1.5]", "augment.rrc_scale"),
+        ("umt-tiny-synthetic-ft", "augment.rrc_ratio=[1.33, 0.75]", "augment.rrc_ratio"),
     ],
 )
-def test_optimizer_settings_refused_with_the_config(recipe, override, key):
-    """What AdamW or the schedule would refuse (or misuse) only after the model is built."""
+def test_settings_refused_with_the_config(recipe, override, key):
+    """What AdamW, the schedule or the crop would refuse (or silently misuse) only after the
+    model is built."""
     with pytest.raises(ConfigError, match=key):
         load_config(recipe, [override])
 

@@ -14,6 +14,7 @@ from umt.config.common import (
     LayerDecayOptimConfig,
     TaskConfig,
     VideoDataConfig,
+    check_range,
 )
 from umt.config.registry import register_task
 
@@ -110,6 +111,6 @@ class ClassifyConfig(TaskConfig):
         for key in ("erase_prob", "mixup_prob", "mixup_switch_prob", "smoothing"):
             if not 0.0 <= getattr(a, key) <= 1.0:
                 raise ConfigError(f"augment.{key}: must be in [0, 1]")
-        if len(a.rrc_scale) != 2 or len(a.rrc_ratio) != 2:
-            raise ConfigError("augment.rrc_scale and augment.rrc_ratio: need two numbers each")
+        check_range("augment.rrc_scale", a.rrc_scale, 0.0, 1.0)
+        check_range("augment.rrc_ratio", a.rrc_ratio, 0.0, None)
         super().validate()

@@ -23,6 +23,17 @@ DEFAULT_FINETUNE_RECIPE = "umt-tiny-synthetic-ft"
 
 
 # --------------------------------------------------------------------------- model
+def check_range(key: str, values: list[float], low: float, high: float | None) -> None:
+    """Refuse (:class:`ConfigError` naming ``key``) unless ``values`` is ``[a, b]`` with
+    ``low < a <= b``, and ``b <= high`` when ``high`` is given: a crop's area or aspect range."""
+    if len(values) != 2:
+        raise ConfigError(f"{key}: needs two numbers [min, max], got {values}")
+    a, b = values
+    if not (low < a <= b and (high is None or b <= high)):
+        top = "" if high is None else f" and <= {high}"
+        raise ConfigError(f"{key}: needs [min, max] with {low} < min <= max{top}, got {values}")
+
+
 @dataclass
 class EncoderConfig:
     """The video encoder every task builds (a ``VideoViT``). ``None`` sizes keep the registry

@@ -85,6 +85,7 @@ class QAConfig(TaskConfig):
         if self.eval.k_test < 1:
             raise ConfigError("eval.k_test: must be >= 1")
         self.eval.validate()
+        self.data.validate()
         if self.model.decoder_layers is not None and self.model.decoder_layers < 1:
             raise ConfigError("model.decoder_layers: must be >= 1, or null")
         super().validate()

@@ -15,6 +15,7 @@ from umt.config.common import (
     TaskConfig,
     TeacherConfig,
     VideoDataConfig,
+    check_range,
 )
 from umt.config.registry import register_task
 
@@ -70,6 +71,9 @@ class TextClipDataConfig(VideoDataConfig):
     val_root: str = ""
     test_list: str | None = None  # tested at the end (null: val_list)
     test_root: str = ""
+
+    def validate(self) -> None:
+        check_range("data.rrc_scale", self.rrc_scale, 0.0, 1.0)
 
 
 @dataclass
@@ -174,8 +178,7 @@ class VideoTextConfig(TaskConfig):
         if not 0.0 < self.model.temp <= 0.5:
             raise ConfigError("model.temp: must be in (0, 0.5] (it is clamped to [0.001, 0.5])")
         self.eval.validate()
-        if len(self.data.rrc_scale) != 2:
-            raise ConfigError("data.rrc_scale: needs two numbers")
+        self.data.validate()
         if self.data.corpora and self.data.train_list:
             raise ConfigError("data.corpora and data.train_list: give one of them")
         for i, c in enumerate(self.data.corpora):
