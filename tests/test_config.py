@@ -178,6 +178,14 @@ def test_step_intervals_and_counts_validated(override, key):
         ("umt-tiny-synthetic-mc", "data.rrc_scale=[0.5]", "data.rrc_scale"),
         ("umt-tiny-synthetic-ft", "augment.rrc_scale=[0.08, 1.5]", "augment.rrc_scale"),
         ("umt-tiny-synthetic-ft", "augment.rrc_ratio=[1.33, 0.75]", "augment.rrc_ratio"),
+        (None, "loss.uma=-1", "loss.uma"),
+        (None, "teacher.return_layers=0", "teacher.return_layers"),
+        ("umt-tiny-synthetic-stage2", "teacher.return_layers=5", "teacher.return_layers"),
+        (None, "data.scales=[]", "data.scales"),  # every clip was "skipped" (IndexError)
+        (None, "data.scales=[1.5]", "data.scales"),
+        ("videomae-tiny-synthetic", "data.scales=[0.0]", "data.scales"),
+        (None, "data.sampling_rate=0", "data.sampling_rate"),
+        ("umt-tiny-synthetic-ft", "eval.every_epochs=-1", "eval.every_epochs"),  # a section's own
     ],
 )
 def test_settings_refused_with_the_config(recipe, override, key):

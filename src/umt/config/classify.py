@@ -105,7 +105,6 @@ class ClassifyConfig(TaskConfig):
             raise ConfigError("model.num_classes: must be >= 1")
         if self.data.clips_per_video < 1:
             raise ConfigError("data.clips_per_video: must be >= 1")
-        self.eval.validate()
         parse_views(self.eval.test_views)
         a = self.augment
         for key in ("erase_prob", "mixup_prob", "mixup_switch_prob", "smoothing"):

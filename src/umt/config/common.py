@@ -88,6 +88,15 @@ class TeacherConfig:
     # weights: builtin: its training steps (part of its recipe; null = the recipe's 1000)
     builtin_steps: int | None = None
 
+    def validate(self) -> None:
+        if self.return_layers < 1:
+            raise ConfigError(f"teacher.return_layers: must be >= 1, got {self.return_layers}")
+        if self.layers is not None and self.return_layers > self.layers:
+            raise ConfigError(
+                f"teacher.return_layers: {self.return_layers} of teacher.layers "
+                f"{self.layers}: at most all of them"
+            )
+
 
 # --------------------------------------------------------------------------- data
 @dataclass
@@ -125,6 +134,13 @@ class PretrainDataConfig(VideoDataConfig):
 
     scales: list[float] = field(default_factory=lambda: [1.0, 0.875, 0.75, 0.66])
     teacher_norm: Literal["imagenet", "clip"] = "imagenet"
+
+    def validate(self) -> None:
+        if not self.scales or not all(0.0 < x <= 1.0 for x in self.scales):
+            raise ConfigError(
+                f"data.scales: one or more crop sides as fractions of the short side, each in "
+                f"(0, 1], got {self.scales}"
+            )
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -303,14 +319,19 @@ class TaskConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def validate(self) -> None:
-        """Cross-field checks that types alone cannot express (a task's own checks, then these)."""
+        """Cross-field checks that types alone cannot express (a task's own checks, then these):
+        first each section's own ``validate()`` (optim, eval, data, teacher, ...), then the
+        checks across sections."""
+        for section in dataclasses.fields(self):
+            check = getattr(getattr(self, section.name), "validate", None)
+            if dataclasses.is_dataclass(getattr(self, section.name)) and callable(check):
+                check()
         if self.train.batch_size < 1:
             raise ConfigError("train.batch_size: must be >= 1")
         if self.train.accum_steps < 1:
             raise ConfigError("train.accum_steps: must be >= 1")
         if self.data.num_frames % self.model.tubelet_size:
             raise ConfigError("data.num_frames: must be a multiple of model.tubelet_size")
-        self.optim.validate()
         if self.schedule.epochs < 1:
             raise ConfigError("schedule.epochs: must be >= 1")
         if self.schedule.warmup_epochs < 0:
@@ -332,6 +353,8 @@ class TaskConfig:
             raise ConfigError("data.num_workers: must be >= 0")
         if self.data.num_frames < 1 or self.data.input_size < 1:
             raise ConfigError("data.num_frames and data.input_size: must be >= 1")
+        if self.data.sampling_rate < 1:
+            raise ConfigError("data.sampling_rate: must be >= 1 (frames between clip frames)")
         if self.train.resume and self.train.overwrite:
             raise ConfigError("train.resume and train.overwrite exclude each other: pick one")
         if len(set(self.train.loggers)) != len(self.train.loggers):

@@ -35,6 +35,10 @@ class LossConfig:
     uma: float = 1.0  # its weight
     uma_kind: Literal["l2", "mse"] = "l2"  # l2: mean(2 - 2cos) of l2-normalised features
 
+    def validate(self) -> None:
+        if not self.uma >= 0.0:
+            raise ConfigError(f"loss.uma: a weight must be >= 0, got {self.uma}")
+
 
 @register_task(name="pretrain", command="pretrain", task="umt.train.tasks.stage1:Stage1Task")
 @dataclass

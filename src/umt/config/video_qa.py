@@ -84,8 +84,6 @@ class QAConfig(TaskConfig):
             raise ConfigError("text.max_length: must be >= 2")
         if self.eval.k_test < 1:
             raise ConfigError("eval.k_test: must be >= 1")
-        self.eval.validate()
-        self.data.validate()
         if self.model.decoder_layers is not None and self.model.decoder_layers < 1:
             raise ConfigError("model.decoder_layers: must be >= 1, or null")
         super().validate()

@@ -177,8 +177,6 @@ class VideoTextConfig(TaskConfig):
             raise ConfigError("text.fusion_layer: must be >= 0")
         if not 0.0 < self.model.temp <= 0.5:
             raise ConfigError("model.temp: must be in (0, 0.5] (it is clamped to [0.001, 0.5])")
-        self.eval.validate()
-        self.data.validate()
         if self.data.corpora and self.data.train_list:
             raise ConfigError("data.corpora and data.train_list: give one of them")
         for i, c in enumerate(self.data.corpora):
