@@ -23,6 +23,12 @@ DEFAULT_FINETUNE_RECIPE = "umt-tiny-synthetic-ft"
 
 
 # --------------------------------------------------------------------------- model
+def check_mask_ratio(key: str, ratio: float) -> None:
+    """Refuse (:class:`ConfigError` naming ``key``) a share of dropped tokens outside [0, 1)."""
+    if not 0.0 <= ratio < 1.0:
+        raise ConfigError(f"{key}: must be in [0, 1), got {ratio}")
+
+
 def check_range(key: str, values: list[float], low: float, high: float | None) -> None:
     """Refuse (:class:`ConfigError` naming ``key``) unless ``values`` is ``[a, b]`` with
     ``low < a <= b``, and ``b <= high`` when ``high`` is given: a crop's area or aspect range."""

@@ -14,6 +14,7 @@ from umt.config.common import (
     ProbeConfig,
     TaskConfig,
     TeacherConfig,
+    check_mask_ratio,
 )
 from umt.config.registry import register_task
 
@@ -26,6 +27,9 @@ class MaskConfig:
 
     kind: Literal["attention", "random", "tube"] = "attention"
     ratio: float = 0.8
+
+    def validate(self) -> None:
+        check_mask_ratio("mask.ratio", self.ratio)
 
 
 @dataclass
@@ -59,8 +63,3 @@ class Stage1Config(TaskConfig):
         "loss.kind": "loss.uma_kind",
         "loss.weight": "loss.uma",
     }
-
-    def validate(self) -> None:
-        if not 0.0 <= self.mask.ratio < 1.0:
-            raise ConfigError(f"mask.ratio: must be in [0, 1), got {self.mask.ratio}")
-        super().validate()

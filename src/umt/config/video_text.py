@@ -15,6 +15,7 @@ from umt.config.common import (
     TaskConfig,
     TeacherConfig,
     VideoDataConfig,
+    check_mask_ratio,
     check_range,
 )
 from umt.config.registry import register_task
@@ -100,6 +101,10 @@ class VideoTextMaskConfig:
     video_ratio: float = 0.8
     image_ratio: float = 0.5
 
+    def validate(self) -> None:
+        check_mask_ratio("mask.video_ratio", self.video_ratio)
+        check_mask_ratio("mask.image_ratio", self.image_ratio)
+
 
 @dataclass
 class VideoTextLossConfig:
@@ -112,6 +117,16 @@ class VideoTextLossConfig:
     mlm_prob: float = 0.5
     vtm_hard_negatives: bool = True
     uma_kind: Literal["l2", "mse"] = "l2"
+
+    def validate(self) -> None:
+        if not 0.0 < self.mlm_prob < 1.0:
+            raise ConfigError(f"loss.mlm_prob: must be in (0, 1), got {self.mlm_prob}")
+        weights = {k: getattr(self, k) for k in ("uma", "vtc", "vtm", "mlm")}
+        for key, weight in weights.items():
+            if not weight >= 0:
+                raise ConfigError(f"loss.{key}: a weight must be >= 0")
+        if not any(weights.values()):
+            raise ConfigError("loss: every weight is 0; nothing would be trained")
 
 
 @dataclass
@@ -161,16 +176,6 @@ class VideoTextConfig(TaskConfig):
     )
 
     def validate(self) -> None:
-        for key in ("video_ratio", "image_ratio"):
-            if not 0.0 <= getattr(self.mask, key) < 1.0:
-                raise ConfigError(f"mask.{key}: must be in [0, 1), got {getattr(self.mask, key)}")
-        if not 0.0 < self.loss.mlm_prob < 1.0:
-            raise ConfigError(f"loss.mlm_prob: must be in (0, 1), got {self.loss.mlm_prob}")
-        for key in ("uma", "vtc", "vtm", "mlm"):
-            if getattr(self.loss, key) < 0:
-                raise ConfigError(f"loss.{key}: a weight must be >= 0")
-        if not any(getattr(self.loss, k) for k in ("uma", "vtc", "vtm", "mlm")):
-            raise ConfigError("loss: every weight is 0; nothing would be trained")
         if self.text.max_length < 3:
             raise ConfigError("text.max_length: must be >= 3")
         if self.text.fusion_layer < 0:

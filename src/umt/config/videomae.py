@@ -6,8 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from umt.config._loader import ConfigError
-from umt.config.common import PretrainDataConfig, PretrainModelConfig, ProbeConfig, TaskConfig
+from umt.config.common import (
+    PretrainDataConfig,
+    PretrainModelConfig,
+    ProbeConfig,
+    TaskConfig,
+    check_mask_ratio,
+)
 from umt.config.registry import register_task
 
 
@@ -33,6 +38,9 @@ class VideoMAEMaskConfig:
     kind: Literal["tube", "random"] = "tube"
     ratio: float = 0.9
 
+    def validate(self) -> None:
+        check_mask_ratio("mask.ratio", self.ratio)
+
 
 @dataclass
 class VideoMAELossConfig:
@@ -52,8 +60,3 @@ class VideoMAEConfig(TaskConfig):
     mask: VideoMAEMaskConfig = field(default_factory=VideoMAEMaskConfig)
     loss: VideoMAELossConfig = field(default_factory=VideoMAELossConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
-
-    def validate(self) -> None:
-        if not 0.0 <= self.mask.ratio < 1.0:
-            raise ConfigError(f"mask.ratio: must be in [0, 1), got {self.mask.ratio}")
-        super().validate()
