@@ -186,6 +186,16 @@ def test_step_intervals_and_counts_validated(override, key):
         ("videomae-tiny-synthetic", "data.scales=[0.0]", "data.scales"),
         (None, "data.sampling_rate=0", "data.sampling_rate"),
         ("umt-tiny-synthetic-ft", "eval.every_epochs=-1", "eval.every_epochs"),  # a section's own
+        (None, "probe.k=-1", "probe.k"),  # was a traceback after the whole pretraining
+        (None, "probe.fit_clips=0", "probe.fit_clips"),
+        ("umt-tiny-synthetic-qa", "eval.num_frames=-1", "eval.num_frames"),  # was "loads failed"
+        ("umt-tiny-synthetic-stage2", "eval.k_test=-1", "eval.k_test"),
+        ("umt-tiny-synthetic-mc", "eval.k_test=-1", "eval.k_test"),
+        ("umt-tiny-synthetic-qa", "eval.k_test=0", "eval.k_test"),
+        ("umt-tiny-synthetic-ft", "augment.mixup=-1", "augment.mixup"),  # was silently off
+        ("umt-tiny-synthetic-ft", "augment.smoothing=1.5", "augment.smoothing"),
+        (None, "dist.timeout_min=0", "dist.timeout_min"),
+        (None, "model.grad_checkpointing=-1", "model.grad_checkpointing"),
     ],
 )
 def test_settings_refused_with_the_config(recipe, override, key):

@@ -110,6 +110,9 @@ def test_video_vit_refuses_sizes_that_cannot_make_a_model():
         ({"mlp_ratio": 0.0}, "mlp_ratio"),
         ({"drop_path_rate": 1.5}, "drop_path_rate"),
         ({"drop_path_rate": -0.1}, "drop_path_rate"),
+        ({"tubelet_size": -1}, "tubelet_size"),
+        ({"patch_size": 0}, "patch_size"),
+        ({"head_drop_rate": -1.0, "num_classes": 3}, "head_drop_rate"),
     ]:
         with pytest.raises(InputError, match=named):
             VideoViT(**{**tiny, **change})

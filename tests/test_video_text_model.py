@@ -92,6 +92,8 @@ def test_construction_defaults():
         UMTVideoText(VISION, {**TEXT, "encoder_width": 48})
     with pytest.raises(ValueError, match="fusion_layer"):
         UMTVideoText(VISION, {**TEXT, "fusion_layer": 4})
+    with pytest.raises(ValueError, match="embed_dim .* must be >= 1, not -1"):
+        UMTVideoText(VISION, TEXT, embed_dim=-1)  # model.proj_dim=-1 was a torch traceback
 
 
 def test_teacher_is_frozen_and_out_of_the_optimizer():

@@ -64,6 +64,16 @@ class AugmentConfig:
     mixup_switch_prob: float = 0.5
     smoothing: float = 0.1
 
+    def validate(self) -> None:
+        for key in ("erase_prob", "mixup_prob", "mixup_switch_prob", "smoothing"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"augment.{key}: must be in [0, 1]")
+        for key in ("mixup", "cutmix"):
+            if not getattr(self, key) >= 0.0:
+                raise ConfigError(f"augment.{key}: an alpha must be >= 0 (0 = off)")
+        check_range("augment.rrc_scale", self.rrc_scale, 0.0, 1.0)
+        check_range("augment.rrc_ratio", self.rrc_ratio, 0.0, None)
+
 
 @dataclass
 class ClassifyEvalConfig(EvalConfig):
@@ -106,10 +116,4 @@ class ClassifyConfig(TaskConfig):
         if self.data.clips_per_video < 1:
             raise ConfigError("data.clips_per_video: must be >= 1")
         parse_views(self.eval.test_views)
-        a = self.augment
-        for key in ("erase_prob", "mixup_prob", "mixup_switch_prob", "smoothing"):
-            if not 0.0 <= getattr(a, key) <= 1.0:
-                raise ConfigError(f"augment.{key}: must be in [0, 1]")
-        check_range("augment.rrc_scale", a.rrc_scale, 0.0, 1.0)
-        check_range("augment.rrc_ratio", a.rrc_ratio, 0.0, None)
         super().validate()

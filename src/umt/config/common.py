@@ -55,6 +55,11 @@ class EncoderConfig:
     drop_path_rate: float = 0.1
     grad_checkpointing: int = 0  # recompute the first N blocks in the backward pass (0 = off)
 
+    def validate(self) -> None:
+        # The sizes are checked by the model that takes them (umt.models.VideoViT).
+        if self.grad_checkpointing < 0:
+            raise ConfigError("model.grad_checkpointing: must be >= 0 (blocks; 0 = off)")
+
 
 @dataclass
 class PretrainModelConfig(EncoderConfig):
@@ -165,6 +170,16 @@ class ProbeConfig:
     # multiple of the class count stays balanced); None = all of them.
     fit_clips: int | None = 600
 
+    def validate(self) -> None:
+        # Checked now: the probe runs after the whole pretraining.
+        for key in ("k", "epochs"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"probe.{key}: must be >= 1, got {getattr(self, key)}")
+        if not self.weight_decay >= 0.0:
+            raise ConfigError(f"probe.weight_decay: must be >= 0, got {self.weight_decay}")
+        if self.fit_clips is not None and self.fit_clips < 1:
+            raise ConfigError("probe.fit_clips: must be >= 1, or null (all the training clips)")
+
 
 @dataclass
 class EvalConfig:
@@ -178,6 +193,9 @@ class EvalConfig:
     def validate(self) -> None:
         if self.every_epochs < 0:
             raise ConfigError("eval.every_epochs: must be >= 0 (0: no validation)")
+        frames = getattr(self, "num_frames", None)  # the forms that test on their own frames
+        if frames is not None and frames < 1:
+            raise ConfigError("eval.num_frames: must be >= 1, or null (data.num_frames)")
         if self.every_epochs == 0 and getattr(self, "test_best", False):
             raise ConfigError(
                 "eval.every_epochs: 0 (no validation) leaves no best weights to test: set "
@@ -280,6 +298,10 @@ class DistConfig:
     strategy: Literal["auto", "ddp", "fsdp"] = "auto"  # auto: ddp when world size > 1
     backend: str = "auto"  # auto: nccl on GPU, gloo on CPU
     timeout_min: int = 30
+
+    def validate(self) -> None:
+        if self.timeout_min < 1:
+            raise ConfigError(f"dist.timeout_min: must be >= 1, got {self.timeout_min}")
 
 
 # The sections the loop reads, written last (as the recipes write them).

@@ -58,6 +58,11 @@ class QAEvalConfig(EvalConfig):
     num_frames: int | None = None  # null = data.num_frames
     test_best: bool = True
 
+    def validate(self) -> None:
+        super().validate()
+        if self.k_test < 1:
+            raise ConfigError("eval.k_test: must be >= 1")
+
 
 @register_task(name="finetune-qa", command="finetune", task="umt.train.tasks.video_qa:QATask")
 @dataclass
@@ -82,8 +87,6 @@ class QAConfig(TaskConfig):
             raise ConfigError("text.answer_max_length: must be >= 3 ([CLS], a token, the eos)")
         if self.text.max_length < 2:
             raise ConfigError("text.max_length: must be >= 2")
-        if self.eval.k_test < 1:
-            raise ConfigError("eval.k_test: must be >= 1")
         if self.model.decoder_layers is not None and self.model.decoder_layers < 1:
             raise ConfigError("model.decoder_layers: must be >= 1, or null")
         super().validate()

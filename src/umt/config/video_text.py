@@ -140,6 +140,11 @@ class RetrievalEvalConfig(EvalConfig):
     num_frames: int | None = None  # null = data.num_frames
     test_best: bool = True  # test the checkpoint with the best validation r_mean
 
+    def validate(self) -> None:
+        super().validate()
+        if self.k_test < 0:
+            raise ConfigError(f"eval.k_test: must be >= 0 (0: ITC only), got {self.k_test}")
+
 
 @dataclass
 class VideoTextOptimConfig(OptimConfig):

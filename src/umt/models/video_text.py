@@ -93,6 +93,8 @@ class UMTVideoText(
         super().__init__()
         if text_pool not in ("cls", "mean"):
             raise InputError(f"text_pool must be 'cls' or 'mean', not {text_pool!r}")
+        if embed_dim < 1:
+            raise InputError(f"embed_dim (the joint space's width) must be >= 1, not {embed_dim}")
         self.text_pool = text_pool
         vcfg = vision_config(dict(vision))
         self.vision_encoder = VideoViT(**vcfg)

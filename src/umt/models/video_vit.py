@@ -263,9 +263,13 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
             )
         if pos_embed not in ("sincos", "learned"):
             raise InputError(f"pos_embed must be 'sincos' or 'learned', not {pos_embed!r}")
-        for name, value in (("embed_dim", embed_dim), ("depth", depth), ("num_heads", num_heads)):
+        sizes = {"embed_dim": embed_dim, "depth": depth, "num_heads": num_heads}
+        sizes.update(patch_size=patch_size, tubelet_size=tubelet_size, num_frames=num_frames)
+        for name, value in sizes.items():
             if value < 1:
                 raise InputError(f"{name} must be >= 1, not {value}")
+        if not 0.0 <= head_drop_rate < 1.0:
+            raise InputError(f"head_drop_rate must be in [0, 1), not {head_drop_rate}")
         if not mlp_ratio > 0:
             raise InputError(f"mlp_ratio must be > 0, not {mlp_ratio}")
         if not 0.0 <= drop_path_rate < 1.0:
