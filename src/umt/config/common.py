@@ -124,6 +124,14 @@ class ClipDataConfig:
     flip: bool = True  # random horizontal flip in training
     num_workers: int = 0
 
+    def validate(self) -> None:
+        if self.num_workers < 0:
+            raise ConfigError("data.num_workers: must be >= 0")
+        if self.num_frames < 1 or self.input_size < 1:
+            raise ConfigError("data.num_frames and data.input_size: must be >= 1")
+        if self.sampling_rate < 1:
+            raise ConfigError("data.sampling_rate: must be >= 1 (frames between clip frames)")
+
 
 @dataclass
 class VideoDataConfig(ClipDataConfig):
@@ -147,6 +155,7 @@ class PretrainDataConfig(VideoDataConfig):
     teacher_norm: Literal["imagenet", "clip"] = "imagenet"
 
     def validate(self) -> None:
+        super().validate()
         if not self.scales or not all(0.0 < x <= 1.0 for x in self.scales):
             raise ConfigError(
                 f"data.scales: one or more crop sides as fractions of the short side, each in "
@@ -261,6 +270,16 @@ class ScheduleConfig:
     kind: Literal["cosine", "cosine_floor"] = "cosine"
     lr_floor: float = 0.01  # cosine_floor: the lowest lr, as a fraction of optim.lr
 
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError("schedule.epochs: must be >= 1")
+        if self.warmup_epochs < 0:
+            raise ConfigError("schedule.warmup_epochs: must be >= 0")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 0:
+            raise ConfigError(
+                "schedule.steps_per_epoch: must be >= 1, or null / 0 (the clips over the batch)"
+            )
+
 
 LoggerName = Literal["tensorboard", "wandb"]
 
@@ -291,6 +310,27 @@ class TrainConfig:
     # torch.compile every repeated block (encoder, decoder, text and teacher layers) in place
     # before the model is wrapped (DDP / FSDP2); state-dict names do not change.
     compile: bool = False
+
+    def validate(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError("train.batch_size: must be >= 1")
+        if self.accum_steps < 1:
+            raise ConfigError("train.accum_steps: must be >= 1")
+        if self.max_steps is not None and self.max_steps < 0:
+            raise ConfigError("train.max_steps: must be >= 0")
+        for key in ("checkpoint_every", "log_every"):
+            if getattr(self, key) < 1:
+                raise ConfigError(
+                    f"train.{key}: must be >= 1 (optimizer steps), got {getattr(self, key)}"
+                )
+        if self.keep_last < 0:
+            raise ConfigError("train.keep_last: must be >= 0 (0 keeps every checkpoint)")
+        if self.resume and self.overwrite:
+            raise ConfigError("train.resume and train.overwrite exclude each other: pick one")
+        if len(set(self.loggers)) != len(self.loggers):
+            raise ConfigError(f"train.loggers: {self.loggers} names a logger twice")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ConfigError("train.ema_decay: must be in (0, 1), or null for no EMA")
 
 
 @dataclass
@@ -347,45 +387,12 @@ class TaskConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def validate(self) -> None:
-        """Cross-field checks that types alone cannot express (a task's own checks, then these):
-        first each section's own ``validate()`` (optim, eval, data, teacher, ...), then the
-        checks across sections."""
-        for section in dataclasses.fields(self):
-            check = getattr(getattr(self, section.name), "validate", None)
-            if dataclasses.is_dataclass(getattr(self, section.name)) and callable(check):
-                check()
-        if self.train.batch_size < 1:
-            raise ConfigError("train.batch_size: must be >= 1")
-        if self.train.accum_steps < 1:
-            raise ConfigError("train.accum_steps: must be >= 1")
+        """Checks that types alone cannot express (a task's own checks, then these): each
+        section's own ``validate()`` (optim, schedule, train, data, eval, teacher, ...), then
+        the checks across sections."""
+        for f in dataclasses.fields(self):
+            section = getattr(self, f.name)
+            if dataclasses.is_dataclass(section) and hasattr(section, "validate"):
+                section.validate()
         if self.data.num_frames % self.model.tubelet_size:
             raise ConfigError("data.num_frames: must be a multiple of model.tubelet_size")
-        if self.schedule.epochs < 1:
-            raise ConfigError("schedule.epochs: must be >= 1")
-        if self.schedule.warmup_epochs < 0:
-            raise ConfigError("schedule.warmup_epochs: must be >= 0")
-        if self.schedule.steps_per_epoch is not None and self.schedule.steps_per_epoch < 0:
-            raise ConfigError(
-                "schedule.steps_per_epoch: must be >= 1, or null / 0 (the clips over the batch)"
-            )
-        if self.train.max_steps is not None and self.train.max_steps < 0:
-            raise ConfigError("train.max_steps: must be >= 0")
-        for key in ("checkpoint_every", "log_every"):
-            if getattr(self.train, key) < 1:
-                raise ConfigError(
-                    f"train.{key}: must be >= 1 (optimizer steps), got {getattr(self.train, key)}"
-                )
-        if self.train.keep_last < 0:
-            raise ConfigError("train.keep_last: must be >= 0 (0 keeps every checkpoint)")
-        if self.data.num_workers < 0:
-            raise ConfigError("data.num_workers: must be >= 0")
-        if self.data.num_frames < 1 or self.data.input_size < 1:
-            raise ConfigError("data.num_frames and data.input_size: must be >= 1")
-        if self.data.sampling_rate < 1:
-            raise ConfigError("data.sampling_rate: must be >= 1 (frames between clip frames)")
-        if self.train.resume and self.train.overwrite:
-            raise ConfigError("train.resume and train.overwrite exclude each other: pick one")
-        if len(set(self.train.loggers)) != len(self.train.loggers):
-            raise ConfigError(f"train.loggers: {self.train.loggers} names a logger twice")
-        if self.train.ema_decay is not None and not 0.0 < self.train.ema_decay < 1.0:
-            raise ConfigError("train.ema_decay: must be in (0, 1), or null for no EMA")

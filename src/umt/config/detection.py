@@ -95,8 +95,8 @@ class DetectionConfig(TaskConfig):
             raise ConfigError("model.box_jitter: needs four numbers (x_out, x_in, y_out, y_in)")
         if len(m.test_box_ext) != 2:
             raise ConfigError("model.test_box_ext: needs two numbers (x, y)")
-        if d.sampling_rate < 1 or d.short_side < 1:
-            raise ConfigError("data.sampling_rate and data.short_side: must be >= 1")
+        if d.short_side < 1:
+            raise ConfigError("data.short_side: must be >= 1")
         if not 0.0 <= d.box_thresh <= 1.0:
             raise ConfigError("data.box_thresh: must be in [0, 1]")
         if d.fps is not None and not d.fps > 0:

@@ -74,6 +74,7 @@ class TextClipDataConfig(VideoDataConfig):
     test_root: str = ""
 
     def validate(self) -> None:
+        super().validate()
         check_range("data.rrc_scale", self.rrc_scale, 0.0, 1.0)
 
 
