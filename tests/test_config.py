@@ -196,6 +196,7 @@ def test_step_intervals_and_counts_validated(override, key):
         ("umt-tiny-synthetic-ft", "augment.smoothing=1.5", "augment.smoothing"),
         (None, "dist.timeout_min=0", "dist.timeout_min"),
         (None, "model.grad_checkpointing=-1", "model.grad_checkpointing"),
+        (None, "model.tubelet_size=0", "model.tubelet_size"),  # was a ZeroDivisionError
     ],
 )
 def test_settings_refused_with_the_config(recipe, override, key):

@@ -56,7 +56,10 @@ class EncoderConfig:
     grad_checkpointing: int = 0  # recompute the first N blocks in the backward pass (0 = off)
 
     def validate(self) -> None:
-        # The sizes are checked by the model that takes them (umt.models.VideoViT).
+        # The sizes are checked by the model that takes them (umt.models.VideoViT), all but the
+        # tubelet, which the config's own check of data.num_frames divides by.
+        if self.tubelet_size < 1:
+            raise ConfigError(f"model.tubelet_size: must be >= 1, got {self.tubelet_size}")
         if self.grad_checkpointing < 0:
             raise ConfigError("model.grad_checkpointing: must be >= 0 (blocks; 0 = off)")
 
