@@ -60,15 +60,10 @@ def check_writable(
             f"{path}: cannot create the folder {where} for the {what} ({err.strerror or err}); "
             "choose a writable path"
         ) from None
-    if not os.access(where, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise OutputPathError(
-            f"{path}: cannot write the {what} here (read-only or no permission); "
-            "choose a writable path"
-        )
-    # os.access answers from the permission bits, and root passes them everywhere: a pseudo
-    # file system (/proc, /sys) or an NFS export that squashes root refuses the write all the
-    # same. So write something: open an existing file for appending (its bytes untouched), else
-    # create and remove an empty file beside it.
+    # Write something, rather than ask os.access: it answers from the permission bits, which
+    # root passes everywhere, while a pseudo file system (/proc, /sys) or an NFS export that
+    # squashes root refuses the write all the same. An existing file is opened for appending
+    # (its bytes untouched); else an empty file is made and removed beside it.
     try:
         if path.is_file():
             with path.open("ab"):
