@@ -263,8 +263,14 @@ class VideoViT(nn.Module, PyTorchModelHubMixin, library_name="umt", tags=["video
             )
         if pos_embed not in ("sincos", "learned"):
             raise InputError(f"pos_embed must be 'sincos' or 'learned', not {pos_embed!r}")
-        sizes = {"embed_dim": embed_dim, "depth": depth, "num_heads": num_heads}
-        sizes.update(patch_size=patch_size, tubelet_size=tubelet_size, num_frames=num_frames)
+        sizes = dict(
+            embed_dim=embed_dim,
+            depth=depth,
+            num_heads=num_heads,
+            patch_size=patch_size,
+            tubelet_size=tubelet_size,
+            num_frames=num_frames,
+        )
         for name, value in sizes.items():
             if value < 1:
                 raise InputError(f"{name} must be >= 1, not {value}")
