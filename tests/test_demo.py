@@ -71,8 +71,9 @@ def test_default_run_distils_the_builtin_teacher_and_learns(umt_home, workdir):
 @pytest.mark.heavy
 def test_default_finetune_from_the_default_pretraining_beats_scratch(umt_home, workdir):
     """`umt finetune` after the default `umt pretrain` (found in the same folder) against the
-    same fine-tuning from scratch, both tested on the 600 test clips: claim (c)."""
-    quick = ["eval.test_views=1x1", "eval.every_epochs=16"]
+    same fine-tuning from scratch, both tested on the 600 test clips: claim (c), at half the
+    recipe's 16 epochs (the schedule fitted to 8), where the margin is as large."""
+    quick = ["eval.test_views=1x1", "eval.every_epochs=8", "schedule.epochs=8"]
     runs = run_cli_together(
         [
             ["finetune", *quick, "train.output_dir=ft-pretrained"],
@@ -88,7 +89,8 @@ def test_default_finetune_from_the_default_pretraining_beats_scratch(umt_home, w
         test = json.loads((workdir / name / "test" / "results.json").read_text())
         assert test["videos"] == 600 and test["views"] == 1
         top1[name] = test["top1"]
-    # measured (seed 0, one thread each): 21.2% vs 13.0% (chance 8.3%); 8 epochs: 20.5% vs 9.0%
+    # measured (seed 0, one thread each; chance 8.3%): at 8 epochs 18.5% vs 9.0% (2 min 4 s on
+    # a slow 2-core machine), at the recipe's 16 epochs 21.2% vs 13.0% (about twice the time)
     assert top1["ft-pretrained"] >= top1["ft-scratch"] + 4.0, top1
 
 
