@@ -3,11 +3,30 @@ synthetic clip set for the training tests."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from official_fixtures import fixtures_root
+from train_helpers import threads_per_worker
+
+# Under pytest-xdist (`-n auto`) each worker takes its share of the cores, it and the runs it
+# starts: two workers at two threads each on 2 cores would oversubscribe them (OpenMP's threads
+# wait for each other), which costs more than the second worker gains.
+# Inductor's compile workers likewise: it compiles in the worker's process (no pool of compile
+# processes, each importing torch, in every process that compiles).
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = str(threads_per_worker())
+    os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = str(threads_per_worker())
+    import torch
+
+    torch.set_num_threads(threads_per_worker())
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: one worker per usable core, at most 8 (each holds its own torch and sets)."""
+    return max(1, min(len(os.sched_getaffinity(0)), 8))
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from train_helpers import TINY_FT as TINY_FT_BASE
-from train_helpers import home_with_set, run_cli
+from train_helpers import end_of, home_with_set, run_cli, spawn_cli, wait_for_output
 from umt.train import checkpoint as ckpt
 
 # The tiny classifier validated after each of 2 epochs of 3 steps.
@@ -37,35 +37,6 @@ def _long_list(synthetic: Path, path: Path, repeats: int = 20) -> Path:
     return path
 
 
-def _spawn(args: list[str], cwd: Path, log: Path, **env: str) -> subprocess.Popen:
-    """``python -m umt ARGS`` in its own process group; stdout to ``log``, stderr beside it."""
-    environ = dict(os.environ, OMP_NUM_THREADS="1", **env)
-    return subprocess.Popen(
-        [sys.executable, "-m", "umt", *args],
-        cwd=cwd,
-        env=environ,
-        stdout=open(log, "w"),  # noqa: SIM115 (the child holds it)
-        stderr=open(log.with_suffix(".err"), "w"),  # noqa: SIM115
-        start_new_session=True,
-    )
-
-
-def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if log.is_file() and text in log.read_text():
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} never appeared in {log} (exit {proc.poll()})")
-
-
-def _end(proc: subprocess.Popen, log: Path) -> tuple[int, str, str]:
-    rc = proc.wait(timeout=240)
-    return rc, log.read_text(), log.with_suffix(".err").read_text()
-
-
 def _state(step_dir: Path) -> dict:
     return json.loads((step_dir / "state.json").read_text())
 
@@ -84,11 +55,11 @@ def test_stops_during_validation_and_the_final_test_save_and_resume(synthetic, t
     # 1. SIGTERM to the process group while epoch 0 is validated (after step 3, before any
     # periodic checkpoint): the step's state is saved and marked to validate again.
     log = tmp_path / "first.log"
-    proc = _spawn(args, tmp_path, log)
-    _wait_for(out / "metrics.jsonl", '"step": 3,', proc)  # step 3 done: validation starts
+    proc = spawn_cli(args, tmp_path, log)
+    wait_for_output(out / "metrics.jsonl", '"step": 3,', proc)  # step 3 done: validation starts
     time.sleep(0.5)  # inside the validation loop (about 4 s)
     os.killpg(proc.pid, signal.SIGTERM)
-    rc, stdout, stderr = _end(proc, log)
+    rc, stdout, stderr = end_of(proc, log)
     assert rc == 143, stderr[-3000:]
     assert "Traceback" not in stderr and "epoch 0 (step 3): val_top1" not in stdout  # cut short
     step3 = out / "checkpoints" / "step_000003"
@@ -101,11 +72,11 @@ def test_stops_during_validation_and_the_final_test_save_and_resume(synthetic, t
     ]
     # 2. Resumed, it validates epoch 0 first, trains on; Ctrl-C during the end-of-run test.
     log = tmp_path / "second.log"
-    proc = _spawn([*args, "--resume", "auto"], tmp_path, log)
-    _wait_for(log, "checkpoint: ", proc)  # training done; the multi-view test starts
+    proc = spawn_cli([*args, "--resume", "auto"], tmp_path, log)
+    wait_for_output(log, "checkpoint: ", proc)  # training done; the multi-view test starts
     time.sleep(1.0)
     os.killpg(proc.pid, signal.SIGINT)
-    rc, stdout, stderr = _end(proc, log)
+    rc, stdout, stderr = end_of(proc, log)
     assert rc == 130, stderr[-3000:]
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
     lines = stdout.splitlines()
@@ -151,11 +122,11 @@ def test_sigterm_while_the_teacher_trains_keeps_its_progress_and_continues(
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     home = home_with_set(tmp_path / "home", synthetic)
     log = tmp_path / "teacher.log"
-    proc = _spawn(["teacher", "train", *TEACHER], tmp_path, log, UMT_HOME=str(home))
-    _wait_for(log, "teacher step 1/600", proc)
+    proc = spawn_cli(["teacher", "train", *TEACHER], tmp_path, log, UMT_HOME=str(home))
+    wait_for_output(log, "teacher step 1/600", proc)
     time.sleep(1.5)
     os.killpg(proc.pid, signal.SIGTERM)
-    rc, stdout, stderr = _end(proc, log)
+    rc, stdout, stderr = end_of(proc, log)
     assert rc == 143, stderr[-3000:]
     monkeypatch.setenv("UMT_HOME", str(home))  # the recipe follows the set found there
     folder = teacher_dir(recipe_for_run(load_config(None, TEACHER)), home / "teachers")
@@ -259,71 +230,3 @@ def test_a_long_wait_for_the_teacher_s_lock_is_reported_periodically(
     assert 2 <= len(still) <= 6, lines
     assert any(x.startswith("built-in teacher: waited ") for x in lines)
     assert bt.check_cached(folder, recipe) is None
-
-
-# --------------------------------------------------------------------------- umt demo
-def _demo_worker(parent: int, timeout: float = 120) -> int:
-    """The pid of a worker process of the ``umt demo`` process ``parent`` (not its
-    multiprocessing resource tracker)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == parent and "spawn_main" in cmd and "resource_tracker" not in cmd:
-                return int(entry.name)
-        time.sleep(0.1)
-    raise AssertionError(f"no worker process of {parent} within {timeout}s")
-
-
-@pytest.mark.slow
-@pytest.mark.heavy
-def test_a_stopped_demo_keeps_its_runs_and_continues(synthetic, tmp_path, monkeypatch):
-    home = home_with_set(tmp_path / "home", synthetic)
-    out = tmp_path / "demo"
-    args = ["demo", "--quick", "--budget-steps", "6", "--finetune-epochs", "1"]
-    args += ["--teacher-steps", "20", "--output-dir", str(out)]
-    log = tmp_path / "demo.log"
-    proc = _spawn(args, tmp_path, log, UMT_HOME=str(home))
-    _wait_for(log, "pretraining budget:", proc, timeout=600)
-    metrics = out / "umt-attention-seed0" / "pretrain" / "metrics.jsonl"
-    deadline = time.time() + 300
-    while not metrics.is_file() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGTERM)  # inside the first pretraining
-    rc, stdout, stderr = _end(proc, log)
-    assert rc == 143, stderr[-3000:]
-    (line,) = stderr.strip().splitlines()
-    assert line.startswith("umt demo: stopped by SIGTERM ") and "Traceback" not in stderr
-    assert line.endswith(f"--output-dir {out}) to continue")
-    assert json.loads((out / "progress.json").read_text())["runs"] == []
-    # A run's process killed outright (as by the out-of-memory killer): one line, exit 1, the
-    # progress kept; the same command continues below.
-    proc = _spawn([*args, "--jobs", "2"], tmp_path, log, UMT_HOME=str(home))
-    _wait_for(log, "pretraining budget:", proc, timeout=600)
-    worker = _demo_worker(proc.pid)
-    time.sleep(2)
-    os.kill(worker, signal.SIGKILL)
-    rc, stdout, stderr = _end(proc, log)
-    assert rc == 1, stderr[-3000:]
-    (line,) = stderr.strip().splitlines()
-    assert "a process running a demo run ended abruptly" in line and "Traceback" not in stderr
-    assert line.startswith(f"umt demo: error: {out}: ")
-    assert json.loads((out / "progress.json").read_text())["settings"]["seeds"] == [0]
-    monkeypatch.setenv("UMT_HOME", str(home))
-    res = run_cli(args, tmp_path, timeout=900)
-    assert res.returncode == 0, res.stderr[-3000:]
-    result = json.loads((out / "demo.json").read_text())
-    assert {r["variant"] for r in result["runs"]} == {
-        "umt-attention",
-        "umt-random",
-        "videomae",
-        "none",
-    }
-    assert "resumed from" in (out / "umt-attention-seed0" / "pretrain.log").read_text()

@@ -20,7 +20,7 @@ from umt.train.data import SYNTHETIC_DIR
 
 def test_default_command_runs(tmp_path):
     """``umt pretrain`` with the default recipe (shortened, with the random teacher and no probe:
-    the built-in teacher and the probe are tested in test_demo.py), synthetic set made on first
+    the built-in teacher and the probe are tested in test_default_run.py), synthetic set made on first
     use."""
     env_home = tmp_path / "home"
     os.environ["UMT_HOME"] = str(env_home)

@@ -389,7 +389,7 @@ def test_default_finetune_command_starts_from_scratch_and_tests(synthetic, tmp_p
     """`umt finetune` with no recipe: the built-in one, no pretraining run in this folder (so
     from scratch, and it says so), ending with the multi-view test on the synthetic test split.
     (That it learns, from the default pretraining and from scratch, is the heavy
-    tests/test_demo.py::test_default_finetune_from_the_default_pretraining_beats_scratch.)"""
+    tests/test_default_run.py::test_default_finetune_from_the_default_pretraining_beats_scratch.)"""
     home = home_with_set(tmp_path / "home", synthetic)
     env_home = os.environ.get("UMT_HOME")
     os.environ["UMT_HOME"] = str(home)

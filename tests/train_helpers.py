@@ -5,12 +5,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from umt.config import load_config
 from umt.config.stage1 import Stage1Config
 from umt.train.data import SYNTHETIC_DIR
+
+
+def threads_per_worker(most: int = 2) -> int:
+    """Threads for a test's runs: its share of the usable cores (all of them without
+    pytest-xdist; with it, the cores over its workers), at least 1 and at most ``most``."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(len(os.sched_getaffinity(0)) // workers, most))
 
 
 def home_with_set(home: Path, synthetic: Path) -> Path:
@@ -134,6 +142,39 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 240, launcher: list[str
     env.setdefault("OMP_NUM_THREADS", "1")
     cmd = (launcher or [sys.executable, "-m", "umt"]) + args
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def spawn_cli(args: list[str], cwd: Path, log: Path, **env: str) -> subprocess.Popen:
+    """``python -m umt ARGS`` in its own process group (one thread unless ``env`` says), stdout
+    to ``log``, stderr beside it (``log`` with the suffix ``.err``): a run to send signals to."""
+    environ = dict(os.environ, OMP_NUM_THREADS="1", **env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "umt", *args],
+        cwd=cwd,
+        env=environ,
+        stdout=open(log, "w"),  # noqa: SIM115 (the child holds it)
+        stderr=open(log.with_suffix(".err"), "w"),  # noqa: SIM115
+        start_new_session=True,
+    )
+
+
+def wait_for_output(log: Path, text: str, proc: subprocess.Popen, timeout: float = 240) -> None:
+    """Wait until ``text`` is in ``log`` (a :func:`spawn_cli` run's output); fail if the run
+    ends or ``timeout`` seconds pass first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if log.is_file() and text in log.read_text():
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared in {log} (exit {proc.poll()})")
+
+
+def end_of(proc: subprocess.Popen, log: Path) -> tuple[int, str, str]:
+    """Wait for a :func:`spawn_cli` run: ``(returncode, stdout, stderr)``."""
+    rc = proc.wait(timeout=240)
+    return rc, log.read_text(), log.with_suffix(".err").read_text()
 
 
 def run_cli_together(
