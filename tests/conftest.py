@@ -10,6 +10,7 @@ import pytest
 
 from official_fixtures import fixtures_root
 from train_helpers import threads_per_worker
+from umt.utils.cpu import usable_cores
 
 # Under pytest-xdist (`-n auto`) each worker takes its share of the cores, it and the runs it
 # starts: two workers at two threads each on 2 cores would oversubscribe them (OpenMP's threads
@@ -17,16 +18,16 @@ from train_helpers import threads_per_worker
 # Inductor's compile workers likewise: it compiles in the worker's process (no pool of compile
 # processes, each importing torch, in every process that compiles).
 if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
-    os.environ["OMP_NUM_THREADS"] = str(threads_per_worker())
-    os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = str(threads_per_worker())
+    _threads = threads_per_worker()
+    os.environ["OMP_NUM_THREADS"] = os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = str(_threads)
     import torch
 
-    torch.set_num_threads(threads_per_worker())
+    torch.set_num_threads(_threads)
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto``: one worker per usable core, at most 8 (each holds its own torch and sets)."""
-    return max(1, min(len(os.sched_getaffinity(0)), 8))
+    return max(1, min(usable_cores(), 8))
 
 
 @pytest.fixture(scope="session")

@@ -12,13 +12,14 @@ from typing import Any
 from umt.config import load_config
 from umt.config.stage1 import Stage1Config
 from umt.train.data import SYNTHETIC_DIR
+from umt.utils.cpu import usable_cores
 
 
 def threads_per_worker(most: int = 2) -> int:
     """Threads for a test's runs: its share of the usable cores (all of them without
     pytest-xdist; with it, the cores over its workers), at least 1 and at most ``most``."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-    return max(1, min(len(os.sched_getaffinity(0)) // workers, most))
+    return max(1, min(usable_cores() // workers, most))
 
 
 def home_with_set(home: Path, synthetic: Path) -> Path:
