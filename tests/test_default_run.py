@@ -8,7 +8,6 @@ of the default suite, run them with ``pytest -m heavy``."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
@@ -21,14 +20,10 @@ def umt_home(synthetic_full, tmp_path_factory):
     home = home_with_set(tmp_path_factory.mktemp("home"), synthetic_full)
     # Alone, the runs use both cores (run_cli's default is one thread); beside another
     # pytest-xdist worker, their share.
-    saved = {k: os.environ.get(k) for k in ("UMT_HOME", "OMP_NUM_THREADS")}
-    os.environ.update(UMT_HOME=str(home), OMP_NUM_THREADS=str(threads_per_worker()))
-    yield home
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UMT_HOME", str(home))
+        mp.setenv("OMP_NUM_THREADS", str(threads_per_worker()))
+        yield home
 
 
 @pytest.fixture(scope="module")
